@@ -1,0 +1,144 @@
+//! Opening one backend connection: TCP connect with a deadline, then a
+//! pipelined handshake (AUTH from the URL, HELLO 3 for RESP3 groups, SELECT,
+//! and any extra commands the caller wants replayed) whose replies are all
+//! checked before the connection is handed out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::url::BackendUrl;
+use crate::protocol::{Proto, encode, reply};
+
+/// Why a backend connection could not be used. Messages never contain
+/// credentials; Redis's own error text is included when Redis refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// TCP connect failed.
+    #[error("backend unavailable ({0})")]
+    Connect(String),
+    /// Connect or handshake took longer than the connect timeout.
+    #[error("backend unavailable (timed out)")]
+    Timeout,
+    /// Redis refused the handshake (wrong password, bad database …).
+    #[error("backend refused the handshake: {0}")]
+    Handshake(String),
+    /// The connection broke.
+    #[error("backend connection lost")]
+    Lost,
+}
+
+/// Settings every backend connection is opened with.
+#[derive(Debug)]
+pub struct ConnSettings {
+    /// Where Redis is and how to log in.
+    pub url: BackendUrl,
+    /// Deadline for TCP connect plus handshake.
+    pub connect_timeout: Duration,
+}
+
+/// A dedicated link: one backend connection owned by one session.
+pub struct Dedicated {
+    /// Read half.
+    pub rd: OwnedReadHalf,
+    /// Write half.
+    pub wr: OwnedWriteHalf,
+    /// Bytes read from Redis not yet consumed (may hold the start of a
+    /// reply that arrived with the handshake replies).
+    pub buf: BytesMut,
+}
+
+/// Connect and handshake. `extra` commands are sent after the handshake and
+/// their replies discarded (used to replay CLIENT SETINFO); errors in them are
+/// ignored.
+pub async fn open(
+    settings: &Arc<ConnSettings>,
+    db: u32,
+    proto: Proto,
+    extra: &[Bytes],
+) -> Result<(TcpStream, BytesMut), BackendError> {
+    tokio::time::timeout(settings.connect_timeout, open_inner(settings, db, proto, extra))
+        .await
+        .map_err(|_| BackendError::Timeout)?
+}
+
+async fn open_inner(
+    settings: &ConnSettings,
+    db: u32,
+    proto: Proto,
+    extra: &[Bytes],
+) -> Result<(TcpStream, BytesMut), BackendError> {
+    let mut stream = TcpStream::connect(&settings.url.addr).await.map_err(|e| BackendError::Connect(e.kind().to_string()))?;
+    stream.set_nodelay(true).map_err(|e| BackendError::Connect(e.kind().to_string()))?;
+
+    let url = &settings.url;
+    let mut hs = BytesMut::new();
+    let mut checked = 0usize;
+    match (&url.username, &url.password) {
+        (Some(u), Some(p)) => {
+            hs.extend_from_slice(&encode::command(&["AUTH", u.as_str(), p.as_str()]));
+            checked += 1;
+        }
+        (None, Some(p)) => {
+            hs.extend_from_slice(&encode::command(&["AUTH", p.as_str()]));
+            checked += 1;
+        }
+        _ => {}
+    }
+    if proto == Proto::Resp3 {
+        hs.extend_from_slice(&encode::command(&["HELLO", "3"]));
+        checked += 1;
+    }
+    if db != 0 {
+        hs.extend_from_slice(&encode::command(&["SELECT", &db.to_string()]));
+        checked += 1;
+    }
+    for cmd in extra {
+        hs.extend_from_slice(cmd);
+    }
+    let total = checked + extra.len();
+    if total == 0 {
+        return Ok((stream, BytesMut::new()));
+    }
+    stream.write_all(&hs).await.map_err(|_| BackendError::Lost)?;
+
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut seen = 0;
+    while seen < total {
+        // The handshake may switch the connection to RESP3 mid-way; RESP3
+        // scanning accepts every RESP2 reply too.
+        match reply::frame_len(&buf, Proto::Resp3) {
+            Ok(Some(len)) => {
+                let frame = buf.split_to(len);
+                if seen < checked && frame.first() == Some(&b'-') {
+                    let msg = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
+                    return Err(BackendError::Handshake(msg));
+                }
+                seen += 1;
+            }
+            Ok(None) => {
+                if stream.read_buf(&mut buf).await.map_err(|_| BackendError::Lost)? == 0 {
+                    return Err(BackendError::Lost);
+                }
+            }
+            Err(e) => return Err(BackendError::Handshake(e.to_string())),
+        }
+    }
+    Ok((stream, buf))
+}
+
+/// Open a dedicated link.
+pub async fn dedicated(
+    settings: &Arc<ConnSettings>,
+    db: u32,
+    proto: Proto,
+    extra: &[Bytes],
+) -> Result<Dedicated, BackendError> {
+    let (stream, buf) = open(settings, db, proto, extra).await?;
+    let (rd, wr) = stream.into_split();
+    Ok(Dedicated { rd, wr, buf })
+}

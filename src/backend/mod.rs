@@ -1,0 +1,19 @@
+//! Everything on the Redis side of the proxy.
+//!
+//! * [`url`]: the backend URL (`redis://[user:pass@]host:port[/db]`).
+//! * [`conn`]: opening one backend connection and its handshake (AUTH,
+//!   HELLO 3, SELECT) — used by both kinds of link.
+//! * [`shared`]: a shared link, one connection multiplexed among sessions,
+//!   with coalesced writes, in-order reply routing and reconnect with backoff.
+//! * [`pool`]: the groups of shared links by (database, protocol), and the
+//!   factory for dedicated links.
+
+pub mod conn;
+pub mod pool;
+pub mod shared;
+pub mod url;
+
+pub use conn::{BackendError, Dedicated};
+pub use pool::Backend;
+pub use shared::{LinkEvent, SharedLink, SharedRequest};
+pub use url::BackendUrl;

@@ -1,0 +1,262 @@
+//! A shared link: one backend connection multiplexed among many sessions.
+//!
+//! Sessions hand [`SharedRequest`]s (a run of complete request frames and how
+//! many replies they produce) to the link's writer, which takes everything
+//! queued and writes it with one vectored write, so Redis reads tens of
+//! commands per syscall. Before writing, the writer appends one pending entry
+//! per request to a FIFO shared with the reader; the reader finds reply frame
+//! boundaries and hands each session its replies, in order, as slices of its
+//! read buffer (no copy).
+//!
+//! When the connection fails, every pending request gets one error per reply
+//! it still expected, and the link reconnects with exponential backoff.
+//! While it is down, requests are answered with an error at once: a client
+//! never hangs on an unreachable Redis.
+//!
+//! The FIFO is a `std::sync::Mutex`: it is held for a few pointer moves, never
+//! across an await, and taken once per write batch or read, not per command.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc;
+
+use super::conn::{self, BackendError, ConnSettings};
+use crate::outbuf::OutBuf;
+use crate::protocol::{Proto, reply};
+
+/// Depth of a link's request queue; a full queue makes sessions wait.
+const QUEUE_DEPTH: usize = 4096;
+/// Most requests taken from the queue into one write.
+const MAX_BATCH: usize = 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// What a link sends back to a session.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// `frames` complete reply frames, contiguous, in order.
+    Replies {
+        /// The frames' bytes.
+        data: Bytes,
+        /// How many frames `data` holds.
+        frames: u32,
+    },
+    /// `frames` expected replies will never come.
+    Failed {
+        /// How many replies are lost.
+        frames: u32,
+        /// Why, for the error reply.
+        error: BackendError,
+    },
+}
+
+/// Where a session wants its replies.
+pub type ReplyTx = mpsc::UnboundedSender<LinkEvent>;
+
+/// A run of complete request frames from one session.
+#[derive(Debug)]
+pub struct SharedRequest {
+    /// The frames, as the client sent them (or as the proxy rewrote them).
+    pub data: Bytes,
+    /// How many reply frames they produce.
+    pub frames: u32,
+    /// Where the replies go. The channel is unbounded but each session
+    /// limits the replies it has outstanding (`max_inflight`).
+    pub reply: ReplyTx,
+}
+
+struct Pending {
+    frames_left: u32,
+    reply: ReplyTx,
+}
+
+/// Handle to a shared link; cheap to clone.
+#[derive(Clone)]
+pub struct SharedLink {
+    tx: mpsc::Sender<SharedRequest>,
+}
+
+impl SharedLink {
+    /// Start a link to the given database and protocol. It connects at once
+    /// and keeps reconnecting until every handle is dropped.
+    pub fn spawn(settings: Arc<ConnSettings>, db: u32, proto: Proto) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(supervise(settings, db, proto, rx));
+        SharedLink { tx }
+    }
+
+    /// Queue a request. If the link task is gone (only at shutdown), the
+    /// request's replies are failed immediately.
+    pub async fn send(&self, req: SharedRequest) {
+        if let Err(mpsc::error::SendError(req)) = self.tx.send(req).await {
+            fail(&req.reply, req.frames, BackendError::Lost);
+        }
+    }
+}
+
+fn fail(reply: &ReplyTx, frames: u32, error: BackendError) {
+    if frames > 0 {
+        let _ = reply.send(LinkEvent::Failed { frames, error });
+    }
+}
+
+async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: mpsc::Receiver<SharedRequest>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut was_up = true;
+    loop {
+        let error = match conn::open(&settings, db, proto, &[]).await {
+            Ok((stream, leftover)) => {
+                if !was_up {
+                    tracing::info!(db, proto = proto.number(), "shared link reconnected");
+                }
+                was_up = true;
+                backoff = BACKOFF_MIN;
+                match run_connected(stream, leftover, proto, &mut rx).await {
+                    Some(e) => e,
+                    None => return,
+                }
+            }
+            Err(e) => e,
+        };
+        if was_up {
+            tracing::warn!(db, proto = proto.number(), error = %error, "shared link down");
+            was_up = false;
+        }
+        // Down: answer everything at once until it is time to retry.
+        let retry_at = tokio::time::Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                req = rx.recv() => match req {
+                    Some(req) => fail(&req.reply, req.frames, error.clone()),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(retry_at) => break,
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Serve one connection until it fails (`Some(error)`) or every handle is
+/// gone (`None`).
+async fn run_connected(
+    stream: tokio::net::TcpStream,
+    leftover: BytesMut,
+    proto: Proto,
+    rx: &mut mpsc::Receiver<SharedRequest>,
+) -> Option<BackendError> {
+    let (rd, mut wr) = stream.into_split();
+    let pending: Arc<Mutex<VecDeque<Pending>>> = Arc::default();
+    let mut reader = tokio::spawn(read_loop(rd, leftover, proto, Arc::clone(&pending)));
+    let mut out = OutBuf::default();
+    let mut batch: Vec<SharedRequest> = Vec::with_capacity(64);
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = &mut reader => break Some(BackendError::Lost),
+            n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    break None;
+                }
+                {
+                    let mut q = pending.lock().expect("pending FIFO lock is never poisoned: no panics while held");
+                    for req in batch.drain(..) {
+                        out.push(req.data);
+                        if req.frames > 0 {
+                            q.push_back(Pending { frames_left: req.frames, reply: req.reply });
+                        }
+                    }
+                }
+                if out.write_to(&mut wr).await.is_err() {
+                    break Some(BackendError::Lost);
+                }
+            }
+        }
+    };
+    reader.abort();
+    let drained: Vec<Pending> = pending.lock().expect("pending FIFO lock is never poisoned").drain(..).collect();
+    for p in drained {
+        fail(&p.reply, p.frames_left, BackendError::Lost);
+    }
+    result
+}
+
+async fn read_loop(mut rd: OwnedReadHalf, mut buf: BytesMut, proto: Proto, pending: Arc<Mutex<VecDeque<Pending>>>) {
+    loop {
+        if !route(&mut buf, proto, &pending) {
+            return;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Hand every complete frame in `buf` to the session waiting for it.
+/// Returns false if the stream is broken (invalid RESP or a reply nobody
+/// asked for), which ends the connection.
+fn route(buf: &mut BytesMut, proto: Proto, pending: &Mutex<VecDeque<Pending>>) -> bool {
+    let mut q = pending.lock().expect("pending FIFO lock is never poisoned");
+    loop {
+        let mut end = 0;
+        let mut frames = 0u32;
+        let Some(front) = q.front_mut() else {
+            return match reply::frame_len(buf, proto) {
+                Ok(None) => true,
+                Ok(Some(len)) if reply::is_push(&buf[..len]) => {
+                    let _ = buf.split_to(len);
+                    continue;
+                }
+                Ok(Some(_)) => {
+                    tracing::error!("reply from Redis that no command asked for; closing shared link");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "closing shared link");
+                    false
+                }
+            };
+        };
+        while frames < front.frames_left {
+            match reply::frame_len(&buf[end..], proto) {
+                Ok(Some(len)) => {
+                    if reply::is_push(&buf[end..end + len]) && frames == 0 {
+                        // Out-of-band push on a shared link: nobody to give it to.
+                        let _ = buf.split_to(len);
+                        continue;
+                    }
+                    if reply::is_push(&buf[end..end + len]) {
+                        break;
+                    }
+                    end += len;
+                    frames += 1;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "closing shared link");
+                    return false;
+                }
+            }
+        }
+        if frames == 0 {
+            return true;
+        }
+        let data = buf.split_to(end).freeze();
+        front.frames_left -= frames;
+        let _ = front.reply.send(LinkEvent::Replies { data, frames });
+        if front.frames_left == 0 {
+            q.pop_front();
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! What respseal knows about Redis commands.
+//!
+//! [`table`] is the command table of DESIGN.md §2: data, one row per command,
+//! saying where keys and values are, how replies are shaped, and what the
+//! command does to connection state. [`classify`] turns a parsed request into
+//! the one decision the session needs: forward it on the shared link, pin the
+//! session first, or handle it in the proxy.
+
+pub mod table;
+
+use std::ops::Range;
+
+pub use table::{Class, Command, Keys, ReplyShape, Values, lookup};
+
+/// A request's arguments: ranges into the buffer that holds the request, so
+/// looking at arguments never copies or allocates.
+#[derive(Clone, Copy)]
+pub struct Args<'a> {
+    buf: &'a [u8],
+    ranges: &'a [Range<usize>],
+}
+
+impl<'a> Args<'a> {
+    /// Arguments given as ranges of `buf`.
+    pub fn new(buf: &'a [u8], ranges: &'a [Range<usize>]) -> Self {
+        Args { buf, ranges }
+    }
+
+    /// Number of arguments, the command name included.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// True for a request without arguments (never produced by the parser).
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Argument `i`.
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.ranges.get(i).map(|r| &self.buf[r.clone()])
+    }
+
+    /// All arguments in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let buf = self.buf;
+        self.ranges.iter().map(move |r| &buf[r.clone()])
+    }
+
+    /// Whether argument `i` equals `word`, ignoring ASCII case.
+    pub fn is(&self, i: usize, word: &str) -> bool {
+        self.get(i).is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
+    }
+}
+
+/// What a session must do with one request, as far as links are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Forward on whatever link the session has.
+    Forward,
+    /// The command creates or observes per-connection server state: the
+    /// session must be on a dedicated link before it is sent.
+    Pin,
+    /// Handled (at least partly) by the proxy itself.
+    Local(LocalCmd),
+    /// Refused by the proxy with an error (e.g. replication commands, which
+    /// would take over a backend connection).
+    Refuse(&'static str),
+}
+
+/// Commands the proxy answers or rewrites itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalCmd {
+    /// `AUTH`: checked against the proxy's own users.
+    Auth,
+    /// `HELLO`: AUTH part handled here, protocol part forwarded.
+    Hello,
+    /// `SELECT`: validated by Redis, moves the session to another group.
+    Select,
+    /// `QUIT`: answered `+OK`, then the connection is closed.
+    Quit,
+    /// `RESET`: the session goes back to its initial state.
+    Reset,
+    /// `CLIENT SETINFO`: recorded and answered `+OK`.
+    ClientSetinfo,
+}
+
+/// Decide the route of a request from its arguments (argument 0 is the
+/// command name).
+pub fn classify(args: &Args<'_>) -> Route {
+    let Some(cmd) = args.get(0).and_then(lookup) else {
+        return Route::Forward;
+    };
+    match cmd.class {
+        Class::Connection(local) => match local {
+            LocalCmd::Hello if hello_has_setname(args) => Route::Pin,
+            other => Route::Local(other),
+        },
+        Class::Client if args.is(1, "SETINFO") => Route::Local(LocalCmd::ClientSetinfo),
+        Class::Client => Route::Pin,
+        Class::Stateful(_) => Route::Pin,
+        Class::BlockingIf(word) => {
+            if args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word.as_bytes())) {
+                Route::Pin
+            } else {
+                Route::Forward
+            }
+        }
+        Class::Refused(why) => Route::Refuse(why),
+        _ => Route::Forward,
+    }
+}
+
+fn hello_has_setname(args: &Args<'_>) -> bool {
+    args.iter().skip(2).any(|a| a.eq_ignore_ascii_case(b"SETNAME"))
+}
+
+/// Build an [`Args`] over owned strings (tests and the proxy's own commands).
+pub fn owned_args(words: &[&str]) -> (Vec<u8>, Vec<Range<usize>>) {
+    let mut buf = Vec::new();
+    let mut ranges = Vec::new();
+    for w in words {
+        ranges.push(buf.len()..buf.len() + w.len());
+        buf.extend_from_slice(w.as_bytes());
+    }
+    (buf, ranges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(words: &[&str]) -> Route {
+        let (buf, ranges) = owned_args(words);
+        super::classify(&Args::new(&buf, &ranges))
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(classify(&["get", "k"]), Route::Forward);
+        assert_eq!(classify(&["NOSUCHCOMMAND", "k"]), Route::Forward);
+        assert_eq!(classify(&["multi"]), Route::Pin);
+        assert_eq!(classify(&["WATCH", "k"]), Route::Pin);
+        assert_eq!(classify(&["blpop", "k", "0"]), Route::Pin);
+        assert_eq!(classify(&["subscribe", "c"]), Route::Pin);
+        assert_eq!(classify(&["monitor"]), Route::Pin);
+        assert_eq!(classify(&["client", "setinfo", "lib-name", "x"]), Route::Local(LocalCmd::ClientSetinfo));
+        assert_eq!(classify(&["CLIENT", "ID"]), Route::Pin);
+        assert_eq!(classify(&["client", "setname", "x"]), Route::Pin);
+        assert_eq!(classify(&["hello", "3"]), Route::Local(LocalCmd::Hello));
+        assert_eq!(classify(&["hello", "3", "setname", "x"]), Route::Pin);
+        assert_eq!(classify(&["xread", "count", "1", "streams", "s", "0"]), Route::Forward);
+        assert_eq!(classify(&["xread", "block", "0", "streams", "s", "$"]), Route::Pin);
+        assert_eq!(classify(&["select", "1"]), Route::Local(LocalCmd::Select));
+        assert_eq!(classify(&["quit"]), Route::Local(LocalCmd::Quit));
+        assert!(matches!(classify(&["psync", "?", "-1"]), Route::Refuse(_)));
+    }
+}

@@ -1,0 +1,299 @@
+//! Configuration: `config.toml`, overridden by `RESPSEAL_*` environment
+//! variables, overridden by command-line flags.
+//!
+//! The file is parsed with unknown fields rejected (a typo in a security
+//! setting must not be silently ignored), then everything is validated and
+//! *all* problems are reported together, before any port is bound. An
+//! invalid configuration makes the process exit with status 64 (EX_USAGE).
+//! `config.example.toml` at the repository root documents every field.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::{User, Users};
+use crate::backend::BackendUrl;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6380";
+/// Default backend.
+pub const DEFAULT_BACKEND: &str = "redis://127.0.0.1:6379";
+
+/// `config.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to accept clients on. Default `127.0.0.1:6380`.
+    pub listen: Option<String>,
+    /// `redis://[user:pass@]host:port[/db]`. Default `redis://127.0.0.1:6379`.
+    pub backend: Option<String>,
+    /// `shared` (default) or `dedicated`.
+    pub mode: Option<String>,
+    /// Shared backend connections per (database, protocol) group. Default 2.
+    pub shared_links: Option<usize>,
+    /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
+    /// Default `info`.
+    pub log: Option<String>,
+    /// Size and count limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// The proxy's own users; none = no client authentication.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most clients at once. Default 10000.
+    pub max_clients: Option<usize>,
+    /// Largest request frame in bytes. Default 536870912 (512 MiB, Redis's
+    /// `proto-max-bulk-len`).
+    pub max_frame_bytes: Option<usize>,
+    /// Largest single argument in bytes. Default 536870912.
+    pub max_bulk_bytes: Option<usize>,
+    /// Most arguments in one request. Default 1048576.
+    pub max_args: Option<usize>,
+    /// Most replies a session may have outstanding before it stops reading
+    /// from its client (backpressure, not an error). Default 16384.
+    pub max_inflight: Option<usize>,
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Backend connect + handshake deadline in milliseconds. Default 2000.
+    pub connect_ms: Option<u64>,
+    /// Close clients idle this many seconds; 0 = never (Redis's default).
+    /// Default 0.
+    pub idle_secs: Option<u64>,
+    /// Grace period for in-flight commands at shutdown, seconds. Default 10.
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// `[[users]]`: a proxy user; the password is given by reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User name (`default` is what `AUTH <password>` checks).
+    pub name: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+}
+
+/// Settings given on the command line or in the environment; they win over
+/// the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen` / `RESPSEAL_LISTEN`.
+    pub listen: Option<String>,
+    /// `--backend` / `RESPSEAL_BACKEND`.
+    pub backend: Option<String>,
+    /// `--dedicated` / `RESPSEAL_MODE=dedicated`.
+    pub mode: Option<String>,
+    /// `--shared-links` / `RESPSEAL_SHARED_LINKS`.
+    pub shared_links: Option<usize>,
+    /// `--max-clients` / `RESPSEAL_MAX_CLIENTS`.
+    pub max_clients: Option<usize>,
+    /// `--log` / `RESPSEAL_LOG`.
+    pub log: Option<String>,
+}
+
+/// Fully validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Backend.
+    pub backend: BackendUrl,
+    /// Pin every session at connect.
+    pub dedicated: bool,
+    /// Shared links per group.
+    pub shared_links: usize,
+    /// Log filter.
+    pub log: String,
+    /// Most clients.
+    pub max_clients: usize,
+    /// Largest request frame.
+    pub max_frame_bytes: usize,
+    /// Largest argument.
+    pub max_bulk_bytes: usize,
+    /// Most arguments.
+    pub max_args: usize,
+    /// Most outstanding replies per session.
+    pub max_inflight: usize,
+    /// Backend connect deadline.
+    pub connect_timeout: Duration,
+    /// Idle client timeout.
+    pub idle_timeout: Option<Duration>,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// Proxy users.
+    pub users: Users,
+}
+
+/// Every problem found, one per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Load the file (if any), apply overrides, validate everything.
+    pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigErrors> {
+        let file = match path {
+            None => FileConfig::default(),
+            Some(p) => match std::fs::read_to_string(p) {
+                Err(e) => return Err(ConfigErrors(vec![format!("cannot read {}: {e}", p.display())])),
+                Ok(text) => match toml::from_str::<FileConfig>(&text) {
+                    Ok(f) => f,
+                    Err(e) => return Err(ConfigErrors(vec![format!("{}: {}", p.display(), e.message())])),
+                },
+            },
+        };
+        Self::build(file, ov)
+    }
+
+    /// Validate a parsed file plus overrides.
+    pub fn build(file: FileConfig, ov: &Overrides) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let listen_s = ov.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = match listen_s.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => Some(a),
+            _ => {
+                errors.push(format!("listen: {listen_s:?} is not a host:port address"));
+                None
+            }
+        };
+        let backend_s = ov.backend.clone().or(file.backend).unwrap_or_else(|| DEFAULT_BACKEND.into());
+        let backend = BackendUrl::parse(&backend_s).map_err(|e| errors.push(format!("backend: {e}"))).ok();
+        let mode = ov.mode.clone().or(file.mode).unwrap_or_else(|| "shared".into());
+        let dedicated = match mode.as_str() {
+            "shared" => false,
+            "dedicated" => true,
+            other => {
+                errors.push(format!("mode: {other:?} is not \"shared\" or \"dedicated\""));
+                false
+            }
+        };
+        let mut positive = |name: &str, v: Option<usize>, default: usize| -> usize {
+            match v {
+                Some(0) => {
+                    errors.push(format!("{name}: must be at least 1"));
+                    default
+                }
+                Some(v) => v,
+                None => default,
+            }
+        };
+        let shared_links = positive("shared_links", ov.shared_links.or(file.shared_links), 2);
+        let l = &file.limits;
+        let max_clients = positive("limits.max_clients", ov.max_clients.or(l.max_clients), 10_000);
+        let max_frame_bytes = positive("limits.max_frame_bytes", l.max_frame_bytes, 512 * 1024 * 1024);
+        let max_bulk_bytes = positive("limits.max_bulk_bytes", l.max_bulk_bytes, 512 * 1024 * 1024);
+        let max_args = positive("limits.max_args", l.max_args, 1024 * 1024);
+        let max_inflight = positive("limits.max_inflight", l.max_inflight, 16 * 1024);
+        let t = &file.timeouts;
+        let connect_ms = t.connect_ms.unwrap_or(2000);
+        if connect_ms == 0 {
+            errors.push("timeouts.connect_ms: must be at least 1".into());
+        }
+        let idle_timeout = t.idle_secs.filter(|&s| s > 0).map(Duration::from_secs);
+        let shutdown_grace = Duration::from_secs(t.shutdown_grace_secs.unwrap_or(10));
+        let log = ov.log.clone().or(file.log).unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+            errors.push(format!("log: {log:?} is not a valid log filter"));
+        }
+        let mut users = Vec::new();
+        for (i, u) in file.users.iter().enumerate() {
+            let what = format!("users[{i}] ({})", u.name);
+            let password = match (&u.password_env, &u.password_file) {
+                (Some(var), None) => std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set")),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                    .map_err(|e| format!("{what}: cannot read password file {}: {}", path.display(), e.kind())),
+                _ => Err(format!("{what}: give exactly one of password_env or password_file")),
+            };
+            match password {
+                Ok(p) if p.is_empty() => errors.push(format!("{what}: password is empty")),
+                Ok(p) => users.push(User::new(u.name.clone(), p.as_bytes())),
+                Err(e) => errors.push(e),
+            }
+        }
+        match (listen, backend, errors.is_empty()) {
+            (Some(listen), Some(backend), true) => Ok(Config {
+                listen,
+                backend,
+                dedicated,
+                shared_links,
+                log,
+                max_clients,
+                max_frame_bytes,
+                max_bulk_bytes,
+                max_args,
+                max_inflight,
+                connect_timeout: Duration::from_millis(connect_ms),
+                idle_timeout,
+                shutdown_grace,
+                users: Users::new(users),
+            }),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::build(FileConfig::default(), &Overrides::default()).expect("defaults are valid");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.backend.addr, "127.0.0.1:6379");
+        assert!(!c.dedicated);
+        assert_eq!(c.shared_links, 2);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(toml::from_str::<FileConfig>("listne = \"x\"").is_err());
+        assert!(toml::from_str::<FileConfig>("[limits]\nmax_client = 3").is_err());
+    }
+
+    #[test]
+    fn all_errors_reported_at_once() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"nonsense\"\nbackend = \"http://x\"\nmode = \"fast\"\nshared_links = 0\n[[users]]\nname = \"a\"\n",
+        )
+        .expect("parses");
+        let errs = Config::build(file, &Overrides::default()).unwrap_err().0;
+        assert_eq!(errs.len(), 5, "{errs:?}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"\nmode = \"dedicated\"").expect("parses");
+        let ov = Overrides { listen: Some("127.0.0.1:2".into()), mode: Some("shared".into()), ..Default::default() };
+        let c = Config::build(file, &ov).expect("valid");
+        assert_eq!(c.listen.port(), 2);
+        assert!(!c.dedicated);
+    }
+}

@@ -1,0 +1,728 @@
+//! The sealed-value format: how respseal turns a Redis value into an
+//! authenticated ciphertext bound to where it is stored, and back.
+//!
+//! Design of record (version 1, all integers big-endian):
+//!
+//! ```text
+//! sealed = magic(3) = 00 52 45 ("\0RE")
+//!        ‖ version(1) = 01 (XAES-256-GCM)
+//!        ‖ key_id(4)       non-zero id of the sealing key
+//!        ‖ issued_at(8)    unix seconds at sealing time
+//!        ‖ nonce(24)       fresh from the OS RNG
+//!        ‖ ciphertext      same length as the plaintext
+//!        ‖ tag(16)
+//! ```
+//!
+//! That is [`OVERHEAD`] = 56 bytes on top of the plaintext. The additional
+//! authenticated data binds the value to its location:
+//!
+//! ```text
+//! aad = header(16) ‖ lp(namespace) ‖ kind(1) ‖ lp(redis key) [‖ lp(field)]
+//! ```
+//!
+//! where `lp(x)` is a 4-byte length followed by `x`, `kind` is 0x01 for a
+//! string value and 0x02 for a hash field value, and the field is present only
+//! for hash fields. A value copied to another key, namespace, field or type,
+//! or with any header byte changed, fails to open.
+//!
+//! What it is not: it does not hide value lengths, key names or when a value
+//! was sealed (the header is in clear: see [`inspect`]); it does not prevent
+//! replaying an older sealed value into the same location (only `max_age`
+//! bounds that); and it cannot distinguish a legacy plaintext value that
+//! happens to begin with the magic bytes from a damaged sealed value.
+//! Opening tries exactly one key, the one named by the header, never several.
+
+use zeroize::Zeroize;
+
+use super::keyring::Keyring;
+use super::xaes::{NONCE_LEN, TAG_LEN, Xaes256Gcm};
+
+/// The three bytes every sealed value starts with: `00 52 45` ("\0RE").
+pub const MAGIC: [u8; 3] = [0x00, 0x52, 0x45];
+/// Format version 1: XAES-256-GCM with the header and binding described above.
+pub const VERSION_XAES_256_GCM: u8 = 0x01;
+/// Length of the clear header (magic, version, key id, issued_at).
+pub const HEADER_LEN: usize = 16;
+/// Bytes a sealed value adds to its plaintext: header, nonce and tag.
+pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+
+/// Kind byte of a plain string value in the AAD.
+const KIND_STRING: u8 = 0x01;
+/// Kind byte of a hash field value in the AAD.
+const KIND_HASH_FIELD: u8 = 0x02;
+
+/// What kind of Redis value is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind<'a> {
+    /// The value of a string key (`SET`/`GET`).
+    String,
+    /// The value of the named field of a hash key (`HSET`/`HGET`).
+    HashField(&'a [u8]),
+}
+
+/// Where a value lives; authenticated (not encrypted) along with the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding<'a> {
+    /// Deployment- or tenant-level namespace, so values cannot be moved
+    /// between deployments sharing a key.
+    pub namespace: &'a [u8],
+    /// The Redis key.
+    pub key: &'a [u8],
+    /// String value or hash field.
+    pub kind: ValueKind<'a>,
+}
+
+impl<'a> Binding<'a> {
+    /// Binding for the value of string key `key`.
+    pub fn string(namespace: &'a [u8], key: &'a [u8]) -> Self {
+        Self {
+            namespace,
+            key,
+            kind: ValueKind::String,
+        }
+    }
+
+    /// Binding for field `field` of hash key `key`.
+    pub fn hash_field(namespace: &'a [u8], key: &'a [u8], field: &'a [u8]) -> Self {
+        Self {
+            namespace,
+            key,
+            kind: ValueKind::HashField(field),
+        }
+    }
+}
+
+/// Clear metadata of a sealed value, as returned by [`inspect`].
+///
+/// Not authenticated until the value is opened: treat it as a hint (for
+/// metrics, rotation progress, re-seal decisions), never as proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeInfo {
+    /// Format version (currently always [`VERSION_XAES_256_GCM`]).
+    pub version: u8,
+    /// Id of the key that sealed the value.
+    pub key_id: u32,
+    /// Unix seconds at sealing time.
+    pub issued_at: u64,
+}
+
+/// Why a value could not be opened. A closed set, carrying no data: no key
+/// material, key names or values ever appear in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum OpenError {
+    /// The value does not start with the magic bytes: legacy plaintext or a
+    /// value never sealed by respseal.
+    #[error("value is not sealed")]
+    NotSealed,
+    /// The value starts with the magic bytes but is shorter than a sealed
+    /// value of its version can be.
+    #[error("sealed value is truncated")]
+    TooShort,
+    /// The header is structurally invalid (key id 0), or the binding is too
+    /// long to encode.
+    #[error("sealed value is malformed")]
+    Malformed,
+    /// The format version is not one this build understands.
+    #[error("sealed value has an unknown format version")]
+    UnknownVersion,
+    /// No key with the header's key id is in the keyring.
+    #[error("sealed value names a key that is not in the keyring")]
+    UnknownKey,
+    /// The key is known but disabled or destroyed.
+    #[error("sealed value names a disabled or destroyed key")]
+    KeyNotOpen,
+    /// Authentication failed: the value was modified, moved to another
+    /// location, or sealed under different material.
+    #[error("sealed value failed authentication")]
+    TagMismatch,
+    /// The value is authentic but older than the allowed maximum age.
+    #[error("sealed value is older than the allowed maximum age")]
+    TooOld,
+}
+
+impl OpenError {
+    /// A short stable label for metrics, e.g. `"tag_mismatch"`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OpenError::NotSealed => "not_sealed",
+            OpenError::TooShort => "too_short",
+            OpenError::Malformed => "malformed",
+            OpenError::UnknownVersion => "unknown_version",
+            OpenError::UnknownKey => "unknown_key",
+            OpenError::KeyNotOpen => "key_not_open",
+            OpenError::TagMismatch => "tag_mismatch",
+            OpenError::TooOld => "too_old",
+        }
+    }
+}
+
+/// Why a value could not be sealed. Carries no data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum SealError {
+    /// The keyring has no primary key.
+    #[error("no primary key is configured for sealing")]
+    NoPrimaryKey,
+    /// The OS random number generator failed to produce a nonce.
+    #[error("the OS random number generator failed")]
+    Rng,
+    /// The plaintext or a binding component is too long to seal.
+    #[error("value or binding too long to seal")]
+    TooLong,
+}
+
+impl SealError {
+    /// A short stable label for metrics, e.g. `"no_primary_key"`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SealError::NoPrimaryKey => "no_primary_key",
+            SealError::Rng => "rng",
+            SealError::TooLong => "too_long",
+        }
+    }
+}
+
+/// Whether `bytes` starts with the sealed-value magic. Says nothing about
+/// whether the rest is well formed or authentic.
+pub fn is_sealed(bytes: &[u8]) -> bool {
+    bytes.starts_with(&MAGIC)
+}
+
+/// A version-1 sealed value split into its parts, without any checking of the
+/// cryptography.
+struct Parsed<'a> {
+    info: EnvelopeInfo,
+    header: &'a [u8; HEADER_LEN],
+    nonce: &'a [u8; NONCE_LEN],
+    ciphertext: &'a [u8],
+    tag: &'a [u8; TAG_LEN],
+}
+
+fn parse(bytes: &[u8]) -> Result<Parsed<'_>, OpenError> {
+    if !is_sealed(bytes) {
+        return Err(OpenError::NotSealed);
+    }
+    let version = *bytes.get(MAGIC.len()).ok_or(OpenError::TooShort)?;
+    if version != VERSION_XAES_256_GCM {
+        return Err(OpenError::UnknownVersion);
+    }
+    let (header, rest) = bytes
+        .split_first_chunk::<HEADER_LEN>()
+        .ok_or(OpenError::TooShort)?;
+    let (nonce, rest) = rest
+        .split_first_chunk::<NONCE_LEN>()
+        .ok_or(OpenError::TooShort)?;
+    let (ciphertext, tag) = rest
+        .split_last_chunk::<TAG_LEN>()
+        .ok_or(OpenError::TooShort)?;
+    let (_, rest) = header.split_first_chunk::<4>().ok_or(OpenError::TooShort)?;
+    let (key_id, issued_at) = rest.split_first_chunk::<4>().ok_or(OpenError::TooShort)?;
+    let issued_at: &[u8; 8] = issued_at.try_into().map_err(|_| OpenError::TooShort)?;
+    let key_id = u32::from_be_bytes(*key_id);
+    if key_id == 0 {
+        return Err(OpenError::Malformed);
+    }
+    Ok(Parsed {
+        info: EnvelopeInfo {
+            version,
+            key_id,
+            issued_at: u64::from_be_bytes(*issued_at),
+        },
+        header,
+        nonce,
+        ciphertext,
+        tag,
+    })
+}
+
+/// Reads the clear metadata of a sealed value without decrypting or
+/// authenticating anything (see the caveat on [`EnvelopeInfo`]).
+///
+/// # Errors
+/// [`OpenError::NotSealed`], [`OpenError::UnknownVersion`],
+/// [`OpenError::TooShort`] or [`OpenError::Malformed`].
+pub fn inspect(bytes: &[u8]) -> Result<EnvelopeInfo, OpenError> {
+    parse(bytes).map(|parsed| parsed.info)
+}
+
+fn encode_header(key_id: u32, issued_at: u64) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[..3].copy_from_slice(&MAGIC);
+    header[3] = VERSION_XAES_256_GCM;
+    header[4..8].copy_from_slice(&key_id.to_be_bytes());
+    header[8..].copy_from_slice(&issued_at.to_be_bytes());
+    header
+}
+
+/// Appends `lp(part)`: a 4-byte big-endian length, then `part`.
+fn push_lp(aad: &mut Vec<u8>, part: &[u8]) -> Option<()> {
+    let len = u32::try_from(part.len()).ok()?;
+    aad.extend_from_slice(&len.to_be_bytes());
+    aad.extend_from_slice(part);
+    Some(())
+}
+
+/// Builds the AAD for `header` and `binding`; `None` if a binding component
+/// is 4 GiB or longer.
+fn build_aad(header: &[u8; HEADER_LEN], binding: &Binding<'_>) -> Option<Vec<u8>> {
+    let field = match binding.kind {
+        ValueKind::String => None,
+        ValueKind::HashField(field) => Some(field),
+    };
+    let capacity = [
+        HEADER_LEN + 4 + 1 + 4,
+        binding.namespace.len(),
+        binding.key.len(),
+        field.map_or(0, |f| f.len().saturating_add(4)),
+    ]
+    .into_iter()
+    .fold(0usize, usize::saturating_add);
+    let mut aad = Vec::with_capacity(capacity);
+    aad.extend_from_slice(header);
+    push_lp(&mut aad, binding.namespace)?;
+    aad.push(if field.is_some() {
+        KIND_HASH_FIELD
+    } else {
+        KIND_STRING
+    });
+    push_lp(&mut aad, binding.key)?;
+    if let Some(field) = field {
+        push_lp(&mut aad, field)?;
+    }
+    Some(aad)
+}
+
+/// Seals `plaintext` for `binding` under the keyring's primary key, stamping
+/// it with `now_unix` (unix seconds) and a fresh random nonce.
+///
+/// # Errors
+/// [`SealError::NoPrimaryKey`], [`SealError::Rng`] or [`SealError::TooLong`].
+pub fn seal(
+    keyring: &Keyring,
+    binding: &Binding<'_>,
+    plaintext: &[u8],
+    now_unix: u64,
+) -> Result<Vec<u8>, SealError> {
+    let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|_| SealError::Rng)?;
+    seal_with_nonce(cipher, key_id, binding, plaintext, now_unix, &nonce)
+}
+
+/// The deterministic core of [`seal`]. Private so that callers cannot pick
+/// nonces.
+fn seal_with_nonce(
+    cipher: &Xaes256Gcm,
+    key_id: u32,
+    binding: &Binding<'_>,
+    plaintext: &[u8],
+    issued_at: u64,
+    nonce: &[u8; NONCE_LEN],
+) -> Result<Vec<u8>, SealError> {
+    let header = encode_header(key_id, issued_at);
+    let aad = build_aad(&header, binding).ok_or(SealError::TooLong)?;
+    let total = plaintext
+        .len()
+        .checked_add(OVERHEAD)
+        .ok_or(SealError::TooLong)?;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(nonce);
+    let body_start = out.len();
+    out.extend_from_slice(plaintext);
+    let body = out.get_mut(body_start..).ok_or(SealError::TooLong)?;
+    match cipher.encrypt_in_place_detached(nonce, body, &aad) {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(out)
+        }
+        Err(_) => {
+            // The buffer may still hold plaintext: wipe it before dropping.
+            out.zeroize();
+            Err(SealError::TooLong)
+        }
+    }
+}
+
+/// Opens a sealed value for `binding`: looks up the single key named in the
+/// header, authenticates header, binding and ciphertext, and decrypts.
+///
+/// If `max_age` is `Some(secs)`, an authentic value whose `issued_at` is more
+/// than `secs` seconds before `now_unix` is rejected with
+/// [`OpenError::TooOld`] (values stamped in the future count as age 0).
+/// Plaintext is returned only on success.
+///
+/// # Errors
+/// Any [`OpenError`].
+pub fn open(
+    keyring: &Keyring,
+    binding: &Binding<'_>,
+    sealed: &[u8],
+    now_unix: u64,
+    max_age: Option<u64>,
+) -> Result<Vec<u8>, OpenError> {
+    let parsed = parse(sealed)?;
+    let key = keyring
+        .get(parsed.info.key_id)
+        .ok_or(OpenError::UnknownKey)?;
+    let cipher = key.opening_cipher().ok_or(OpenError::KeyNotOpen)?;
+    let aad = build_aad(parsed.header, binding).ok_or(OpenError::Malformed)?;
+    let mut plaintext = parsed.ciphertext.to_vec();
+    if cipher
+        .decrypt_in_place_detached(parsed.nonce, &mut plaintext, &aad, parsed.tag)
+        .is_err()
+    {
+        // Still ciphertext (tag is checked before decryption), but wipe anyway.
+        plaintext.zeroize();
+        return Err(OpenError::TagMismatch);
+    }
+    if let Some(max_age) = max_age
+        && now_unix.saturating_sub(parsed.info.issued_at) > max_age
+    {
+        plaintext.zeroize();
+        return Err(OpenError::TooOld);
+    }
+    Ok(plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::crypto::keyring::{KeyMaterial, KeyState};
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn ring_with(id: u32, key: [u8; 32]) -> Keyring {
+        let mut ring = Keyring::new();
+        ring.insert(id, KeyState::Primary, Some(KeyMaterial::from_bytes(key)))
+            .unwrap();
+        ring
+    }
+
+    fn golden_nonce() -> [u8; 24] {
+        core::array::from_fn(|i| 0xa0 + i as u8)
+    }
+
+    const GOLDEN_STRING_HEX: &str = concat!(
+        "0052450101020304000000006553f100",                 // header
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7", // nonce
+        "a9c8601ee2",                                       // ciphertext of "hello"
+        "31ba2686093ba6e4b58c18f6d9eb1b66",                 // tag
+    );
+
+    /// Freezes the format: a fixed key, key id, time and nonce must give these
+    /// exact bytes forever. The expected value was produced once by this
+    /// implementation; the test also rebuilds header and AAD byte by byte,
+    /// independently of the code under test, and checks the ciphertext part
+    /// against a direct XAES-256-GCM call with that AAD.
+    #[test]
+    fn golden_string_value() {
+        let cipher = Xaes256Gcm::new(&[0x42; 32]);
+        let nonce = golden_nonce();
+        let binding = Binding::string(b"app", b"sess:abc");
+        let sealed =
+            seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce).unwrap();
+        assert_eq!(hex(&sealed), GOLDEN_STRING_HEX);
+        assert_eq!(sealed.len(), 5 + 56);
+
+        // Independent layout: header and AAD written out by hand.
+        let header: [u8; 16] = [
+            0x00, 0x52, 0x45, // magic "\0RE"
+            0x01, // version
+            0x01, 0x02, 0x03, 0x04, // key id
+            0x00, 0x00, 0x00, 0x00, 0x65, 0x53, 0xf1, 0x00, // 1700000000
+        ];
+        let mut aad = header.to_vec();
+        aad.extend_from_slice(&[0, 0, 0, 3]);
+        aad.extend_from_slice(b"app");
+        aad.push(0x01);
+        aad.extend_from_slice(&[0, 0, 0, 8]);
+        aad.extend_from_slice(b"sess:abc");
+        assert_eq!(&sealed[..16], &header);
+        assert_eq!(&sealed[16..40], &nonce);
+        let ct = cipher.encrypt(&nonce, b"hello", &aad).unwrap();
+        assert_eq!(&sealed[40..], &ct[..]);
+
+        let ring = ring_with(0x0102_0304, [0x42; 32]);
+        assert_eq!(open(&ring, &binding, &sealed, NOW, None).unwrap(), b"hello");
+        assert_eq!(
+            inspect(&sealed).unwrap(),
+            EnvelopeInfo {
+                version: 1,
+                key_id: 0x0102_0304,
+                issued_at: NOW
+            }
+        );
+    }
+
+    const GOLDEN_HASH_HEX: &str = concat!(
+        "0052450101020304000000006553f100",                 // header
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7", // nonce
+        "a9c8601ee2",                                       // ciphertext of "hello"
+        "a4df791dc9b45266755d418ee1d39b4b",                 // tag
+    );
+
+    /// Same as [`golden_string_value`] for a hash field (kind 0x02 plus the
+    /// length-prefixed field name at the end of the AAD).
+    #[test]
+    fn golden_hash_field_value() {
+        let cipher = Xaes256Gcm::new(&[0x42; 32]);
+        let nonce = golden_nonce();
+        let binding = Binding::hash_field(b"app", b"user:1", b"ssn");
+        let sealed =
+            seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce).unwrap();
+        assert_eq!(hex(&sealed), GOLDEN_HASH_HEX);
+
+        let mut aad = sealed[..16].to_vec();
+        aad.extend_from_slice(&[0, 0, 0, 3]);
+        aad.extend_from_slice(b"app");
+        aad.push(0x02);
+        aad.extend_from_slice(&[0, 0, 0, 6]);
+        aad.extend_from_slice(b"user:1");
+        aad.extend_from_slice(&[0, 0, 0, 3]);
+        aad.extend_from_slice(b"ssn");
+        let ct = cipher.encrypt(&nonce, b"hello", &aad).unwrap();
+        assert_eq!(&sealed[40..], &ct[..]);
+    }
+
+    #[test]
+    fn round_trip_various_sizes() {
+        let ring = ring_with(7, [1; 32]);
+        let b = Binding::string(b"ns", b"k");
+        for len in [0usize, 1, 15, 16, 17, 1000, 70_000] {
+            let pt: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let sealed = seal(&ring, &b, &pt, NOW).unwrap();
+            assert_eq!(sealed.len(), len + OVERHEAD);
+            assert!(is_sealed(&sealed));
+            assert_eq!(open(&ring, &b, &sealed, NOW, None).unwrap(), pt);
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_fails() {
+        let ring = ring_with(0x0102_0304, [0x42; 32]);
+        let b = Binding::string(b"app", b"sess:abc");
+        let sealed = seal(&ring, &b, b"hello world", NOW).unwrap();
+        for bit in 0..sealed.len() * 8 {
+            let mut bad = sealed.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let err = open(&ring, &b, &bad, NOW, None).unwrap_err();
+            let expected = match bit / 8 {
+                0..=2 => OpenError::NotSealed,
+                3 => OpenError::UnknownVersion,
+                4..=7 => OpenError::UnknownKey,
+                _ => OpenError::TagMismatch,
+            };
+            assert_eq!(err, expected, "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_fails() {
+        let ring = ring_with(9, [3; 32]);
+        let b = Binding::string(b"app", b"k");
+        let sealed = seal(&ring, &b, b"some secret", NOW).unwrap();
+        for len in 0..sealed.len() {
+            let err = open(&ring, &b, &sealed[..len], NOW, None).unwrap_err();
+            let expected = match len {
+                0..=2 => OpenError::NotSealed,
+                3..=55 => OpenError::TooShort,
+                _ => OpenError::TagMismatch,
+            };
+            assert_eq!(err, expected, "len {len}");
+            assert!(inspect(&sealed[..len]).is_err() || len >= OVERHEAD);
+        }
+        let mut longer = sealed.clone();
+        longer.push(0);
+        assert_eq!(
+            open(&ring, &b, &longer, NOW, None),
+            Err(OpenError::TagMismatch)
+        );
+    }
+
+    #[test]
+    fn moving_a_value_fails() {
+        let ring = ring_with(9, [3; 32]);
+        let ns = b"app".as_slice();
+        let cases: [(Binding<'_>, Binding<'_>); 8] = [
+            (Binding::string(ns, b"a"), Binding::string(ns, b"b")),
+            (Binding::string(ns, b"a"), Binding::string(b"other", b"a")),
+            (
+                Binding::hash_field(ns, b"h", b"f1"),
+                Binding::hash_field(ns, b"h", b"f2"),
+            ),
+            (
+                Binding::hash_field(ns, b"h", b"f"),
+                Binding::hash_field(ns, b"h2", b"f"),
+            ),
+            (
+                Binding::string(ns, b"h"),
+                Binding::hash_field(ns, b"h", b""),
+            ),
+            (
+                Binding::hash_field(ns, b"h", b""),
+                Binding::string(ns, b"h"),
+            ),
+            // Length prefixes keep component boundaries unambiguous.
+            (Binding::string(b"ab", b"c"), Binding::string(b"a", b"bc")),
+            (
+                Binding::hash_field(ns, b"k", b"f"),
+                Binding::hash_field(ns, b"kf", b""),
+            ),
+        ];
+        for (i, (from, to)) in cases.iter().enumerate() {
+            let sealed = seal(&ring, from, b"v", NOW).unwrap();
+            assert_eq!(open(&ring, from, &sealed, NOW, None).unwrap(), b"v");
+            assert_eq!(
+                open(&ring, to, &sealed, NOW, None),
+                Err(OpenError::TagMismatch),
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn changed_key_id_fails() {
+        // Keys 1 and 2 share material, so only the authenticated header can
+        // tell them apart.
+        let mut ring = Keyring::new();
+        ring.insert(1, KeyState::Primary, Some(KeyMaterial::from_bytes([5; 32])))
+            .unwrap();
+        ring.insert(
+            2,
+            KeyState::DecryptOnly,
+            Some(KeyMaterial::from_bytes([5; 32])),
+        )
+        .unwrap();
+        let b = Binding::string(b"app", b"k");
+        let mut sealed = seal(&ring, &b, b"v", NOW).unwrap();
+        sealed[4..8].copy_from_slice(&2u32.to_be_bytes());
+        assert_eq!(
+            open(&ring, &b, &sealed, NOW, None),
+            Err(OpenError::TagMismatch)
+        );
+        sealed[4..8].copy_from_slice(&3u32.to_be_bytes());
+        assert_eq!(
+            open(&ring, &b, &sealed, NOW, None),
+            Err(OpenError::UnknownKey)
+        );
+        sealed[4..8].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(
+            open(&ring, &b, &sealed, NOW, None),
+            Err(OpenError::Malformed)
+        );
+        assert_eq!(inspect(&sealed), Err(OpenError::Malformed));
+    }
+
+    #[test]
+    fn unknown_version_rejected() {
+        let ring = ring_with(9, [3; 32]);
+        let b = Binding::string(b"app", b"k");
+        let mut sealed = seal(&ring, &b, b"v", NOW).unwrap();
+        for v in [0x00u8, 0x02, 0xff] {
+            sealed[3] = v;
+            assert_eq!(
+                open(&ring, &b, &sealed, NOW, None),
+                Err(OpenError::UnknownVersion)
+            );
+            assert_eq!(inspect(&sealed), Err(OpenError::UnknownVersion));
+        }
+    }
+
+    #[test]
+    fn nonces_are_unique_over_100k_seals() {
+        let ring = ring_with(9, [3; 32]);
+        let b = Binding::string(b"app", b"k");
+        let mut seen = HashSet::with_capacity(100_000);
+        for _ in 0..100_000 {
+            let sealed = seal(&ring, &b, b"", NOW).unwrap();
+            let nonce: [u8; 24] = sealed[16..40].try_into().unwrap();
+            assert!(seen.insert(nonce), "nonce repeated");
+        }
+    }
+
+    #[test]
+    fn max_age_enforced_after_authentication() {
+        let ring = ring_with(9, [3; 32]);
+        let b = Binding::string(b"app", b"k");
+        let sealed = seal(&ring, &b, b"v", NOW).unwrap();
+        assert_eq!(open(&ring, &b, &sealed, NOW + 60, Some(60)).unwrap(), b"v");
+        assert_eq!(
+            open(&ring, &b, &sealed, NOW + 61, Some(60)),
+            Err(OpenError::TooOld)
+        );
+        assert_eq!(open(&ring, &b, &sealed, NOW + 10_000, None).unwrap(), b"v");
+        // Clock behind the issuer: age counts as zero.
+        assert_eq!(open(&ring, &b, &sealed, NOW - 5, Some(0)).unwrap(), b"v");
+        // A forged issued_at is caught by the tag, not reported as too old.
+        let mut forged = sealed.clone();
+        forged[8..16].copy_from_slice(&0u64.to_be_bytes());
+        assert_eq!(
+            open(&ring, &b, &forged, NOW, Some(60)),
+            Err(OpenError::TagMismatch)
+        );
+    }
+
+    #[test]
+    fn legacy_plaintext_is_not_sealed() {
+        let ring = ring_with(9, [3; 32]);
+        let b = Binding::string(b"app", b"k");
+        for legacy in [
+            b"".as_slice(),
+            b"hello",
+            b"\0R",
+            b"RE\x01",
+            b"{\"json\":true}",
+        ] {
+            assert!(!is_sealed(legacy));
+            assert_eq!(
+                open(&ring, &b, legacy, NOW, None),
+                Err(OpenError::NotSealed)
+            );
+            assert_eq!(inspect(legacy), Err(OpenError::NotSealed));
+        }
+    }
+
+    #[test]
+    fn seal_needs_a_primary() {
+        let mut ring = Keyring::new();
+        ring.insert(
+            4,
+            KeyState::DecryptOnly,
+            Some(KeyMaterial::from_bytes([4; 32])),
+        )
+        .unwrap();
+        let b = Binding::string(b"app", b"k");
+        assert_eq!(seal(&ring, &b, b"v", NOW), Err(SealError::NoPrimaryKey));
+        assert_eq!(SealError::NoPrimaryKey.reason(), "no_primary_key");
+    }
+
+    #[test]
+    fn reasons_are_distinct_and_errors_carry_no_data() {
+        let all = [
+            OpenError::NotSealed,
+            OpenError::TooShort,
+            OpenError::Malformed,
+            OpenError::UnknownVersion,
+            OpenError::UnknownKey,
+            OpenError::KeyNotOpen,
+            OpenError::TagMismatch,
+            OpenError::TooOld,
+        ];
+        let reasons: HashSet<&str> = all.iter().map(OpenError::reason).collect();
+        assert_eq!(reasons.len(), all.len());
+        for e in all {
+            assert!(
+                e.reason()
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c == b'_')
+            );
+            assert!(!e.to_string().is_empty());
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! respseal: a Redis-protocol proxy that seals the values of sensitive keys
+//! before they reach Redis and opens them on the way back.
+//!
+//! Applications point their unchanged Redis client at respseal; everything
+//! that is not sealed passes through unchanged, and a client cannot tell the
+//! proxy from Redis. The design of record is DESIGN.md.
+//!
+//! # Layout
+//!
+//! * [`config`]: `config.toml` + `RESPSEAL_*` environment + flags, validated
+//!   all at once before anything starts.
+//! * [`server`]: the listener — accept, `max_clients`, graceful shutdown.
+//! * [`session`]: one task per client — read requests, route them, match
+//!   replies to reply plans, write replies back. Owns pinning.
+//! * [`plan`]: reply plans, the FIFO entries that say what to do with each
+//!   reply.
+//! * [`commands`]: the command table (data) and request classification.
+//! * [`protocol`]: RESP framing only — request parsing, reply boundaries,
+//!   encoding of the proxy's own frames. No I/O.
+//! * [`backend`]: the Redis side — connection handshake, shared multiplexed
+//!   links, dedicated links, the group pool.
+//! * [`auth`]: the proxy's own users (client AUTH), never forwarded.
+//! * [`crypto`]: XAES-256-GCM, the sealed-value envelope and the keyring.
+//!   Knows nothing about Redis or sessions.
+//! * [`outbuf`]: output queue turning many frames into few syscalls.
+
+pub mod auth;
+pub mod backend;
+pub mod commands;
+pub mod config;
+pub mod crypto;
+pub mod outbuf;
+pub mod plan;
+pub mod protocol;
+pub mod server;
+pub mod session;

@@ -1,0 +1,199 @@
+//! The `respseal` command: `serve` (default), `keygen`, `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use respseal::backend::Backend;
+use respseal::backend::conn::ConnSettings;
+use respseal::config::{Config, Overrides};
+use respseal::protocol::request::Limits;
+use respseal::server::{self, ServeOptions};
+use respseal::session::Context;
+
+/// EX_USAGE: invalid configuration or command line.
+const EX_USAGE: u8 = 64;
+/// EX_UNAVAILABLE: a required service (listen port, backend) is unavailable.
+const EX_UNAVAILABLE: u8 = 69;
+
+#[derive(Parser)]
+#[command(name = "respseal", version, about = "Redis proxy that seals the values of sensitive keys")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the proxy (the default).
+    Serve(ServeArgs),
+    /// Validate the configuration and check that the backend answers.
+    Check(ServeArgs),
+    /// Write a new key file (32 random bytes, random key id), mode 0600.
+    Keygen {
+        /// Where to write it; an existing file is never overwritten.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// Configuration file.
+    #[arg(long, short, env = "RESPSEAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to accept clients on [default: 127.0.0.1:6380].
+    #[arg(long, env = "RESPSEAL_LISTEN")]
+    listen: Option<String>,
+    /// Redis to forward to: redis://[user:pass@]host:port[/db] [default: redis://127.0.0.1:6379].
+    #[arg(long, env = "RESPSEAL_BACKEND")]
+    backend: Option<String>,
+    /// Give every client its own backend connection (same as --mode dedicated).
+    #[arg(long)]
+    dedicated: bool,
+    /// Link mode: shared (default) or dedicated.
+    #[arg(long, env = "RESPSEAL_MODE")]
+    mode: Option<String>,
+    /// Shared backend connections per (database, protocol) group [default: 2].
+    #[arg(long, env = "RESPSEAL_SHARED_LINKS")]
+    shared_links: Option<usize>,
+    /// Most clients connected at once [default: 10000].
+    #[arg(long, env = "RESPSEAL_MAX_CLIENTS")]
+    max_clients: Option<usize>,
+    /// Log filter: error, warn, info, debug or a tracing filter [default: info].
+    #[arg(long, env = "RESPSEAL_LOG")]
+    log: Option<String>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            backend: self.backend.clone(),
+            mode: if self.dedicated { Some("dedicated".into()) } else { self.mode.clone() },
+            shared_links: self.shared_links,
+            max_clients: self.max_clients,
+            log: self.log.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(EX_USAGE),
+            };
+        }
+    };
+    match cli.cmd {
+        Some(Cmd::Keygen { out }) => keygen(&out),
+        Some(Cmd::Check(args)) => with_config(&args, check),
+        Some(Cmd::Serve(args)) => with_config(&args, serve),
+        None => with_config(&cli.serve, serve),
+    }
+}
+
+fn keygen(out: &std::path::Path) -> ExitCode {
+    match respseal::crypto::keyring::generate_key_file(out) {
+        Ok(id) => {
+            println!("wrote key {} to {}", respseal::crypto::keyring::format_key_id(id), out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("respseal keygen: {e}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
+
+fn with_config(args: &ServeArgs, f: fn(Config) -> ExitCode) -> ExitCode {
+    match Config::load(args.config.as_deref(), &args.overrides()) {
+        Ok(cfg) => {
+            let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            f(cfg)
+        }
+        Err(errors) => {
+            eprint!("respseal: {errors}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts: it only needs threads and an epoll fd")
+}
+
+fn context(cfg: &mut Config) -> Arc<Context> {
+    let settings = ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout };
+    Arc::new(Context {
+        backend: Backend::new(settings, cfg.shared_links),
+        limits: Limits { max_bulk: cfg.max_bulk_bytes, max_frame: cfg.max_frame_bytes, max_args: cfg.max_args },
+        max_inflight: cfg.max_inflight,
+        dedicated_mode: cfg.dedicated,
+        idle_timeout: cfg.idle_timeout,
+        users: std::mem::take(&mut cfg.users),
+    })
+}
+
+fn serve(mut cfg: Config) -> ExitCode {
+    let rt = runtime();
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(listen = %cfg.listen, error = %e, "cannot listen");
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
+        };
+        let ctx = context(&mut cfg);
+        tracing::info!(
+            listen = %cfg.listen,
+            backend = %cfg.backend,
+            mode = if cfg.dedicated { "dedicated" } else { "shared" },
+            "respseal ready"
+        );
+        let opts = ServeOptions { max_clients: cfg.max_clients, shutdown_grace: cfg.shutdown_grace };
+        server::run(listener, ctx, opts, shutdown_signal()).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+fn check(cfg: Config) -> ExitCode {
+    let rt = runtime();
+    rt.block_on(async move {
+        println!("configuration: ok (listen {}, backend {}, mode {})", cfg.listen, cfg.backend, if cfg.dedicated { "dedicated" } else { "shared" });
+        let settings = Arc::new(ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout });
+        match respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2, &[]).await {
+            Ok(_) => {
+                println!("backend: ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("backend: {e}");
+                ExitCode::from(EX_UNAVAILABLE)
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail at startup");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

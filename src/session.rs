@@ -1,0 +1,973 @@
+//! One client connection: the session task.
+//!
+//! A session reads every complete request that is buffered, classifies each
+//! with the command table, and forwards runs of requests on its link in one
+//! go (the client's own bytes, not re-encoded). Each request leaves a reply
+//! plan in a FIFO; replies coming back are matched to plans in order and
+//! written to the client together. The session starts on a shared link of
+//! its (database, protocol) group and is pinned to a dedicated link for good
+//! when a command needs connection state (DESIGN.md §1), after its in-flight
+//! commands are answered.
+//!
+//! Errors stay inside the session: a client's protocol error closes only that
+//! client, a backend failure becomes error replies.
+
+use std::collections::{HashSet, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthOutcome, Users};
+use crate::backend::{Backend, BackendError, Dedicated, LinkEvent, SharedLink, SharedRequest};
+use crate::commands::table::{State, SubKind};
+use crate::commands::{self, Args, Class, LocalCmd, Route};
+use crate::outbuf::OutBuf;
+use crate::plan::Plan;
+use crate::protocol::request::{self, Limits, Parsed, ProtocolError};
+use crate::protocol::{Proto, encode, parse_int, reply};
+
+/// Stop reading from a client while this many bytes of replies wait to be
+/// written to it.
+const OUT_HIGH_WATER: usize = 32 * 1024 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What every session shares: the backend and the settings that shape a
+/// session's behaviour.
+pub struct Context {
+    /// The Redis behind the proxy.
+    pub backend: Backend,
+    /// Request size limits.
+    pub limits: Limits,
+    /// Most replies a session may have outstanding before it stops reading
+    /// from its client.
+    pub max_inflight: usize,
+    /// Pin every session to a dedicated link at connect.
+    pub dedicated_mode: bool,
+    /// Close a client that sent nothing for this long (never while it waits
+    /// for replies, is subscribed or is monitoring).
+    pub idle_timeout: Option<Duration>,
+    /// The proxy's own users (AUTH, HELLO … AUTH).
+    pub users: Users,
+}
+
+enum Link {
+    /// No backend connection yet (dedicated mode before the first command).
+    None,
+    /// A shared link of group (db, proto).
+    Shared { link: SharedLink, db: u32, proto: Proto },
+    /// The session's own backend connection.
+    Dedicated(Box<DedicatedLink>),
+}
+
+struct DedicatedLink {
+    conn: Dedicated,
+    out: OutBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    SkipNext,
+}
+
+/// A request the session could not handle yet because it must first wait
+/// for its in-flight replies (a pin, a group switch).
+struct Deferred {
+    frame: Bytes,
+    args: Vec<Range<usize>>,
+    route: Route,
+}
+
+/// A client session.
+pub struct Session<R, W> {
+    ctx: Arc<Context>,
+    id: u64,
+    rd: R,
+    wr: W,
+    rbuf: BytesMut,
+    /// Buffer length below which parsing cannot make progress.
+    need: usize,
+    args: Vec<Range<usize>>,
+    out: OutBuf,
+    plans: VecDeque<Plan>,
+    /// Replies expected from the backend.
+    awaiting: usize,
+    proto: Proto,
+    db: u32,
+    authenticated: bool,
+    lib_name: Option<Bytes>,
+    lib_ver: Option<Bytes>,
+    link: Link,
+    reply_tx: mpsc::UnboundedSender<LinkEvent>,
+    reply_rx: mpsc::UnboundedReceiver<LinkEvent>,
+    /// No new requests until the plans drain (a group switch or pin).
+    stalled: bool,
+    deferred: Option<Deferred>,
+    closing: bool,
+    draining: bool,
+    subs: [HashSet<Bytes>; 3],
+    monitor: bool,
+    reply_mode: ReplyMode,
+}
+
+impl<R, W> Session<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// A new session on an accepted connection.
+    pub fn new(ctx: Arc<Context>, id: u64, rd: R, wr: W) -> Self {
+        let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+        let db = ctx.backend.default_db();
+        let authenticated = !ctx.users.required();
+        Session {
+            ctx,
+            id,
+            rd,
+            wr,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            need: 0,
+            args: Vec::new(),
+            out: OutBuf::default(),
+            plans: VecDeque::new(),
+            awaiting: 0,
+            proto: Proto::Resp2,
+            db,
+            authenticated,
+            lib_name: None,
+            lib_ver: None,
+            link: Link::None,
+            reply_tx,
+            reply_rx,
+            stalled: false,
+            deferred: None,
+            closing: false,
+            draining: false,
+            subs: Default::default(),
+            monitor: false,
+            reply_mode: ReplyMode::On,
+        }
+    }
+
+    /// Serve the client until it leaves, the connection fails, or `shutdown`
+    /// fires and everything in flight has been answered.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        if !self.ctx.dedicated_mode {
+            self.link = Link::Shared {
+                link: self.ctx.backend.shared(self.db, self.proto, self.id),
+                db: self.db,
+                proto: self.proto,
+            };
+        }
+        loop {
+            if let Err(e) = self.flush_backend().await {
+                self.backend_lost(e);
+            }
+            if (self.closing || self.draining) && self.plans.is_empty() {
+                let _ = self.out.write_to(&mut self.wr).await;
+                let _ = self.wr.shutdown().await;
+                return;
+            }
+            let can_read = !self.closing
+                && !self.draining
+                && !self.stalled
+                && self.awaiting < self.ctx.max_inflight
+                && self.out.len() < OUT_HIGH_WATER;
+            let idle = self.ctx.idle_timeout.filter(|_| {
+                self.plans.is_empty() && !self.monitor && self.subs.iter().all(HashSet::is_empty)
+            });
+            let rbuf = &mut self.rbuf;
+            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                rbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if !self.draining => {
+                    self.draining = true;
+                }
+                ev = self.reply_rx.recv() => {
+                    // The session holds a sender itself, so the channel never closes.
+                    if let Some(ev) = ev {
+                        self.on_link_event(ev);
+                    }
+                }
+                r = read_dedicated(&mut self.link) => match r {
+                    Ok(0) => self.backend_lost(BackendError::Lost),
+                    Ok(_) => self.on_dedicated_data(),
+                    Err(_) => self.backend_lost(BackendError::Lost),
+                },
+                r = self.out.write_once(&mut self.wr), if !self.out.is_empty() => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+                r = self.rd.read_buf(rbuf), if can_read => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => self.process_input().await,
+                },
+                _ = sleep_or_never(idle) => {
+                    tracing::debug!("idle timeout");
+                    return;
+                }
+            }
+            if self.stalled && self.plans.is_empty() {
+                self.stalled = false;
+                self.sync_shared_link();
+                if let Some(d) = self.deferred.take() {
+                    self.handle(d.frame, &d.args, d.route).await;
+                }
+                if !self.stalled {
+                    self.process_input().await;
+                }
+            } else if !self.stalled && self.rbuf.len() >= self.need.max(1) && self.awaiting < self.ctx.max_inflight {
+                // Input that was left unparsed because of the in-flight limit.
+                self.process_input().await;
+            }
+        }
+    }
+
+    // ----- client input -------------------------------------------------
+
+    /// Handle every complete request in the read buffer.
+    async fn process_input(&mut self) {
+        let mut run_len = 0usize;
+        let mut run_frames = 0u32;
+        let limits = self.ctx.limits;
+        loop {
+            if self.closing || self.stalled || self.awaiting + run_frames as usize >= self.ctx.max_inflight {
+                break;
+            }
+            if self.rbuf.len() - run_len < self.need {
+                break;
+            }
+            let parsed = request::parse(&self.rbuf[run_len..], &limits, &mut self.args);
+            match parsed {
+                Err(e) => {
+                    self.flush_run(&mut run_len, &mut run_frames).await;
+                    self.protocol_error(e);
+                    break;
+                }
+                Ok(Parsed::Incomplete { need }) => {
+                    self.flush_run(&mut run_len, &mut run_frames).await;
+                    self.need = need;
+                    break;
+                }
+                Ok(Parsed::Empty { len }) => {
+                    self.need = 0;
+                    if run_frames == 0 {
+                        self.rbuf.advance(len);
+                    } else {
+                        // Redis ignores these bytes too; they can travel with the run.
+                        run_len += len;
+                    }
+                }
+                Ok(Parsed::Command { len, inline }) => {
+                    self.need = 0;
+                    let route = {
+                        let src: &[u8] = match &inline {
+                            Some(f) => f,
+                            None => &self.rbuf[run_len..],
+                        };
+                        let args = Args::new(src, &self.args);
+                        if !self.authenticated && !args.is(0, "AUTH") && !args.is(0, "HELLO") && !args.is(0, "QUIT") {
+                            Route::Refuse("NOAUTH")
+                        } else if self.ctx.dedicated_mode && matches!(self.link, Link::None) {
+                            match commands::classify(&args) {
+                                Route::Forward => Route::Pin,
+                                other => other,
+                            }
+                        } else {
+                            commands::classify(&args)
+                        }
+                    };
+                    if route == Route::Forward && inline.is_none() && self.plain_forward_ok() {
+                        run_len += len;
+                        run_frames += 1;
+                        continue;
+                    }
+                    self.flush_run(&mut run_len, &mut run_frames).await;
+                    let frame = match inline {
+                        Some(f) => {
+                            self.rbuf.advance(len);
+                            f
+                        }
+                        None => self.rbuf.split_to(len).freeze(),
+                    };
+                    let args = std::mem::take(&mut self.args);
+                    self.handle(frame, &args, route).await;
+                    self.args = args;
+                }
+            }
+        }
+        self.flush_run(&mut run_len, &mut run_frames).await;
+    }
+
+    /// Whether a plain command can join a run forwarded as-is.
+    fn plain_forward_ok(&self) -> bool {
+        match &self.link {
+            Link::Shared { .. } => true,
+            Link::Dedicated(_) => self.reply_mode == ReplyMode::On,
+            Link::None => false,
+        }
+    }
+
+    /// Send the accumulated run of plain requests.
+    async fn flush_run(&mut self, run_len: &mut usize, run_frames: &mut u32) {
+        if *run_len == 0 {
+            return;
+        }
+        let data = self.rbuf.split_to(*run_len).freeze();
+        let frames = *run_frames;
+        *run_len = 0;
+        *run_frames = 0;
+        if frames > 0 {
+            self.push_plan(Plan::Forward(frames), frames as usize);
+        }
+        self.send(data, frames).await;
+    }
+
+    /// Handle one request that is not a plain forward.
+    async fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route) {
+        let args = Args::new(&frame, ranges);
+        match route {
+            Route::Refuse("NOAUTH") => self.local_error("NOAUTH Authentication required."),
+            Route::Refuse(why) => self.local_error(&format!("ERR respseal: {why}")),
+            Route::Forward => self.forward_one(frame.clone(), &args).await,
+            Route::Pin => {
+                if !matches!(self.link, Link::Dedicated(_)) {
+                    if !self.plans.is_empty() {
+                        return self.defer(frame, ranges, route);
+                    }
+                    if !self.pin().await {
+                        return;
+                    }
+                }
+                self.forward_one(frame.clone(), &args).await;
+            }
+            Route::Local(cmd) => self.local(cmd, frame.clone(), ranges).await,
+        }
+    }
+
+    fn defer(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route) {
+        self.stalled = true;
+        self.deferred = Some(Deferred { frame, args: ranges.to_vec(), route });
+    }
+
+    /// Forward one request on the current link with the plan its class needs.
+    async fn forward_one(&mut self, frame: Bytes, args: &Args<'_>) {
+        let dedicated = matches!(self.link, Link::Dedicated(_));
+        let class = args.get(0).and_then(commands::lookup).map(|c| c.class);
+        let (plan, frames) = match class {
+            Some(Class::Stateful(State::Subscribe(kind))) if dedicated => {
+                let n = (args.len() as u32).saturating_sub(1).max(1);
+                (Plan::Subscribe { kind, subscribe: true, remaining: Some(n) }, n)
+            }
+            Some(Class::Stateful(State::Unsubscribe(kind))) if dedicated => {
+                let n = (args.len() as u32).saturating_sub(1);
+                let remaining = if n == 0 { None } else { Some(n) };
+                (Plan::Subscribe { kind, subscribe: false, remaining }, n.max(1))
+            }
+            Some(Class::Stateful(State::Monitor)) => (Plan::Monitor, 1),
+            Some(Class::Client) if dedicated && args.is(1, "REPLY") => {
+                // Redis sends no reply to CLIENT REPLY OFF/SKIP, nor to the
+                // command after SKIP.
+                if args.is(2, "OFF") {
+                    self.reply_mode = ReplyMode::Off;
+                    return self.send(frame, 0).await;
+                } else if args.is(2, "SKIP") {
+                    if self.reply_mode == ReplyMode::On {
+                        self.reply_mode = ReplyMode::SkipNext;
+                    }
+                    return self.send(frame, 0).await;
+                } else if args.is(2, "ON") {
+                    self.reply_mode = ReplyMode::On;
+                }
+                (Plan::Forward(1), 1)
+            }
+            _ => (Plan::Forward(1), 1),
+        };
+        match self.reply_mode {
+            ReplyMode::On => {}
+            ReplyMode::Off => return self.send(frame, 0).await,
+            ReplyMode::SkipNext => {
+                self.reply_mode = ReplyMode::On;
+                return self.send(frame, 0).await;
+            }
+        }
+        self.push_plan(plan, frames as usize);
+        self.send(frame, frames).await;
+    }
+
+    /// Connection commands the proxy handles.
+    async fn local(&mut self, cmd: LocalCmd, frame: Bytes, ranges: &[Range<usize>]) {
+        let args = Args::new(&frame, ranges);
+        match cmd {
+            LocalCmd::Quit => {
+                self.push_plan(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
+                self.push_plan(Plan::Close, 0);
+                self.closing = true;
+            }
+            LocalCmd::Auth => {
+                let outcome = match args.len() {
+                    2 => self.ctx.users.check(None, args.get(1).unwrap_or_default()),
+                    3 => self.ctx.users.check(args.get(1), args.get(2).unwrap_or_default()),
+                    _ => AuthOutcome::Syntax,
+                };
+                match outcome {
+                    AuthOutcome::Ok => {
+                        self.authenticated = true;
+                        self.push_plan(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
+                    }
+                    other => self.local_error(other.message("auth")),
+                }
+            }
+            LocalCmd::ClientSetinfo => self.client_setinfo(&args),
+            LocalCmd::Select => self.select(frame.clone(), &args).await,
+            LocalCmd::Hello => self.hello(frame.clone(), ranges).await,
+            LocalCmd::Reset => {
+                if let Link::Dedicated(_) = self.link {
+                    self.push_plan(Plan::Reset, 1);
+                    self.send(frame, 1).await;
+                    if let Some(auth) = self.backend_auth_command() {
+                        // RESET logs the connection out; log it back in.
+                        self.push_plan(Plan::Discard(1), 1);
+                        self.send(auth, 1).await;
+                    }
+                    self.stalled = true;
+                } else if !self.plans.is_empty() {
+                    self.defer(frame, ranges, Route::Local(cmd));
+                } else {
+                    self.reset_state();
+                    self.sync_shared_link();
+                    self.push_plan(Plan::Local(Bytes::from_static(b"+RESET\r\n")), 0);
+                }
+            }
+        }
+    }
+
+    fn client_setinfo(&mut self, args: &Args<'_>) {
+        if args.len() != 4 {
+            return self.local_error("ERR wrong number of arguments for 'client|setinfo' command");
+        }
+        let value = args.get(3).unwrap_or_default();
+        if value.iter().any(|&b| b < b'!' || b > b'~') {
+            let which = if args.is(2, "LIB-NAME") { "lib-name" } else { "lib-ver" };
+            return self.local_error(&format!("ERR {which} cannot contain spaces, newlines or special characters."));
+        }
+        let value = Bytes::copy_from_slice(value);
+        if args.is(2, "LIB-NAME") {
+            self.lib_name = Some(value);
+        } else if args.is(2, "LIB-VER") {
+            self.lib_ver = Some(value);
+        } else {
+            let opt = String::from_utf8_lossy(args.get(2).unwrap_or_default()).into_owned();
+            return self.local_error(&format!("ERR Unrecognized option '{opt}'"));
+        }
+        self.push_plan(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
+    }
+
+    async fn select(&mut self, frame: Bytes, args: &Args<'_>) {
+        let db = match (args.len(), args.get(1).and_then(parse_int)) {
+            (2, Some(db)) if (0..=i64::from(u32::MAX)).contains(&db) => db as u32,
+            // Redis answers malformed SELECTs with an error and no state change.
+            _ => return self.forward_one(frame, args).await,
+        };
+        let restore = matches!(self.link, Link::Shared { .. });
+        let data = if let Link::Shared { db: link_db, .. } = self.link {
+            // Validate on the session's own link, then put the link back:
+            // both in one write, so no other session's command runs between.
+            let mut b = BytesMut::from(&frame[..]);
+            b.extend_from_slice(&encode::command(&["SELECT", &link_db.to_string()]));
+            b.freeze()
+        } else {
+            frame
+        };
+        let frames = if restore { 2 } else { 1 };
+        self.push_plan(Plan::Select { db, restore, first_done: false }, frames);
+        self.send(data, frames as u32).await;
+        self.stalled = true;
+    }
+
+    async fn hello(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
+        let args = Args::new(&frame, ranges);
+        let requested = match args.get(1).map(parse_int) {
+            None => None,
+            Some(Some(2)) => Some(Proto::Resp2),
+            Some(Some(3)) => Some(Proto::Resp3),
+            // Not a protocol Redis speaks: Redis refuses without any change.
+            Some(_) => return self.forward_one(frame.clone(), &args).await,
+        };
+        // Take AUTH out: the proxy checks it; the rest goes to Redis.
+        let mut rest: Vec<&[u8]> = vec![b"HELLO"];
+        let mut i = 1;
+        while i < args.len() {
+            if i >= 2 && args.is(i, "AUTH") && i + 2 < args.len() {
+                let outcome = self.ctx.users.check(args.get(i + 1), args.get(i + 2).unwrap_or_default());
+                if outcome != AuthOutcome::Ok {
+                    return self.local_error(outcome.message("hello"));
+                }
+                self.authenticated = true;
+                i += 3;
+                continue;
+            }
+            rest.push(args.get(i).unwrap_or_default());
+            i += 1;
+        }
+        if !self.authenticated {
+            return self.local_error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        }
+        let data = encode::command(&rest);
+        match (&self.link, requested) {
+            (Link::Shared { proto, .. }, Some(p)) if *proto != p => {
+                if !self.plans.is_empty() {
+                    return self.defer(frame.clone(), ranges, Route::Local(LocalCmd::Hello));
+                }
+                // The group of the requested protocol already speaks it, so
+                // this HELLO changes nothing on the shared link.
+                let link = self.ctx.backend.shared(self.db, p, self.id);
+                self.push_plan(Plan::Hello { proto: Some(p) }, 1);
+                link.send(SharedRequest { data, frames: 1, reply: self.reply_tx.clone() }).await;
+            }
+            (Link::None, _) => {
+                if !self.pin().await {
+                    return;
+                }
+                self.push_plan(Plan::Hello { proto: requested }, 1);
+                self.send(data, 1).await;
+            }
+            _ => {
+                self.push_plan(Plan::Hello { proto: requested }, 1);
+                self.send(data, 1).await;
+            }
+        }
+        self.stalled = true;
+    }
+
+    fn protocol_error(&mut self, e: ProtocolError) {
+        tracing::debug!(error = %e, "client protocol error");
+        self.local_error(&format!("ERR {e}"));
+        self.push_plan(Plan::Close, 0);
+        self.closing = true;
+    }
+
+    fn local_error(&mut self, msg: &str) {
+        self.push_plan(Plan::Local(encode::error_frame(msg)), 0);
+    }
+
+    // ----- links ----------------------------------------------------------
+
+    /// Move to a dedicated link. Only called with no plans outstanding.
+    async fn pin(&mut self) -> bool {
+        let mut extra = Vec::new();
+        if let Some(name) = &self.lib_name {
+            extra.push(encode::command(&[&b"CLIENT"[..], b"SETINFO", b"LIB-NAME", name]));
+        }
+        if let Some(ver) = &self.lib_ver {
+            extra.push(encode::command(&[&b"CLIENT"[..], b"SETINFO", b"LIB-VER", ver]));
+        }
+        match self.ctx.backend.dedicated(self.db, self.proto, &extra).await {
+            Ok(conn) => {
+                tracing::debug!("session pinned to a dedicated link");
+                self.link = Link::Dedicated(Box::new(DedicatedLink { conn, out: OutBuf::default() }));
+                true
+            }
+            Err(e) => {
+                self.local_error(&format!("ERR respseal: {e}"));
+                false
+            }
+        }
+    }
+
+    /// After a SELECT or HELLO on a shared link succeeded, move to the link
+    /// of the new group.
+    fn sync_shared_link(&mut self) {
+        if let Link::Shared { db, proto, .. } = self.link
+            && (db != self.db || proto != self.proto)
+        {
+            self.link = Link::Shared {
+                link: self.ctx.backend.shared(self.db, self.proto, self.id),
+                db: self.db,
+                proto: self.proto,
+            };
+        }
+    }
+
+    fn push_plan(&mut self, plan: Plan, frames: usize) {
+        self.awaiting += frames;
+        if let (Plan::Forward(n), Some(Plan::Forward(m))) = (&plan, self.plans.back_mut()) {
+            *m += n;
+        } else {
+            self.plans.push_back(plan);
+        }
+        self.drain_ready();
+    }
+
+    /// Send request bytes expecting `frames` replies.
+    async fn send(&mut self, data: Bytes, frames: u32) {
+        match &mut self.link {
+            Link::Shared { link, .. } => {
+                link.send(SharedRequest { data, frames, reply: self.reply_tx.clone() }).await;
+            }
+            Link::Dedicated(d) => d.out.push(data),
+            Link::None => {
+                // Only reachable if pinning failed; the error reply is queued.
+                if frames > 0 {
+                    self.on_link_event(LinkEvent::Failed { frames, error: BackendError::Lost });
+                }
+            }
+        }
+    }
+
+    async fn flush_backend(&mut self) -> Result<(), BackendError> {
+        if let Link::Dedicated(d) = &mut self.link
+            && !d.out.is_empty()
+        {
+            d.out.write_to(&mut d.conn.wr).await.map_err(|_| BackendError::Lost)?;
+        }
+        Ok(())
+    }
+
+    fn backend_auth_command(&self) -> Option<Bytes> {
+        self.ctx.backend.auth_command()
+    }
+
+    /// A dedicated link failed: its state is gone, so after answering what
+    /// was in flight with errors the client is closed.
+    fn backend_lost(&mut self, error: BackendError) {
+        if !matches!(self.link, Link::Dedicated(_)) {
+            return;
+        }
+        tracing::info!(error = %error, "dedicated link lost; closing the client");
+        self.link = Link::None;
+        self.fail_all(&error);
+        self.push_plan(Plan::Close, 0);
+        self.closing = true;
+    }
+
+    fn fail_all(&mut self, error: &BackendError) {
+        let frame = encode::error_frame(&format!("ERR respseal: {error}"));
+        while let Some(plan) = self.plans.front() {
+            if matches!(plan, Plan::Local(_) | Plan::Close) {
+                self.drain_ready();
+                if matches!(self.plans.front(), Some(Plan::Close)) {
+                    break;
+                }
+                continue;
+            }
+            self.on_reply(frame.clone());
+        }
+        self.awaiting = 0;
+    }
+
+    // ----- replies ----------------------------------------------------------
+
+    fn on_link_event(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Replies { data, frames } => {
+                if let Some(Plan::Forward(n)) = self.plans.front_mut()
+                    && *n >= frames
+                {
+                    // Fast path: the whole chunk is forwarded as is.
+                    *n -= frames;
+                    if *n == 0 {
+                        self.plans.pop_front();
+                    }
+                    self.awaiting -= frames as usize;
+                    self.out.push(data);
+                    self.drain_ready();
+                    return;
+                }
+                let mut data = data;
+                while !data.is_empty() {
+                    // The link already checked these frames with its own protocol.
+                    let Ok(Some(len)) = reply::frame_len(&data, Proto::Resp3) else {
+                        tracing::error!("shared link handed over a partial frame");
+                        break;
+                    };
+                    let frame = data.split_to(len);
+                    self.on_reply(frame);
+                }
+            }
+            LinkEvent::Failed { frames, error } => {
+                let frame = encode::error_frame(&format!("ERR respseal: {error}"));
+                for _ in 0..frames {
+                    self.on_reply(frame.clone());
+                }
+            }
+        }
+    }
+
+    /// Bytes arrived on the dedicated link.
+    fn on_dedicated_data(&mut self) {
+        loop {
+            let Link::Dedicated(d) = &mut self.link else { return };
+            // HELLO 3's own reply is already RESP3.
+            let proto = if self.proto == Proto::Resp3 || matches!(self.plans.front(), Some(Plan::Hello { .. })) {
+                Proto::Resp3
+            } else {
+                Proto::Resp2
+            };
+            match reply::frame_len(&d.conn.buf, proto) {
+                Ok(Some(len)) => {
+                    let frame = d.conn.buf.split_to(len).freeze();
+                    self.on_dedicated_frame(frame);
+                }
+                Ok(None) => {
+                    if d.conn.buf.capacity() - d.conn.buf.len() < READ_CHUNK / 4 {
+                        d.conn.buf.reserve(READ_CHUNK);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "closing dedicated link");
+                    return self.backend_lost(BackendError::Lost);
+                }
+            }
+        }
+    }
+
+    fn on_dedicated_frame(&mut self, frame: Bytes) {
+        if self.monitor && is_monitor_line(&frame) {
+            return self.out.push(frame);
+        }
+        let push = reply::is_push(&frame);
+        let front_is_sub = matches!(self.plans.front(), Some(Plan::Subscribe { .. }));
+        if push || front_is_sub || self.subs.iter().any(|s| !s.is_empty()) {
+            if let Some((name, channel)) = pubsub_head(&frame) {
+                if let Some((kind, subscribe)) = confirmation(name) {
+                    let set = &mut self.subs[kind as usize];
+                    let before = set.len() as u32;
+                    if let Some(ch) = channel {
+                        if subscribe {
+                            set.insert(ch);
+                        } else {
+                            set.remove(&ch);
+                        }
+                    }
+                    if let Some(Plan::Subscribe { kind: k, subscribe: s, remaining }) = self.plans.front_mut()
+                        && *k == kind
+                        && *s == subscribe
+                    {
+                        let r = match remaining {
+                            Some(r) => r,
+                            None => {
+                                // UNSUBSCRIBE without arguments: one confirmation per
+                                // subscription held when Redis ran it (our view is
+                                // exact: earlier confirmations are all processed).
+                                let n = before.max(1);
+                                self.awaiting += n as usize - 1;
+                                remaining.insert(n)
+                            }
+                        };
+                        *r -= 1;
+                        let done = *r == 0;
+                        self.awaiting -= 1;
+                        if done {
+                            self.plans.pop_front();
+                        }
+                        self.out.push(frame);
+                        return self.drain_ready();
+                    }
+                    return self.out.push(frame);
+                }
+                if is_message(name) {
+                    return self.out.push(frame);
+                }
+            }
+            if push {
+                return self.out.push(frame);
+            }
+        }
+        self.on_reply(frame);
+    }
+
+    /// A regular reply: match it to the plan at the front.
+    fn on_reply(&mut self, frame: Bytes) {
+        let is_error = frame.first() == Some(&b'-') || frame.first() == Some(&b'!');
+        let Some(plan) = self.plans.front_mut() else {
+            tracing::warn!("reply from Redis with no command waiting; dropped");
+            return;
+        };
+        let mut pop = true;
+        match plan {
+            Plan::Forward(n) => {
+                *n -= 1;
+                pop = *n == 0;
+                self.out.push(frame);
+            }
+            Plan::Discard(n) => {
+                *n -= 1;
+                pop = *n == 0;
+            }
+            Plan::Select { db, restore, first_done } => {
+                if !*first_done {
+                    if &frame[..] == b"+OK\r\n" {
+                        self.db = *db;
+                    }
+                    *first_done = true;
+                    pop = !*restore;
+                    self.out.push(frame);
+                }
+            }
+            Plan::Hello { proto } => {
+                if !is_error && let Some(p) = proto {
+                    self.proto = *p;
+                }
+                self.out.push(frame);
+            }
+            Plan::Reset => {
+                if &frame[..] == b"+RESET\r\n" {
+                    self.reset_state();
+                }
+                self.out.push(frame);
+            }
+            Plan::Monitor => {
+                if &frame[..] == b"+OK\r\n" {
+                    self.monitor = true;
+                }
+                self.out.push(frame);
+            }
+            Plan::Subscribe { remaining, .. } => {
+                // A plain reply to a (un)subscribe command: an error.
+                let expected = remaining.unwrap_or(1) as usize;
+                self.awaiting = self.awaiting.saturating_sub(expected - 1);
+                self.out.push(frame);
+            }
+            Plan::Local(_) | Plan::Close => {
+                unreachable!("local plans are drained as soon as they reach the front")
+            }
+        }
+        self.awaiting = self.awaiting.saturating_sub(1);
+        if pop {
+            self.plans.pop_front();
+        }
+        self.drain_ready();
+    }
+
+    /// Write out proxy-made replies that reached the front of the FIFO.
+    fn drain_ready(&mut self) {
+        while let Some(plan) = self.plans.front() {
+            match plan {
+                Plan::Local(_) => {
+                    if let Some(Plan::Local(b)) = self.plans.pop_front() {
+                        self.out.push(b);
+                    }
+                }
+                Plan::Close => {
+                    self.plans.clear();
+                    self.closing = true;
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn reset_state(&mut self) {
+        self.proto = Proto::Resp2;
+        self.db = self.ctx.backend.default_db();
+        self.lib_name = None;
+        self.lib_ver = None;
+        self.subs = Default::default();
+        self.monitor = false;
+        self.reply_mode = ReplyMode::On;
+        self.authenticated = !self.ctx.users.required();
+    }
+}
+
+async fn read_dedicated(link: &mut Link) -> std::io::Result<usize> {
+    match link {
+        Link::Dedicated(d) => d.conn.rd.read_buf(&mut d.conn.buf).await,
+        _ => std::future::pending().await,
+    }
+}
+
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A MONITOR line: `+1700000000.123456 [0 127.0.0.1:5000] "cmd" …`.
+fn is_monitor_line(frame: &[u8]) -> bool {
+    frame.len() > 2 && frame[0] == b'+' && frame[1].is_ascii_digit() && frame.windows(2).any(|w| w == b" [")
+}
+
+/// For an array or push frame whose first element is a string: that string
+/// and the second element (if a string).
+fn pubsub_head(frame: &Bytes) -> Option<(&[u8], Option<Bytes>)> {
+    if !matches!(frame.first(), Some(b'*' | b'>')) {
+        return None;
+    }
+    let (name, pos) = string_at(frame, header_end(frame, 0)?)?;
+    let channel = string_at(frame, pos).map(|(c, _)| frame.slice_ref(c));
+    Some((name, channel))
+}
+
+fn header_end(frame: &[u8], pos: usize) -> Option<usize> {
+    let cr = frame.get(pos..)?.iter().position(|&b| b == b'\r')?;
+    Some(pos + cr + 2)
+}
+
+/// A bulk or simple string at `pos`, and the position after it.
+fn string_at(frame: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    let end = header_end(frame, pos)?;
+    match frame.get(pos)? {
+        b'+' => Some((&frame[pos + 1..end - 2], end)),
+        b'$' => {
+            let len = usize::try_from(parse_int(&frame[pos + 1..end - 2])?).ok()?;
+            let data = frame.get(end..end + len)?;
+            Some((data, end + len + 2))
+        }
+        _ => None,
+    }
+}
+
+fn confirmation(name: &[u8]) -> Option<(SubKind, bool)> {
+    Some(match name {
+        b"subscribe" => (SubKind::Channel, true),
+        b"unsubscribe" => (SubKind::Channel, false),
+        b"psubscribe" => (SubKind::Pattern, true),
+        b"punsubscribe" => (SubKind::Pattern, false),
+        b"ssubscribe" => (SubKind::Shard, true),
+        b"sunsubscribe" => (SubKind::Shard, false),
+        _ => return None,
+    })
+}
+
+fn is_message(name: &[u8]) -> bool {
+    matches!(name, b"message" | b"pmessage" | b"smessage")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_pubsub_frames() {
+        let f = Bytes::from_static(b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n");
+        let (name, ch) = pubsub_head(&f).expect("pubsub frame");
+        assert_eq!(name, b"message");
+        assert_eq!(ch.as_deref(), Some(&b"ch"[..]));
+        let f = Bytes::from_static(b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n");
+        let (name, ch) = pubsub_head(&f).expect("push frame");
+        assert_eq!(name, b"unsubscribe");
+        assert_eq!(ch, None);
+        assert!(pubsub_head(&Bytes::from_static(b"+OK\r\n")).is_none());
+        assert!(pubsub_head(&Bytes::from_static(b"*1\r\n:1\r\n")).is_none());
+    }
+
+    #[test]
+    fn recognises_monitor_lines() {
+        assert!(is_monitor_line(b"+1700000000.123456 [0 127.0.0.1:5000] \"ping\"\r\n"));
+        assert!(!is_monitor_line(b"+OK\r\n"));
+    }
+}
