@@ -15,6 +15,9 @@ use serde::Deserialize;
 
 use crate::auth::{User, Users};
 use crate::backend::BackendUrl;
+use crate::crypto::{KeySource, KeySpec, KeyState, Keyring};
+use crate::rules::{FailurePolicy, LegacyPolicy, Rule, Rules};
+use crate::seal::Sealer;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6380";
@@ -45,6 +48,50 @@ pub struct FileConfig {
     /// The proxy's own users; none = no client authentication.
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// Bound into every sealed value: a value sealed under one namespace does
+    /// not open under another. Default `respseal`.
+    pub namespace: Option<String>,
+    /// Which keys are sealed (first match wins). Default: none.
+    #[serde(default)]
+    pub rule: Vec<RuleConfig>,
+    /// The keyring. Material is always given by reference. Default: none.
+    #[serde(default)]
+    pub key: Vec<KeyConfig>,
+}
+
+/// `[[rule]]`: keys matching `pattern` are sealed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Redis glob pattern, e.g. `sess:*`.
+    pub pattern: String,
+    /// `nil` (default: the client sees no value) or `error`, when a sealed
+    /// value does not open.
+    pub on_failure: Option<String>,
+    /// Values without the envelope (legacy plaintext): `reject` (default),
+    /// `pass` (migration: passed through, counted) or `reseal` (passed
+    /// through and re-sealed in Redis).
+    pub legacy: Option<String>,
+    /// Last day (`YYYY-MM-DD`, UTC, exclusive) on which `pass`/`reseal` apply;
+    /// required with them, so migration mode always ends.
+    pub legacy_until: Option<String>,
+    /// Values sealed more than this many seconds ago do not open. Default:
+    /// no limit.
+    pub max_age_secs: Option<u64>,
+}
+
+/// `[[key]]`: one key of the keyring.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Key id, 8 hex digits; optional for `file` (the file names it).
+    pub id: Option<String>,
+    /// `primary`, `decrypt-only`, `disabled` or `destroyed`.
+    pub state: String,
+    /// Key file written by `respseal keygen`.
+    pub file: Option<PathBuf>,
+    /// Environment variable holding the 64 hex digits of material.
+    pub env: Option<String>,
 }
 
 /// `[limits]`.
@@ -106,6 +153,12 @@ pub struct Overrides {
     pub max_clients: Option<usize>,
     /// `--log` / `RESPSEAL_LOG`.
     pub log: Option<String>,
+    /// `--seal PATTERN` (repeatable) / `RESPSEAL_SEAL` (comma-separated):
+    /// rules added after the file's.
+    pub seal: Vec<String>,
+    /// `--key-file PATH` / `RESPSEAL_KEY_FILE`: the primary key (a primary
+    /// from the file becomes decrypt-only).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Fully validated configuration.
@@ -139,6 +192,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Proxy users.
     pub users: Users,
+    /// Rules and keys; `None` when no rule is configured.
+    pub sealer: Option<Sealer>,
 }
 
 /// Every problem found, one per line.
@@ -161,10 +216,21 @@ impl Config {
         let file = match path {
             None => FileConfig::default(),
             Some(p) => match std::fs::read_to_string(p) {
-                Err(e) => return Err(ConfigErrors(vec![format!("cannot read {}: {e}", p.display())])),
+                Err(e) => {
+                    return Err(ConfigErrors(vec![format!(
+                        "cannot read {}: {e}",
+                        p.display()
+                    )]));
+                }
                 Ok(text) => match toml::from_str::<FileConfig>(&text) {
                     Ok(f) => f,
-                    Err(e) => return Err(ConfigErrors(vec![format!("{}: {}", p.display(), e.message())])),
+                    Err(e) => {
+                        return Err(ConfigErrors(vec![format!(
+                            "{}: {}",
+                            p.display(),
+                            e.message()
+                        )]));
+                    }
                 },
             },
         };
@@ -174,7 +240,11 @@ impl Config {
     /// Validate a parsed file plus overrides.
     pub fn build(file: FileConfig, ov: &Overrides) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let listen_s = ov.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen_s = ov
+            .listen
+            .clone()
+            .or(file.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen = match listen_s.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(a)) => Some(a),
             _ => {
@@ -182,14 +252,26 @@ impl Config {
                 None
             }
         };
-        let backend_s = ov.backend.clone().or(file.backend).unwrap_or_else(|| DEFAULT_BACKEND.into());
-        let backend = BackendUrl::parse(&backend_s).map_err(|e| errors.push(format!("backend: {e}"))).ok();
-        let mode = ov.mode.clone().or(file.mode).unwrap_or_else(|| "shared".into());
+        let backend_s = ov
+            .backend
+            .clone()
+            .or(file.backend.clone())
+            .unwrap_or_else(|| DEFAULT_BACKEND.into());
+        let backend = BackendUrl::parse(&backend_s)
+            .map_err(|e| errors.push(format!("backend: {e}")))
+            .ok();
+        let mode = ov
+            .mode
+            .clone()
+            .or(file.mode.clone())
+            .unwrap_or_else(|| "shared".into());
         let dedicated = match mode.as_str() {
             "shared" => false,
             "dedicated" => true,
             other => {
-                errors.push(format!("mode: {other:?} is not \"shared\" or \"dedicated\""));
+                errors.push(format!(
+                    "mode: {other:?} is not \"shared\" or \"dedicated\""
+                ));
                 false
             }
         };
@@ -205,8 +287,16 @@ impl Config {
         };
         let shared_links = positive("shared_links", ov.shared_links.or(file.shared_links), 2);
         let l = &file.limits;
-        let max_clients = positive("limits.max_clients", ov.max_clients.or(l.max_clients), 10_000);
-        let max_frame_bytes = positive("limits.max_frame_bytes", l.max_frame_bytes, 512 * 1024 * 1024);
+        let max_clients = positive(
+            "limits.max_clients",
+            ov.max_clients.or(l.max_clients),
+            10_000,
+        );
+        let max_frame_bytes = positive(
+            "limits.max_frame_bytes",
+            l.max_frame_bytes,
+            512 * 1024 * 1024,
+        );
         let max_bulk_bytes = positive("limits.max_bulk_bytes", l.max_bulk_bytes, 512 * 1024 * 1024);
         let max_args = positive("limits.max_args", l.max_args, 1024 * 1024);
         let max_inflight = positive("limits.max_inflight", l.max_inflight, 16 * 1024);
@@ -217,7 +307,11 @@ impl Config {
         }
         let idle_timeout = t.idle_secs.filter(|&s| s > 0).map(Duration::from_secs);
         let shutdown_grace = Duration::from_secs(t.shutdown_grace_secs.unwrap_or(10));
-        let log = ov.log.clone().or(file.log).unwrap_or_else(|| "info".into());
+        let log = ov
+            .log
+            .clone()
+            .or(file.log.clone())
+            .unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             errors.push(format!("log: {log:?} is not a valid log filter"));
         }
@@ -225,11 +319,20 @@ impl Config {
         for (i, u) in file.users.iter().enumerate() {
             let what = format!("users[{i}] ({})", u.name);
             let password = match (&u.password_env, &u.password_file) {
-                (Some(var), None) => std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set")),
+                (Some(var), None) => std::env::var(var)
+                    .map_err(|_| format!("{what}: environment variable {var} is not set")),
                 (None, Some(path)) => std::fs::read_to_string(path)
                     .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                    .map_err(|e| format!("{what}: cannot read password file {}: {}", path.display(), e.kind())),
-                _ => Err(format!("{what}: give exactly one of password_env or password_file")),
+                    .map_err(|e| {
+                        format!(
+                            "{what}: cannot read password file {}: {}",
+                            path.display(),
+                            e.kind()
+                        )
+                    }),
+                _ => Err(format!(
+                    "{what}: give exactly one of password_env or password_file"
+                )),
             };
             match password {
                 Ok(p) if p.is_empty() => errors.push(format!("{what}: password is empty")),
@@ -237,6 +340,7 @@ impl Config {
                 Err(e) => errors.push(e),
             }
         }
+        let sealer = build_sealer(&file, ov, &mut errors);
         match (listen, backend, errors.is_empty()) {
             (Some(listen), Some(backend), true) => Ok(Config {
                 listen,
@@ -253,10 +357,154 @@ impl Config {
                 idle_timeout,
                 shutdown_grace,
                 users: Users::new(users),
+                sealer,
             }),
             _ => Err(ConfigErrors(errors)),
         }
     }
+}
+
+fn build_sealer(file: &FileConfig, ov: &Overrides, errors: &mut Vec<String>) -> Option<Sealer> {
+    let mut rules = Vec::new();
+    for (i, r) in file.rule.iter().enumerate() {
+        let what = format!("rule[{i}] ({})", r.pattern);
+        let mut rule = Rule::new(&r.pattern);
+        if r.pattern.is_empty() {
+            errors.push(format!("{what}: pattern is empty"));
+        }
+        match r.on_failure.as_deref() {
+            None | Some("nil") => {}
+            Some("error") => rule.on_failure = FailurePolicy::Error,
+            Some(o) => errors.push(format!(
+                "{what}: on_failure {o:?} is not \"nil\" or \"error\""
+            )),
+        }
+        match r.legacy.as_deref() {
+            None | Some("reject") => {}
+            Some(l @ ("pass" | "reseal")) => {
+                rule.legacy = if l == "pass" {
+                    LegacyPolicy::Pass
+                } else {
+                    LegacyPolicy::Reseal
+                };
+                match r.legacy_until.as_deref().map(parse_date) {
+                    Some(Some(t)) => rule.legacy_until = Some(t),
+                    Some(None) => {
+                        errors.push(format!("{what}: legacy_until must be a date YYYY-MM-DD"))
+                    }
+                    None => errors.push(format!(
+                        "{what}: legacy = {l:?} needs legacy_until: migration mode must end"
+                    )),
+                }
+            }
+            Some(l) => errors.push(format!(
+                "{what}: legacy {l:?} is not \"reject\", \"pass\" or \"reseal\""
+            )),
+        }
+        if r.legacy.as_deref().unwrap_or("reject") == "reject" && r.legacy_until.is_some() {
+            errors.push(format!(
+                "{what}: legacy_until only applies with legacy = \"pass\" or \"reseal\""
+            ));
+        }
+        rule.max_age = r.max_age_secs;
+        rules.push(rule);
+    }
+    for p in &ov.seal {
+        if p.is_empty() {
+            errors.push("--seal: pattern is empty".into());
+        }
+        rules.push(Rule::new(p));
+    }
+    let mut specs = Vec::new();
+    for (i, k) in file.key.iter().enumerate() {
+        let what = format!("key[{i}]");
+        let state = match k.state.parse::<KeyState>() {
+            Ok(s) => s,
+            Err(_) => {
+                errors.push(format!(
+                    "{what}: state {:?} is not primary, decrypt-only, disabled or destroyed",
+                    k.state
+                ));
+                continue;
+            }
+        };
+        let state = if ov.key_file.is_some() && state == KeyState::Primary {
+            KeyState::DecryptOnly
+        } else {
+            state
+        };
+        let id = match k.id.as_deref().map(|s| u32::from_str_radix(s, 16)) {
+            None => None,
+            Some(Ok(id)) if id != 0 && k.id.as_deref().map(str::len) == Some(8) => Some(id),
+            Some(_) => {
+                errors.push(format!("{what}: id must be 8 hex digits, not zero"));
+                continue;
+            }
+        };
+        let source = match (&k.file, &k.env) {
+            (Some(f), None) => Some(KeySource::File(f.clone())),
+            (None, Some(e)) => Some(KeySource::Env(e.clone())),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                errors.push(format!("{what}: give file or env, not both"));
+                continue;
+            }
+        };
+        specs.push(KeySpec { id, state, source });
+    }
+    if let Some(path) = &ov.key_file {
+        specs.push(KeySpec {
+            id: None,
+            state: KeyState::Primary,
+            source: Some(KeySource::File(path.clone())),
+        });
+    }
+    let keyring = if specs.is_empty() {
+        Keyring::new()
+    } else {
+        match Keyring::from_specs(&specs) {
+            Ok(k) => k,
+            Err(e) => {
+                errors.push(format!("keyring: {e}"));
+                return None;
+            }
+        }
+    };
+    if rules.is_empty() {
+        return None;
+    }
+    if keyring.primary().is_none() {
+        errors.push("rules are configured but the keyring has no primary key (give --key-file or a [[key]] with state = \"primary\")".into());
+        return None;
+    }
+    let namespace = file
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "respseal".into())
+        .into_bytes();
+    Some(Sealer::new(Rules::new(rules), keyring, namespace))
+}
+
+/// `YYYY-MM-DD` (UTC midnight) as unix seconds.
+fn parse_date(s: &str) -> Option<u64> {
+    let mut it = s.split('-');
+    let (y, m, d) = (
+        it.next()?.parse::<i64>().ok()?,
+        it.next()?.parse::<i64>().ok()?,
+        it.next()?.parse::<i64>().ok()?,
+    );
+    if it.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) || y < 1970 {
+        return None;
+    }
+    // Days from civil (H. Hinnant).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    u64::try_from(days * 86400).ok()
 }
 
 #[cfg(test)]
@@ -265,7 +513,8 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = Config::build(FileConfig::default(), &Overrides::default()).expect("defaults are valid");
+        let c = Config::build(FileConfig::default(), &Overrides::default())
+            .expect("defaults are valid");
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.backend.addr, "127.0.0.1:6379");
         assert!(!c.dedicated);
@@ -289,9 +538,32 @@ mod tests {
     }
 
     #[test]
+    fn dates() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2026-11-26"), Some(1_795_651_200));
+        assert_eq!(parse_date("2026-13-01"), None);
+        assert_eq!(parse_date("yesterday"), None);
+    }
+
+    #[test]
+    fn rules_need_a_primary_key_and_migration_must_end() {
+        let file: FileConfig =
+            toml::from_str("[[rule]]\npattern = \"sess:*\"\nlegacy = \"pass\"\n").expect("parses");
+        let errs = Config::build(file, &Overrides::default()).unwrap_err().0;
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("legacy_until")));
+        assert!(errs.iter().any(|e| e.contains("primary")));
+    }
+
+    #[test]
     fn overrides_win() {
-        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"\nmode = \"dedicated\"").expect("parses");
-        let ov = Overrides { listen: Some("127.0.0.1:2".into()), mode: Some("shared".into()), ..Default::default() };
+        let file: FileConfig =
+            toml::from_str("listen = \"127.0.0.1:1\"\nmode = \"dedicated\"").expect("parses");
+        let ov = Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            mode: Some("shared".into()),
+            ..Default::default()
+        };
         let c = Config::build(file, &ov).expect("valid");
         assert_eq!(c.listen.port(), 2);
         assert!(!c.dedicated);

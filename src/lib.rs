@@ -19,6 +19,9 @@
 //!   encoding of the proxy's own frames. No I/O.
 //! * [`backend`]: the Redis side — connection handshake, shared multiplexed
 //!   links, dedicated links, the group pool.
+//! * [`rules`]: which keys are sealed (glob patterns, per-rule policies).
+//! * [`seal`]: sealing in the request/reply path — which request arguments
+//!   are sealed, how replies are opened, what is refused on sealed keys.
 //! * [`auth`]: the proxy's own users (client AUTH), never forwarded.
 //! * [`crypto`]: XAES-256-GCM, the sealed-value envelope and the keyring.
 //!   Knows nothing about Redis or sessions.
@@ -32,5 +35,7 @@ pub mod crypto;
 pub mod outbuf;
 pub mod plan;
 pub mod protocol;
+pub mod rules;
+pub mod seal;
 pub mod server;
 pub mod session;

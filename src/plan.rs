@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::commands::table::SubKind;
 use crate::protocol::Proto;
+use crate::seal::OpenPlan;
 
 /// What to do with the next reply (or replies).
 #[derive(Debug)]
@@ -51,7 +52,15 @@ pub enum Plan {
         remaining: Option<u32>,
     },
     /// Replies the proxy asked for itself; dropped.
-    Discard(u32),
+    Drop(u32),
+    /// A reply carrying sealed values: opened, then forwarded.
+    Open(OpenPlan),
+    /// A command inside MULTI: on `+QUEUED`, its open plan (if any) joins
+    /// the transaction's queue, to be applied to its element of EXEC's reply.
+    Queued(Option<OpenPlan>),
+    /// EXEC or DISCARD: EXEC's array is opened element by element with the
+    /// queued plans; either way the queue is cleared.
+    Exec,
 }
 
 impl Plan {
@@ -59,9 +68,14 @@ impl Plan {
     /// is not known yet).
     pub fn frames(&self) -> Option<u32> {
         match self {
-            Plan::Forward(n) | Plan::Discard(n) => Some(*n),
+            Plan::Forward(n) | Plan::Drop(n) => Some(*n),
+            Plan::Open(_) | Plan::Queued(_) | Plan::Exec => Some(1),
             Plan::Local(_) | Plan::Close => Some(0),
-            Plan::Select { restore, first_done, .. } => Some(1 + u32::from(*restore) - u32::from(*first_done)),
+            Plan::Select {
+                restore,
+                first_done,
+                ..
+            } => Some(1 + u32::from(*restore) - u32::from(*first_done)),
             Plan::Hello { .. } | Plan::Reset | Plan::Monitor => Some(1),
             Plan::Subscribe { remaining, .. } => *remaining,
         }

@@ -30,6 +30,7 @@ use crate::outbuf::OutBuf;
 use crate::plan::Plan;
 use crate::protocol::request::{self, Limits, Parsed, ProtocolError};
 use crate::protocol::{Proto, encode, parse_int, reply};
+use crate::seal::{Inspect, OpenPlan, Reseal, Sealer};
 
 /// Stop reading from a client while this many bytes of replies wait to be
 /// written to it.
@@ -54,13 +55,19 @@ pub struct Context {
     pub idle_timeout: Option<Duration>,
     /// The proxy's own users (AUTH, HELLO … AUTH).
     pub users: Users,
+    /// Rules and keys; `None` when nothing is sealed.
+    pub sealer: Option<Sealer>,
 }
 
 enum Link {
     /// No backend connection yet (dedicated mode before the first command).
     None,
     /// A shared link of group (db, proto).
-    Shared { link: SharedLink, db: u32, proto: Proto },
+    Shared {
+        link: SharedLink,
+        db: u32,
+        proto: Proto,
+    },
     /// The session's own backend connection.
     Dedicated(Box<DedicatedLink>),
 }
@@ -115,6 +122,14 @@ pub struct Session<R, W> {
     subs: [HashSet<Bytes>; 3],
     monitor: bool,
     reply_mode: ReplyMode,
+    /// Inside MULTI on the dedicated link.
+    in_multi: bool,
+    /// Open plans of the commands Redis queued in the current transaction.
+    exec_queue: Vec<Option<OpenPlan>>,
+    /// Open plan for the request being forwarded by `forward_one`.
+    next_open: Option<OpenPlan>,
+    /// Legacy values read that are to be re-sealed in Redis.
+    reseal: Vec<Reseal>,
 }
 
 impl<R, W> Session<R, W>
@@ -153,6 +168,10 @@ where
             subs: Default::default(),
             monitor: false,
             reply_mode: ReplyMode::On,
+            in_multi: false,
+            exec_queue: Vec::new(),
+            next_open: None,
+            reseal: Vec::new(),
         }
     }
 
@@ -167,6 +186,9 @@ where
             };
         }
         loop {
+            if !self.reseal.is_empty() {
+                self.send_reseals().await;
+            }
             if let Err(e) = self.flush_backend().await {
                 self.backend_lost(e);
             }
@@ -226,7 +248,10 @@ where
                 if !self.stalled {
                     self.process_input().await;
                 }
-            } else if !self.stalled && self.rbuf.len() >= self.need.max(1) && self.awaiting < self.ctx.max_inflight {
+            } else if !self.stalled
+                && self.rbuf.len() >= self.need.max(1)
+                && self.awaiting < self.ctx.max_inflight
+            {
                 // Input that was left unparsed because of the in-flight limit.
                 self.process_input().await;
             }
@@ -241,7 +266,10 @@ where
         let mut run_frames = 0u32;
         let limits = self.ctx.limits;
         loop {
-            if self.closing || self.stalled || self.awaiting + run_frames as usize >= self.ctx.max_inflight {
+            if self.closing
+                || self.stalled
+                || self.awaiting + run_frames as usize >= self.ctx.max_inflight
+            {
                 break;
             }
             if self.rbuf.len() - run_len < self.need {
@@ -276,7 +304,11 @@ where
                             None => &self.rbuf[run_len..],
                         };
                         let args = Args::new(src, &self.args);
-                        if !self.authenticated && !args.is(0, "AUTH") && !args.is(0, "HELLO") && !args.is(0, "QUIT") {
+                        if !self.authenticated
+                            && !args.is(0, "AUTH")
+                            && !args.is(0, "HELLO")
+                            && !args.is(0, "QUIT")
+                        {
                             Route::Refuse("NOAUTH")
                         } else if self.ctx.dedicated_mode && matches!(self.link, Link::None) {
                             match commands::classify(&args) {
@@ -287,19 +319,55 @@ where
                             commands::classify(&args)
                         }
                     };
-                    if route == Route::Forward && inline.is_none() && self.plain_forward_ok() {
+                    let sealing = match (&self.ctx.sealer, route) {
+                        (Some(sealer), Route::Forward | Route::Pin) => {
+                            let src: &[u8] = match &inline {
+                                Some(f) => f,
+                                None => &self.rbuf[run_len..],
+                            };
+                            sealer.inspect(&Args::new(src, &self.args))
+                        }
+                        _ => Inspect::Untouched,
+                    };
+                    let untouched = matches!(sealing, Inspect::Untouched);
+                    if untouched
+                        && route == Route::Forward
+                        && inline.is_none()
+                        && self.plain_forward_ok()
+                    {
                         run_len += len;
                         run_frames += 1;
                         continue;
                     }
                     self.flush_run(&mut run_len, &mut run_frames).await;
-                    let frame = match inline {
+                    let mut frame = match inline {
                         Some(f) => {
                             self.rbuf.advance(len);
                             f
                         }
                         None => self.rbuf.split_to(len).freeze(),
                     };
+                    match sealing {
+                        Inspect::Untouched => {}
+                        Inspect::Refuse(msg) => {
+                            self.local_error(&msg);
+                            continue;
+                        }
+                        Inspect::Forward {
+                            frame: rewritten,
+                            open,
+                        } => {
+                            // The argument ranges still describe the client's
+                            // frame; classification already used them.
+                            if let Some(f) = rewritten {
+                                frame = f;
+                                self.args.clear();
+                                let (.., ranges) = parsed_ranges(&frame);
+                                self.args = ranges;
+                            }
+                            self.next_open = open;
+                        }
+                    }
                     let args = std::mem::take(&mut self.args);
                     self.handle(frame, &args, route).await;
                     self.args = args;
@@ -313,7 +381,7 @@ where
     fn plain_forward_ok(&self) -> bool {
         match &self.link {
             Link::Shared { .. } => true,
-            Link::Dedicated(_) => self.reply_mode == ReplyMode::On,
+            Link::Dedicated(_) => self.reply_mode == ReplyMode::On && !self.in_multi,
             Link::None => false,
         }
     }
@@ -357,7 +425,11 @@ where
 
     fn defer(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route) {
         self.stalled = true;
-        self.deferred = Some(Deferred { frame, args: ranges.to_vec(), route });
+        self.deferred = Some(Deferred {
+            frame,
+            args: ranges.to_vec(),
+            route,
+        });
     }
 
     /// Forward one request on the current link with the plan its class needs.
@@ -367,14 +439,41 @@ where
         let (plan, frames) = match class {
             Some(Class::Stateful(State::Subscribe(kind))) if dedicated => {
                 let n = (args.len() as u32).saturating_sub(1).max(1);
-                (Plan::Subscribe { kind, subscribe: true, remaining: Some(n) }, n)
+                (
+                    Plan::Subscribe {
+                        kind,
+                        subscribe: true,
+                        remaining: Some(n),
+                    },
+                    n,
+                )
             }
             Some(Class::Stateful(State::Unsubscribe(kind))) if dedicated => {
                 let n = (args.len() as u32).saturating_sub(1);
                 let remaining = if n == 0 { None } else { Some(n) };
-                (Plan::Subscribe { kind, subscribe: false, remaining }, n.max(1))
+                (
+                    Plan::Subscribe {
+                        kind,
+                        subscribe: false,
+                        remaining,
+                    },
+                    n.max(1),
+                )
             }
             Some(Class::Stateful(State::Monitor)) => (Plan::Monitor, 1),
+            _ if self.in_multi && (args.is(0, "EXEC") || args.is(0, "DISCARD")) => {
+                self.in_multi = false;
+                (Plan::Exec, 1)
+            }
+            _ if self.in_multi => (Plan::Queued(self.next_open.take()), 1),
+            Some(Class::Stateful(State::Transaction)) if dedicated => {
+                self.in_multi = true;
+                (Plan::Forward(1), 1)
+            }
+            _ if self.next_open.is_some() => (
+                Plan::Open(self.next_open.take().expect("checked is_some")),
+                1,
+            ),
             Some(Class::Client) if dedicated && args.is(1, "REPLY") => {
                 // Redis sends no reply to CLIENT REPLY OFF/SKIP, nor to the
                 // command after SKIP.
@@ -417,7 +516,10 @@ where
             LocalCmd::Auth => {
                 let outcome = match args.len() {
                     2 => self.ctx.users.check(None, args.get(1).unwrap_or_default()),
-                    3 => self.ctx.users.check(args.get(1), args.get(2).unwrap_or_default()),
+                    3 => self
+                        .ctx
+                        .users
+                        .check(args.get(1), args.get(2).unwrap_or_default()),
                     _ => AuthOutcome::Syntax,
                 };
                 match outcome {
@@ -437,7 +539,7 @@ where
                     self.send(frame, 1).await;
                     if let Some(auth) = self.backend_auth_command() {
                         // RESET logs the connection out; log it back in.
-                        self.push_plan(Plan::Discard(1), 1);
+                        self.push_plan(Plan::Drop(1), 1);
                         self.send(auth, 1).await;
                     }
                     self.stalled = true;
@@ -457,9 +559,15 @@ where
             return self.local_error("ERR wrong number of arguments for 'client|setinfo' command");
         }
         let value = args.get(3).unwrap_or_default();
-        if value.iter().any(|&b| b < b'!' || b > b'~') {
-            let which = if args.is(2, "LIB-NAME") { "lib-name" } else { "lib-ver" };
-            return self.local_error(&format!("ERR {which} cannot contain spaces, newlines or special characters."));
+        if value.iter().any(|b| !(b'!'..=b'~').contains(b)) {
+            let which = if args.is(2, "LIB-NAME") {
+                "lib-name"
+            } else {
+                "lib-ver"
+            };
+            return self.local_error(&format!(
+                "ERR {which} cannot contain spaces, newlines or special characters."
+            ));
         }
         let value = Bytes::copy_from_slice(value);
         if args.is(2, "LIB-NAME") {
@@ -477,8 +585,16 @@ where
         let db = match (args.len(), args.get(1).and_then(parse_int)) {
             (2, Some(db)) if (0..=i64::from(u32::MAX)).contains(&db) => db as u32,
             // Redis answers malformed SELECTs with an error and no state change.
-            _ => return self.forward_one(frame, args).await,
+            _ => {
+                if matches!(self.link, Link::None) && !self.pin().await {
+                    return;
+                }
+                return self.forward_one(frame, args).await;
+            }
         };
+        if matches!(self.link, Link::None) && !self.pin().await {
+            return;
+        }
         let restore = matches!(self.link, Link::Shared { .. });
         let data = if let Link::Shared { db: link_db, .. } = self.link {
             // Validate on the session's own link, then put the link back:
@@ -490,7 +606,14 @@ where
             frame
         };
         let frames = if restore { 2 } else { 1 };
-        self.push_plan(Plan::Select { db, restore, first_done: false }, frames);
+        self.push_plan(
+            Plan::Select {
+                db,
+                restore,
+                first_done: false,
+            },
+            frames,
+        );
         self.send(data, frames as u32).await;
         self.stalled = true;
     }
@@ -509,7 +632,10 @@ where
         let mut i = 1;
         while i < args.len() {
             if i >= 2 && args.is(i, "AUTH") && i + 2 < args.len() {
-                let outcome = self.ctx.users.check(args.get(i + 1), args.get(i + 2).unwrap_or_default());
+                let outcome = self
+                    .ctx
+                    .users
+                    .check(args.get(i + 1), args.get(i + 2).unwrap_or_default());
                 if outcome != AuthOutcome::Ok {
                     return self.local_error(outcome.message("hello"));
                 }
@@ -533,7 +659,12 @@ where
                 // this HELLO changes nothing on the shared link.
                 let link = self.ctx.backend.shared(self.db, p, self.id);
                 self.push_plan(Plan::Hello { proto: Some(p) }, 1);
-                link.send(SharedRequest { data, frames: 1, reply: self.reply_tx.clone() }).await;
+                link.send(SharedRequest {
+                    data,
+                    frames: 1,
+                    reply: self.reply_tx.clone(),
+                })
+                .await;
             }
             (Link::None, _) => {
                 if !self.pin().await {
@@ -548,6 +679,33 @@ where
             }
         }
         self.stalled = true;
+    }
+
+    /// Write back legacy plaintext values sealed, each with a
+    /// compare-and-set that keeps the TTL, so a newer value written by the
+    /// application in the meantime is never overwritten.
+    async fn send_reseals(&mut self) {
+        const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end return 0";
+        let pending = std::mem::take(&mut self.reseal);
+        if self.in_multi
+            || self.monitor
+            || self.subs.iter().any(|s| !s.is_empty())
+            || self.reply_mode != ReplyMode::On
+        {
+            return;
+        }
+        for r in pending {
+            let cmd = encode::command(&[
+                &b"EVAL"[..],
+                SCRIPT.as_bytes(),
+                b"1",
+                &r.key,
+                &r.plain,
+                &r.sealed,
+            ]);
+            self.push_plan(Plan::Drop(1), 1);
+            self.send(cmd, 1).await;
+        }
     }
 
     fn protocol_error(&mut self, e: ProtocolError) {
@@ -567,15 +725,33 @@ where
     async fn pin(&mut self) -> bool {
         let mut extra = Vec::new();
         if let Some(name) = &self.lib_name {
-            extra.push(encode::command(&[&b"CLIENT"[..], b"SETINFO", b"LIB-NAME", name]));
+            extra.push(encode::command(&[
+                &b"CLIENT"[..],
+                b"SETINFO",
+                b"LIB-NAME",
+                name,
+            ]));
         }
         if let Some(ver) = &self.lib_ver {
-            extra.push(encode::command(&[&b"CLIENT"[..], b"SETINFO", b"LIB-VER", ver]));
+            extra.push(encode::command(&[
+                &b"CLIENT"[..],
+                b"SETINFO",
+                b"LIB-VER",
+                ver,
+            ]));
         }
-        match self.ctx.backend.dedicated(self.db, self.proto, &extra).await {
+        match self
+            .ctx
+            .backend
+            .dedicated(self.db, self.proto, &extra)
+            .await
+        {
             Ok(conn) => {
                 tracing::debug!("session pinned to a dedicated link");
-                self.link = Link::Dedicated(Box::new(DedicatedLink { conn, out: OutBuf::default() }));
+                self.link = Link::Dedicated(Box::new(DedicatedLink {
+                    conn,
+                    out: OutBuf::default(),
+                }));
                 true
             }
             Err(e) => {
@@ -613,13 +789,21 @@ where
     async fn send(&mut self, data: Bytes, frames: u32) {
         match &mut self.link {
             Link::Shared { link, .. } => {
-                link.send(SharedRequest { data, frames, reply: self.reply_tx.clone() }).await;
+                link.send(SharedRequest {
+                    data,
+                    frames,
+                    reply: self.reply_tx.clone(),
+                })
+                .await;
             }
             Link::Dedicated(d) => d.out.push(data),
             Link::None => {
                 // Only reachable if pinning failed; the error reply is queued.
                 if frames > 0 {
-                    self.on_link_event(LinkEvent::Failed { frames, error: BackendError::Lost });
+                    self.on_link_event(LinkEvent::Failed {
+                        frames,
+                        error: BackendError::Lost,
+                    });
                 }
             }
         }
@@ -629,7 +813,10 @@ where
         if let Link::Dedicated(d) = &mut self.link
             && !d.out.is_empty()
         {
-            d.out.write_to(&mut d.conn.wr).await.map_err(|_| BackendError::Lost)?;
+            d.out
+                .write_to(&mut d.conn.wr)
+                .await
+                .map_err(|_| BackendError::Lost)?;
         }
         Ok(())
     }
@@ -707,9 +894,13 @@ where
     /// Bytes arrived on the dedicated link.
     fn on_dedicated_data(&mut self) {
         loop {
-            let Link::Dedicated(d) = &mut self.link else { return };
+            let Link::Dedicated(d) = &mut self.link else {
+                return;
+            };
             // HELLO 3's own reply is already RESP3.
-            let proto = if self.proto == Proto::Resp3 || matches!(self.plans.front(), Some(Plan::Hello { .. })) {
+            let proto = if self.proto == Proto::Resp3
+                || matches!(self.plans.front(), Some(Plan::Hello { .. }))
+            {
                 Proto::Resp3
             } else {
                 Proto::Resp2
@@ -751,7 +942,11 @@ where
                             set.remove(&ch);
                         }
                     }
-                    if let Some(Plan::Subscribe { kind: k, subscribe: s, remaining }) = self.plans.front_mut()
+                    if let Some(Plan::Subscribe {
+                        kind: k,
+                        subscribe: s,
+                        remaining,
+                    }) = self.plans.front_mut()
                         && *k == kind
                         && *s == subscribe
                     {
@@ -802,11 +997,15 @@ where
                 pop = *n == 0;
                 self.out.push(frame);
             }
-            Plan::Discard(n) => {
+            Plan::Drop(n) => {
                 *n -= 1;
                 pop = *n == 0;
             }
-            Plan::Select { db, restore, first_done } => {
+            Plan::Select {
+                db,
+                restore,
+                first_done,
+            } => {
                 if !*first_done {
                     if &frame[..] == b"+OK\r\n" {
                         self.db = *db;
@@ -833,6 +1032,44 @@ where
                     self.monitor = true;
                 }
                 self.out.push(frame);
+            }
+            Plan::Open(open) => {
+                let out = match &self.ctx.sealer {
+                    Some(sealer) => sealer.open_reply(open, frame, self.proto, &mut self.reseal),
+                    None => frame,
+                };
+                self.out.push(out);
+            }
+            Plan::Queued(open) => {
+                if &frame[..] == b"+QUEUED\r\n" {
+                    self.exec_queue.push(open.take());
+                }
+                self.out.push(frame);
+            }
+            Plan::Exec => {
+                let queue = std::mem::take(&mut self.exec_queue);
+                let out = match (&self.ctx.sealer, crate::seal::split_array(&frame)) {
+                    (Some(sealer), Some(elements))
+                        if elements.len() == queue.len() && queue.iter().any(Option::is_some) =>
+                    {
+                        let mut b = BytesMut::with_capacity(frame.len());
+                        encode::array_header(&mut b, elements.len());
+                        for (el, open) in elements.into_iter().zip(&queue) {
+                            match open {
+                                Some(open) => b.extend_from_slice(&sealer.open_reply(
+                                    open,
+                                    el,
+                                    self.proto,
+                                    &mut self.reseal,
+                                )),
+                                None => b.extend_from_slice(&el),
+                            }
+                        }
+                        b.freeze()
+                    }
+                    _ => frame,
+                };
+                self.out.push(out);
             }
             Plan::Subscribe { remaining, .. } => {
                 // A plain reply to a (un)subscribe command: an error.
@@ -878,6 +1115,8 @@ where
         self.subs = Default::default();
         self.monitor = false;
         self.reply_mode = ReplyMode::On;
+        self.in_multi = false;
+        self.exec_queue.clear();
         self.authenticated = !self.ctx.users.required();
     }
 }
@@ -896,9 +1135,24 @@ async fn sleep_or_never(d: Option<Duration>) {
     }
 }
 
+/// Argument ranges of a well-formed RESP request the proxy encoded itself.
+fn parsed_ranges(frame: &[u8]) -> ((), Vec<Range<usize>>) {
+    let mut ranges = Vec::new();
+    let limits = Limits {
+        max_bulk: usize::MAX,
+        max_frame: usize::MAX,
+        max_args: usize::MAX,
+    };
+    let _ = request::parse(frame, &limits, &mut ranges);
+    ((), ranges)
+}
+
 /// A MONITOR line: `+1700000000.123456 [0 127.0.0.1:5000] "cmd" …`.
 fn is_monitor_line(frame: &[u8]) -> bool {
-    frame.len() > 2 && frame[0] == b'+' && frame[1].is_ascii_digit() && frame.windows(2).any(|w| w == b" [")
+    frame.len() > 2
+        && frame[0] == b'+'
+        && frame[1].is_ascii_digit()
+        && frame.windows(2).any(|w| w == b" [")
 }
 
 /// For an array or push frame whose first element is a string: that string
@@ -967,7 +1221,9 @@ mod tests {
 
     #[test]
     fn recognises_monitor_lines() {
-        assert!(is_monitor_line(b"+1700000000.123456 [0 127.0.0.1:5000] \"ping\"\r\n"));
+        assert!(is_monitor_line(
+            b"+1700000000.123456 [0 127.0.0.1:5000] \"ping\"\r\n"
+        ));
         assert!(!is_monitor_line(b"+OK\r\n"));
     }
 }

@@ -26,8 +26,12 @@ pub fn frame_len(buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> 
     let mut depth = 0usize;
     let mut pos = 0usize;
     loop {
-        let Some(&kind) = buf.get(pos) else { return Ok(None) };
-        let Some(cr) = find_crlf(buf, pos + 1) else { return Ok(None) };
+        let Some(&kind) = buf.get(pos) else {
+            return Ok(None);
+        };
+        let Some(cr) = find_crlf(buf, pos + 1) else {
+            return Ok(None);
+        };
         let header = &buf[pos + 1..cr];
         pos = cr + 2;
         let resp3 = proto == Proto::Resp3;
@@ -43,7 +47,9 @@ pub fn frame_len(buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> 
                 } else if len < 0 {
                     return Err(ReplyError("negative bulk length"));
                 } else {
-                    let end = pos.checked_add(len as usize).ok_or(ReplyError("bulk length overflow"))?;
+                    let end = pos
+                        .checked_add(len as usize)
+                        .ok_or(ReplyError("bulk length overflow"))?;
                     if end + 2 > buf.len() {
                         return Ok(None);
                     }
@@ -61,7 +67,11 @@ pub fn frame_len(buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> 
                     return Err(ReplyError("negative aggregate length"));
                 } else {
                     let n = n as u64;
-                    let n = if kind == b'%' || kind == b'|' { n * 2 } else { n };
+                    let n = if kind == b'%' || kind == b'|' {
+                        n * 2
+                    } else {
+                        n
+                    };
                     if n > 0 || kind == b'|' {
                         open = Some((n, kind == b'|'));
                     }
@@ -143,9 +153,19 @@ mod tests {
         ] {
             let mut extended = f.to_vec();
             extended.extend_from_slice(b"+NEXT\r\n");
-            assert_eq!(len2(&extended), Ok(Some(f.len())), "{:?}", String::from_utf8_lossy(f));
+            assert_eq!(
+                len2(&extended),
+                Ok(Some(f.len())),
+                "{:?}",
+                String::from_utf8_lossy(f)
+            );
             for cut in 0..f.len() {
-                assert_eq!(len2(&f[..cut]), Ok(None), "cut {cut} of {:?}", String::from_utf8_lossy(f));
+                assert_eq!(
+                    len2(&f[..cut]),
+                    Ok(None),
+                    "cut {cut} of {:?}",
+                    String::from_utf8_lossy(f)
+                );
             }
         }
     }
@@ -168,7 +188,12 @@ mod tests {
         ] {
             let mut extended = f.to_vec();
             extended.extend_from_slice(b"+NEXT\r\n");
-            assert_eq!(len3(&extended), Ok(Some(f.len())), "{:?}", String::from_utf8_lossy(f));
+            assert_eq!(
+                len3(&extended),
+                Ok(Some(f.len())),
+                "{:?}",
+                String::from_utf8_lossy(f)
+            );
             for cut in 0..f.len() {
                 assert_eq!(len3(&f[..cut]), Ok(None), "cut {cut}");
             }
@@ -177,7 +202,12 @@ mod tests {
 
     #[test]
     fn resp2_stream_rejects_resp3_types() {
-        for f in [&b"_\r\n"[..], b"%1\r\n+a\r\n+b\r\n", b">1\r\n+a\r\n", b"#t\r\n"] {
+        for f in [
+            &b"_\r\n"[..],
+            b"%1\r\n+a\r\n+b\r\n",
+            b">1\r\n+a\r\n",
+            b"#t\r\n",
+        ] {
             assert!(len2(f).is_err());
         }
     }

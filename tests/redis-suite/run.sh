@@ -278,7 +278,11 @@ start_proxy() {
     [[ "$mode" == "dedicated" ]] && extra+=(--dedicated)
     for attempt in 1 2 3; do
         PROXY_PORT="$(free_port)" || die "no free port"
-        RUST_BACKTRACE=1 "$PROXY_BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
+        # The proxy reads RESPSEAL_* settings from the environment; make sure
+        # none from the caller changes the mode under test.
+        env -u RESPSEAL_CONFIG -u RESPSEAL_LISTEN -u RESPSEAL_BACKEND -u RESPSEAL_MODE \
+            -u RESPSEAL_SHARED_LINKS -u RESPSEAL_MAX_CLIENTS \
+            RUST_BACKTRACE=1 "$PROXY_BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
             --backend "redis://127.0.0.1:$REDIS_PORT" "${extra[@]}" \
             >"$logprefix.proxy.log" 2>&1 &
         PROXY_PID=$!

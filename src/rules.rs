@@ -1,0 +1,293 @@
+//! Rules: which keys are sealed (DESIGN.md §3).
+//!
+//! A rule has a key pattern in Redis glob syntax and its policies. A pattern
+//! that is a plain `prefix*` (no other glob characters) is matched by prefix,
+//! an exact name by equality, anything else by a glob matcher with Redis's
+//! `stringmatchlen` semantics (`*`, `?`, `[a-z]`, `[^…]`, `\` escapes).
+//! Keys that match no rule are never touched.
+
+/// What the client sees when a sealed value cannot be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// A null reply: the application sees "no value" (a session store sees
+    /// no session and the user logs in again). The default.
+    Nil,
+    /// An error reply.
+    Error,
+}
+
+/// What happens to a value without the envelope magic on a sealed key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyPolicy {
+    /// Treated like a decrypt failure. The default.
+    Reject,
+    /// Passed through as plaintext (migration mode; counted).
+    Pass,
+    /// Passed through and re-sealed in Redis on read (migration mode).
+    Reseal,
+}
+
+/// A key pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    /// Every key starting with these bytes (`prefix*`).
+    Prefix(Vec<u8>),
+    /// Exactly this key.
+    Exact(Vec<u8>),
+    /// A general Redis glob.
+    Glob(Vec<u8>),
+}
+
+impl Pattern {
+    /// Compile a Redis glob.
+    pub fn new(glob: &str) -> Self {
+        let b = glob.as_bytes();
+        let special = |c: &u8| matches!(c, b'*' | b'?' | b'[' | b'\\');
+        match b.split_last() {
+            Some((b'*', rest)) if !rest.iter().any(special) => Pattern::Prefix(rest.to_vec()),
+            _ if !b.iter().any(special) => Pattern::Exact(b.to_vec()),
+            _ => Pattern::Glob(b.to_vec()),
+        }
+    }
+
+    /// Whether `key` matches.
+    pub fn matches(&self, key: &[u8]) -> bool {
+        match self {
+            Pattern::Prefix(p) => key.starts_with(p),
+            Pattern::Exact(p) => key == p.as_slice(),
+            Pattern::Glob(g) => glob_match(g, key),
+        }
+    }
+}
+
+/// One rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The pattern as configured (used in error messages instead of keys).
+    pub source: String,
+    /// The compiled pattern.
+    pub pattern: Pattern,
+    /// Decrypt-failure policy.
+    pub on_failure: FailurePolicy,
+    /// Legacy plaintext policy.
+    pub legacy: LegacyPolicy,
+    /// Until when (unix seconds) legacy plaintext is accepted; after that,
+    /// `Pass`/`Reseal` act as `Reject`. None = no end.
+    pub legacy_until: Option<u64>,
+    /// Values sealed longer ago than this many seconds do not open.
+    pub max_age: Option<u64>,
+}
+
+impl Rule {
+    /// A rule with default policies.
+    pub fn new(pattern: &str) -> Self {
+        Rule {
+            source: pattern.to_string(),
+            pattern: Pattern::new(pattern),
+            on_failure: FailurePolicy::Nil,
+            legacy: LegacyPolicy::Reject,
+            legacy_until: None,
+            max_age: None,
+        }
+    }
+
+    /// The legacy policy in force at `now`.
+    pub fn legacy_at(&self, now: u64) -> LegacyPolicy {
+        match self.legacy_until {
+            Some(until) if now >= until => LegacyPolicy::Reject,
+            _ => self.legacy,
+        }
+    }
+}
+
+/// The configured rules, first match wins.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    rules: Vec<Rule>,
+}
+
+impl Rules {
+    /// Rules in priority order.
+    pub fn new(rules: Vec<Rule>) -> Self {
+        Rules { rules }
+    }
+
+    /// No rules: nothing is sealed.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The index of the first rule matching `key`.
+    pub fn find(&self, key: &[u8]) -> Option<usize> {
+        self.rules.iter().position(|r| r.pattern.matches(key))
+    }
+
+    /// Rule by index (as returned by [`Rules::find`]).
+    pub fn get(&self, i: usize) -> &Rule {
+        &self.rules[i]
+    }
+}
+
+/// Redis's `stringmatchlen`, iterative with backtracking on `*`.
+pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if p < pattern.len() {
+            match pattern[p] {
+                b'*' => {
+                    while p + 1 < pattern.len() && pattern[p + 1] == b'*' {
+                        p += 1;
+                    }
+                    star = Some((p, i));
+                    p += 1;
+                    continue;
+                }
+                b'?' if i < s.len() => {
+                    p += 1;
+                    i += 1;
+                    continue;
+                }
+                b'[' if i < s.len() => {
+                    if let Some((matched, next)) = class_match(pattern, p, s[i])
+                        && matched
+                    {
+                        p = next;
+                        i += 1;
+                        continue;
+                    }
+                }
+                b'\\' if p + 1 < pattern.len() && i < s.len() && pattern[p + 1] == s[i] => {
+                    p += 2;
+                    i += 1;
+                    continue;
+                }
+                c if c != b'?'
+                    && c != b'['
+                    && !(c == b'\\' && p + 1 < pattern.len())
+                    && i < s.len()
+                    && c == s[i] =>
+                {
+                    p += 1;
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        } else if i == s.len() {
+            return true;
+        }
+        // Mismatch: let the last `*` swallow one more byte.
+        match star {
+            Some((sp, si)) if si < s.len() => {
+                star = Some((sp, si + 1));
+                p = sp + 1;
+                i = si + 1;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Match `c` against the class starting at `pattern[p] == '['`; returns
+/// whether it matched and the index after the class.
+fn class_match(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
+    let mut j = p + 1;
+    let negate = pattern.get(j) == Some(&b'^');
+    if negate {
+        j += 1;
+    }
+    let mut matched = false;
+    loop {
+        let pc = *pattern.get(j)?;
+        match pc {
+            b']' => break,
+            b'\\' if j + 1 < pattern.len() => {
+                j += 1;
+                matched |= pattern[j] == c;
+            }
+            _ if j + 2 < pattern.len() && pattern[j + 1] == b'-' && pattern[j + 2] != b']' => {
+                let (mut lo, mut hi) = (pc, pattern[j + 2]);
+                if lo > hi {
+                    std::mem::swap(&mut lo, &mut hi);
+                }
+                matched |= (lo..=hi).contains(&c);
+                j += 2;
+            }
+            _ => matched |= pc == c,
+        }
+        j += 1;
+    }
+    Some((matched != negate, j + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_and_exact_patterns_avoid_the_glob_matcher() {
+        assert_eq!(Pattern::new("sess:*"), Pattern::Prefix(b"sess:".to_vec()));
+        assert_eq!(Pattern::new("config"), Pattern::Exact(b"config".to_vec()));
+        assert!(matches!(
+            Pattern::new("PHPREDIS_SESSION:*[^K]"),
+            Pattern::Glob(_)
+        ));
+        assert!(Pattern::new("sess:*").matches(b"sess:abc"));
+        assert!(!Pattern::new("sess:*").matches(b"session:abc"));
+    }
+
+    #[test]
+    fn glob_semantics_follow_redis() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("*", "", true),
+            ("*", "anything", true),
+            ("a*c", "abbbc", true),
+            ("a*c", "abbbd", false),
+            ("h?llo", "hello", true),
+            ("h?llo", "hllo", false),
+            ("h[ae]llo", "hallo", true),
+            ("h[ae]llo", "hillo", false),
+            ("h[^e]llo", "hallo", true),
+            ("h[^e]llo", "hello", false),
+            ("h[a-b]llo", "hbllo", true),
+            ("h[a-b]llo", "hcllo", false),
+            ("h\\*llo", "h*llo", true),
+            ("h\\*llo", "hello", false),
+            ("h\\*llo", "h\\llo", false),
+            (
+                ":1:django.contrib.sessions.*",
+                ":1:django.contrib.sessions.cache0abc",
+                true,
+            ),
+            (
+                "spring:session:sessions:*",
+                "spring:session:sessions:expires:1",
+                true,
+            ),
+            ("*_LOCK", "PHPREDIS_SESSION:x_LOCK", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbY", false),
+        ];
+        for (p, s, want) in cases {
+            assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), *want, "{p} ~ {s}");
+            assert_eq!(
+                Pattern::new(p).matches(s.as_bytes()),
+                *want,
+                "{p} ~ {s} (compiled)"
+            );
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_legacy_is_time_boxed() {
+        let rules = Rules::new(vec![Rule::new("sess:*"), Rule::new("*")]);
+        assert_eq!(rules.find(b"sess:1"), Some(0));
+        assert_eq!(rules.find(b"other"), Some(1));
+        let mut r = Rule::new("x");
+        r.legacy = LegacyPolicy::Pass;
+        r.legacy_until = Some(100);
+        assert_eq!(r.legacy_at(99), LegacyPolicy::Pass);
+        assert_eq!(r.legacy_at(100), LegacyPolicy::Reject);
+    }
+}

@@ -1,0 +1,454 @@
+//! Sealing in the request/reply path: which arguments of a request are
+//! sealed before it reaches Redis, and how a reply is opened before it
+//! reaches the client (DESIGN.md §3–§4, string values).
+//!
+//! [`Sealer::inspect`] looks at one request with the command table and the
+//! rules and says: leave it alone (no sealed key involved — the common,
+//! allocation-free case), refuse it (value-inspecting commands and commands
+//! the proxy cannot seal on a sealed key, unknown commands with an argument
+//! matching a rule: fail closed), or forward it rewritten with sealed values
+//! and an [`OpenPlan`] for its reply.
+//!
+//! Opening never falls back to plaintext: a value that does not open becomes
+//! a null (or an error, per rule), is counted in
+//! `respseal_open_failures_total{reason}` and logged with key id and reason
+//! only — never the key name or the value.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::{resp2, resp3};
+
+use crate::commands::table::{Class, Keys, ReplyShape, Values};
+use crate::commands::{Args, lookup};
+use crate::crypto::{self, Binding, Keyring};
+use crate::protocol::{Proto, encode, parse_int};
+use crate::rules::{FailurePolicy, LegacyPolicy, Rules};
+
+/// A sealed key a reply value belongs to.
+#[derive(Debug, Clone)]
+pub struct SealedKey {
+    /// Index of the rule that matched.
+    pub rule: usize,
+    /// The key name (bound into the envelope's AAD).
+    pub key: Bytes,
+}
+
+/// How to open a reply.
+#[derive(Debug, Clone)]
+pub enum OpenPlan {
+    /// One value (GET, GETDEL, GETEX, GETSET, SET … GET).
+    Value(SealedKey),
+    /// An array aligned with the keys (MGET); `None` entries are not sealed.
+    PerKey(Vec<Option<SealedKey>>),
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Inspect {
+    /// No sealed key involved.
+    Untouched,
+    /// Refused with this error line (without the leading `-`).
+    Refuse(String),
+    /// Forward, with the request rewritten if `frame` is set, and open the
+    /// reply with `open` if set.
+    Forward {
+        /// The rewritten request (sealed values), if any value was sealed.
+        frame: Option<Bytes>,
+        /// How to open the reply.
+        open: Option<OpenPlan>,
+    },
+}
+
+/// A legacy plaintext value to re-seal in Redis after it was read.
+#[derive(Debug)]
+pub struct Reseal {
+    /// Key name.
+    pub key: Bytes,
+    /// The plaintext as found in Redis (compare-and-set guard).
+    pub plain: Bytes,
+    /// The sealed value to put in its place.
+    pub sealed: Bytes,
+}
+
+/// Rules + keyring + namespace.
+pub struct Sealer {
+    rules: Rules,
+    keyring: Keyring,
+    namespace: Vec<u8>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("rules", &self.rules)
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Current unix time in seconds.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Sealer {
+    /// A sealer for these rules, keys and namespace.
+    pub fn new(rules: Rules, keyring: Keyring, namespace: Vec<u8>) -> Self {
+        Sealer {
+            rules,
+            keyring,
+            namespace,
+        }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Decide what to do with one request.
+    pub fn inspect(&self, args: &Args<'_>) -> Inspect {
+        let Some(name) = args.get(0) else {
+            return Inspect::Untouched;
+        };
+        let Some(cmd) = lookup(name) else {
+            // Unknown command: fail closed if anything looks like a sealed key.
+            return match args.iter().skip(1).find_map(|a| self.rules.find(a)) {
+                Some(rule) => Inspect::Refuse(format!(
+                    "ERR respseal: unknown command '{}' refused: an argument matches sealed key rule '{}'",
+                    shown(name),
+                    self.rules.get(rule).source
+                )),
+                None => Inspect::Untouched,
+            };
+        };
+        let keys = key_indexes(cmd.keys, args);
+        let mut first_sealed = None;
+        for &k in &keys {
+            if let Some(rule) = args.get(k).and_then(|key| self.rules.find(key)) {
+                first_sealed = Some(rule);
+                break;
+            }
+        }
+        let Some(rule) = first_sealed else {
+            return Inspect::Untouched;
+        };
+        let pattern = &self.rules.get(rule).source;
+        let refuse = |why: &str| {
+            Inspect::Refuse(format!(
+                "ERR respseal: {} {why} (rule '{pattern}')",
+                cmd.name
+            ))
+        };
+        match cmd.class {
+            Class::ValueInspecting => {
+                return refuse("is not allowed on sealed keys: Redis only holds ciphertext");
+            }
+            Class::Moving => {
+                return refuse(
+                    "is not supported on sealed keys: sealed values are bound to their key",
+                );
+            }
+            Class::Scripting => {
+                return refuse("cannot be used on sealed keys: scripts would see ciphertext");
+            }
+            _ => {}
+        }
+        let hash = matches!(cmd.values, Values::FieldPairs(_))
+            || matches!(
+                cmd.reply,
+                ReplyShape::PerField(_)
+                    | ReplyShape::FieldValueMap
+                    | ReplyShape::FieldValues
+                    | ReplyShape::ScanPairs
+            );
+        if hash {
+            return refuse("is not supported on sealed keys yet: only string values are sealed");
+        }
+        let now = now_unix();
+        let frame = match cmd.values {
+            Values::None | Values::FieldPairs(_) => None,
+            Values::At(i) => match self.seal_args(args, &[(1, i as usize)], now) {
+                Ok(f) => f,
+                Err(e) => return Inspect::Refuse(e),
+            },
+            Values::AfterEachKey => {
+                let pairs: Vec<(usize, usize)> = keys.iter().map(|&k| (k, k + 1)).collect();
+                match self.seal_args(args, &pairs, now) {
+                    Ok(f) => f,
+                    Err(e) => return Inspect::Refuse(e),
+                }
+            }
+        };
+        let open = match cmd.reply {
+            ReplyShape::Value
+                if cmd.name == "SET" && !(3..args.len()).any(|i| args.is(i, "GET")) =>
+            {
+                None
+            }
+            ReplyShape::Value => self.sealed_key(args, 1).map(OpenPlan::Value),
+            ReplyShape::PerKey => Some(OpenPlan::PerKey(
+                keys.iter().map(|&k| self.sealed_key(args, k)).collect(),
+            )),
+            _ => None,
+        };
+        if frame.is_none() && open.is_none() {
+            return Inspect::Untouched;
+        }
+        Inspect::Forward { frame, open }
+    }
+
+    fn sealed_key(&self, args: &Args<'_>, i: usize) -> Option<SealedKey> {
+        let key = args.get(i)?;
+        self.rules.find(key).map(|rule| SealedKey {
+            rule,
+            key: Bytes::copy_from_slice(key),
+        })
+    }
+
+    /// Re-encode the request with the values at the given (key, value)
+    /// indexes sealed where the key matches a rule. `Ok(None)`: nothing to seal.
+    fn seal_args(
+        &self,
+        args: &Args<'_>,
+        pairs: &[(usize, usize)],
+        now: u64,
+    ) -> Result<Option<Bytes>, String> {
+        let mut replaced: Vec<Option<Vec<u8>>> = vec![None; args.len()];
+        let mut any = false;
+        for &(k, v) in pairs {
+            let (Some(key), Some(value)) = (args.get(k), args.get(v)) else {
+                continue;
+            };
+            if self.rules.find(key).is_none() {
+                continue;
+            }
+            let sealed = crypto::seal(
+                &self.keyring,
+                &Binding::string(&self.namespace, key),
+                value,
+                now,
+            )
+            .map_err(|e| format!("ERR respseal: cannot seal: {}", e.reason()))?;
+            replaced[v] = Some(sealed);
+            any = true;
+        }
+        if !any {
+            return Ok(None);
+        }
+        let mut out = BytesMut::new();
+        encode::array_header(&mut out, args.len());
+        for (i, arg) in args.iter().enumerate() {
+            match &replaced[i] {
+                Some(s) => encode::bulk(&mut out, s),
+                None => encode::bulk(&mut out, arg),
+            }
+        }
+        Ok(Some(out.freeze()))
+    }
+
+    /// Open a reply frame according to `plan`. Returns the frame for the
+    /// client and any legacy values to re-seal.
+    pub fn open_reply(
+        &self,
+        plan: &OpenPlan,
+        frame: Bytes,
+        proto: Proto,
+        reseal: &mut Vec<Reseal>,
+    ) -> Bytes {
+        let now = now_unix();
+        match plan {
+            OpenPlan::Value(sk) => self
+                .open_element(sk, frame, proto, now, reseal)
+                .unwrap_or_else(|e| e),
+            OpenPlan::PerKey(keys) => {
+                let Some(elements) = split_array(&frame) else {
+                    return frame;
+                };
+                if elements.len() != keys.len() {
+                    return frame;
+                }
+                let mut out = BytesMut::with_capacity(frame.len());
+                encode::array_header(&mut out, elements.len());
+                for (el, sk) in elements.into_iter().zip(keys) {
+                    match sk {
+                        None => out.extend_from_slice(&el),
+                        Some(sk) => match self.open_element(sk, el, proto, now, reseal) {
+                            Ok(b) => out.extend_from_slice(&b),
+                            // An error policy fails the whole reply.
+                            Err(e) => return e,
+                        },
+                    }
+                }
+                out.freeze()
+            }
+        }
+    }
+
+    /// Open one bulk string. `Err` carries a whole-reply error frame (error
+    /// policy); a nil policy yields `Ok(null)`.
+    fn open_element(
+        &self,
+        sk: &SealedKey,
+        el: Bytes,
+        proto: Proto,
+        now: u64,
+        reseal: &mut Vec<Reseal>,
+    ) -> Result<Bytes, Bytes> {
+        let Some(payload) = bulk_payload(&el, proto) else {
+            return Ok(el);
+        };
+        let rule = self.rules.get(sk.rule);
+        let binding = Binding::string(&self.namespace, &sk.key);
+        if !crypto::is_sealed(&payload) {
+            match rule.legacy_at(now) {
+                LegacyPolicy::Reject => {
+                    return self.failure(rule.on_failure, None, "legacy_plaintext", proto);
+                }
+                policy => {
+                    metrics::counter!("respseal_legacy_plaintext_total").increment(1);
+                    if policy == LegacyPolicy::Reseal
+                        && let Ok(sealed) = crypto::seal(&self.keyring, &binding, &payload, now)
+                    {
+                        reseal.push(Reseal {
+                            key: sk.key.clone(),
+                            plain: payload,
+                            sealed: sealed.into(),
+                        });
+                    }
+                    return Ok(el);
+                }
+            }
+        }
+        match crypto::open(&self.keyring, &binding, &payload, now, rule.max_age) {
+            Ok(plain) => Ok(encode_bulk(&plain, proto)),
+            Err(e) => {
+                let key_id = crypto::inspect(&payload).ok().map(|i| i.key_id);
+                self.failure(rule.on_failure, key_id, e.reason(), proto)
+            }
+        }
+    }
+
+    fn failure(
+        &self,
+        policy: FailurePolicy,
+        key_id: Option<u32>,
+        reason: &'static str,
+        proto: Proto,
+    ) -> Result<Bytes, Bytes> {
+        metrics::counter!("respseal_open_failures_total", "reason" => reason).increment(1);
+        match key_id {
+            Some(id) => {
+                tracing::warn!(key_id = %crypto::keyring::format_key_id(id), reason, "sealed value did not open")
+            }
+            None => tracing::warn!(reason, "sealed value did not open"),
+        }
+        match policy {
+            FailurePolicy::Nil => Ok(Bytes::from_static(match proto {
+                Proto::Resp2 => b"$-1\r\n",
+                Proto::Resp3 => b"_\r\n",
+            })),
+            FailurePolicy::Error => Err(encode::error_frame(&format!(
+                "ERR respseal: sealed value could not be opened ({reason})"
+            ))),
+        }
+    }
+}
+
+/// Indexes of the key arguments of a command.
+pub fn key_indexes(spec: Keys, args: &Args<'_>) -> Vec<usize> {
+    let n = args.len();
+    match spec {
+        Keys::None => Vec::new(),
+        Keys::Range { first, last, step } => {
+            let first = first as usize;
+            let last = if last < 0 {
+                n as i64 + i64::from(last)
+            } else {
+                i64::from(last)
+            };
+            if last < first as i64 {
+                return Vec::new();
+            }
+            let last = (last as usize).min(n.saturating_sub(1));
+            (first..=last).step_by(step.max(1) as usize).collect()
+        }
+        Keys::NumKeys { at } => {
+            let at = at as usize;
+            let count = args.get(at).and_then(parse_int).unwrap_or(0).max(0) as usize;
+            (at + 1..(at + 1 + count).min(n)).collect()
+        }
+    }
+}
+
+/// The payload of a bulk string frame, decoded with the decoder of the
+/// stream's own protocol (a RESP2 stream is never decoded as RESP3).
+fn bulk_payload(frame: &Bytes, proto: Proto) -> Option<Bytes> {
+    match proto {
+        Proto::Resp2 => match resp2::decode::decode_bytes(frame) {
+            Ok(Some((resp2::types::BytesFrame::BulkString(b), _))) => Some(b),
+            _ => None,
+        },
+        Proto::Resp3 => match resp3::decode::complete::decode_bytes(frame) {
+            Ok(Some((resp3::types::BytesFrame::BlobString { data, .. }, _))) => Some(data),
+            _ => None,
+        },
+    }
+}
+
+fn encode_bulk(data: &[u8], proto: Proto) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + 16);
+    let data = Bytes::copy_from_slice(data);
+    let ok = match proto {
+        Proto::Resp2 => resp2::encode::extend_encode(
+            &mut out,
+            &resp2::types::BytesFrame::BulkString(data),
+            false,
+        )
+        .is_ok(),
+        Proto::Resp3 => resp3::encode::complete::extend_encode(
+            &mut out,
+            &resp3::types::BytesFrame::BlobString {
+                data,
+                attributes: None,
+            },
+            false,
+        )
+        .is_ok(),
+    };
+    debug_assert!(
+        ok,
+        "encoding a bulk string into a growable buffer cannot fail"
+    );
+    out.freeze()
+}
+
+/// The elements of an array frame as separate frames (`None` if the frame
+/// is not a non-null array).
+pub fn split_array(frame: &Bytes) -> Option<Vec<Bytes>> {
+    if frame.first() != Some(&b'*') {
+        return None;
+    }
+    let cr = frame.iter().position(|&b| b == b'\r')?;
+    let n = usize::try_from(parse_int(&frame[1..cr])?).ok()?;
+    let mut pos = cr + 2;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = crate::protocol::reply::frame_len(&frame[pos..], Proto::Resp3).ok()??;
+        out.push(frame.slice(pos..pos + len));
+        pos += len;
+    }
+    Some(out)
+}
+
+/// A command name for an error message: printable ASCII only, bounded.
+fn shown(name: &[u8]) -> String {
+    name.iter()
+        .take(32)
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+        .collect()
+}
