@@ -538,6 +538,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_toml_for_these_fields() {
+        let text = include_str!("../config.example.toml");
+        let file: FileConfig =
+            toml::from_str(text).expect("config.example.toml parses with unknown fields rejected");
+        assert_eq!(file.rule.len(), 1);
+        assert_eq!(file.key.len(), 2);
+        assert_eq!(file.limits.max_inflight, Some(16384));
+    }
+
+    #[test]
     fn dates() {
         assert_eq!(parse_date("1970-01-01"), Some(0));
         assert_eq!(parse_date("2026-11-26"), Some(1_795_651_200));

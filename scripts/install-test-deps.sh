@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine (run as
+# root). Idempotent: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
+command -v tclsh >/dev/null || need_apt+=(tcl)
+command -v dpkg-source >/dev/null || need_apt+=(dpkg-dev)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if ((${#need_apt[@]})); then
+    echo "install-test-deps: apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# A redis-server started by the package is not used by the tests (each test
+# starts its own on a free port), but stop it so port 6379 stays free for the
+# development command.
+if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+    systemctl stop redis-server || true
+fi
+
+for dir in tests/clients/node examples/express-session; do
+    if [ -f "$dir/package-lock.json" ]; then
+        stamp="$dir/node_modules/.respseal-lock.sha256"
+        want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+        if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+            echo "install-test-deps: npm ci in $dir"
+            (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+            echo "$want" >"$stamp"
+        fi
+    fi
+done
+
+if ! python3 -c 'import redis, sys; sys.exit(0 if redis.__version__ == "8.1.0" else 1)' 2>/dev/null; then
+    echo "install-test-deps: pip install -r tests/clients/python/requirements.txt"
+    python3 -m pip install -q -r tests/clients/python/requirements.txt
+fi
