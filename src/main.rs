@@ -148,6 +148,7 @@ fn with_config(args: &ServeArgs, f: fn(Config) -> ExitCode) -> ExitCode {
                 tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(std::io::stderr)
                 .init();
             f(cfg)
