@@ -649,7 +649,17 @@ where
         if !self.authenticated {
             return self.local_error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
         }
+        let setname = rest.iter().skip(2).any(|a| a.eq_ignore_ascii_case(b"SETNAME"));
         let data = encode::command(&rest);
+        if setname && !matches!(self.link, Link::Dedicated(_)) {
+            // A connection name is connection state: pin first.
+            if !self.plans.is_empty() {
+                return self.defer(frame.clone(), ranges, Route::Local(LocalCmd::Hello));
+            }
+            if !self.pin().await {
+                return;
+            }
+        }
         match (&self.link, requested) {
             (Link::Shared { proto, .. }, Some(p)) if *proto != p => {
                 if !self.plans.is_empty() {

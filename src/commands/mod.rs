@@ -93,10 +93,9 @@ pub fn classify(args: &Args<'_>) -> Route {
         return Route::Forward;
     };
     match cmd.class {
-        Class::Connection(local) => match local {
-            LocalCmd::Hello if hello_has_setname(args) => Route::Pin,
-            other => Route::Local(other),
-        },
+        // HELLO … SETNAME pins too, but the proxy must take AUTH out first:
+        // the session does both.
+        Class::Connection(local) => Route::Local(local),
         Class::Client if args.is(1, "SETINFO") => Route::Local(LocalCmd::ClientSetinfo),
         Class::Client => Route::Pin,
         Class::Stateful(_) => Route::Pin,
@@ -114,12 +113,6 @@ pub fn classify(args: &Args<'_>) -> Route {
         Class::Refused(why) => Route::Refuse(why),
         _ => Route::Forward,
     }
-}
-
-fn hello_has_setname(args: &Args<'_>) -> bool {
-    args.iter()
-        .skip(2)
-        .any(|a| a.eq_ignore_ascii_case(b"SETNAME"))
 }
 
 /// Build an [`Args`] over owned strings (tests and the proxy's own commands).
@@ -158,7 +151,7 @@ mod tests {
         assert_eq!(classify(&["CLIENT", "ID"]), Route::Pin);
         assert_eq!(classify(&["client", "setname", "x"]), Route::Pin);
         assert_eq!(classify(&["hello", "3"]), Route::Local(LocalCmd::Hello));
-        assert_eq!(classify(&["hello", "3", "setname", "x"]), Route::Pin);
+        assert_eq!(classify(&["hello", "3", "setname", "x"]), Route::Local(LocalCmd::Hello));
         assert_eq!(
             classify(&["xread", "count", "1", "streams", "s", "0"]),
             Route::Forward
