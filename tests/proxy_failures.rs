@@ -66,6 +66,12 @@ fn redis_killed_with_commands_in_flight_on_a_shared_link() {
     c.assert_cmd(&["SET", "k", "v"], b"+OK\r\n");
     idle.assert_cmd(&["PING"], b"+PONG\r\n");
 
+    // A client in another database: its group's links reconnect into it.
+    let mut in2 = proxy.client();
+    in2.assert_cmd(&["PING"], b"+PONG\r\n");
+    in2.assert_cmd(&["SELECT", "2"], b"+OK\r\n");
+    in2.assert_cmd(&["GET", "k"], b"$-1\r\n");
+
     let mut data = resp(&["DEBUG", "SLEEP", "2"]);
     data.extend(resp(&["PING"]));
     data.extend(resp(&["ECHO", "x"]));
@@ -94,10 +100,20 @@ fn redis_killed_with_commands_in_flight_on_a_shared_link() {
             None
         });
     }
-    // Both shared links of the group are back, and only them.
-    wait_until("exactly 2 shared links again", Duration::from_secs(10), || {
-        (redis.client_list_others().len() == 2).then_some(())
+    // Both shared links of each group used (databases 0 and 2) are back,
+    // and only them.
+    wait_until("exactly 2 + 2 shared links again", Duration::from_secs(10), || {
+        (redis.client_list_others().len() == 4).then_some(())
     });
+    wait_until("PONG in database 2 after Redis restarted", Duration::from_secs(10), || {
+        (in2.cmd(&["PING"]) == b"+PONG\r\n").then_some(())
+    });
+    in2.assert_cmd(&["SET", "k2", "in2"], b"+OK\r\n");
+    {
+        let mut d = direct(redis.port);
+        d.assert_cmd(&["SELECT", "2"], b"+OK\r\n");
+        d.assert_cmd(&["GET", "k2"], b"$3\r\nin2\r\n");
+    }
     c.assert_cmd(&["GET", "k"], b"$-1\r\n"); // a fresh Redis
     c.assert_cmd(&["SET", "k", "w"], b"+OK\r\n");
     idle.assert_cmd(&["GET", "k"], b"$1\r\nw\r\n");
@@ -220,4 +236,35 @@ fn sigterm_grace_period_is_bounded() {
     // The straggler was dropped without a made-up reply.
     let rest = busy.read_until_closed(Duration::from_secs(5)).expect("closed");
     assert!(rest.is_empty(), "{:?}", rest.iter().map(|f| show(f)).collect::<Vec<_>>());
+}
+
+/// A backend that requires a password: the proxy logs every connection in
+/// (shared links, RESP3 links, dedicated links, and again after RESET).
+#[test]
+fn backend_with_password() {
+    let redis = RedisServer::start();
+    direct(redis.port).assert_cmd(&["CONFIG", "SET", "requirepass", "s3cret"], b"+OK\r\n");
+    let url = format!("redis://:s3cret@127.0.0.1:{}", redis.port);
+    let proxy = Proxy::launch(Launch { backend: Some(url), ..Default::default() });
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "k", "v"], b"+OK\r\n");
+    c.assert_cmd(&["SELECT", "1"], b"+OK\r\n");
+    c.assert_cmd(&["GET", "k"], b"$-1\r\n");
+    c.hello3();
+    c.assert_cmd(&["GET", "missing"], b"_\r\n");
+    let mut p = proxy.client();
+    p.assert_cmd(&["CLIENT", "SETNAME", "pinned"], b"+OK\r\n");
+    p.assert_cmd(&["GET", "k"], b"$1\r\nv\r\n");
+    p.assert_cmd(&["RESET"], b"+RESET\r\n");
+    p.assert_cmd(&["GET", "k"], b"$1\r\nv\r\n");
+    p.assert_cmd(&["CLIENT", "GETNAME"], b"$-1\r\n");
+
+    // Wrong backend password: a clear error, no hang.
+    let url = format!("redis://:wrong@127.0.0.1:{}", redis.port);
+    let bad = Proxy::launch(Launch { backend: Some(url), ..Default::default() });
+    let mut b = bad.client();
+    let r = b.cmd(&["PING"]);
+    assert_line_prefix(&r, b"-ERR respseal: backend refused the handshake: WRONGPASS");
+    let r = b.cmd(&["MULTI"]);
+    assert_line_prefix(&r, b"-ERR respseal: backend refused the handshake: WRONGPASS");
 }

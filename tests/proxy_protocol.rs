@@ -259,7 +259,11 @@ fn malformed_requests_close_only_that_client(mode: &[&str]) {
     let proxy = Proxy::start(redis.port, mode);
     let mut good = proxy.client();
     good.assert_cmd(&["SET", "g", "1"], b"+OK\r\n");
-    let cases: [(&[u8], &[u8]); 5] = [
+    let long_inline = [b'A'; 70_000];
+    let long_count = [&b"*"[..], &[b'1'; 70_000]].concat();
+    let cases: [(&[u8], &[u8]); 7] = [
+        (&long_inline, b"-ERR Protocol error: too big inline request\r\n"),
+        (&long_count, b"-ERR Protocol error: too big mbulk count string\r\n"),
         (b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n", b"-ERR Protocol error: expected '$', got 'f'\r\n"),
         (b"*x\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
         (b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$blabla\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
@@ -273,9 +277,9 @@ fn malformed_requests_close_only_that_client(mode: &[&str]) {
         for port in [redis.port, proxy.port] {
             let mut bad = Client::connect(port);
             bad.send(&data);
-            let frames = bad
-                .read_until_closed(IO_TIMEOUT)
-                .unwrap_or_else(|e| panic!("{} on port {port}: not closed: {e:?}", show(request)));
+            let frames = bad.read_until_closed(IO_TIMEOUT).unwrap_or_else(|e| {
+                panic!("{} on port {port}: not closed: {e:?}", show(&request[..request.len().min(40)]))
+            });
             assert_eq!(frames.len(), 2, "{}: {:?}", show(request), frames.iter().map(|f| show(f)).collect::<Vec<_>>());
             assert!(frames[0].starts_with(b":"), "{}", show(&frames[0]));
             assert_bytes(&frames[1], error);

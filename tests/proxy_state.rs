@@ -324,15 +324,23 @@ fn watch_aborts_exec_when_another_client_writes(mode: &[&str]) {
     c.assert_cmd(&["EXEC"], b"*1\r\n+OK\r\n");
     other.assert_cmd(&["GET", "wk"], b"$1\r\nz\r\n");
 
-    // In RESP3 the aborted EXEC is a RESP3 null.
+    // In RESP3 and another database: the connection WATCH pins to speaks
+    // RESP3 in that database, and the aborted EXEC is a RESP3 null.
     let mut c3 = proxy.client();
     c3.hello3();
+    c3.assert_cmd(&["SELECT", "1"], b"+OK\r\n");
+    c3.assert_cmd(&["SET", "wk", "a"], b"+OK\r\n");
     c3.assert_cmd(&["WATCH", "wk"], b"+OK\r\n");
-    other.assert_cmd(&["DEL", "wk"], b":1\r\n");
+    let mut other1 = proxy.client();
+    other1.assert_cmd(&["PING"], b"+PONG\r\n"); // see first_command_of_a_connection
+    other1.assert_cmd(&["SELECT", "1"], b"+OK\r\n");
+    other1.assert_cmd(&["SET", "wk", "b"], b"+OK\r\n");
     c3.assert_cmd(&["MULTI"], b"+OK\r\n");
     c3.assert_cmd(&["GET", "wk"], b"+QUEUED\r\n");
     c3.assert_cmd(&["EXEC"], b"_\r\n");
-    c3.assert_cmd(&["GET", "wk"], b"_\r\n");
+    c3.assert_cmd(&["GET", "wk"], b"$1\r\nb\r\n");
+    c3.assert_cmd(&["GET", "missing"], b"_\r\n");
+    other.assert_cmd(&["GET", "wk"], b"$1\r\nz\r\n");
 }
 
 fn resp2_subscribe_mode(mode: &[&str]) {
