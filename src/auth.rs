@@ -20,10 +20,7 @@ pub struct User {
 impl User {
     /// A user with the given password.
     pub fn new(name: String, password: &[u8]) -> Self {
-        User {
-            name,
-            digest: Sha256::digest(password).into(),
-        }
+        User { name, digest: Sha256::digest(password).into() }
     }
 }
 
@@ -57,9 +54,7 @@ impl AuthOutcome {
     pub fn message(self, command: &str) -> &'static str {
         match self {
             AuthOutcome::Ok => "OK",
-            AuthOutcome::WrongPass => {
-                "WRONGPASS invalid username-password pair or user is disabled."
-            }
+            AuthOutcome::WrongPass => "WRONGPASS invalid username-password pair or user is disabled.",
             AuthOutcome::NoPasswordConfigured => {
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
             }
@@ -98,11 +93,7 @@ impl Users {
             let hit = u.name.as_bytes() == name && bool::from(u.digest.ct_eq(&digest));
             ok |= hit;
         }
-        if ok {
-            AuthOutcome::Ok
-        } else {
-            AuthOutcome::WrongPass
-        }
+        if ok { AuthOutcome::Ok } else { AuthOutcome::WrongPass }
     }
 }
 
@@ -121,10 +112,7 @@ mod tests {
 
     #[test]
     fn checks_configured_users() {
-        let u = Users::new(vec![
-            User::new("default".into(), b"pw1"),
-            User::new("app".into(), b"pw2"),
-        ]);
+        let u = Users::new(vec![User::new("default".into(), b"pw1"), User::new("app".into(), b"pw2")]);
         assert!(u.required());
         assert_eq!(u.check(None, b"pw1"), AuthOutcome::Ok);
         assert_eq!(u.check(Some(b"app"), b"pw2"), AuthOutcome::Ok);

@@ -217,19 +217,12 @@ impl Config {
             None => FileConfig::default(),
             Some(p) => match std::fs::read_to_string(p) {
                 Err(e) => {
-                    return Err(ConfigErrors(vec![format!(
-                        "cannot read {}: {e}",
-                        p.display()
-                    )]));
+                    return Err(ConfigErrors(vec![format!("cannot read {}: {e}", p.display())]));
                 }
                 Ok(text) => match toml::from_str::<FileConfig>(&text) {
                     Ok(f) => f,
                     Err(e) => {
-                        return Err(ConfigErrors(vec![format!(
-                            "{}: {}",
-                            p.display(),
-                            e.message()
-                        )]));
+                        return Err(ConfigErrors(vec![format!("{}: {}", p.display(), e.to_string().trim_end())]));
                     }
                 },
             },
@@ -240,11 +233,7 @@ impl Config {
     /// Validate a parsed file plus overrides.
     pub fn build(file: FileConfig, ov: &Overrides) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let listen_s = ov
-            .listen
-            .clone()
-            .or(file.listen.clone())
-            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen_s = ov.listen.clone().or(file.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen = match listen_s.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(a)) => Some(a),
             _ => {
@@ -252,26 +241,14 @@ impl Config {
                 None
             }
         };
-        let backend_s = ov
-            .backend
-            .clone()
-            .or(file.backend.clone())
-            .unwrap_or_else(|| DEFAULT_BACKEND.into());
-        let backend = BackendUrl::parse(&backend_s)
-            .map_err(|e| errors.push(format!("backend: {e}")))
-            .ok();
-        let mode = ov
-            .mode
-            .clone()
-            .or(file.mode.clone())
-            .unwrap_or_else(|| "shared".into());
+        let backend_s = ov.backend.clone().or(file.backend.clone()).unwrap_or_else(|| DEFAULT_BACKEND.into());
+        let backend = BackendUrl::parse(&backend_s).map_err(|e| errors.push(format!("backend: {e}"))).ok();
+        let mode = ov.mode.clone().or(file.mode.clone()).unwrap_or_else(|| "shared".into());
         let dedicated = match mode.as_str() {
             "shared" => false,
             "dedicated" => true,
             other => {
-                errors.push(format!(
-                    "mode: {other:?} is not \"shared\" or \"dedicated\""
-                ));
+                errors.push(format!("mode: {other:?} is not \"shared\" or \"dedicated\""));
                 false
             }
         };
@@ -287,16 +264,8 @@ impl Config {
         };
         let shared_links = positive("shared_links", ov.shared_links.or(file.shared_links), 2);
         let l = &file.limits;
-        let max_clients = positive(
-            "limits.max_clients",
-            ov.max_clients.or(l.max_clients),
-            10_000,
-        );
-        let max_frame_bytes = positive(
-            "limits.max_frame_bytes",
-            l.max_frame_bytes,
-            512 * 1024 * 1024,
-        );
+        let max_clients = positive("limits.max_clients", ov.max_clients.or(l.max_clients), 10_000);
+        let max_frame_bytes = positive("limits.max_frame_bytes", l.max_frame_bytes, 512 * 1024 * 1024);
         let max_bulk_bytes = positive("limits.max_bulk_bytes", l.max_bulk_bytes, 512 * 1024 * 1024);
         let max_args = positive("limits.max_args", l.max_args, 1024 * 1024);
         let max_inflight = positive("limits.max_inflight", l.max_inflight, 16 * 1024);
@@ -307,11 +276,7 @@ impl Config {
         }
         let idle_timeout = t.idle_secs.filter(|&s| s > 0).map(Duration::from_secs);
         let shutdown_grace = Duration::from_secs(t.shutdown_grace_secs.unwrap_or(10));
-        let log = ov
-            .log
-            .clone()
-            .or(file.log.clone())
-            .unwrap_or_else(|| "info".into());
+        let log = ov.log.clone().or(file.log.clone()).unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             errors.push(format!("log: {log:?} is not a valid log filter"));
         }
@@ -319,20 +284,13 @@ impl Config {
         for (i, u) in file.users.iter().enumerate() {
             let what = format!("users[{i}] ({})", u.name);
             let password = match (&u.password_env, &u.password_file) {
-                (Some(var), None) => std::env::var(var)
-                    .map_err(|_| format!("{what}: environment variable {var} is not set")),
+                (Some(var), None) => {
+                    std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))
+                }
                 (None, Some(path)) => std::fs::read_to_string(path)
                     .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                    .map_err(|e| {
-                        format!(
-                            "{what}: cannot read password file {}: {}",
-                            path.display(),
-                            e.kind()
-                        )
-                    }),
-                _ => Err(format!(
-                    "{what}: give exactly one of password_env or password_file"
-                )),
+                    .map_err(|e| format!("{what}: cannot read password file {}: {}", path.display(), e.kind())),
+                _ => Err(format!("{what}: give exactly one of password_env or password_file")),
             };
             match password {
                 Ok(p) if p.is_empty() => errors.push(format!("{what}: password is empty")),
@@ -375,36 +333,22 @@ fn build_sealer(file: &FileConfig, ov: &Overrides, errors: &mut Vec<String>) -> 
         match r.on_failure.as_deref() {
             None | Some("nil") => {}
             Some("error") => rule.on_failure = FailurePolicy::Error,
-            Some(o) => errors.push(format!(
-                "{what}: on_failure {o:?} is not \"nil\" or \"error\""
-            )),
+            Some(o) => errors.push(format!("{what}: on_failure {o:?} is not \"nil\" or \"error\"")),
         }
         match r.legacy.as_deref() {
             None | Some("reject") => {}
             Some(l @ ("pass" | "reseal")) => {
-                rule.legacy = if l == "pass" {
-                    LegacyPolicy::Pass
-                } else {
-                    LegacyPolicy::Reseal
-                };
+                rule.legacy = if l == "pass" { LegacyPolicy::Pass } else { LegacyPolicy::Reseal };
                 match r.legacy_until.as_deref().map(parse_date) {
                     Some(Some(t)) => rule.legacy_until = Some(t),
-                    Some(None) => {
-                        errors.push(format!("{what}: legacy_until must be a date YYYY-MM-DD"))
-                    }
-                    None => errors.push(format!(
-                        "{what}: legacy = {l:?} needs legacy_until: migration mode must end"
-                    )),
+                    Some(None) => errors.push(format!("{what}: legacy_until must be a date YYYY-MM-DD")),
+                    None => errors.push(format!("{what}: legacy = {l:?} needs legacy_until: migration mode must end")),
                 }
             }
-            Some(l) => errors.push(format!(
-                "{what}: legacy {l:?} is not \"reject\", \"pass\" or \"reseal\""
-            )),
+            Some(l) => errors.push(format!("{what}: legacy {l:?} is not \"reject\", \"pass\" or \"reseal\"")),
         }
         if r.legacy.as_deref().unwrap_or("reject") == "reject" && r.legacy_until.is_some() {
-            errors.push(format!(
-                "{what}: legacy_until only applies with legacy = \"pass\" or \"reseal\""
-            ));
+            errors.push(format!("{what}: legacy_until only applies with legacy = \"pass\" or \"reseal\""));
         }
         rule.max_age = r.max_age_secs;
         rules.push(rule);
@@ -421,18 +365,11 @@ fn build_sealer(file: &FileConfig, ov: &Overrides, errors: &mut Vec<String>) -> 
         let state = match k.state.parse::<KeyState>() {
             Ok(s) => s,
             Err(_) => {
-                errors.push(format!(
-                    "{what}: state {:?} is not primary, decrypt-only, disabled or destroyed",
-                    k.state
-                ));
+                errors.push(format!("{what}: state {:?} is not primary, decrypt-only, disabled or destroyed", k.state));
                 continue;
             }
         };
-        let state = if ov.key_file.is_some() && state == KeyState::Primary {
-            KeyState::DecryptOnly
-        } else {
-            state
-        };
+        let state = if ov.key_file.is_some() && state == KeyState::Primary { KeyState::DecryptOnly } else { state };
         let id = match k.id.as_deref().map(|s| u32::from_str_radix(s, 16)) {
             None => None,
             Some(Ok(id)) if id != 0 && k.id.as_deref().map(str::len) == Some(8) => Some(id),
@@ -453,11 +390,7 @@ fn build_sealer(file: &FileConfig, ov: &Overrides, errors: &mut Vec<String>) -> 
         specs.push(KeySpec { id, state, source });
     }
     if let Some(path) = &ov.key_file {
-        specs.push(KeySpec {
-            id: None,
-            state: KeyState::Primary,
-            source: Some(KeySource::File(path.clone())),
-        });
+        specs.push(KeySpec { id: None, state: KeyState::Primary, source: Some(KeySource::File(path.clone())) });
     }
     let keyring = if specs.is_empty() {
         Keyring::new()
@@ -477,22 +410,14 @@ fn build_sealer(file: &FileConfig, ov: &Overrides, errors: &mut Vec<String>) -> 
         errors.push("rules are configured but the keyring has no primary key (give --key-file or a [[key]] with state = \"primary\")".into());
         return None;
     }
-    let namespace = file
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "respseal".into())
-        .into_bytes();
+    let namespace = file.namespace.clone().unwrap_or_else(|| "respseal".into()).into_bytes();
     Some(Sealer::new(Rules::new(rules), keyring, namespace))
 }
 
 /// `YYYY-MM-DD` (UTC midnight) as unix seconds.
 fn parse_date(s: &str) -> Option<u64> {
     let mut it = s.split('-');
-    let (y, m, d) = (
-        it.next()?.parse::<i64>().ok()?,
-        it.next()?.parse::<i64>().ok()?,
-        it.next()?.parse::<i64>().ok()?,
-    );
+    let (y, m, d) = (it.next()?.parse::<i64>().ok()?, it.next()?.parse::<i64>().ok()?, it.next()?.parse::<i64>().ok()?);
     if it.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) || y < 1970 {
         return None;
     }
@@ -513,8 +438,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = Config::build(FileConfig::default(), &Overrides::default())
-            .expect("defaults are valid");
+        let c = Config::build(FileConfig::default(), &Overrides::default()).expect("defaults are valid");
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.backend.addr, "127.0.0.1:6379");
         assert!(!c.dedicated);
@@ -540,8 +464,7 @@ mod tests {
     #[test]
     fn the_example_config_is_valid_toml_for_these_fields() {
         let text = include_str!("../config.example.toml");
-        let file: FileConfig =
-            toml::from_str(text).expect("config.example.toml parses with unknown fields rejected");
+        let file: FileConfig = toml::from_str(text).expect("config.example.toml parses with unknown fields rejected");
         assert_eq!(file.rule.len(), 1);
         assert_eq!(file.key.len(), 2);
         assert_eq!(file.limits.max_inflight, Some(16384));
@@ -557,8 +480,7 @@ mod tests {
 
     #[test]
     fn rules_need_a_primary_key_and_migration_must_end() {
-        let file: FileConfig =
-            toml::from_str("[[rule]]\npattern = \"sess:*\"\nlegacy = \"pass\"\n").expect("parses");
+        let file: FileConfig = toml::from_str("[[rule]]\npattern = \"sess:*\"\nlegacy = \"pass\"\n").expect("parses");
         let errs = Config::build(file, &Overrides::default()).unwrap_err().0;
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("legacy_until")));
@@ -567,13 +489,8 @@ mod tests {
 
     #[test]
     fn overrides_win() {
-        let file: FileConfig =
-            toml::from_str("listen = \"127.0.0.1:1\"\nmode = \"dedicated\"").expect("parses");
-        let ov = Overrides {
-            listen: Some("127.0.0.1:2".into()),
-            mode: Some("shared".into()),
-            ..Default::default()
-        };
+        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"\nmode = \"dedicated\"").expect("parses");
+        let ov = Overrides { listen: Some("127.0.0.1:2".into()), mode: Some("shared".into()), ..Default::default() };
         let c = Config::build(file, &ov).expect("valid");
         assert_eq!(c.listen.port(), 2);
         assert!(!c.dedicated);

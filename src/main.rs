@@ -19,11 +19,7 @@ const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 
 #[derive(Parser)]
-#[command(
-    name = "respseal",
-    version,
-    about = "Redis proxy that seals the values of sensitive keys"
-)]
+#[command(name = "respseal", version, about = "Redis proxy that seals the values of sensitive keys")]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -72,12 +68,7 @@ struct ServeArgs {
     #[arg(long, env = "RESPSEAL_LOG")]
     log: Option<String>,
     /// Seal keys matching this Redis glob pattern (repeatable), e.g. 'sess:*'.
-    #[arg(
-        long = "seal",
-        value_name = "PATTERN",
-        env = "RESPSEAL_SEAL",
-        value_delimiter = ','
-    )]
+    #[arg(long = "seal", value_name = "PATTERN", env = "RESPSEAL_SEAL", value_delimiter = ',')]
     seal: Vec<String>,
     /// Key file (from `respseal keygen`) used as the primary key.
     #[arg(long, env = "RESPSEAL_KEY_FILE")]
@@ -89,11 +80,7 @@ impl ServeArgs {
         Overrides {
             listen: self.listen.clone(),
             backend: self.backend.clone(),
-            mode: if self.dedicated {
-                Some("dedicated".into())
-            } else {
-                self.mode.clone()
-            },
+            mode: if self.dedicated { Some("dedicated".into()) } else { self.mode.clone() },
             shared_links: self.shared_links,
             max_clients: self.max_clients,
             log: self.log.clone(),
@@ -109,9 +96,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    ExitCode::SUCCESS
-                }
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
                 _ => ExitCode::from(EX_USAGE),
             };
         }
@@ -127,11 +112,7 @@ fn main() -> ExitCode {
 fn keygen(out: &std::path::Path) -> ExitCode {
     match respseal::crypto::keyring::generate_key_file(out) {
         Ok(id) => {
-            println!(
-                "wrote key {} to {}",
-                respseal::crypto::keyring::format_key_id(id),
-                out.display()
-            );
+            println!("wrote key {} to {}", respseal::crypto::keyring::format_key_id(id), out.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -144,8 +125,7 @@ fn keygen(out: &std::path::Path) -> ExitCode {
 fn with_config(args: &ServeArgs, f: fn(Config) -> ExitCode) -> ExitCode {
     match Config::load(args.config.as_deref(), &args.overrides()) {
         Ok(cfg) => {
-            let filter =
-                tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
+            let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -168,17 +148,10 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn context(cfg: &mut Config) -> Arc<Context> {
-    let settings = ConnSettings {
-        url: cfg.backend.clone(),
-        connect_timeout: cfg.connect_timeout,
-    };
+    let settings = ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout };
     Arc::new(Context {
         backend: Backend::new(settings, cfg.shared_links),
-        limits: Limits {
-            max_bulk: cfg.max_bulk_bytes,
-            max_frame: cfg.max_frame_bytes,
-            max_args: cfg.max_args,
-        },
+        limits: Limits { max_bulk: cfg.max_bulk_bytes, max_frame: cfg.max_frame_bytes, max_args: cfg.max_args },
         max_inflight: cfg.max_inflight,
         dedicated_mode: cfg.dedicated,
         idle_timeout: cfg.idle_timeout,
@@ -204,10 +177,7 @@ fn serve(mut cfg: Config) -> ExitCode {
             mode = if cfg.dedicated { "dedicated" } else { "shared" },
             "respseal ready"
         );
-        let opts = ServeOptions {
-            max_clients: cfg.max_clients,
-            shutdown_grace: cfg.shutdown_grace,
-        };
+        let opts = ServeOptions { max_clients: cfg.max_clients, shutdown_grace: cfg.shutdown_grace };
         server::run(listener, ctx, opts, shutdown_signal()).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
@@ -223,18 +193,8 @@ fn check(cfg: Config) -> ExitCode {
             cfg.backend,
             if cfg.dedicated { "dedicated" } else { "shared" }
         );
-        let settings = Arc::new(ConnSettings {
-            url: cfg.backend.clone(),
-            connect_timeout: cfg.connect_timeout,
-        });
-        match respseal::backend::conn::open(
-            &settings,
-            cfg.backend.db,
-            respseal::protocol::Proto::Resp2,
-            &[],
-        )
-        .await
-        {
+        let settings = Arc::new(ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout });
+        match respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2, &[]).await {
             Ok(_) => {
                 println!("backend: ok");
                 ExitCode::SUCCESS
@@ -249,8 +209,7 @@ fn check(cfg: Config) -> ExitCode {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail at startup");
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail at startup");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = term.recv() => tracing::info!("SIGTERM received"),

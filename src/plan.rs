@@ -71,11 +71,7 @@ impl Plan {
             Plan::Forward(n) | Plan::Drop(n) => Some(*n),
             Plan::Open(_) | Plan::Queued(_) | Plan::Exec => Some(1),
             Plan::Local(_) | Plan::Close => Some(0),
-            Plan::Select {
-                restore,
-                first_done,
-                ..
-            } => Some(1 + u32::from(*restore) - u32::from(*first_done)),
+            Plan::Select { restore, first_done, .. } => Some(1 + u32::from(*restore) - u32::from(*first_done)),
             Plan::Hello { .. } | Plan::Reset | Plan::Monitor => Some(1),
             Plan::Subscribe { remaining, .. } => *remaining,
         }

@@ -162,12 +162,7 @@ pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
                     i += 1;
                     continue;
                 }
-                c if c != b'?'
-                    && c != b'['
-                    && !(c == b'\\' && p + 1 < pattern.len())
-                    && i < s.len()
-                    && c == s[i] =>
-                {
+                c if c != b'?' && c != b'[' && !(c == b'\\' && p + 1 < pattern.len()) && i < s.len() && c == s[i] => {
                     p += 1;
                     i += 1;
                     continue;
@@ -229,10 +224,7 @@ mod tests {
     fn prefix_and_exact_patterns_avoid_the_glob_matcher() {
         assert_eq!(Pattern::new("sess:*"), Pattern::Prefix(b"sess:".to_vec()));
         assert_eq!(Pattern::new("config"), Pattern::Exact(b"config".to_vec()));
-        assert!(matches!(
-            Pattern::new("PHPREDIS_SESSION:*[^K]"),
-            Pattern::Glob(_)
-        ));
+        assert!(matches!(Pattern::new("PHPREDIS_SESSION:*[^K]"), Pattern::Glob(_)));
         assert!(Pattern::new("sess:*").matches(b"sess:abc"));
         assert!(!Pattern::new("sess:*").matches(b"session:abc"));
     }
@@ -255,27 +247,15 @@ mod tests {
             ("h\\*llo", "h*llo", true),
             ("h\\*llo", "hello", false),
             ("h\\*llo", "h\\llo", false),
-            (
-                ":1:django.contrib.sessions.*",
-                ":1:django.contrib.sessions.cache0abc",
-                true,
-            ),
-            (
-                "spring:session:sessions:*",
-                "spring:session:sessions:expires:1",
-                true,
-            ),
+            (":1:django.contrib.sessions.*", ":1:django.contrib.sessions.cache0abc", true),
+            ("spring:session:sessions:*", "spring:session:sessions:expires:1", true),
             ("*_LOCK", "PHPREDIS_SESSION:x_LOCK", true),
             ("a*b*c", "aXbYc", true),
             ("a*b*c", "aXbY", false),
         ];
         for (p, s, want) in cases {
             assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), *want, "{p} ~ {s}");
-            assert_eq!(
-                Pattern::new(p).matches(s.as_bytes()),
-                *want,
-                "{p} ~ {s} (compiled)"
-            );
+            assert_eq!(Pattern::new(p).matches(s.as_bytes()), *want, "{p} ~ {s} (compiled)");
         }
     }
 

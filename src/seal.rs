@@ -80,29 +80,19 @@ pub struct Sealer {
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer")
-            .field("rules", &self.rules)
-            .field("keyring", &self.keyring)
-            .finish_non_exhaustive()
+        f.debug_struct("Sealer").field("rules", &self.rules).field("keyring", &self.keyring).finish_non_exhaustive()
     }
 }
 
 /// Current unix time in seconds.
 pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Sealer {
     /// A sealer for these rules, keys and namespace.
     pub fn new(rules: Rules, keyring: Keyring, namespace: Vec<u8>) -> Self {
-        Sealer {
-            rules,
-            keyring,
-            namespace,
-        }
+        Sealer { rules, keyring, namespace }
     }
 
     /// The rules.
@@ -138,20 +128,13 @@ impl Sealer {
             return Inspect::Untouched;
         };
         let pattern = &self.rules.get(rule).source;
-        let refuse = |why: &str| {
-            Inspect::Refuse(format!(
-                "ERR respseal: {} {why} (rule '{pattern}')",
-                cmd.name
-            ))
-        };
+        let refuse = |why: &str| Inspect::Refuse(format!("ERR respseal: {} {why} (rule '{pattern}')", cmd.name));
         match cmd.class {
             Class::ValueInspecting => {
                 return refuse("is not allowed on sealed keys: Redis only holds ciphertext");
             }
             Class::Moving => {
-                return refuse(
-                    "is not supported on sealed keys: sealed values are bound to their key",
-                );
+                return refuse("is not supported on sealed keys: sealed values are bound to their key");
             }
             Class::Scripting => {
                 return refuse("cannot be used on sealed keys: scripts would see ciphertext");
@@ -161,10 +144,7 @@ impl Sealer {
         let hash = matches!(cmd.values, Values::FieldPairs(_))
             || matches!(
                 cmd.reply,
-                ReplyShape::PerField(_)
-                    | ReplyShape::FieldValueMap
-                    | ReplyShape::FieldValues
-                    | ReplyShape::ScanPairs
+                ReplyShape::PerField(_) | ReplyShape::FieldValueMap | ReplyShape::FieldValues | ReplyShape::ScanPairs
             );
         if hash {
             return refuse("is not supported on sealed keys yet: only string values are sealed");
@@ -185,15 +165,9 @@ impl Sealer {
             }
         };
         let open = match cmd.reply {
-            ReplyShape::Value
-                if cmd.name == "SET" && !(3..args.len()).any(|i| args.is(i, "GET")) =>
-            {
-                None
-            }
+            ReplyShape::Value if cmd.name == "SET" && !(3..args.len()).any(|i| args.is(i, "GET")) => None,
             ReplyShape::Value => self.sealed_key(args, 1).map(OpenPlan::Value),
-            ReplyShape::PerKey => Some(OpenPlan::PerKey(
-                keys.iter().map(|&k| self.sealed_key(args, k)).collect(),
-            )),
+            ReplyShape::PerKey => Some(OpenPlan::PerKey(keys.iter().map(|&k| self.sealed_key(args, k)).collect())),
             _ => None,
         };
         if frame.is_none() && open.is_none() {
@@ -204,20 +178,12 @@ impl Sealer {
 
     fn sealed_key(&self, args: &Args<'_>, i: usize) -> Option<SealedKey> {
         let key = args.get(i)?;
-        self.rules.find(key).map(|rule| SealedKey {
-            rule,
-            key: Bytes::copy_from_slice(key),
-        })
+        self.rules.find(key).map(|rule| SealedKey { rule, key: Bytes::copy_from_slice(key) })
     }
 
     /// Re-encode the request with the values at the given (key, value)
     /// indexes sealed where the key matches a rule. `Ok(None)`: nothing to seal.
-    fn seal_args(
-        &self,
-        args: &Args<'_>,
-        pairs: &[(usize, usize)],
-        now: u64,
-    ) -> Result<Option<Bytes>, String> {
+    fn seal_args(&self, args: &Args<'_>, pairs: &[(usize, usize)], now: u64) -> Result<Option<Bytes>, String> {
         let mut replaced: Vec<Option<Vec<u8>>> = vec![None; args.len()];
         let mut any = false;
         for &(k, v) in pairs {
@@ -227,13 +193,8 @@ impl Sealer {
             if self.rules.find(key).is_none() {
                 continue;
             }
-            let sealed = crypto::seal(
-                &self.keyring,
-                &Binding::string(&self.namespace, key),
-                value,
-                now,
-            )
-            .map_err(|e| format!("ERR respseal: cannot seal: {}", e.reason()))?;
+            let sealed = crypto::seal(&self.keyring, &Binding::string(&self.namespace, key), value, now)
+                .map_err(|e| format!("ERR respseal: cannot seal: {}", e.reason()))?;
             replaced[v] = Some(sealed);
             any = true;
         }
@@ -253,18 +214,10 @@ impl Sealer {
 
     /// Open a reply frame according to `plan`. Returns the frame for the
     /// client and any legacy values to re-seal.
-    pub fn open_reply(
-        &self,
-        plan: &OpenPlan,
-        frame: Bytes,
-        proto: Proto,
-        reseal: &mut Vec<Reseal>,
-    ) -> Bytes {
+    pub fn open_reply(&self, plan: &OpenPlan, frame: Bytes, proto: Proto, reseal: &mut Vec<Reseal>) -> Bytes {
         let now = now_unix();
         match plan {
-            OpenPlan::Value(sk) => self
-                .open_element(sk, frame, proto, now, reseal)
-                .unwrap_or_else(|e| e),
+            OpenPlan::Value(sk) => self.open_element(sk, frame, proto, now, reseal).unwrap_or_else(|e| e),
             OpenPlan::PerKey(keys) => {
                 let Some(elements) = split_array(&frame) else {
                     return frame;
@@ -314,11 +267,7 @@ impl Sealer {
                     if policy == LegacyPolicy::Reseal
                         && let Ok(sealed) = crypto::seal(&self.keyring, &binding, &payload, now)
                     {
-                        reseal.push(Reseal {
-                            key: sk.key.clone(),
-                            plain: payload,
-                            sealed: sealed.into(),
-                        });
+                        reseal.push(Reseal { key: sk.key.clone(), plain: payload, sealed: sealed.into() });
                     }
                     return Ok(el);
                 }
@@ -352,9 +301,9 @@ impl Sealer {
                 Proto::Resp2 => b"$-1\r\n",
                 Proto::Resp3 => b"_\r\n",
             })),
-            FailurePolicy::Error => Err(encode::error_frame(&format!(
-                "ERR respseal: sealed value could not be opened ({reason})"
-            ))),
+            FailurePolicy::Error => {
+                Err(encode::error_frame(&format!("ERR respseal: sealed value could not be opened ({reason})")))
+            }
         }
     }
 }
@@ -366,11 +315,7 @@ pub fn key_indexes(spec: Keys, args: &Args<'_>) -> Vec<usize> {
         Keys::None => Vec::new(),
         Keys::Range { first, last, step } => {
             let first = first as usize;
-            let last = if last < 0 {
-                n as i64 + i64::from(last)
-            } else {
-                i64::from(last)
-            };
+            let last = if last < 0 { n as i64 + i64::from(last) } else { i64::from(last) };
             if last < first as i64 {
                 return Vec::new();
             }
@@ -404,26 +349,17 @@ fn encode_bulk(data: &[u8], proto: Proto) -> Bytes {
     let mut out = BytesMut::with_capacity(data.len() + 16);
     let data = Bytes::copy_from_slice(data);
     let ok = match proto {
-        Proto::Resp2 => resp2::encode::extend_encode(
-            &mut out,
-            &resp2::types::BytesFrame::BulkString(data),
-            false,
-        )
-        .is_ok(),
+        Proto::Resp2 => {
+            resp2::encode::extend_encode(&mut out, &resp2::types::BytesFrame::BulkString(data), false).is_ok()
+        }
         Proto::Resp3 => resp3::encode::complete::extend_encode(
             &mut out,
-            &resp3::types::BytesFrame::BlobString {
-                data,
-                attributes: None,
-            },
+            &resp3::types::BytesFrame::BlobString { data, attributes: None },
             false,
         )
         .is_ok(),
     };
-    debug_assert!(
-        ok,
-        "encoding a bulk string into a growable buffer cannot fail"
-    );
+    debug_assert!(ok, "encoding a bulk string into a growable buffer cannot fail");
     out.freeze()
 }
 
@@ -447,8 +383,5 @@ pub fn split_array(frame: &Bytes) -> Option<Vec<Bytes>> {
 
 /// A command name for an error message: printable ASCII only, bounded.
 fn shown(name: &[u8]) -> String {
-    name.iter()
-        .take(32)
-        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
-        .collect()
+    name.iter().take(32).map(|&b| if b.is_ascii_graphic() { b as char } else { '?' }).collect()
 }

@@ -30,12 +30,7 @@ pub struct ServeOptions {
 }
 
 /// Serve clients from `listener` until `shutdown` completes, then drain.
-pub async fn run(
-    listener: TcpListener,
-    ctx: Arc<Context>,
-    opts: ServeOptions,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn run(listener: TcpListener, ctx: Arc<Context>, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
     let tracker = TaskTracker::new();
     let token = CancellationToken::new();
     let slots = Arc::new(Semaphore::new(opts.max_clients));
@@ -63,9 +58,7 @@ pub async fn run(
             tracing::warn!(%peer, "max clients reached; refusing connection");
             tracker.spawn(async move {
                 let mut stream = stream;
-                let _ = stream
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
+                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
                 let _ = stream.shutdown().await;
             });
             continue;
@@ -88,13 +81,7 @@ pub async fn run(
     tracing::info!(sessions = tracker.len(), "shutting down: draining sessions");
     token.cancel();
     tracker.close();
-    if tokio::time::timeout(opts.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            remaining = tracker.len(),
-            "grace period over; closing remaining connections"
-        );
+    if tokio::time::timeout(opts.shutdown_grace, tracker.wait()).await.is_err() {
+        tracing::warn!(remaining = tracker.len(), "grace period over; closing remaining connections");
     }
 }

@@ -63,11 +63,7 @@ enum Link {
     /// No backend connection yet (dedicated mode before the first command).
     None,
     /// A shared link of group (db, proto).
-    Shared {
-        link: SharedLink,
-        db: u32,
-        proto: Proto,
-    },
+    Shared { link: SharedLink, db: u32, proto: Proto },
     /// The session's own backend connection.
     Dedicated(Box<DedicatedLink>),
 }
@@ -118,6 +114,8 @@ pub struct Session<R, W> {
     stalled: bool,
     deferred: Option<Deferred>,
     closing: bool,
+    /// The client shut down its sending side: answer what it sent, then close.
+    eof: bool,
     draining: bool,
     subs: [HashSet<Bytes>; 3],
     monitor: bool,
@@ -164,6 +162,7 @@ where
             stalled: false,
             deferred: None,
             closing: false,
+            eof: false,
             draining: false,
             subs: Default::default(),
             monitor: false,
@@ -192,19 +191,21 @@ where
             if let Err(e) = self.flush_backend().await {
                 self.backend_lost(e);
             }
-            if (self.closing || self.draining) && self.plans.is_empty() {
+            if (self.closing || self.draining || (self.eof && !self.stalled)) && self.plans.is_empty() {
                 let _ = self.out.write_to(&mut self.wr).await;
                 let _ = self.wr.shutdown().await;
                 return;
             }
-            let can_read = !self.closing
+            let can_read = !self.eof
+                && !self.closing
                 && !self.draining
                 && !self.stalled
                 && self.awaiting < self.ctx.max_inflight
                 && self.out.len() < OUT_HIGH_WATER;
-            let idle = self.ctx.idle_timeout.filter(|_| {
-                self.plans.is_empty() && !self.monitor && self.subs.iter().all(HashSet::is_empty)
-            });
+            let idle = self
+                .ctx
+                .idle_timeout
+                .filter(|_| self.plans.is_empty() && !self.monitor && self.subs.iter().all(HashSet::is_empty));
             let rbuf = &mut self.rbuf;
             if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
                 rbuf.reserve(READ_CHUNK);
@@ -231,7 +232,8 @@ where
                     }
                 }
                 r = self.rd.read_buf(rbuf), if can_read => match r {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) => self.eof = true,
+                    Err(_) => return,
                     Ok(_) => self.process_input().await,
                 },
                 _ = sleep_or_never(idle) => {
@@ -248,10 +250,7 @@ where
                 if !self.stalled {
                     self.process_input().await;
                 }
-            } else if !self.stalled
-                && self.rbuf.len() >= self.need.max(1)
-                && self.awaiting < self.ctx.max_inflight
-            {
+            } else if !self.stalled && self.rbuf.len() >= self.need.max(1) && self.awaiting < self.ctx.max_inflight {
                 // Input that was left unparsed because of the in-flight limit.
                 self.process_input().await;
             }
@@ -266,10 +265,7 @@ where
         let mut run_frames = 0u32;
         let limits = self.ctx.limits;
         loop {
-            if self.closing
-                || self.stalled
-                || self.awaiting + run_frames as usize >= self.ctx.max_inflight
-            {
+            if self.closing || self.stalled || self.awaiting + run_frames as usize >= self.ctx.max_inflight {
                 break;
             }
             if self.rbuf.len() - run_len < self.need {
@@ -304,11 +300,7 @@ where
                             None => &self.rbuf[run_len..],
                         };
                         let args = Args::new(src, &self.args);
-                        if !self.authenticated
-                            && !args.is(0, "AUTH")
-                            && !args.is(0, "HELLO")
-                            && !args.is(0, "QUIT")
-                        {
+                        if !self.authenticated && !args.is(0, "AUTH") && !args.is(0, "HELLO") && !args.is(0, "QUIT") {
                             Route::Refuse("NOAUTH")
                         } else if self.ctx.dedicated_mode && matches!(self.link, Link::None) {
                             match commands::classify(&args) {
@@ -330,11 +322,7 @@ where
                         _ => Inspect::Untouched,
                     };
                     let untouched = matches!(sealing, Inspect::Untouched);
-                    if untouched
-                        && route == Route::Forward
-                        && inline.is_none()
-                        && self.plain_forward_ok()
-                    {
+                    if untouched && route == Route::Forward && inline.is_none() && self.plain_forward_ok() {
                         run_len += len;
                         run_frames += 1;
                         continue;
@@ -353,10 +341,7 @@ where
                             self.local_error(&msg);
                             continue;
                         }
-                        Inspect::Forward {
-                            frame: rewritten,
-                            open,
-                        } => {
+                        Inspect::Forward { frame: rewritten, open } => {
                             // The argument ranges still describe the client's
                             // frame; classification already used them.
                             if let Some(f) = rewritten {
@@ -425,40 +410,25 @@ where
 
     fn defer(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route) {
         self.stalled = true;
-        self.deferred = Some(Deferred {
-            frame,
-            args: ranges.to_vec(),
-            route,
-        });
+        self.deferred = Some(Deferred { frame, args: ranges.to_vec(), route });
     }
 
     /// Forward one request on the current link with the plan its class needs.
     async fn forward_one(&mut self, frame: Bytes, args: &Args<'_>) {
+        if matches!(self.link, Link::None) && !self.pin().await {
+            return;
+        }
         let dedicated = matches!(self.link, Link::Dedicated(_));
         let class = args.get(0).and_then(commands::lookup).map(|c| c.class);
         let (plan, frames) = match class {
             Some(Class::Stateful(State::Subscribe(kind))) if dedicated => {
                 let n = (args.len() as u32).saturating_sub(1).max(1);
-                (
-                    Plan::Subscribe {
-                        kind,
-                        subscribe: true,
-                        remaining: Some(n),
-                    },
-                    n,
-                )
+                (Plan::Subscribe { kind, subscribe: true, remaining: Some(n) }, n)
             }
             Some(Class::Stateful(State::Unsubscribe(kind))) if dedicated => {
                 let n = (args.len() as u32).saturating_sub(1);
                 let remaining = if n == 0 { None } else { Some(n) };
-                (
-                    Plan::Subscribe {
-                        kind,
-                        subscribe: false,
-                        remaining,
-                    },
-                    n.max(1),
-                )
+                (Plan::Subscribe { kind, subscribe: false, remaining }, n.max(1))
             }
             Some(Class::Stateful(State::Monitor)) => (Plan::Monitor, 1),
             _ if self.in_multi && (args.is(0, "EXEC") || args.is(0, "DISCARD")) => {
@@ -470,10 +440,7 @@ where
                 self.in_multi = true;
                 (Plan::Forward(1), 1)
             }
-            _ if self.next_open.is_some() => (
-                Plan::Open(self.next_open.take().expect("checked is_some")),
-                1,
-            ),
+            _ if self.next_open.is_some() => (Plan::Open(self.next_open.take().expect("checked is_some")), 1),
             Some(Class::Client) if dedicated && args.is(1, "REPLY") => {
                 // Redis sends no reply to CLIENT REPLY OFF/SKIP, nor to the
                 // command after SKIP.
@@ -516,11 +483,9 @@ where
             LocalCmd::Auth => {
                 let outcome = match args.len() {
                     2 => self.ctx.users.check(None, args.get(1).unwrap_or_default()),
-                    3 => self
-                        .ctx
-                        .users
-                        .check(args.get(1), args.get(2).unwrap_or_default()),
-                    _ => AuthOutcome::Syntax,
+                    3 => self.ctx.users.check(args.get(1), args.get(2).unwrap_or_default()),
+                    1 => AuthOutcome::Syntax,
+                    _ => return self.local_error("ERR syntax error"),
                 };
                 match outcome {
                     AuthOutcome::Ok => {
@@ -560,14 +525,8 @@ where
         }
         let value = args.get(3).unwrap_or_default();
         if value.iter().any(|b| !(b'!'..=b'~').contains(b)) {
-            let which = if args.is(2, "LIB-NAME") {
-                "lib-name"
-            } else {
-                "lib-ver"
-            };
-            return self.local_error(&format!(
-                "ERR {which} cannot contain spaces, newlines or special characters."
-            ));
+            let which = if args.is(2, "LIB-NAME") { "lib-name" } else { "lib-ver" };
+            return self.local_error(&format!("ERR {which} cannot contain spaces, newlines or special characters."));
         }
         let value = Bytes::copy_from_slice(value);
         if args.is(2, "LIB-NAME") {
@@ -606,14 +565,7 @@ where
             frame
         };
         let frames = if restore { 2 } else { 1 };
-        self.push_plan(
-            Plan::Select {
-                db,
-                restore,
-                first_done: false,
-            },
-            frames,
-        );
+        self.push_plan(Plan::Select { db, restore, first_done: false }, frames);
         self.send(data, frames as u32).await;
         self.stalled = true;
     }
@@ -632,10 +584,7 @@ where
         let mut i = 1;
         while i < args.len() {
             if i >= 2 && args.is(i, "AUTH") && i + 2 < args.len() {
-                let outcome = self
-                    .ctx
-                    .users
-                    .check(args.get(i + 1), args.get(i + 2).unwrap_or_default());
+                let outcome = self.ctx.users.check(args.get(i + 1), args.get(i + 2).unwrap_or_default());
                 if outcome != AuthOutcome::Ok {
                     return self.local_error(outcome.message("hello"));
                 }
@@ -669,12 +618,7 @@ where
                 // this HELLO changes nothing on the shared link.
                 let link = self.ctx.backend.shared(self.db, p, self.id);
                 self.push_plan(Plan::Hello { proto: Some(p) }, 1);
-                link.send(SharedRequest {
-                    data,
-                    frames: 1,
-                    reply: self.reply_tx.clone(),
-                })
-                .await;
+                link.send(SharedRequest { data, frames: 1, reply: self.reply_tx.clone() }).await;
             }
             (Link::None, _) => {
                 if !self.pin().await {
@@ -697,22 +641,12 @@ where
     async fn send_reseals(&mut self) {
         const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end return 0";
         let pending = std::mem::take(&mut self.reseal);
-        if self.in_multi
-            || self.monitor
-            || self.subs.iter().any(|s| !s.is_empty())
-            || self.reply_mode != ReplyMode::On
+        if self.in_multi || self.monitor || self.subs.iter().any(|s| !s.is_empty()) || self.reply_mode != ReplyMode::On
         {
             return;
         }
         for r in pending {
-            let cmd = encode::command(&[
-                &b"EVAL"[..],
-                SCRIPT.as_bytes(),
-                b"1",
-                &r.key,
-                &r.plain,
-                &r.sealed,
-            ]);
+            let cmd = encode::command(&[&b"EVAL"[..], SCRIPT.as_bytes(), b"1", &r.key, &r.plain, &r.sealed]);
             self.push_plan(Plan::Drop(1), 1);
             self.send(cmd, 1).await;
         }
@@ -735,33 +669,15 @@ where
     async fn pin(&mut self) -> bool {
         let mut extra = Vec::new();
         if let Some(name) = &self.lib_name {
-            extra.push(encode::command(&[
-                &b"CLIENT"[..],
-                b"SETINFO",
-                b"LIB-NAME",
-                name,
-            ]));
+            extra.push(encode::command(&[&b"CLIENT"[..], b"SETINFO", b"LIB-NAME", name]));
         }
         if let Some(ver) = &self.lib_ver {
-            extra.push(encode::command(&[
-                &b"CLIENT"[..],
-                b"SETINFO",
-                b"LIB-VER",
-                ver,
-            ]));
+            extra.push(encode::command(&[&b"CLIENT"[..], b"SETINFO", b"LIB-VER", ver]));
         }
-        match self
-            .ctx
-            .backend
-            .dedicated(self.db, self.proto, &extra)
-            .await
-        {
+        match self.ctx.backend.dedicated(self.db, self.proto, &extra).await {
             Ok(conn) => {
                 tracing::debug!("session pinned to a dedicated link");
-                self.link = Link::Dedicated(Box::new(DedicatedLink {
-                    conn,
-                    out: OutBuf::default(),
-                }));
+                self.link = Link::Dedicated(Box::new(DedicatedLink { conn, out: OutBuf::default() }));
                 true
             }
             Err(e) => {
@@ -799,21 +715,13 @@ where
     async fn send(&mut self, data: Bytes, frames: u32) {
         match &mut self.link {
             Link::Shared { link, .. } => {
-                link.send(SharedRequest {
-                    data,
-                    frames,
-                    reply: self.reply_tx.clone(),
-                })
-                .await;
+                link.send(SharedRequest { data, frames, reply: self.reply_tx.clone() }).await;
             }
             Link::Dedicated(d) => d.out.push(data),
             Link::None => {
                 // Only reachable if pinning failed; the error reply is queued.
                 if frames > 0 {
-                    self.on_link_event(LinkEvent::Failed {
-                        frames,
-                        error: BackendError::Lost,
-                    });
+                    self.on_link_event(LinkEvent::Failed { frames, error: BackendError::Lost });
                 }
             }
         }
@@ -823,10 +731,7 @@ where
         if let Link::Dedicated(d) = &mut self.link
             && !d.out.is_empty()
         {
-            d.out
-                .write_to(&mut d.conn.wr)
-                .await
-                .map_err(|_| BackendError::Lost)?;
+            d.out.write_to(&mut d.conn.wr).await.map_err(|_| BackendError::Lost)?;
         }
         Ok(())
     }
@@ -908,9 +813,7 @@ where
                 return;
             };
             // HELLO 3's own reply is already RESP3.
-            let proto = if self.proto == Proto::Resp3
-                || matches!(self.plans.front(), Some(Plan::Hello { .. }))
-            {
+            let proto = if self.proto == Proto::Resp3 || matches!(self.plans.front(), Some(Plan::Hello { .. })) {
                 Proto::Resp3
             } else {
                 Proto::Resp2
@@ -940,7 +843,9 @@ where
         }
         let push = reply::is_push(&frame);
         let front_is_sub = matches!(self.plans.front(), Some(Plan::Subscribe { .. }));
-        if push || front_is_sub || self.subs.iter().any(|s| !s.is_empty()) {
+        // In RESP3 every pub/sub frame is a push; an array is a reply.
+        let resp2_pubsub = self.proto == Proto::Resp2 && (front_is_sub || self.subs.iter().any(|s| !s.is_empty()));
+        if push || resp2_pubsub {
             if let Some((name, channel)) = pubsub_head(&frame) {
                 if let Some((kind, subscribe)) = confirmation(name) {
                     let set = &mut self.subs[kind as usize];
@@ -952,11 +857,7 @@ where
                             set.remove(&ch);
                         }
                     }
-                    if let Some(Plan::Subscribe {
-                        kind: k,
-                        subscribe: s,
-                        remaining,
-                    }) = self.plans.front_mut()
+                    if let Some(Plan::Subscribe { kind: k, subscribe: s, remaining }) = self.plans.front_mut()
                         && *k == kind
                         && *s == subscribe
                     {
@@ -1011,11 +912,7 @@ where
                 *n -= 1;
                 pop = *n == 0;
             }
-            Plan::Select {
-                db,
-                restore,
-                first_done,
-            } => {
+            Plan::Select { db, restore, first_done } => {
                 if !*first_done {
                     if &frame[..] == b"+OK\r\n" {
                         self.db = *db;
@@ -1066,12 +963,9 @@ where
                         encode::array_header(&mut b, elements.len());
                         for (el, open) in elements.into_iter().zip(&queue) {
                             match open {
-                                Some(open) => b.extend_from_slice(&sealer.open_reply(
-                                    open,
-                                    el,
-                                    self.proto,
-                                    &mut self.reseal,
-                                )),
+                                Some(open) => {
+                                    b.extend_from_slice(&sealer.open_reply(open, el, self.proto, &mut self.reseal))
+                                }
                                 None => b.extend_from_slice(&el),
                             }
                         }
@@ -1148,21 +1042,14 @@ async fn sleep_or_never(d: Option<Duration>) {
 /// Argument ranges of a well-formed RESP request the proxy encoded itself.
 fn parsed_ranges(frame: &[u8]) -> ((), Vec<Range<usize>>) {
     let mut ranges = Vec::new();
-    let limits = Limits {
-        max_bulk: usize::MAX,
-        max_frame: usize::MAX,
-        max_args: usize::MAX,
-    };
+    let limits = Limits { max_bulk: usize::MAX, max_frame: usize::MAX, max_args: usize::MAX };
     let _ = request::parse(frame, &limits, &mut ranges);
     ((), ranges)
 }
 
 /// A MONITOR line: `+1700000000.123456 [0 127.0.0.1:5000] "cmd" …`.
 fn is_monitor_line(frame: &[u8]) -> bool {
-    frame.len() > 2
-        && frame[0] == b'+'
-        && frame[1].is_ascii_digit()
-        && frame.windows(2).any(|w| w == b" [")
+    frame.len() > 2 && frame[0] == b'+' && frame[1].is_ascii_digit() && frame.windows(2).any(|w| w == b" [")
 }
 
 /// For an array or push frame whose first element is a string: that string
@@ -1231,9 +1118,7 @@ mod tests {
 
     #[test]
     fn recognises_monitor_lines() {
-        assert!(is_monitor_line(
-            b"+1700000000.123456 [0 127.0.0.1:5000] \"ping\"\r\n"
-        ));
+        assert!(is_monitor_line(b"+1700000000.123456 [0 127.0.0.1:5000] \"ping\"\r\n"));
         assert!(!is_monitor_line(b"+OK\r\n"));
     }
 }

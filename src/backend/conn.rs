@@ -61,12 +61,9 @@ pub async fn open(
     proto: Proto,
     extra: &[Bytes],
 ) -> Result<(TcpStream, BytesMut), BackendError> {
-    tokio::time::timeout(
-        settings.connect_timeout,
-        open_inner(settings, db, proto, extra),
-    )
-    .await
-    .map_err(|_| BackendError::Timeout)?
+    tokio::time::timeout(settings.connect_timeout, open_inner(settings, db, proto, extra))
+        .await
+        .map_err(|_| BackendError::Timeout)?
 }
 
 async fn open_inner(
@@ -75,12 +72,9 @@ async fn open_inner(
     proto: Proto,
     extra: &[Bytes],
 ) -> Result<(TcpStream, BytesMut), BackendError> {
-    let mut stream = TcpStream::connect(&settings.url.addr)
-        .await
-        .map_err(|e| BackendError::Connect(e.kind().to_string()))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| BackendError::Connect(e.kind().to_string()))?;
+    let mut stream =
+        TcpStream::connect(&settings.url.addr).await.map_err(|e| BackendError::Connect(e.kind().to_string()))?;
+    stream.set_nodelay(true).map_err(|e| BackendError::Connect(e.kind().to_string()))?;
 
     let url = &settings.url;
     let mut hs = BytesMut::new();
@@ -111,10 +105,7 @@ async fn open_inner(
     if total == 0 {
         return Ok((stream, BytesMut::new()));
     }
-    stream
-        .write_all(&hs)
-        .await
-        .map_err(|_| BackendError::Lost)?;
+    stream.write_all(&hs).await.map_err(|_| BackendError::Lost)?;
 
     let mut buf = BytesMut::with_capacity(4096);
     let mut seen = 0;
@@ -131,12 +122,7 @@ async fn open_inner(
                 seen += 1;
             }
             Ok(None) => {
-                if stream
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|_| BackendError::Lost)?
-                    == 0
-                {
+                if stream.read_buf(&mut buf).await.map_err(|_| BackendError::Lost)? == 0 {
                     return Err(BackendError::Lost);
                 }
             }

@@ -20,11 +20,7 @@ pub struct Backend {
 impl Backend {
     /// A backend with `links_per_group` shared links in each group.
     pub fn new(settings: ConnSettings, links_per_group: usize) -> Self {
-        Backend {
-            settings: Arc::new(settings),
-            links_per_group: links_per_group.max(1),
-            groups: DashMap::new(),
-        }
+        Backend { settings: Arc::new(settings), links_per_group: links_per_group.max(1), groups: DashMap::new() }
     }
 
     /// The database sessions start in (from the backend URL).
@@ -53,23 +49,14 @@ impl Backend {
     pub fn auth_command(&self) -> Option<Bytes> {
         let url = &self.settings.url;
         match (&url.username, &url.password) {
-            (Some(u), Some(p)) => Some(crate::protocol::encode::command(&[
-                "AUTH",
-                u.as_str(),
-                p.as_str(),
-            ])),
+            (Some(u), Some(p)) => Some(crate::protocol::encode::command(&["AUTH", u.as_str(), p.as_str()])),
             (None, Some(p)) => Some(crate::protocol::encode::command(&["AUTH", p.as_str()])),
             _ => None,
         }
     }
 
     /// Open a dedicated link in the given state.
-    pub async fn dedicated(
-        &self,
-        db: u32,
-        proto: Proto,
-        extra: &[Bytes],
-    ) -> Result<Dedicated, BackendError> {
+    pub async fn dedicated(&self, db: u32, proto: Proto, extra: &[Bytes]) -> Result<Dedicated, BackendError> {
         conn::dedicated(&self.settings, db, proto, extra).await
     }
 }

@@ -107,12 +107,7 @@ fn fail(reply: &ReplyTx, frames: u32, error: BackendError) {
     }
 }
 
-async fn supervise(
-    settings: Arc<ConnSettings>,
-    db: u32,
-    proto: Proto,
-    mut rx: mpsc::Receiver<SharedRequest>,
-) {
+async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: mpsc::Receiver<SharedRequest>) {
     let mut backoff = BACKOFF_MIN;
     let mut was_up = true;
     loop {
@@ -186,23 +181,14 @@ async fn run_connected(
         }
     };
     reader.abort();
-    let drained: Vec<Pending> = pending
-        .lock()
-        .expect("pending FIFO lock is never poisoned")
-        .drain(..)
-        .collect();
+    let drained: Vec<Pending> = pending.lock().expect("pending FIFO lock is never poisoned").drain(..).collect();
     for p in drained {
         fail(&p.reply, p.frames_left, BackendError::Lost);
     }
     result
 }
 
-async fn read_loop(
-    mut rd: OwnedReadHalf,
-    mut buf: BytesMut,
-    proto: Proto,
-    pending: Arc<Mutex<VecDeque<Pending>>>,
-) {
+async fn read_loop(mut rd: OwnedReadHalf, mut buf: BytesMut, proto: Proto, pending: Arc<Mutex<VecDeque<Pending>>>) {
     loop {
         if !route(&mut buf, proto, &pending) {
             return;
@@ -233,9 +219,7 @@ fn route(buf: &mut BytesMut, proto: Proto, pending: &Mutex<VecDeque<Pending>>) -
                     continue;
                 }
                 Ok(Some(_)) => {
-                    tracing::error!(
-                        "reply from Redis that no command asked for; closing shared link"
-                    );
+                    tracing::error!("reply from Redis that no command asked for; closing shared link");
                     false
                 }
                 Err(e) => {

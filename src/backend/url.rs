@@ -32,26 +32,19 @@ impl BackendUrl {
         };
         let (hostport, db) = match hostpart.split_once('/') {
             Some((hp, "")) => (hp, 0),
-            Some((hp, db)) => (
-                hp,
-                db.parse::<u32>()
-                    .map_err(|_| format!("invalid database number {db:?} in backend URL"))?,
-            ),
+            Some((hp, db)) => {
+                (hp, db.parse::<u32>().map_err(|_| format!("invalid database number {db:?} in backend URL"))?)
+            }
             None => (hostpart, 0),
         };
         if hostport.is_empty() {
             return Err("backend URL has no host".into());
         }
         let addr = if hostport.starts_with('[') {
-            if hostport.contains("]:") {
-                hostport.to_string()
-            } else {
-                format!("{hostport}:6379")
-            }
+            if hostport.contains("]:") { hostport.to_string() } else { format!("{hostport}:6379") }
         } else if hostport.contains(':') {
             let (_, port) = hostport.rsplit_once(':').unwrap_or_default();
-            port.parse::<u16>()
-                .map_err(|_| format!("invalid port {port:?} in backend URL"))?;
+            port.parse::<u16>().map_err(|_| format!("invalid port {port:?} in backend URL"))?;
             hostport.to_string()
         } else {
             format!("{hostport}:6379")
@@ -65,10 +58,7 @@ impl BackendUrl {
                 };
                 let u = percent_decode(u).ok_or("invalid percent-encoding in backend URL user")?;
                 let p = match p {
-                    Some(p) => Some(
-                        percent_decode(p)
-                            .ok_or("invalid percent-encoding in backend URL password")?,
-                    ),
+                    Some(p) => Some(percent_decode(p).ok_or("invalid percent-encoding in backend URL password")?),
                     None => None,
                 };
                 match (u.is_empty(), p) {
@@ -80,12 +70,7 @@ impl BackendUrl {
                 }
             }
         };
-        Ok(BackendUrl {
-            addr,
-            username,
-            password,
-            db,
-        })
+        Ok(BackendUrl { addr, username, password, db })
     }
 }
 
@@ -132,29 +117,16 @@ mod tests {
     fn parses_urls() {
         let u = BackendUrl::parse("redis://127.0.0.1:6379").expect("valid");
         assert_eq!(
-            (
-                u.addr.as_str(),
-                u.db,
-                u.username.as_deref(),
-                u.password.as_deref()
-            ),
+            (u.addr.as_str(), u.db, u.username.as_deref(), u.password.as_deref()),
             ("127.0.0.1:6379", 0, None, None)
         );
         let u = BackendUrl::parse("redis://app:s%40cret@localhost:7000/3").expect("valid");
         assert_eq!(
-            (
-                u.addr.as_str(),
-                u.db,
-                u.username.as_deref(),
-                u.password.as_deref()
-            ),
+            (u.addr.as_str(), u.db, u.username.as_deref(), u.password.as_deref()),
             ("localhost:7000", 3, Some("app"), Some("s@cret"))
         );
         let u = BackendUrl::parse("redis://:pw@h").expect("valid");
-        assert_eq!(
-            (u.addr.as_str(), u.username, u.password.as_deref()),
-            ("h:6379", None, Some("pw"))
-        );
+        assert_eq!((u.addr.as_str(), u.username, u.password.as_deref()), ("h:6379", None, Some("pw")));
         assert!(BackendUrl::parse("http://x").is_err());
         assert!(BackendUrl::parse("redis://h:notaport").is_err());
         assert!(BackendUrl::parse("redis://h/x").is_err());

@@ -49,8 +49,7 @@ impl<'a> Args<'a> {
 
     /// Whether argument `i` equals `word`, ignoring ASCII case.
     pub fn is(&self, i: usize, word: &str) -> bool {
-        self.get(i)
-            .is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
+        self.get(i).is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
     }
 }
 
@@ -100,11 +99,7 @@ pub fn classify(args: &Args<'_>) -> Route {
         Class::Client => Route::Pin,
         Class::Stateful(_) => Route::Pin,
         Class::BlockingIf(word) => {
-            if args
-                .iter()
-                .skip(1)
-                .any(|a| a.eq_ignore_ascii_case(word.as_bytes()))
-            {
+            if args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word.as_bytes())) {
                 Route::Pin
             } else {
                 Route::Forward
@@ -144,22 +139,13 @@ mod tests {
         assert_eq!(classify(&["blpop", "k", "0"]), Route::Pin);
         assert_eq!(classify(&["subscribe", "c"]), Route::Pin);
         assert_eq!(classify(&["monitor"]), Route::Pin);
-        assert_eq!(
-            classify(&["client", "setinfo", "lib-name", "x"]),
-            Route::Local(LocalCmd::ClientSetinfo)
-        );
+        assert_eq!(classify(&["client", "setinfo", "lib-name", "x"]), Route::Local(LocalCmd::ClientSetinfo));
         assert_eq!(classify(&["CLIENT", "ID"]), Route::Pin);
         assert_eq!(classify(&["client", "setname", "x"]), Route::Pin);
         assert_eq!(classify(&["hello", "3"]), Route::Local(LocalCmd::Hello));
         assert_eq!(classify(&["hello", "3", "setname", "x"]), Route::Local(LocalCmd::Hello));
-        assert_eq!(
-            classify(&["xread", "count", "1", "streams", "s", "0"]),
-            Route::Forward
-        );
-        assert_eq!(
-            classify(&["xread", "block", "0", "streams", "s", "$"]),
-            Route::Pin
-        );
+        assert_eq!(classify(&["xread", "count", "1", "streams", "s", "0"]), Route::Forward);
+        assert_eq!(classify(&["xread", "block", "0", "streams", "s", "$"]), Route::Pin);
         assert_eq!(classify(&["select", "1"]), Route::Local(LocalCmd::Select));
         assert_eq!(classify(&["quit"]), Route::Local(LocalCmd::Quit));
         assert!(matches!(classify(&["psync", "?", "-1"]), Route::Refuse(_)));

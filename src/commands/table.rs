@@ -136,47 +136,21 @@ pub enum ReplyShape {
 }
 
 const fn k1() -> Keys {
-    Keys::Range {
-        first: 1,
-        last: 1,
-        step: 1,
-    }
+    Keys::Range { first: 1, last: 1, step: 1 }
 }
 const fn kall(first: u8) -> Keys {
-    Keys::Range {
-        first,
-        last: -1,
-        step: 1,
-    }
+    Keys::Range { first, last: -1, step: 1 }
 }
 
 macro_rules! row {
     ($name:literal, $class:expr) => {
-        Command {
-            name: $name,
-            class: $class,
-            keys: Keys::None,
-            values: Values::None,
-            reply: ReplyShape::Plain,
-        }
+        Command { name: $name, class: $class, keys: Keys::None, values: Values::None, reply: ReplyShape::Plain }
     };
     ($name:literal, $class:expr, $keys:expr) => {
-        Command {
-            name: $name,
-            class: $class,
-            keys: $keys,
-            values: Values::None,
-            reply: ReplyShape::Plain,
-        }
+        Command { name: $name, class: $class, keys: $keys, values: Values::None, reply: ReplyShape::Plain }
     };
     ($name:literal, $class:expr, $keys:expr, $values:expr, $reply:expr) => {
-        Command {
-            name: $name,
-            class: $class,
-            keys: $keys,
-            values: $values,
-            reply: $reply,
-        }
+        Command { name: $name, class: $class, keys: $keys, values: $values, reply: $reply }
     };
 }
 
@@ -194,28 +168,8 @@ pub static COMMANDS: &[Command] = &[
     row!("GETDEL", Plain, k1(), Values::None, ReplyShape::Value),
     row!("GETEX", Plain, k1(), Values::None, ReplyShape::Value),
     row!("MGET", Plain, kall(1), Values::None, ReplyShape::PerKey),
-    row!(
-        "MSET",
-        Plain,
-        Keys::Range {
-            first: 1,
-            last: -2,
-            step: 2
-        },
-        Values::AfterEachKey,
-        ReplyShape::Plain
-    ),
-    row!(
-        "MSETNX",
-        Plain,
-        Keys::Range {
-            first: 1,
-            last: -2,
-            step: 2
-        },
-        Values::AfterEachKey,
-        ReplyShape::Plain
-    ),
+    row!("MSET", Plain, Keys::Range { first: 1, last: -2, step: 2 }, Values::AfterEachKey, ReplyShape::Plain),
+    row!("MSETNX", Plain, Keys::Range { first: 1, last: -2, step: 2 }, Values::AfterEachKey, ReplyShape::Plain),
     row!("APPEND", ValueInspecting, k1()),
     row!("SETRANGE", ValueInspecting, k1()),
     row!("GETRANGE", ValueInspecting, k1()),
@@ -233,57 +187,17 @@ pub static COMMANDS: &[Command] = &[
     row!("BITFIELD", ValueInspecting, k1()),
     row!("BITFIELD_RO", ValueInspecting, k1()),
     row!("BITOP", ValueInspecting, kall(2)),
-    row!(
-        "LCS",
-        ValueInspecting,
-        Keys::Range {
-            first: 1,
-            last: 2,
-            step: 1
-        }
-    ),
+    row!("LCS", ValueInspecting, Keys::Range { first: 1, last: 2, step: 1 }),
     row!("SORT", ValueInspecting, k1()),
     row!("SORT_RO", ValueInspecting, k1()),
-    row!(
-        "OBJECT",
-        Plain,
-        Keys::Range {
-            first: 2,
-            last: 2,
-            step: 1
-        }
-    ),
+    row!("OBJECT", Plain, Keys::Range { first: 2, last: 2, step: 1 }),
     // --- hashes
     row!("HGET", Plain, k1(), Values::None, ReplyShape::Value),
-    row!(
-        "HSET",
-        Plain,
-        k1(),
-        Values::FieldPairs(2),
-        ReplyShape::Plain
-    ),
-    row!(
-        "HMSET",
-        Plain,
-        k1(),
-        Values::FieldPairs(2),
-        ReplyShape::Plain
-    ),
-    row!(
-        "HSETNX",
-        Plain,
-        k1(),
-        Values::FieldPairs(2),
-        ReplyShape::Plain
-    ),
+    row!("HSET", Plain, k1(), Values::FieldPairs(2), ReplyShape::Plain),
+    row!("HMSET", Plain, k1(), Values::FieldPairs(2), ReplyShape::Plain),
+    row!("HSETNX", Plain, k1(), Values::FieldPairs(2), ReplyShape::Plain),
     row!("HMGET", Plain, k1(), Values::None, ReplyShape::PerField(2)),
-    row!(
-        "HGETALL",
-        Plain,
-        k1(),
-        Values::None,
-        ReplyShape::FieldValueMap
-    ),
+    row!("HGETALL", Plain, k1(), Values::None, ReplyShape::FieldValueMap),
     row!("HVALS", Plain, k1(), Values::None, ReplyShape::FieldValues),
     row!("HSCAN", Plain, k1(), Values::None, ReplyShape::ScanPairs),
     row!("HRANDFIELD", Plain, k1()),
@@ -313,33 +227,9 @@ pub static COMMANDS: &[Command] = &[
     row!("SCAN", Plain),
     row!("RANDOMKEY", Plain),
     row!("DBSIZE", Plain),
-    row!(
-        "RENAME",
-        Moving,
-        Keys::Range {
-            first: 1,
-            last: 2,
-            step: 1
-        }
-    ),
-    row!(
-        "RENAMENX",
-        Moving,
-        Keys::Range {
-            first: 1,
-            last: 2,
-            step: 1
-        }
-    ),
-    row!(
-        "COPY",
-        Moving,
-        Keys::Range {
-            first: 1,
-            last: 2,
-            step: 1
-        }
-    ),
+    row!("RENAME", Moving, Keys::Range { first: 1, last: 2, step: 1 }),
+    row!("RENAMENX", Moving, Keys::Range { first: 1, last: 2, step: 1 }),
+    row!("COPY", Moving, Keys::Range { first: 1, last: 2, step: 1 }),
     row!("MOVE", Plain, k1()),
     row!("SWAPDB", Plain),
     row!("DUMP", Moving, k1()),
@@ -383,14 +273,8 @@ pub static COMMANDS: &[Command] = &[
     row!("SUBSCRIBE", Stateful(State::Subscribe(SubKind::Channel))),
     row!("PSUBSCRIBE", Stateful(State::Subscribe(SubKind::Pattern))),
     row!("SSUBSCRIBE", Stateful(State::Subscribe(SubKind::Shard))),
-    row!(
-        "UNSUBSCRIBE",
-        Stateful(State::Unsubscribe(SubKind::Channel))
-    ),
-    row!(
-        "PUNSUBSCRIBE",
-        Stateful(State::Unsubscribe(SubKind::Pattern))
-    ),
+    row!("UNSUBSCRIBE", Stateful(State::Unsubscribe(SubKind::Channel))),
+    row!("PUNSUBSCRIBE", Stateful(State::Unsubscribe(SubKind::Pattern))),
     row!("SUNSUBSCRIBE", Stateful(State::Unsubscribe(SubKind::Shard))),
     row!("PUBLISH", Plain),
     row!("SPUBLISH", Plain),
@@ -416,18 +300,9 @@ pub static COMMANDS: &[Command] = &[
     row!("PING", Plain),
     row!("ECHO", Plain),
     // --- replication takes over the connection: never through the proxy
-    row!(
-        "SYNC",
-        Refused("replication commands are not supported through respseal")
-    ),
-    row!(
-        "PSYNC",
-        Refused("replication commands are not supported through respseal")
-    ),
-    row!(
-        "REPLCONF",
-        Refused("replication commands are not supported through respseal")
-    ),
+    row!("SYNC", Refused("replication commands are not supported through respseal")),
+    row!("PSYNC", Refused("replication commands are not supported through respseal")),
+    row!("REPLCONF", Refused("replication commands are not supported through respseal")),
 ];
 
 fn index() -> &'static [&'static Command] {
@@ -442,9 +317,7 @@ fn index() -> &'static [&'static Command] {
 /// Find a command's row, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static Command> {
     let idx = index();
-    idx.binary_search_by(|c| cmp_ignore_case(c.name.as_bytes(), name))
-        .ok()
-        .map(|i| idx[i])
+    idx.binary_search_by(|c| cmp_ignore_case(c.name.as_bytes(), name)).ok().map(|i| idx[i])
 }
 
 fn cmp_ignore_case(upper: &[u8], other: &[u8]) -> std::cmp::Ordering {
@@ -478,10 +351,7 @@ mod tests {
     fn every_row_is_found_case_insensitively() {
         for c in COMMANDS {
             assert!(std::ptr::eq(lookup(c.name.as_bytes()).expect("row"), c));
-            assert!(std::ptr::eq(
-                lookup(c.name.to_ascii_lowercase().as_bytes()).expect("row"),
-                c
-            ));
+            assert!(std::ptr::eq(lookup(c.name.to_ascii_lowercase().as_bytes()).expect("row"), c));
         }
         assert!(lookup(b"NOSUCH").is_none());
         assert!(lookup(b"").is_none());
@@ -491,26 +361,11 @@ mod tests {
     fn value_rows_have_keys_and_value_inspecting_rows_have_keys() {
         for c in COMMANDS {
             if c.values != Values::None || c.reply != ReplyShape::Plain {
-                assert_ne!(
-                    c.keys,
-                    Keys::None,
-                    "{} carries values but has no key",
-                    c.name
-                );
+                assert_ne!(c.keys, Keys::None, "{} carries values but has no key", c.name);
             }
             if c.class == Class::ValueInspecting {
-                assert_ne!(
-                    c.keys,
-                    Keys::None,
-                    "{} inspects values but has no key",
-                    c.name
-                );
-                assert_eq!(
-                    c.values,
-                    Values::None,
-                    "{} cannot seal what it inspects",
-                    c.name
-                );
+                assert_ne!(c.keys, Keys::None, "{} inspects values but has no key", c.name);
+                assert_eq!(c.values, Values::None, "{} cannot seal what it inspects", c.name);
             }
         }
     }
@@ -518,10 +373,7 @@ mod tests {
     #[test]
     fn stateful_rows_hold_no_values() {
         for c in COMMANDS {
-            if matches!(
-                c.class,
-                Class::Stateful(_) | Class::Connection(_) | Class::Client
-            ) {
+            if matches!(c.class, Class::Stateful(_) | Class::Connection(_) | Class::Client) {
                 assert_eq!(c.values, Values::None, "{}", c.name);
                 assert_eq!(c.reply, ReplyShape::Plain, "{}", c.name);
             }

@@ -75,20 +75,12 @@ pub struct Binding<'a> {
 impl<'a> Binding<'a> {
     /// Binding for the value of string key `key`.
     pub fn string(namespace: &'a [u8], key: &'a [u8]) -> Self {
-        Self {
-            namespace,
-            key,
-            kind: ValueKind::String,
-        }
+        Self { namespace, key, kind: ValueKind::String }
     }
 
     /// Binding for field `field` of hash key `key`.
     pub fn hash_field(namespace: &'a [u8], key: &'a [u8], field: &'a [u8]) -> Self {
-        Self {
-            namespace,
-            key,
-            kind: ValueKind::HashField(field),
-        }
+        Self { namespace, key, kind: ValueKind::HashField(field) }
     }
 }
 
@@ -205,15 +197,9 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, OpenError> {
     if version != VERSION_XAES_256_GCM {
         return Err(OpenError::UnknownVersion);
     }
-    let (header, rest) = bytes
-        .split_first_chunk::<HEADER_LEN>()
-        .ok_or(OpenError::TooShort)?;
-    let (nonce, rest) = rest
-        .split_first_chunk::<NONCE_LEN>()
-        .ok_or(OpenError::TooShort)?;
-    let (ciphertext, tag) = rest
-        .split_last_chunk::<TAG_LEN>()
-        .ok_or(OpenError::TooShort)?;
+    let (header, rest) = bytes.split_first_chunk::<HEADER_LEN>().ok_or(OpenError::TooShort)?;
+    let (nonce, rest) = rest.split_first_chunk::<NONCE_LEN>().ok_or(OpenError::TooShort)?;
+    let (ciphertext, tag) = rest.split_last_chunk::<TAG_LEN>().ok_or(OpenError::TooShort)?;
     let (_, rest) = header.split_first_chunk::<4>().ok_or(OpenError::TooShort)?;
     let (key_id, issued_at) = rest.split_first_chunk::<4>().ok_or(OpenError::TooShort)?;
     let issued_at: &[u8; 8] = issued_at.try_into().map_err(|_| OpenError::TooShort)?;
@@ -222,11 +208,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, OpenError> {
         return Err(OpenError::Malformed);
     }
     Ok(Parsed {
-        info: EnvelopeInfo {
-            version,
-            key_id,
-            issued_at: u64::from_be_bytes(*issued_at),
-        },
+        info: EnvelopeInfo { version, key_id, issued_at: u64::from_be_bytes(*issued_at) },
         header,
         nonce,
         ciphertext,
@@ -279,11 +261,7 @@ fn build_aad(header: &[u8; HEADER_LEN], binding: &Binding<'_>) -> Option<Vec<u8>
     let mut aad = Vec::with_capacity(capacity);
     aad.extend_from_slice(header);
     push_lp(&mut aad, binding.namespace)?;
-    aad.push(if field.is_some() {
-        KIND_HASH_FIELD
-    } else {
-        KIND_STRING
-    });
+    aad.push(if field.is_some() { KIND_HASH_FIELD } else { KIND_STRING });
     push_lp(&mut aad, binding.key)?;
     if let Some(field) = field {
         push_lp(&mut aad, field)?;
@@ -296,12 +274,7 @@ fn build_aad(header: &[u8; HEADER_LEN], binding: &Binding<'_>) -> Option<Vec<u8>
 ///
 /// # Errors
 /// [`SealError::NoPrimaryKey`], [`SealError::Rng`] or [`SealError::TooLong`].
-pub fn seal(
-    keyring: &Keyring,
-    binding: &Binding<'_>,
-    plaintext: &[u8],
-    now_unix: u64,
-) -> Result<Vec<u8>, SealError> {
+pub fn seal(keyring: &Keyring, binding: &Binding<'_>, plaintext: &[u8], now_unix: u64) -> Result<Vec<u8>, SealError> {
     let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|_| SealError::Rng)?;
@@ -320,10 +293,7 @@ fn seal_with_nonce(
 ) -> Result<Vec<u8>, SealError> {
     let header = encode_header(key_id, issued_at);
     let aad = build_aad(&header, binding).ok_or(SealError::TooLong)?;
-    let total = plaintext
-        .len()
-        .checked_add(OVERHEAD)
-        .ok_or(SealError::TooLong)?;
+    let total = plaintext.len().checked_add(OVERHEAD).ok_or(SealError::TooLong)?;
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&header);
     out.extend_from_slice(nonce);
@@ -361,16 +331,11 @@ pub fn open(
     max_age: Option<u64>,
 ) -> Result<Vec<u8>, OpenError> {
     let parsed = parse(sealed)?;
-    let key = keyring
-        .get(parsed.info.key_id)
-        .ok_or(OpenError::UnknownKey)?;
+    let key = keyring.get(parsed.info.key_id).ok_or(OpenError::UnknownKey)?;
     let cipher = key.opening_cipher().ok_or(OpenError::KeyNotOpen)?;
     let aad = build_aad(parsed.header, binding).ok_or(OpenError::Malformed)?;
     let mut plaintext = parsed.ciphertext.to_vec();
-    if cipher
-        .decrypt_in_place_detached(parsed.nonce, &mut plaintext, &aad, parsed.tag)
-        .is_err()
-    {
+    if cipher.decrypt_in_place_detached(parsed.nonce, &mut plaintext, &aad, parsed.tag).is_err() {
         // Still ciphertext (tag is checked before decryption), but wipe anyway.
         plaintext.zeroize();
         return Err(OpenError::TagMismatch);
@@ -399,8 +364,7 @@ mod tests {
 
     fn ring_with(id: u32, key: [u8; 32]) -> Keyring {
         let mut ring = Keyring::new();
-        ring.insert(id, KeyState::Primary, Some(KeyMaterial::from_bytes(key)))
-            .unwrap();
+        ring.insert(id, KeyState::Primary, Some(KeyMaterial::from_bytes(key))).unwrap();
         ring
     }
 
@@ -425,8 +389,7 @@ mod tests {
         let cipher = Xaes256Gcm::new(&[0x42; 32]);
         let nonce = golden_nonce();
         let binding = Binding::string(b"app", b"sess:abc");
-        let sealed =
-            seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce).unwrap();
+        let sealed = seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce).unwrap();
         assert_eq!(hex(&sealed), GOLDEN_STRING_HEX);
         assert_eq!(sealed.len(), 5 + 56);
 
@@ -450,14 +413,7 @@ mod tests {
 
         let ring = ring_with(0x0102_0304, [0x42; 32]);
         assert_eq!(open(&ring, &binding, &sealed, NOW, None).unwrap(), b"hello");
-        assert_eq!(
-            inspect(&sealed).unwrap(),
-            EnvelopeInfo {
-                version: 1,
-                key_id: 0x0102_0304,
-                issued_at: NOW
-            }
-        );
+        assert_eq!(inspect(&sealed).unwrap(), EnvelopeInfo { version: 1, key_id: 0x0102_0304, issued_at: NOW });
     }
 
     const GOLDEN_HASH_HEX: &str = concat!(
@@ -474,8 +430,7 @@ mod tests {
         let cipher = Xaes256Gcm::new(&[0x42; 32]);
         let nonce = golden_nonce();
         let binding = Binding::hash_field(b"app", b"user:1", b"ssn");
-        let sealed =
-            seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce).unwrap();
+        let sealed = seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce).unwrap();
         assert_eq!(hex(&sealed), GOLDEN_HASH_HEX);
 
         let mut aad = sealed[..16].to_vec();
@@ -539,10 +494,7 @@ mod tests {
         }
         let mut longer = sealed.clone();
         longer.push(0);
-        assert_eq!(
-            open(&ring, &b, &longer, NOW, None),
-            Err(OpenError::TagMismatch)
-        );
+        assert_eq!(open(&ring, &b, &longer, NOW, None), Err(OpenError::TagMismatch));
     }
 
     #[test]
@@ -552,37 +504,18 @@ mod tests {
         let cases: [(Binding<'_>, Binding<'_>); 8] = [
             (Binding::string(ns, b"a"), Binding::string(ns, b"b")),
             (Binding::string(ns, b"a"), Binding::string(b"other", b"a")),
-            (
-                Binding::hash_field(ns, b"h", b"f1"),
-                Binding::hash_field(ns, b"h", b"f2"),
-            ),
-            (
-                Binding::hash_field(ns, b"h", b"f"),
-                Binding::hash_field(ns, b"h2", b"f"),
-            ),
-            (
-                Binding::string(ns, b"h"),
-                Binding::hash_field(ns, b"h", b""),
-            ),
-            (
-                Binding::hash_field(ns, b"h", b""),
-                Binding::string(ns, b"h"),
-            ),
+            (Binding::hash_field(ns, b"h", b"f1"), Binding::hash_field(ns, b"h", b"f2")),
+            (Binding::hash_field(ns, b"h", b"f"), Binding::hash_field(ns, b"h2", b"f")),
+            (Binding::string(ns, b"h"), Binding::hash_field(ns, b"h", b"")),
+            (Binding::hash_field(ns, b"h", b""), Binding::string(ns, b"h")),
             // Length prefixes keep component boundaries unambiguous.
             (Binding::string(b"ab", b"c"), Binding::string(b"a", b"bc")),
-            (
-                Binding::hash_field(ns, b"k", b"f"),
-                Binding::hash_field(ns, b"kf", b""),
-            ),
+            (Binding::hash_field(ns, b"k", b"f"), Binding::hash_field(ns, b"kf", b"")),
         ];
         for (i, (from, to)) in cases.iter().enumerate() {
             let sealed = seal(&ring, from, b"v", NOW).unwrap();
             assert_eq!(open(&ring, from, &sealed, NOW, None).unwrap(), b"v");
-            assert_eq!(
-                open(&ring, to, &sealed, NOW, None),
-                Err(OpenError::TagMismatch),
-                "case {i}"
-            );
+            assert_eq!(open(&ring, to, &sealed, NOW, None), Err(OpenError::TagMismatch), "case {i}");
         }
     }
 
@@ -591,31 +524,16 @@ mod tests {
         // Keys 1 and 2 share material, so only the authenticated header can
         // tell them apart.
         let mut ring = Keyring::new();
-        ring.insert(1, KeyState::Primary, Some(KeyMaterial::from_bytes([5; 32])))
-            .unwrap();
-        ring.insert(
-            2,
-            KeyState::DecryptOnly,
-            Some(KeyMaterial::from_bytes([5; 32])),
-        )
-        .unwrap();
+        ring.insert(1, KeyState::Primary, Some(KeyMaterial::from_bytes([5; 32]))).unwrap();
+        ring.insert(2, KeyState::DecryptOnly, Some(KeyMaterial::from_bytes([5; 32]))).unwrap();
         let b = Binding::string(b"app", b"k");
         let mut sealed = seal(&ring, &b, b"v", NOW).unwrap();
         sealed[4..8].copy_from_slice(&2u32.to_be_bytes());
-        assert_eq!(
-            open(&ring, &b, &sealed, NOW, None),
-            Err(OpenError::TagMismatch)
-        );
+        assert_eq!(open(&ring, &b, &sealed, NOW, None), Err(OpenError::TagMismatch));
         sealed[4..8].copy_from_slice(&3u32.to_be_bytes());
-        assert_eq!(
-            open(&ring, &b, &sealed, NOW, None),
-            Err(OpenError::UnknownKey)
-        );
+        assert_eq!(open(&ring, &b, &sealed, NOW, None), Err(OpenError::UnknownKey));
         sealed[4..8].copy_from_slice(&0u32.to_be_bytes());
-        assert_eq!(
-            open(&ring, &b, &sealed, NOW, None),
-            Err(OpenError::Malformed)
-        );
+        assert_eq!(open(&ring, &b, &sealed, NOW, None), Err(OpenError::Malformed));
         assert_eq!(inspect(&sealed), Err(OpenError::Malformed));
     }
 
@@ -626,10 +544,7 @@ mod tests {
         let mut sealed = seal(&ring, &b, b"v", NOW).unwrap();
         for v in [0x00u8, 0x02, 0xff] {
             sealed[3] = v;
-            assert_eq!(
-                open(&ring, &b, &sealed, NOW, None),
-                Err(OpenError::UnknownVersion)
-            );
+            assert_eq!(open(&ring, &b, &sealed, NOW, None), Err(OpenError::UnknownVersion));
             assert_eq!(inspect(&sealed), Err(OpenError::UnknownVersion));
         }
     }
@@ -652,38 +567,23 @@ mod tests {
         let b = Binding::string(b"app", b"k");
         let sealed = seal(&ring, &b, b"v", NOW).unwrap();
         assert_eq!(open(&ring, &b, &sealed, NOW + 60, Some(60)).unwrap(), b"v");
-        assert_eq!(
-            open(&ring, &b, &sealed, NOW + 61, Some(60)),
-            Err(OpenError::TooOld)
-        );
+        assert_eq!(open(&ring, &b, &sealed, NOW + 61, Some(60)), Err(OpenError::TooOld));
         assert_eq!(open(&ring, &b, &sealed, NOW + 10_000, None).unwrap(), b"v");
         // Clock behind the issuer: age counts as zero.
         assert_eq!(open(&ring, &b, &sealed, NOW - 5, Some(0)).unwrap(), b"v");
         // A forged issued_at is caught by the tag, not reported as too old.
         let mut forged = sealed.clone();
         forged[8..16].copy_from_slice(&0u64.to_be_bytes());
-        assert_eq!(
-            open(&ring, &b, &forged, NOW, Some(60)),
-            Err(OpenError::TagMismatch)
-        );
+        assert_eq!(open(&ring, &b, &forged, NOW, Some(60)), Err(OpenError::TagMismatch));
     }
 
     #[test]
     fn legacy_plaintext_is_not_sealed() {
         let ring = ring_with(9, [3; 32]);
         let b = Binding::string(b"app", b"k");
-        for legacy in [
-            b"".as_slice(),
-            b"hello",
-            b"\0R",
-            b"RE\x01",
-            b"{\"json\":true}",
-        ] {
+        for legacy in [b"".as_slice(), b"hello", b"\0R", b"RE\x01", b"{\"json\":true}"] {
             assert!(!is_sealed(legacy));
-            assert_eq!(
-                open(&ring, &b, legacy, NOW, None),
-                Err(OpenError::NotSealed)
-            );
+            assert_eq!(open(&ring, &b, legacy, NOW, None), Err(OpenError::NotSealed));
             assert_eq!(inspect(legacy), Err(OpenError::NotSealed));
         }
     }
@@ -691,12 +591,7 @@ mod tests {
     #[test]
     fn seal_needs_a_primary() {
         let mut ring = Keyring::new();
-        ring.insert(
-            4,
-            KeyState::DecryptOnly,
-            Some(KeyMaterial::from_bytes([4; 32])),
-        )
-        .unwrap();
+        ring.insert(4, KeyState::DecryptOnly, Some(KeyMaterial::from_bytes([4; 32]))).unwrap();
         let b = Binding::string(b"app", b"k");
         assert_eq!(seal(&ring, &b, b"v", NOW), Err(SealError::NoPrimaryKey));
         assert_eq!(SealError::NoPrimaryKey.reason(), "no_primary_key");
@@ -717,11 +612,7 @@ mod tests {
         let reasons: HashSet<&str> = all.iter().map(OpenError::reason).collect();
         assert_eq!(reasons.len(), all.len());
         for e in all {
-            assert!(
-                e.reason()
-                    .bytes()
-                    .all(|c| c.is_ascii_lowercase() || c == b'_')
-            );
+            assert!(e.reason().bytes().all(|c| c.is_ascii_lowercase() || c == b'_'));
             assert!(!e.to_string().is_empty());
         }
     }

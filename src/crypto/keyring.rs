@@ -64,10 +64,7 @@ impl KeyMaterial {
     /// [`KeySourceError::InvalidMaterial`] with the reason; the text itself is
     /// never included.
     pub fn from_hex(text: &str, origin: &KeyOrigin) -> Result<Self, KeySourceError> {
-        let invalid = |reason| KeySourceError::InvalidMaterial {
-            origin: origin.clone(),
-            reason,
-        };
+        let invalid = |reason| KeySourceError::InvalidMaterial { origin: origin.clone(), reason };
         if text.len() != MATERIAL_HEX_LEN {
             return Err(invalid("must be exactly 64 hex digits (32 bytes)"));
         }
@@ -113,10 +110,7 @@ fn hex_value(c: u8) -> Option<u8> {
 
 /// Parses a key id written as exactly 8 hex digits (either case), non-zero.
 fn parse_key_id(text: &str, origin: &KeyOrigin) -> Result<u32, KeySourceError> {
-    let invalid = |reason| KeySourceError::InvalidId {
-        origin: origin.clone(),
-        reason,
-    };
+    let invalid = |reason| KeySourceError::InvalidId { origin: origin.clone(), reason };
     if text.len() != KEY_ID_HEX_LEN {
         return Err(invalid("must be exactly 8 hex digits"));
     }
@@ -276,9 +270,7 @@ pub fn generate_key_file(path: &Path) -> Result<u32, KeySourceError> {
         }
         Err(source) => return Err(KeySourceError::Write { origin, source }),
     };
-    let written = file
-        .write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all());
+    let written = file.write_all(contents.as_bytes()).and_then(|()| file.sync_all());
     if let Err(source) = written {
         drop(file);
         // Best effort: do not leave a truncated key file behind.
@@ -508,17 +500,7 @@ impl fmt::Debug for Key {
         f.debug_struct("Key")
             .field("id", &format_args!("{:08x}", self.id))
             .field("state", &self.state)
-            .field(
-                "material",
-                &format_args!(
-                    "{}",
-                    if self.cipher.is_some() {
-                        "[REDACTED]"
-                    } else {
-                        "none"
-                    }
-                ),
-            )
+            .field("material", &format_args!("{}", if self.cipher.is_some() { "[REDACTED]" } else { "none" }))
             .finish()
     }
 }
@@ -557,12 +539,7 @@ impl Keyring {
     /// [`KeyringError::MultiplePrimaries`], [`KeyringError::MissingMaterial`]
     /// or [`KeyringError::DestroyedWithMaterial`]; the keyring is unchanged on
     /// error.
-    pub fn insert(
-        &mut self,
-        id: u32,
-        state: KeyState,
-        material: Option<KeyMaterial>,
-    ) -> Result<(), KeyringError> {
+    pub fn insert(&mut self, id: u32, state: KeyState, material: Option<KeyMaterial>) -> Result<(), KeyringError> {
         if id == 0 {
             return Err(KeyringError::ZeroId);
         }
@@ -575,9 +552,7 @@ impl Keyring {
             return Err(KeyringError::MultiplePrimaries { first, second: id });
         }
         let cipher = match (state, material) {
-            (KeyState::Primary | KeyState::DecryptOnly, Some(material)) => {
-                Some(Xaes256Gcm::new(&material.0))
-            }
+            (KeyState::Primary | KeyState::DecryptOnly, Some(material)) => Some(Xaes256Gcm::new(&material.0)),
             (KeyState::Primary | KeyState::DecryptOnly, None) => {
                 return Err(KeyringError::MissingMaterial { id, state });
             }
@@ -692,9 +667,7 @@ impl KeySpec {
             return Err(KeyringError::DestroyedWithSource(source.origin()));
         }
         match (&self.source, self.id) {
-            (None, None) | (Some(KeySource::Env(_)), None) => {
-                Err(KeyringError::MissingId { state: self.state })
-            }
+            (None, None) | (Some(KeySource::Env(_)), None) => Err(KeyringError::MissingId { state: self.state }),
             (None, Some(id)) => Ok((id, None)),
             (Some(KeySource::Env(var)), Some(id)) => Ok((id, Some(material_from_env(var)?))),
             (Some(KeySource::File(path)), expected) => {
@@ -702,11 +675,7 @@ impl KeySpec {
                 if let Some(expected) = expected
                     && expected != found
                 {
-                    return Err(KeyringError::IdMismatch {
-                        origin: KeyOrigin::File(path.clone()),
-                        expected,
-                        found,
-                    });
+                    return Err(KeyringError::IdMismatch { origin: KeyOrigin::File(path.clone()), expected, found });
                 }
                 Ok((found, Some(material)))
             }
@@ -749,17 +718,9 @@ mod tests {
         assert_eq!(loaded_id, id);
         // The material line is 64 lowercase hex digits equal to what was loaded.
         let line = text.lines().find(|l| l.starts_with("material")).unwrap();
-        assert_eq!(
-            line,
-            format!("material = \"{}\"", material.to_hex().as_str())
-        );
+        assert_eq!(line, format!("material = \"{}\"", material.to_hex().as_str()));
         assert_eq!(material.to_hex().len(), 64);
-        assert!(
-            material
-                .to_hex()
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        );
+        assert!(material.to_hex().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         // Two generated files differ in id and material.
         let path2 = dir.path().join("k2.key");
         let id2 = generate_key_file(&path2).unwrap();
@@ -784,10 +745,7 @@ mod tests {
         let path = write(
             dir.path(),
             "k.key",
-            &format!(
-                "# comment\nid = \"0A1B2C3D\" # trailing\nmaterial = \"{}\"\n",
-                GOOD_MATERIAL.to_uppercase()
-            ),
+            &format!("# comment\nid = \"0A1B2C3D\" # trailing\nmaterial = \"{}\"\n", GOOD_MATERIAL.to_uppercase()),
         );
         let (id, material) = load_key_file(&path).unwrap();
         assert_eq!(id, 0x0a1b_2c3d);
@@ -800,16 +758,8 @@ mod tests {
         let secret = "abababababababababababababababababababababababababababababababab";
         let cases: Vec<(&str, String, &str)> = vec![
             ("empty", String::new(), "not a valid key file"),
-            (
-                "missing material",
-                "id = \"0a1b2c3d\"\n".into(),
-                "not a valid key file",
-            ),
-            (
-                "missing id",
-                format!("material = \"{secret}\"\n"),
-                "not a valid key file",
-            ),
+            ("missing material", "id = \"0a1b2c3d\"\n".into(), "not a valid key file"),
+            ("missing id", format!("material = \"{secret}\"\n"), "not a valid key file"),
             (
                 "unknown field",
                 format!("id = \"0a1b2c3d\"\nmaterial = \"{secret}\"\nextra = 1\n"),
@@ -865,11 +815,7 @@ mod tests {
                 "id = \"0a1b2c3d\"\nmaterial = 1234567890123456\n".into(),
                 "not a valid key file (problem at line 2)",
             ),
-            (
-                "not toml",
-                format!("id: 0a1b2c3d\nmaterial: {secret}\n"),
-                "not a valid key file",
-            ),
+            ("not toml", format!("id: 0a1b2c3d\nmaterial: {secret}\n"), "not a valid key file"),
             (
                 "duplicate key",
                 format!("id = \"0a1b2c3d\"\nmaterial = \"{secret}\"\nmaterial = \"{secret}\"\n"),
@@ -915,30 +861,18 @@ mod tests {
     fn keyring_structure_rules() {
         let m = || Some(KeyMaterial::from_bytes([0x11; 32]));
         let mut ring = Keyring::new();
-        assert!(matches!(
-            ring.insert(0, KeyState::Primary, m()),
-            Err(KeyringError::ZeroId)
-        ));
+        assert!(matches!(ring.insert(0, KeyState::Primary, m()), Err(KeyringError::ZeroId)));
         ring.insert(1, KeyState::Primary, m()).unwrap();
-        assert!(matches!(
-            ring.insert(1, KeyState::DecryptOnly, m()),
-            Err(KeyringError::DuplicateId(1))
-        ));
+        assert!(matches!(ring.insert(1, KeyState::DecryptOnly, m()), Err(KeyringError::DuplicateId(1))));
         assert!(matches!(
             ring.insert(2, KeyState::Primary, m()),
-            Err(KeyringError::MultiplePrimaries {
-                first: 1,
-                second: 2
-            })
+            Err(KeyringError::MultiplePrimaries { first: 1, second: 2 })
         ));
         assert!(matches!(
             ring.insert(3, KeyState::DecryptOnly, None),
             Err(KeyringError::MissingMaterial { id: 3, .. })
         ));
-        assert!(matches!(
-            ring.insert(4, KeyState::Destroyed, m()),
-            Err(KeyringError::DestroyedWithMaterial(4))
-        ));
+        assert!(matches!(ring.insert(4, KeyState::Destroyed, m()), Err(KeyringError::DestroyedWithMaterial(4))));
         ring.insert(5, KeyState::Disabled, m()).unwrap();
         ring.insert(6, KeyState::Destroyed, None).unwrap();
         ring.insert(7, KeyState::Disabled, None).unwrap();
@@ -947,10 +881,7 @@ mod tests {
         assert!(ring.get(5).unwrap().opening_cipher().is_none());
         assert!(ring.get(6).unwrap().opening_cipher().is_none());
         assert!(ring.get(1).unwrap().opening_cipher().is_some());
-        assert_eq!(
-            ring.keys().map(Key::id).collect::<Vec<_>>(),
-            vec![1, 5, 6, 7]
-        );
+        assert_eq!(ring.keys().map(Key::id).collect::<Vec<_>>(), vec![1, 5, 6, 7]);
         // A keyring without a primary is valid (it can still open).
         let mut no_primary = Keyring::new();
         no_primary.insert(9, KeyState::DecryptOnly, m()).unwrap();
@@ -961,12 +892,7 @@ mod tests {
     fn debug_never_shows_material() {
         let bytes = [0xa5u8; 32];
         let mut ring = Keyring::new();
-        ring.insert(
-            0x0102_0304,
-            KeyState::Primary,
-            Some(KeyMaterial::from_bytes(bytes)),
-        )
-        .unwrap();
+        ring.insert(0x0102_0304, KeyState::Primary, Some(KeyMaterial::from_bytes(bytes))).unwrap();
         ring.insert(0x0506_0708, KeyState::Destroyed, None).unwrap();
         let dbg = format!("{ring:?} {ring:#?}");
         assert!(dbg.contains("01020304"), "{dbg}");
@@ -984,40 +910,19 @@ mod tests {
         use crate::crypto::envelope::{Binding, inspect, open, seal};
         let b = Binding::string(b"app", b"sess:1");
         let mut before = Keyring::new();
-        before
-            .insert(
-                0x0000_0a01,
-                KeyState::Primary,
-                Some(KeyMaterial::from_bytes([1; 32])),
-            )
-            .unwrap();
+        before.insert(0x0000_0a01, KeyState::Primary, Some(KeyMaterial::from_bytes([1; 32]))).unwrap();
         let old = seal(&before, &b, b"old value", 100).unwrap();
         assert_eq!(inspect(&old).unwrap().key_id, 0x0000_0a01);
 
         let mut after = Keyring::new();
-        after
-            .insert(
-                0x0000_0b02,
-                KeyState::Primary,
-                Some(KeyMaterial::from_bytes([2; 32])),
-            )
-            .unwrap();
-        after
-            .insert(
-                0x0000_0a01,
-                KeyState::DecryptOnly,
-                Some(KeyMaterial::from_bytes([1; 32])),
-            )
-            .unwrap();
+        after.insert(0x0000_0b02, KeyState::Primary, Some(KeyMaterial::from_bytes([2; 32]))).unwrap();
+        after.insert(0x0000_0a01, KeyState::DecryptOnly, Some(KeyMaterial::from_bytes([1; 32]))).unwrap();
         assert_eq!(open(&after, &b, &old, 200, None).unwrap(), b"old value");
         let new = seal(&after, &b, b"new value", 200).unwrap();
         assert_eq!(inspect(&new).unwrap().key_id, 0x0000_0b02);
         assert_eq!(open(&after, &b, &new, 200, None).unwrap(), b"new value");
         // The pre-rotation keyring does not know the new key.
-        assert_eq!(
-            open(&before, &b, &new, 200, None),
-            Err(crate::crypto::OpenError::UnknownKey)
-        );
+        assert_eq!(open(&before, &b, &new, 200, None), Err(crate::crypto::OpenError::UnknownKey));
     }
 
     /// Disabled and Destroyed keys refuse with KeyNotOpen; ids not in the
@@ -1028,54 +933,26 @@ mod tests {
         use crate::crypto::envelope::{Binding, open, seal};
         let b = Binding::string(b"app", b"k");
         let mut ring = Keyring::new();
-        ring.insert(1, KeyState::Primary, Some(KeyMaterial::from_bytes([1; 32])))
-            .unwrap();
+        ring.insert(1, KeyState::Primary, Some(KeyMaterial::from_bytes([1; 32]))).unwrap();
         let sealed = seal(&ring, &b, b"v", 100).unwrap();
 
         for state in [KeyState::Disabled, KeyState::Destroyed] {
             let mut refused = Keyring::new();
             refused.insert(1, state, None).unwrap();
-            assert_eq!(
-                open(&refused, &b, &sealed, 100, None),
-                Err(OpenError::KeyNotOpen),
-                "{state}"
-            );
+            assert_eq!(open(&refused, &b, &sealed, 100, None), Err(OpenError::KeyNotOpen), "{state}");
         }
         // Disabled even when material was supplied: it is dropped, not kept.
         let mut disabled = Keyring::new();
-        disabled
-            .insert(
-                1,
-                KeyState::Disabled,
-                Some(KeyMaterial::from_bytes([1; 32])),
-            )
-            .unwrap();
-        assert_eq!(
-            open(&disabled, &b, &sealed, 100, None),
-            Err(OpenError::KeyNotOpen)
-        );
+        disabled.insert(1, KeyState::Disabled, Some(KeyMaterial::from_bytes([1; 32]))).unwrap();
+        assert_eq!(open(&disabled, &b, &sealed, 100, None), Err(OpenError::KeyNotOpen));
 
         let mut other = Keyring::new();
-        other
-            .insert(2, KeyState::Primary, Some(KeyMaterial::from_bytes([1; 32])))
-            .unwrap();
-        assert_eq!(
-            open(&other, &b, &sealed, 100, None),
-            Err(OpenError::UnknownKey)
-        );
-        assert_eq!(
-            open(&Keyring::new(), &b, &sealed, 100, None),
-            Err(OpenError::UnknownKey)
-        );
+        other.insert(2, KeyState::Primary, Some(KeyMaterial::from_bytes([1; 32]))).unwrap();
+        assert_eq!(open(&other, &b, &sealed, 100, None), Err(OpenError::UnknownKey));
+        assert_eq!(open(&Keyring::new(), &b, &sealed, 100, None), Err(OpenError::UnknownKey));
 
         let mut open_only = Keyring::new();
-        open_only
-            .insert(
-                1,
-                KeyState::DecryptOnly,
-                Some(KeyMaterial::from_bytes([1; 32])),
-            )
-            .unwrap();
+        open_only.insert(1, KeyState::DecryptOnly, Some(KeyMaterial::from_bytes([1; 32]))).unwrap();
         assert_eq!(open(&open_only, &b, &sealed, 100, None).unwrap(), b"v");
     }
 
@@ -1088,12 +965,7 @@ mod tests {
 
     #[test]
     fn key_state_names_round_trip() {
-        for state in [
-            KeyState::Primary,
-            KeyState::DecryptOnly,
-            KeyState::Disabled,
-            KeyState::Destroyed,
-        ] {
+        for state in [KeyState::Primary, KeyState::DecryptOnly, KeyState::Disabled, KeyState::Destroyed] {
             assert_eq!(state.as_str().parse::<KeyState>().unwrap(), state);
         }
         assert!("Primary".parse::<KeyState>().is_err());
@@ -1109,31 +981,15 @@ mod tests {
         // SAFETY: this variable is used by this test only.
         unsafe { std::env::set_var("RESPSEAL_TEST_KEY_SPEC", GOOD_MATERIAL) };
         let ring = Keyring::from_specs(&[
-            KeySpec {
-                id: None,
-                state: KeyState::Primary,
-                source: Some(KeySource::File(p1.clone())),
-            },
-            KeySpec {
-                id: Some(id2),
-                state: KeyState::DecryptOnly,
-                source: Some(KeySource::File(p2.clone())),
-            },
+            KeySpec { id: None, state: KeyState::Primary, source: Some(KeySource::File(p1.clone())) },
+            KeySpec { id: Some(id2), state: KeyState::DecryptOnly, source: Some(KeySource::File(p2.clone())) },
             KeySpec {
                 id: Some(0x0000_00e1),
                 state: KeyState::DecryptOnly,
                 source: Some(KeySource::Env("RESPSEAL_TEST_KEY_SPEC".into())),
             },
-            KeySpec {
-                id: Some(0x0000_00d1),
-                state: KeyState::Disabled,
-                source: None,
-            },
-            KeySpec {
-                id: Some(0x0000_00d2),
-                state: KeyState::Destroyed,
-                source: None,
-            },
+            KeySpec { id: Some(0x0000_00d1), state: KeyState::Disabled, source: None },
+            KeySpec { id: Some(0x0000_00d2), state: KeyState::Destroyed, source: None },
         ])
         .unwrap();
         assert_eq!(ring.primary_id(), Some(id1));
@@ -1142,11 +998,7 @@ mod tests {
 
         let err = |specs: &[KeySpec]| Keyring::from_specs(specs).unwrap_err();
         assert!(matches!(
-            err(&[KeySpec {
-                id: Some(id1 ^ 1),
-                state: KeyState::Primary,
-                source: Some(KeySource::File(p1.clone())),
-            }]),
+            err(&[KeySpec { id: Some(id1 ^ 1), state: KeyState::Primary, source: Some(KeySource::File(p1.clone())) }]),
             KeyringError::IdMismatch { .. }
         ));
         assert!(matches!(
@@ -1158,19 +1010,11 @@ mod tests {
             KeyringError::MissingId { .. }
         ));
         assert!(matches!(
-            err(&[KeySpec {
-                id: Some(5),
-                state: KeyState::Primary,
-                source: None,
-            }]),
+            err(&[KeySpec { id: Some(5), state: KeyState::Primary, source: None }]),
             KeyringError::MissingMaterial { id: 5, .. }
         ));
         assert!(matches!(
-            err(&[KeySpec {
-                id: None,
-                state: KeyState::Destroyed,
-                source: Some(KeySource::File(p1.clone())),
-            }]),
+            err(&[KeySpec { id: None, state: KeyState::Destroyed, source: Some(KeySource::File(p1.clone())) }]),
             KeyringError::DestroyedWithSource(KeyOrigin::File(_))
         ));
         let missing = err(&[KeySpec {
@@ -1180,16 +1024,8 @@ mod tests {
         }]);
         assert!(missing.to_string().contains("RESPSEAL_TEST_KEY_NOT_SET"));
         let dup = err(&[
-            KeySpec {
-                id: None,
-                state: KeyState::Primary,
-                source: Some(KeySource::File(p1.clone())),
-            },
-            KeySpec {
-                id: Some(id1),
-                state: KeyState::Disabled,
-                source: None,
-            },
+            KeySpec { id: None, state: KeyState::Primary, source: Some(KeySource::File(p1.clone())) },
+            KeySpec { id: Some(id1), state: KeyState::Disabled, source: None },
         ]);
         assert!(matches!(dup, KeyringError::DuplicateId(id) if id == id1));
     }

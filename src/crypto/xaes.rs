@@ -137,9 +137,7 @@ impl Xaes256Gcm {
             return Err(XaesError::TooLong);
         }
         let (gcm, nx) = self.derive(nonce);
-        let tag = gcm
-            .encrypt_inout_detached(&nx, aad, buffer.into())
-            .map_err(|_| XaesError::TooLong)?;
+        let tag = gcm.encrypt_inout_detached(&nx, aad, buffer.into()).map_err(|_| XaesError::TooLong)?;
         Ok(tag.0)
     }
 
@@ -161,8 +159,7 @@ impl Xaes256Gcm {
         }
         let (gcm, nx) = self.derive(nonce);
         let tag: &Tag = tag.into();
-        gcm.decrypt_inout_detached(&nx, aad, buffer.into(), tag)
-            .map_err(|_| XaesError::Authentication)
+        gcm.decrypt_inout_detached(&nx, aad, buffer.into(), tag).map_err(|_| XaesError::Authentication)
     }
 
     /// Encrypts `plaintext` with additional data `aad` and returns
@@ -170,12 +167,7 @@ impl Xaes256Gcm {
     ///
     /// # Errors
     /// [`XaesError::TooLong`] if `plaintext` exceeds AES-GCM's limit (about 64 GiB).
-    pub fn encrypt(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        plaintext: &[u8],
-        aad: &[u8],
-    ) -> Result<Vec<u8>, XaesError> {
+    pub fn encrypt(&self, nonce: &[u8; NONCE_LEN], plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, XaesError> {
         let mut out = Vec::with_capacity(plaintext.len().saturating_add(TAG_LEN));
         out.extend_from_slice(plaintext);
         let tag = self.encrypt_in_place_detached(nonce, &mut out, aad)?;
@@ -189,16 +181,8 @@ impl Xaes256Gcm {
     /// # Errors
     /// [`XaesError::TooShort`] if the input is shorter than a tag,
     /// [`XaesError::Authentication`] if verification fails.
-    pub fn decrypt(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        ct_and_tag: &[u8],
-        aad: &[u8],
-    ) -> Result<Vec<u8>, XaesError> {
-        let ct_len = ct_and_tag
-            .len()
-            .checked_sub(TAG_LEN)
-            .ok_or(XaesError::TooShort)?;
+    pub fn decrypt(&self, nonce: &[u8; NONCE_LEN], ct_and_tag: &[u8], aad: &[u8]) -> Result<Vec<u8>, XaesError> {
+        let ct_len = ct_and_tag.len().checked_sub(TAG_LEN).ok_or(XaesError::TooShort)?;
         let (ct, tag) = ct_and_tag.split_at(ct_len);
         let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| XaesError::TooShort)?;
         let mut out = ct.to_vec();
@@ -223,10 +207,7 @@ mod tests {
         let x = Xaes256Gcm::new(&[0x01; 32]);
         assert_eq!(hex(&x.k1), "e531954aca063d5b8d9c47a47d4cc6f0");
         let ct = x.encrypt(SPEC_NONCE, b"XAES-256-GCM", b"").unwrap();
-        assert_eq!(
-            hex(&ct),
-            "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271"
-        );
+        assert_eq!(hex(&ct), "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271");
         assert_eq!(x.decrypt(SPEC_NONCE, &ct, b"").unwrap(), b"XAES-256-GCM");
     }
 
@@ -237,15 +218,9 @@ mod tests {
         assert_eq!(hex(&x.k1), "23810ec50edb99f374409466ed1f4b7b");
         let aad = b"c2sp.org/XAES-256-GCM";
         let ct = x.encrypt(SPEC_NONCE, b"XAES-256-GCM", aad).unwrap();
-        assert_eq!(
-            hex(&ct),
-            "986ec1832593df5443a179437fd083bf3fdb41abd740a21f71eb769d"
-        );
+        assert_eq!(hex(&ct), "986ec1832593df5443a179437fd083bf3fdb41abd740a21f71eb769d");
         assert_eq!(x.decrypt(SPEC_NONCE, &ct, aad).unwrap(), b"XAES-256-GCM");
-        assert_eq!(
-            x.decrypt(SPEC_NONCE, &ct, b""),
-            Err(XaesError::Authentication)
-        );
+        assert_eq!(x.decrypt(SPEC_NONCE, &ct, b""), Err(XaesError::Authentication));
     }
 
     /// The spec's intermediate L and Kx values for both vectors.
@@ -286,9 +261,7 @@ mod tests {
             let gcm = Aes256GcmEnc::new((&kx).into());
             let nx: &Array<u8, U12> = SPEC_NONCE[12..].try_into().unwrap();
             let mut buf = *b"hello";
-            let tag = gcm
-                .encrypt_inout_detached(nx, b"aad", (&mut buf[..]).into())
-                .unwrap();
+            let tag = gcm.encrypt_inout_detached(nx, b"aad", (&mut buf[..]).into()).unwrap();
             let mut expected = buf.to_vec();
             expected.extend_from_slice(&tag);
             assert_eq!(x.encrypt(SPEC_NONCE, b"hello", b"aad").unwrap(), expected);
@@ -303,10 +276,7 @@ mod tests {
         for i in 0..ct.len() {
             let mut bad = ct.clone();
             bad[i] ^= 0x01;
-            assert_eq!(
-                x.decrypt(&nonce, &bad, b"ad"),
-                Err(XaesError::Authentication)
-            );
+            assert_eq!(x.decrypt(&nonce, &bad, b"ad"), Err(XaesError::Authentication));
         }
         for bit in [0usize, 8 * 12 - 1, 8 * 12, 8 * 24 - 1] {
             let mut bad_nonce = nonce;
@@ -315,10 +285,7 @@ mod tests {
         }
         let other = Xaes256Gcm::new(&[8; 32]);
         assert!(other.decrypt(&nonce, &ct, b"ad").is_err());
-        assert_eq!(
-            x.decrypt(&nonce, &ct[..15], b"ad"),
-            Err(XaesError::TooShort)
-        );
+        assert_eq!(x.decrypt(&nonce, &ct[..15], b"ad"), Err(XaesError::TooShort));
         // Empty plaintext round-trips to a bare tag.
         let empty = x.encrypt(&nonce, b"", b"").unwrap();
         assert_eq!(empty.len(), TAG_LEN);
@@ -366,10 +333,8 @@ mod tests {
         ];
 
         /// Rotation offsets r[x][y], FIPS 202 section 3.2.2 (indexed [x + 5y]).
-        const ROT: [u32; 25] = [
-            0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39, 41, 45, 15, 21, 8, 18, 2, 61,
-            56, 14,
-        ];
+        const ROT: [u32; 25] =
+            [0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39, 41, 45, 15, 21, 8, 18, 2, 61, 56, 14];
 
         fn keccak_f(a: &mut [u64; 25]) {
             for rc in RC {
@@ -394,8 +359,7 @@ mod tests {
                 // Chi.
                 for x in 0..5 {
                     for y in 0..5 {
-                        a[x + 5 * y] =
-                            b[x + 5 * y] ^ (!b[(x + 1) % 5 + 5 * y] & b[(x + 2) % 5 + 5 * y]);
+                        a[x + 5 * y] = b[x + 5 * y] ^ (!b[(x + 1) % 5 + 5 * y] & b[(x + 2) % 5 + 5 * y]);
                     }
                 }
                 // Iota.
@@ -414,13 +378,7 @@ mod tests {
 
         impl Sponge {
             fn new(rate: usize, pad: u8) -> Self {
-                Self {
-                    state: [0; 25],
-                    rate,
-                    pad,
-                    pos: 0,
-                    squeezing: false,
-                }
+                Self { state: [0; 25], rate, pad, pos: 0, squeezing: false }
             }
 
             /// SHAKE-128: rate 168 bytes, domain bits 1111.
@@ -523,9 +481,6 @@ mod tests {
         }
         let mut digest = [0u8; 32];
         acc.squeeze(&mut digest);
-        assert_eq!(
-            hex(&digest),
-            "e6b9edf2df6cec60c8cbd864e2211b597fb69a529160cd040d56c0c210081939"
-        );
+        assert_eq!(hex(&digest), "e6b9edf2df6cec60c8cbd864e2211b597fb69a529160cd040d56c0c210081939");
     }
 }

@@ -84,10 +84,7 @@ mod tests {
 
     #[test]
     fn encodes_commands_and_errors() {
-        assert_eq!(
-            &command(&["SELECT", "9"])[..],
-            b"*2\r\n$6\r\nSELECT\r\n$1\r\n9\r\n"
-        );
+        assert_eq!(&command(&["SELECT", "9"])[..], b"*2\r\n$6\r\nSELECT\r\n$1\r\n9\r\n");
         assert_eq!(&error_frame("ERR a\r\nb")[..], b"-ERR a  b\r\n");
         assert_eq!(bulk_header_len(0), 4);
         assert_eq!(bulk_header_len(10), 5);

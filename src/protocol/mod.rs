@@ -53,11 +53,7 @@ pub fn parse_int(s: &[u8]) -> Option<i64> {
             return None;
         }
         let digit = i64::from(d - b'0');
-        v = if neg {
-            v.checked_mul(10)?.checked_sub(digit)?
-        } else {
-            v.checked_mul(10)?.checked_add(digit)?
-        };
+        v = if neg { v.checked_mul(10)?.checked_sub(digit)? } else { v.checked_mul(10)?.checked_add(digit)? };
     }
     Some(v)
 }
@@ -73,16 +69,7 @@ mod tests {
         assert_eq!(parse_int(b"-5"), Some(-5));
         assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [
-            &b""[..],
-            b"-",
-            b"01",
-            b"-0",
-            b"+1",
-            b" 1",
-            b"1a",
-            b"9223372036854775808",
-        ] {
+        for bad in [&b""[..], b"-", b"01", b"-0", b"+1", b" 1", b"1a", b"9223372036854775808"] {
             assert_eq!(parse_int(bad), None, "{bad:?}");
         }
     }

@@ -47,9 +47,7 @@ pub fn frame_len(buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> 
                 } else if len < 0 {
                     return Err(ReplyError("negative bulk length"));
                 } else {
-                    let end = pos
-                        .checked_add(len as usize)
-                        .ok_or(ReplyError("bulk length overflow"))?;
+                    let end = pos.checked_add(len as usize).ok_or(ReplyError("bulk length overflow"))?;
                     if end + 2 > buf.len() {
                         return Ok(None);
                     }
@@ -67,11 +65,7 @@ pub fn frame_len(buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> 
                     return Err(ReplyError("negative aggregate length"));
                 } else {
                     let n = n as u64;
-                    let n = if kind == b'%' || kind == b'|' {
-                        n * 2
-                    } else {
-                        n
-                    };
+                    let n = if kind == b'%' || kind == b'|' { n * 2 } else { n };
                     if n > 0 || kind == b'|' {
                         open = Some((n, kind == b'|'));
                     }
@@ -153,19 +147,9 @@ mod tests {
         ] {
             let mut extended = f.to_vec();
             extended.extend_from_slice(b"+NEXT\r\n");
-            assert_eq!(
-                len2(&extended),
-                Ok(Some(f.len())),
-                "{:?}",
-                String::from_utf8_lossy(f)
-            );
+            assert_eq!(len2(&extended), Ok(Some(f.len())), "{:?}", String::from_utf8_lossy(f));
             for cut in 0..f.len() {
-                assert_eq!(
-                    len2(&f[..cut]),
-                    Ok(None),
-                    "cut {cut} of {:?}",
-                    String::from_utf8_lossy(f)
-                );
+                assert_eq!(len2(&f[..cut]), Ok(None), "cut {cut} of {:?}", String::from_utf8_lossy(f));
             }
         }
     }
@@ -188,12 +172,7 @@ mod tests {
         ] {
             let mut extended = f.to_vec();
             extended.extend_from_slice(b"+NEXT\r\n");
-            assert_eq!(
-                len3(&extended),
-                Ok(Some(f.len())),
-                "{:?}",
-                String::from_utf8_lossy(f)
-            );
+            assert_eq!(len3(&extended), Ok(Some(f.len())), "{:?}", String::from_utf8_lossy(f));
             for cut in 0..f.len() {
                 assert_eq!(len3(&f[..cut]), Ok(None), "cut {cut}");
             }
@@ -202,12 +181,7 @@ mod tests {
 
     #[test]
     fn resp2_stream_rejects_resp3_types() {
-        for f in [
-            &b"_\r\n"[..],
-            b"%1\r\n+a\r\n+b\r\n",
-            b">1\r\n+a\r\n",
-            b"#t\r\n",
-        ] {
+        for f in [&b"_\r\n"[..], b"%1\r\n+a\r\n+b\r\n", b">1\r\n+a\r\n", b"#t\r\n"] {
             assert!(len2(f).is_err());
         }
     }

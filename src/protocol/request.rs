@@ -87,11 +87,7 @@ pub enum ProtocolError {
 }
 
 /// Parse the request at the start of `buf`.
-pub fn parse(
-    buf: &[u8],
-    limits: &Limits,
-    args: &mut Vec<Range<usize>>,
-) -> Result<Parsed, ProtocolError> {
+pub fn parse(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) -> Result<Parsed, ProtocolError> {
     args.clear();
     match buf.first() {
         None => Ok(Parsed::Incomplete { need: 1 }),
@@ -102,11 +98,7 @@ pub fn parse(
 
 /// Find the `\r\n`-terminated line starting at `start`; `Ok(None)` if the
 /// line is not complete yet, `Err` if it is already longer than Redis allows.
-fn line_end(
-    buf: &[u8],
-    start: usize,
-    too_long: ProtocolError,
-) -> Result<Option<usize>, ProtocolError> {
+fn line_end(buf: &[u8], start: usize, too_long: ProtocolError) -> Result<Option<usize>, ProtocolError> {
     match buf[start..].iter().position(|&b| b == b'\r') {
         Some(i) if start + i + 1 < buf.len() => Ok(Some(start + i)),
         Some(_) => Ok(None),
@@ -115,15 +107,9 @@ fn line_end(
     }
 }
 
-fn parse_multibulk(
-    buf: &[u8],
-    limits: &Limits,
-    args: &mut Vec<Range<usize>>,
-) -> Result<Parsed, ProtocolError> {
+fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) -> Result<Parsed, ProtocolError> {
     let Some(cr) = line_end(buf, 0, ProtocolError::TooBigMbulkCount)? else {
-        return Ok(Parsed::Incomplete {
-            need: buf.len() + 1,
-        });
+        return Ok(Parsed::Incomplete { need: buf.len() + 1 });
     };
     let count = parse_int(&buf[1..cr]).ok_or(ProtocolError::InvalidMultibulkLength)?;
     if count > i64::from(i32::MAX) {
@@ -142,17 +128,11 @@ fn parse_multibulk(
             return Ok(Parsed::Incomplete { need: pos + 1 });
         }
         let Some(cr) = line_end(buf, pos, ProtocolError::TooBigBulkCount)? else {
-            return Ok(Parsed::Incomplete {
-                need: buf.len() + 1,
-            });
+            return Ok(Parsed::Incomplete { need: buf.len() + 1 });
         };
         if buf[pos] != b'$' {
             let c = buf[pos];
-            let shown = if c.is_ascii_graphic() || c == b' ' {
-                c as char
-            } else {
-                '?'
-            };
+            let shown = if c.is_ascii_graphic() || c == b' ' { c as char } else { '?' };
             return Err(ProtocolError::ExpectedBulk(shown));
         }
         let len = parse_int(&buf[pos + 1..cr]).ok_or(ProtocolError::InvalidBulkLength)?;
@@ -171,10 +151,7 @@ fn parse_multibulk(
         // Like Redis, the two bytes after the payload are skipped unchecked.
         pos = end + 2;
     }
-    Ok(Parsed::Command {
-        len: pos,
-        inline: None,
-    })
+    Ok(Parsed::Command { len: pos, inline: None })
 }
 
 fn parse_inline(buf: &[u8], args: &mut Vec<Range<usize>>) -> Result<Parsed, ProtocolError> {
@@ -182,9 +159,7 @@ fn parse_inline(buf: &[u8], args: &mut Vec<Range<usize>>) -> Result<Parsed, Prot
         if buf.len() > INLINE_MAX {
             return Err(ProtocolError::TooBigInline);
         }
-        return Ok(Parsed::Incomplete {
-            need: buf.len() + 1,
-        });
+        return Ok(Parsed::Incomplete { need: buf.len() + 1 });
     };
     if nl > INLINE_MAX {
         return Err(ProtocolError::TooBigInline);
@@ -204,10 +179,7 @@ fn parse_inline(buf: &[u8], args: &mut Vec<Range<usize>>) -> Result<Parsed, Prot
         encode::bulk(&mut frame, w);
         args.push(start..start + w.len());
     }
-    Ok(Parsed::Command {
-        len: nl + 1,
-        inline: Some(frame.freeze()),
-    })
+    Ok(Parsed::Command { len: nl + 1, inline: Some(frame.freeze()) })
 }
 
 /// Split an inline command line into words with the quoting rules of Redis's
@@ -234,12 +206,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     return None;
                 }
                 let c = line[i];
-                if c == b'\\'
-                    && i + 3 < n
-                    && line[i + 1] == b'x'
-                    && is_hex(line[i + 2])
-                    && is_hex(line[i + 3])
-                {
+                if c == b'\\' && i + 3 < n && line[i + 1] == b'x' && is_hex(line[i + 2]) && is_hex(line[i + 3]) {
                     word.push(hex_val(line[i + 2]) * 16 + hex_val(line[i + 3]));
                     i += 3;
                 } else if c == b'\\' && i + 1 < n {
@@ -311,39 +278,23 @@ fn hex_val(c: u8) -> u8 {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
-        max_bulk: 1024,
-        max_frame: 4096,
-        max_args: 8,
-    };
+    const LIMITS: Limits = Limits { max_bulk: 1024, max_frame: 4096, max_args: 8 };
 
     fn words(buf: &[u8]) -> (Parsed, Vec<Vec<u8>>) {
         let mut args = Vec::new();
         let parsed = parse(buf, &LIMITS, &mut args).expect("valid request");
         let src: Vec<u8> = match &parsed {
-            Parsed::Command {
-                inline: Some(frame),
-                ..
-            } => frame.to_vec(),
+            Parsed::Command { inline: Some(frame), .. } => frame.to_vec(),
             _ => buf.to_vec(),
         };
-        (
-            parsed,
-            args.iter().map(|r| src[r.clone()].to_vec()).collect(),
-        )
+        (parsed, args.iter().map(|r| src[r.clone()].to_vec()).collect())
     }
 
     #[test]
     fn multibulk_complete_and_incomplete() {
         let req = b"*2\r\n$4\r\nECHO\r\n$3\r\nhey\r\n";
         let (p, w) = words(req);
-        assert_eq!(
-            p,
-            Parsed::Command {
-                len: req.len(),
-                inline: None
-            }
-        );
+        assert_eq!(p, Parsed::Command { len: req.len(), inline: None });
         assert_eq!(w, vec![b"ECHO".to_vec(), b"hey".to_vec()]);
         for cut in 0..req.len() {
             let mut args = Vec::new();
@@ -359,74 +310,38 @@ mod tests {
     #[test]
     fn empty_multibulk_is_consumed_silently() {
         let mut args = Vec::new();
-        assert_eq!(
-            parse(b"*-10\r\n", &LIMITS, &mut args),
-            Ok(Parsed::Empty { len: 6 })
-        );
-        assert_eq!(
-            parse(b"*0\r\n", &LIMITS, &mut args),
-            Ok(Parsed::Empty { len: 4 })
-        );
-        assert_eq!(
-            parse(b"\r\n", &LIMITS, &mut args),
-            Ok(Parsed::Empty { len: 2 })
-        );
+        assert_eq!(parse(b"*-10\r\n", &LIMITS, &mut args), Ok(Parsed::Empty { len: 6 }));
+        assert_eq!(parse(b"*0\r\n", &LIMITS, &mut args), Ok(Parsed::Empty { len: 4 }));
+        assert_eq!(parse(b"\r\n", &LIMITS, &mut args), Ok(Parsed::Empty { len: 2 }));
     }
 
     #[test]
     fn redis_error_messages() {
         let mut a = Vec::new();
         let err = |b: &[u8], a: &mut Vec<_>| parse(b, &LIMITS, a).unwrap_err().to_string();
-        assert_eq!(
-            err(b"*3000000000\r\n", &mut a),
-            "Protocol error: invalid multibulk length"
-        );
-        assert_eq!(
-            err(b"*9\r\n", &mut a),
-            "Protocol error: invalid multibulk length"
-        );
-        assert_eq!(
-            err(b"*x\r\n", &mut a),
-            "Protocol error: invalid multibulk length"
-        );
-        assert_eq!(
-            err(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n", &mut a),
-            "Protocol error: expected '$', got 'f'"
-        );
-        assert_eq!(
-            err(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$-10\r\n", &mut a),
-            "Protocol error: invalid bulk length"
-        );
+        assert_eq!(err(b"*3000000000\r\n", &mut a), "Protocol error: invalid multibulk length");
+        assert_eq!(err(b"*9\r\n", &mut a), "Protocol error: invalid multibulk length");
+        assert_eq!(err(b"*x\r\n", &mut a), "Protocol error: invalid multibulk length");
+        assert_eq!(err(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n", &mut a), "Protocol error: expected '$', got 'f'");
+        assert_eq!(err(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$-10\r\n", &mut a), "Protocol error: invalid bulk length");
         assert_eq!(
             err(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$2000000000\r\n", &mut a),
             "Protocol error: invalid bulk length"
         );
-        assert_eq!(
-            err(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$blabla\r\n", &mut a),
-            "Protocol error: invalid bulk length"
-        );
-        assert_eq!(
-            err(b"\"unbalanced\r\n", &mut a),
-            "Protocol error: unbalanced quotes in request"
-        );
+        assert_eq!(err(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$blabla\r\n", &mut a), "Protocol error: invalid bulk length");
+        assert_eq!(err(b"\"unbalanced\r\n", &mut a), "Protocol error: unbalanced quotes in request");
         let big = vec![b'A'; INLINE_MAX + 2];
         assert_eq!(err(&big, &mut a), "Protocol error: too big inline request");
         let mut mb = b"*".to_vec();
         mb.extend(vec![0u8; INLINE_MAX + 2]);
-        assert_eq!(
-            err(&mb, &mut a),
-            "Protocol error: too big mbulk count string"
-        );
+        assert_eq!(err(&mb, &mut a), "Protocol error: too big mbulk count string");
     }
 
     #[test]
     fn limits_are_checked_on_headers_before_the_payload_arrives() {
         let mut a = Vec::new();
         // A 1025-byte bulk is refused from its header alone.
-        assert_eq!(
-            parse(b"*1\r\n$1025\r\n", &LIMITS, &mut a),
-            Err(ProtocolError::InvalidBulkLength)
-        );
+        assert_eq!(parse(b"*1\r\n$1025\r\n", &LIMITS, &mut a), Err(ProtocolError::InvalidBulkLength));
         // Several bulks within max_bulk but over max_frame.
         let req = b"*5\r\n$1000\r\n".to_vec();
         let mut full = req.clone();
@@ -434,28 +349,16 @@ mod tests {
             full.extend(vec![b'x'; 1000]);
             full.extend(b"\r\n$1000\r\n");
         }
-        assert_eq!(
-            parse(&full, &LIMITS, &mut a),
-            Err(ProtocolError::FrameTooLarge)
-        );
+        assert_eq!(parse(&full, &LIMITS, &mut a), Err(ProtocolError::FrameTooLarge));
     }
 
     #[test]
     fn inline_commands_follow_sdssplitargs() {
         let (p, w) = words(b"SET a b\r\n");
-        assert!(matches!(
-            p,
-            Parsed::Command {
-                len: 9,
-                inline: Some(_)
-            }
-        ));
+        assert!(matches!(p, Parsed::Command { len: 9, inline: Some(_) }));
         assert_eq!(w, vec![b"SET".to_vec(), b"a".to_vec(), b"b".to_vec()]);
         let (_, w) = words(b"set \"a b\\x41\\n\" 'it\\'s'\n");
-        assert_eq!(
-            w,
-            vec![b"set".to_vec(), b"a bA\n".to_vec(), b"it's".to_vec()]
-        );
+        assert_eq!(w, vec![b"set".to_vec(), b"a bA\n".to_vec(), b"it's".to_vec()]);
         let (p, _) = words(b"   \r\n");
         assert_eq!(p, Parsed::Empty { len: 5 });
         assert_eq!(split_args(b"\"a\"b"), None);
@@ -465,11 +368,7 @@ mod tests {
     #[test]
     fn inline_is_reencoded_as_resp() {
         let mut args = Vec::new();
-        let Ok(Parsed::Command {
-            inline: Some(frame),
-            ..
-        }) = parse(b"PING\n", &LIMITS, &mut args)
-        else {
+        let Ok(Parsed::Command { inline: Some(frame), .. }) = parse(b"PING\n", &LIMITS, &mut args) else {
             panic!("inline PING")
         };
         assert_eq!(&frame[..], b"*1\r\n$4\r\nPING\r\n");

@@ -17,6 +17,9 @@
 #   RESPSEAL_SUITE_UNIT_TIMEOUT   hard wall-clock bound per unit run (default 300)
 #   RESPSEAL_SUITE_TARGET_TIMEOUT hard wall-clock bound per target (default 600)
 #   RESPSEAL_SUITE_EXCEPTIONS  exceptions file (default: tests/redis-suite/exceptions.txt)
+#   RESPSEAL_SUITE_RUNTEST_ARGS extra runtest arguments for every run, split on
+#                              spaces (debugging, e.g. "--verbose"); for
+#                              --skiptest/--only use a skip file: --skipfile FILE
 #
 # Exit status: 0 when every directly-passing test also passed through every
 # proxy mode (or is listed in the exceptions file); 1 on regressions; 2 on a
@@ -39,6 +42,7 @@ TEST_TIMEOUT="${RESPSEAL_SUITE_TEST_TIMEOUT:-60}"
 UNIT_TIMEOUT="${RESPSEAL_SUITE_UNIT_TIMEOUT:-300}"
 TARGET_TIMEOUT="${RESPSEAL_SUITE_TARGET_TIMEOUT:-600}"
 SUITE_UPSTREAM_VERSION="7.0.15"
+read -r -a EXTRA_RUNTEST_ARGS <<<"${RESPSEAL_SUITE_RUNTEST_ARGS:-}"
 
 if [[ -n "${RESPSEAL_BIN:-}" ]]; then
     PROXY_BIN="$RESPSEAL_BIN"
@@ -191,12 +195,18 @@ port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# Print a port that nothing listens on (30000-39999, away from runtest's
-# own 21079-29110 range).
+# Print a port that nothing listens on, below the kernel's ephemeral range
+# (outgoing connections take ports from that range, so a port picked there
+# can be taken between the check and the bind) and away from runtest's own
+# ports (21079-21110 for its test server).
 free_port() {
-    local p i
+    local p i lo=32768
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+    local base=12000 span=9000
+    ((lo - 1 < base + span)) && span=$((lo - 1 - base))
+    ((span < 100)) && { base=1100; span=$((lo - 1 - base)); }
     for i in $(seq 1 200); do
-        p=$((30000 + RANDOM % 10000))
+        p=$((base + RANDOM % span))
         if ! port_in_use "$p"; then
             echo "$p"
             return 0
@@ -242,19 +252,21 @@ REDIS_EXTRA_OPTS=(--enable-debug-command yes --enable-protected-configs yes --en
 # start_redis LOGPREFIX -> sets REDIS_PID, REDIS_PORT
 start_redis() {
     local logprefix="$1" dir attempt bad
+    : >"$logprefix.redis.log"
     for attempt in 1 2 3 4 5 6; do
         REDIS_PORT="$(free_port)" || die "no free port"
+        echo "=== respseal redis-suite: redis-server attempt $attempt on port $REDIS_PORT ===" >>"$logprefix.redis.log"
         dir="$(mktemp -d "$WORK_TMP/redis.XXXXXX")"
         redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
             --dir "$dir" --logfile "" --daemonize no "${REDIS_EXTRA_OPTS[@]}" \
-            >"$logprefix.redis.log" 2>&1 &
+            >>"$logprefix.redis.log" 2>&1 &
         REDIS_PID=$!
         PIDS_TO_KILL+=("$REDIS_PID")
         if wait_ping "$REDIS_PORT" "$REDIS_PID" 15; then
             return 0
         fi
         stop_pid "$REDIS_PID"
-        bad="$(sed -n "s/^>>> '\([a-z-]*\) .*/\1/p" "$logprefix.redis.log" | head -n1)"
+        bad="$(sed -n "s/^>>> '\([a-z-]*\) .*/\1/p" "$logprefix.redis.log" | tail -n1)"
         if [[ -n "$bad" ]] && grep -q "FATAL CONFIG" "$logprefix.redis.log"; then
             local i new=()
             for ((i = 0; i < ${#REDIS_EXTRA_OPTS[@]}; i += 2)); do
@@ -276,15 +288,17 @@ start_proxy() {
     local mode="$1" logprefix="$2" attempt
     local extra=()
     [[ "$mode" == "dedicated" ]] && extra+=(--dedicated)
+    : >"$logprefix.proxy.log"
     for attempt in 1 2 3; do
         PROXY_PORT="$(free_port)" || die "no free port"
+        echo "=== respseal redis-suite: proxy attempt $attempt on port $PROXY_PORT ===" >>"$logprefix.proxy.log"
         # The proxy reads RESPSEAL_* settings from the environment; make sure
         # none from the caller changes the mode under test.
         env -u RESPSEAL_CONFIG -u RESPSEAL_LISTEN -u RESPSEAL_BACKEND -u RESPSEAL_MODE \
             -u RESPSEAL_SHARED_LINKS -u RESPSEAL_MAX_CLIENTS \
             RUST_BACKTRACE=1 "$PROXY_BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
             --backend "redis://127.0.0.1:$REDIS_PORT" "${extra[@]}" \
-            >"$logprefix.proxy.log" 2>&1 &
+            >>"$logprefix.proxy.log" 2>&1 &
         PROXY_PID=$!
         PIDS_TO_KILL+=("$PROXY_PID")
         if wait_ping "$PROXY_PORT" "$PROXY_PID" 20; then
@@ -336,7 +350,8 @@ run_unit() {
         # group (server + test-client tclsh processes) when the bound expires.
         TERM=dumb exec timeout -k 10 "$budget" ./runtest \
             --host 127.0.0.1 --port "$port" --single "$unit" \
-            --tags "$TAGS" --timeout "$TEST_TIMEOUT" --clients 1 --durable
+            --tags "$TAGS" --timeout "$TEST_TIMEOUT" --clients 1 --durable \
+            ${EXTRA_RUNTEST_ARGS[@]+"${EXTRA_RUNTEST_ARGS[@]}"}
     ) </dev/null >"$logfile" 2>&1
     rc=$?
     if [[ $rc -eq 124 || $rc -eq 137 ]]; then
@@ -524,14 +539,27 @@ main() {
         echo
     fi
 
+    {
+        printf 'mode\tunit\ttest\tstatus\n'
+        cat "$regress_report"
+    } >"$SUITE_DIR/regressions.tsv"
     if [[ -s "$allowed_report" ]]; then
         echo "Allowed differences (listed in ${EXCEPTIONS_FILE#"$REPO_ROOT"/}):"
-        awk -F'\t' '{ printf "  [%s] %s: %s (%s)\n", $1, $2, $3, $4 }' "$allowed_report"
+        awk -F'\t' '{ k = $2 ": " $3; if (!(k in m)) { order[++n] = k; m[k] = "" }
+                       m[k] = m[k] (m[k] == "" ? "" : ", ") $1 " " $4 }
+                     END { for (i = 1; i <= n; i++) printf "  %s [%s]\n", order[i], m[order[i]] }' "$allowed_report"
         echo
     fi
     if [[ -s "$regress_report" ]]; then
         echo "REGRESSIONS (passed directly, not through the proxy):"
-        awk -F'\t' '{ printf "  [%s] %s: %s (%s)\n", $1, $2, $3, $4 }' "$regress_report"
+        # Tests that did not run because the unit died earlier are collapsed;
+        # the full list is in $SUITE_DIR/regressions.tsv.
+        awk -F'\t' '
+            $4 != "not run" { printf "  [%s] %s: %s (%s)\n", $1, $2, $3, $4; next }
+            { k = "[" $1 "] " $2; if (!(k in nr)) { order[++n] = k; first[k] = $3 } nr[k]++ }
+            END { for (i = 1; i <= n; i++) { k = order[i]
+                    printf "  %s: %d test(s) not run after the exception/timeout above (first: %s)\n", k, nr[k], first[k] } }
+        ' "$regress_report"
         echo "  details: $LOG_DIR/<mode>/<unit>.runtest.log and .proxy.log"
         echo
         rc=1

@@ -1,0 +1,442 @@
+//! Sealing string values end to end: real Redis behind a real respseal,
+//! checking both what the client sees and what Redis itself holds.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use respseal::protocol::Proto;
+
+const MAGIC_V1: &[u8] = b"\x00RE\x01";
+const CANARY: &str = "CANARY-7f3e-do-not-store-in-clear";
+
+/// A key file made by `respseal keygen`, and its id.
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let (status, out, err) =
+        run_respseal(&["keygen", "--out", path.to_str().expect("utf-8 path")], &[], Duration::from_secs(10));
+    assert!(status.success(), "keygen failed: {err}");
+    let id = out.split_whitespace().nth(2).expect("`wrote key ID to PATH`").to_string();
+    assert_eq!(id.len(), 8, "{out}");
+    (path, id)
+}
+
+fn sealing_proxy(redis: &RedisServer, key: &Path, extra: &[&str]) -> Proxy {
+    let mut args = vec!["--seal", "sess:*", "--key-file", key.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    Proxy::start(redis.port, &args)
+}
+
+/// The raw bytes Redis holds for `key`.
+fn raw(redis: &RedisServer, key: &str) -> Vec<u8> {
+    let r = redis.client().cmd(&["GET", key]);
+    assert!(r.starts_with(b"$") && !r.starts_with(b"$-1"), "{key} missing in Redis: {}", show(&r));
+    let header_end = r.iter().position(|&b| b == b'\n').expect("bulk header") + 1;
+    r[header_end..r.len() - 2].to_vec()
+}
+
+/// Every value in Redis: (key, value) for string keys.
+fn all_strings(redis: &RedisServer) -> Vec<(String, Vec<u8>)> {
+    let mut c = redis.client();
+    let keys = c.cmd(&["KEYS", "*"]);
+    let mut out = Vec::new();
+    for k in array_texts(&keys) {
+        if c.cmd(&["TYPE", &k]) == b"+string\r\n" {
+            out.push((k.clone(), raw(redis, &k)));
+        }
+    }
+    out
+}
+
+/// The elements of an array of bulk strings, as text.
+fn array_texts(reply: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pos = reply.iter().position(|&b| b == b'\n').expect("array header") + 1;
+    while pos < reply.len() {
+        let nl = pos + reply[pos..].iter().position(|&b| b == b'\n').expect("bulk header");
+        let len: usize = std::str::from_utf8(&reply[pos + 1..nl - 1]).expect("ascii").parse().expect("length");
+        out.push(String::from_utf8_lossy(&reply[nl + 1..nl + 1 + len]).into_owned());
+        pos = nl + 1 + len + 2;
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn assert_sealed_in_redis(redis: &RedisServer) {
+    let values = all_strings(redis);
+    let sealed: Vec<_> = values.iter().filter(|(k, _)| k.starts_with("sess:")).collect();
+    assert!(!sealed.is_empty(), "the workload wrote no sess:* keys");
+    for (k, v) in &sealed {
+        assert!(v.starts_with(MAGIC_V1), "{k} is not sealed in Redis: {}", show(v));
+    }
+    for (k, v) in &values {
+        assert!(!contains(v, CANARY), "plaintext canary reached Redis under {k}");
+        assert!(!contains(k.as_bytes(), CANARY));
+    }
+}
+
+#[test]
+fn writes_through_every_string_command_leave_only_ciphertext_in_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = sealing_proxy(&redis, &key, &[]);
+    let v = |n: u32| format!("{{\"user\":{n},\"email\":\"{CANARY}\"}}");
+    for proto in [Proto::Resp2, Proto::Resp3] {
+        let mut c = proxy.client();
+        if proto == Proto::Resp3 {
+            let hello = c.cmd(&["HELLO", "3"]);
+            assert!(hello.starts_with(b"%"), "{}", show(&hello));
+            c.proto = Proto::Resp3;
+        }
+        let p = proto.number();
+        c.assert_cmd(&["SET", &format!("sess:set{p}"), &v(1)], b"+OK\r\n");
+        c.assert_cmd(&["SET", &format!("sess:opts{p}"), &v(2), "NX", "EX", "100"], b"+OK\r\n");
+        c.assert_cmd(&["SETEX", &format!("sess:setex{p}"), "100", &v(3)], b"+OK\r\n");
+        c.assert_cmd(&["PSETEX", &format!("sess:psetex{p}"), "100000", &v(4)], b"+OK\r\n");
+        c.assert_cmd(&["SETNX", &format!("sess:setnx{p}"), &v(5)], b":1\r\n");
+        c.assert_cmd(
+            &["MSET", &format!("sess:m1{p}"), &v(6), &format!("plain:m2{p}"), "visible", &format!("sess:m3{p}"), &v(7)],
+            b"+OK\r\n",
+        );
+        c.assert_cmd(&["MSETNX", &format!("sess:mx1{p}"), &v(8), &format!("sess:mx2{p}"), &v(9)], b":1\r\n");
+        let old = c.cmd(&["GETSET", &format!("sess:set{p}"), &v(10)]);
+        assert_bytes(&old, &bulk(v(1).as_bytes()));
+        // Everything reads back as plaintext through the proxy.
+        for (k, n) in [
+            ("set", 10),
+            ("opts", 2),
+            ("setex", 3),
+            ("psetex", 4),
+            ("setnx", 5),
+            ("m1", 6),
+            ("m3", 7),
+            ("mx1", 8),
+            ("mx2", 9),
+        ] {
+            c.assert_cmd(&["GET", &format!("sess:{k}{p}")], &bulk(v(n).as_bytes()));
+        }
+        // Keys matching no rule are never touched.
+        assert_eq!(raw(&redis, &format!("plain:m2{p}")), b"visible");
+    }
+    assert_sealed_in_redis(&redis);
+}
+
+#[test]
+fn set_options_in_any_order_keep_their_meaning() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = sealing_proxy(&redis, &key, &[]);
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "sess:o", "one", "EX", "100", "NX"], b"+OK\r\n");
+    c.assert_cmd(&["SET", "sess:o", "two", "NX"], b"$-1\r\n");
+    // GET returns the old value opened; KEEPTTL keeps the expiry.
+    c.assert_cmd(&["SET", "sess:o", "two", "KEEPTTL", "GET", "XX"], b"$3\r\none\r\n");
+    let ttl = c.cmd(&["TTL", "sess:o"]);
+    assert!(ttl.starts_with(b":") && ttl != b":-1\r\n", "KEEPTTL lost the TTL: {}", show(&ttl));
+    c.assert_cmd(&["set", "sess:o", "three", "get"], b"$3\r\ntwo\r\n");
+    assert_bytes(&c.cmd(&["TTL", "sess:o"]), b":-1\r\n");
+    let future = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 500)
+        .to_string();
+    c.assert_cmd(&["SET", "sess:o", "four", "EXAT", &future, "GET"], b"$5\r\nthree\r\n");
+    let pxat = format!("{future}000");
+    c.assert_cmd(&["SET", "sess:o", "five", "GET", "PXAT", &pxat], b"$4\r\nfour\r\n");
+    let ttl = c.cmd(&["TTL", "sess:o"]);
+    assert!(ttl.starts_with(b":4") || ttl.starts_with(b":5"), "{}", show(&ttl));
+    c.assert_cmd(&["GET", "sess:o"], b"$4\r\nfive\r\n");
+    // SET … GET on a missing key gives nil, not an error.
+    c.assert_cmd(&["SET", "sess:new", "x", "GET"], b"$-1\r\n");
+    // GETEX and GETDEL open their values; GETDEL removes the key.
+    c.assert_cmd(&["GETEX", "sess:o", "EX", "50"], b"$4\r\nfive\r\n");
+    assert!(c.cmd(&["TTL", "sess:o"]).starts_with(b":5") || c.cmd(&["TTL", "sess:o"]).starts_with(b":4"));
+    c.assert_cmd(&["GETDEL", "sess:o"], b"$4\r\nfive\r\n");
+    c.assert_cmd(&["EXISTS", "sess:o"], b":0\r\n");
+    assert!(raw(&redis, "sess:new").starts_with(MAGIC_V1));
+}
+
+#[test]
+fn mget_opens_sealed_values_among_plain_and_missing_ones() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = sealing_proxy(&redis, &key, &[]);
+    let mut c = proxy.client();
+    c.assert_cmd(&["MSET", "sess:a", "alpha", "plain", "p", "sess:b", ""], b"+OK\r\n");
+    c.assert_cmd(
+        &["MGET", "sess:a", "plain", "sess:missing", "sess:b", "nokey"],
+        b"*5\r\n$5\r\nalpha\r\n$1\r\np\r\n$-1\r\n$0\r\n\r\n$-1\r\n",
+    );
+    assert_bytes(&c.cmd(&["HELLO", "3"])[..1], b"%");
+    c.proto = Proto::Resp3;
+    c.assert_cmd(&["MGET", "sess:a", "sess:missing", "plain"], b"*3\r\n$5\r\nalpha\r\n_\r\n$1\r\np\r\n");
+}
+
+#[test]
+fn a_value_copied_to_another_key_does_not_open() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = sealing_proxy(&redis, &key, &[]);
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "sess:victim", CANARY], b"+OK\r\n");
+    redis.client().assert_cmd(&["COPY", "sess:victim", "sess:attacker"], b":1\r\n");
+    c.assert_cmd(&["GET", "sess:attacker"], b"$-1\r\n");
+    c.assert_cmd(
+        &["MGET", "sess:victim", "sess:attacker"],
+        &[b"*2\r\n".as_slice(), &bulk(CANARY.as_bytes()), b"$-1\r\n"].concat(),
+    );
+    // Tampering in place fails too.
+    let mut v = raw(&redis, "sess:victim");
+    let last = v.len() - 1;
+    v[last] ^= 1;
+    redis.client().assert_cmd(&[b"SET".as_slice(), b"sess:victim", &v], b"+OK\r\n");
+    c.assert_cmd(&["GET", "sess:victim"], b"$-1\r\n");
+    // Legacy plaintext on a sealed key is rejected by default.
+    redis.client().assert_cmd(&["SET", "sess:legacy", "plaintext"], b"+OK\r\n");
+    c.assert_cmd(&["GET", "sess:legacy"], b"$-1\r\n");
+    // The failures are logged with reason only: never key names or values.
+    let log = wait_until("failure log lines", Duration::from_secs(5), || {
+        let l = proxy.log();
+        (l.matches("did not open").count() >= 3).then_some(l)
+    });
+    assert!(log.contains("tag_mismatch"), "{log}");
+    assert!(log.contains("legacy_plaintext"), "{log}");
+    assert!(!log.contains("sess:attacker") && !log.contains("sess:victim") && !log.contains(CANARY), "{log}");
+}
+
+#[test]
+fn error_policy_and_migration_mode_per_rule() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let config = format!(
+        "[[rule]]\npattern = \"strict:*\"\non_failure = \"error\"\n\n\
+         [[rule]]\npattern = \"migrate:*\"\nlegacy = \"pass\"\nlegacy_until = \"2999-01-01\"\n\n\
+         [[rule]]\npattern = \"reseal:*\"\nlegacy = \"reseal\"\nlegacy_until = \"2999-01-01\"\n\n\
+         [[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        key.display()
+    );
+    let proxy = Proxy::start_with_config(redis.port, &config, &[]);
+    let mut d = redis.client();
+    d.assert_cmd(&["SET", "strict:a", "legacy"], b"+OK\r\n");
+    d.assert_cmd(&["SET", "migrate:a", "legacy"], b"+OK\r\n");
+    d.assert_cmd(&["SET", "reseal:a", "legacy", "EX", "1000"], b"+OK\r\n");
+    let mut c = proxy.client();
+    let err = c.cmd(&["GET", "strict:a"]);
+    assert_line_prefix(&err, b"-ERR respseal: sealed value could not be opened (legacy_plaintext)");
+    c.assert_cmd(&["GET", "migrate:a"], b"$6\r\nlegacy\r\n");
+    assert_eq!(raw(&redis, "migrate:a"), b"legacy", "pass mode leaves the value as it is");
+    c.assert_cmd(&["GET", "reseal:a"], b"$6\r\nlegacy\r\n");
+    // The re-seal is a compare-and-set that keeps the TTL.
+    wait_until("reseal:a sealed in place", Duration::from_secs(5), || {
+        raw(&redis, "reseal:a").starts_with(MAGIC_V1).then_some(())
+    });
+    let ttl = d.cmd(&["TTL", "reseal:a"]);
+    assert!(ttl.starts_with(b":9") || ttl.starts_with(b":1000"), "TTL lost: {}", show(&ttl));
+    c.assert_cmd(&["GET", "reseal:a"], b"$6\r\nlegacy\r\n");
+    // Writes always seal, whatever the legacy policy.
+    c.assert_cmd(&["SET", "migrate:b", "new"], b"+OK\r\n");
+    assert!(raw(&redis, "migrate:b").starts_with(MAGIC_V1));
+    // An error policy also fails a whole MGET.
+    d.assert_cmd(&["COPY", "migrate:b", "strict:b"], b":1\r\n");
+    assert_line_prefix(
+        &c.cmd(&["MGET", "migrate:b", "strict:b"]),
+        b"-ERR respseal: sealed value could not be opened (tag_mismatch)",
+    );
+}
+
+#[test]
+fn pipelined_commands_and_transactions_are_opened_in_order() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    for mode in [&[][..], &["--dedicated"][..]] {
+        let proxy = sealing_proxy(&redis, &key, mode);
+        let mut c = proxy.client();
+        let mut batch = Vec::new();
+        for i in 0..2000 {
+            batch.extend(resp(&["SET", &format!("sess:p{i}"), &format!("v{i}")]));
+            batch.extend(resp(&["GET", &format!("sess:p{i}")]));
+            batch.extend(resp(&["GET", "plain:nothing"]));
+        }
+        c.send(&batch);
+        for i in 0..2000 {
+            assert_bytes(&c.read_frame(), b"+OK\r\n");
+            assert_bytes(&c.read_frame(), &bulk(format!("v{i}").as_bytes()));
+            assert_bytes(&c.read_frame(), b"$-1\r\n");
+        }
+        c.assert_cmd(&["SET", "plain", "p"], b"+OK\r\n");
+        c.assert_cmd(&["MULTI"], b"+OK\r\n");
+        c.assert_cmd(&["SET", "sess:t", "in-tx"], b"+QUEUED\r\n");
+        c.assert_cmd(&["GET", "sess:t"], b"+QUEUED\r\n");
+        c.assert_cmd(&["GET", "plain"], b"+QUEUED\r\n");
+        c.assert_cmd(&["MGET", "sess:t", "plain", "sess:none"], b"+QUEUED\r\n");
+        c.assert_cmd(&["GETDEL", "sess:t"], b"+QUEUED\r\n");
+        c.assert_cmd(
+            &["EXEC"],
+            b"*5\r\n+OK\r\n$5\r\nin-tx\r\n$1\r\np\r\n*3\r\n$5\r\nin-tx\r\n$1\r\np\r\n$-1\r\n$5\r\nin-tx\r\n",
+        );
+        // A discarded transaction leaves nothing queued behind.
+        c.assert_cmd(&["SET", "sess:d", "kept"], b"+OK\r\n");
+        c.assert_cmd(&["MULTI"], b"+OK\r\n");
+        c.assert_cmd(&["GET", "sess:d"], b"+QUEUED\r\n");
+        c.assert_cmd(&["DISCARD"], b"+OK\r\n");
+        c.assert_cmd(&["MULTI"], b"+OK\r\n");
+        c.assert_cmd(&["GET", "plain"], b"+QUEUED\r\n");
+        c.assert_cmd(&["GET", "sess:d"], b"+QUEUED\r\n");
+        c.assert_cmd(&["EXEC"], b"*2\r\n$1\r\np\r\n$4\r\nkept\r\n");
+    }
+    assert!(raw(&redis, "sess:p1999").starts_with(MAGIC_V1));
+    assert!(raw(&redis, "sess:d").starts_with(MAGIC_V1));
+}
+
+#[test]
+fn value_inspecting_commands_are_refused_on_sealed_keys_only() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = sealing_proxy(&redis, &key, &[]);
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "sess:secret-name", "10"], b"+OK\r\n");
+    c.assert_cmd(&["SET", "plain", "10"], b"+OK\r\n");
+    let cases: &[&[&str]] = &[
+        &["APPEND", "K", "x"],
+        &["SETRANGE", "K", "0", "x"],
+        &["GETRANGE", "K", "0", "1"],
+        &["SUBSTR", "K", "0", "1"],
+        &["STRLEN", "K"],
+        &["INCR", "K"],
+        &["INCRBY", "K", "2"],
+        &["INCRBYFLOAT", "K", "1.5"],
+        &["DECR", "K"],
+        &["DECRBY", "K", "2"],
+        &["SETBIT", "K", "1", "1"],
+        &["GETBIT", "K", "1"],
+        &["BITCOUNT", "K"],
+        &["BITPOS", "K", "1"],
+        &["BITFIELD", "K", "GET", "u4", "0"],
+        &["BITFIELD_RO", "K", "GET", "u4", "0"],
+        &["LCS", "K", "plain"],
+        &["SORT", "K", "BY", "nosort"],
+    ];
+    for case in cases {
+        let sealed: Vec<&str> = case.iter().map(|a| if *a == "K" { "sess:secret-name" } else { a }).collect();
+        let r = c.cmd(&sealed);
+        let text = String::from_utf8_lossy(&r).into_owned();
+        assert!(text.starts_with("-ERR respseal: ") && text.contains("rule 'sess:*'"), "{sealed:?} → {text}");
+        assert!(!text.contains("secret-name"), "the error names the key: {text}");
+        let plain: Vec<&str> = case.iter().map(|a| if *a == "K" { "plain" } else { a }).collect();
+        let r = c.cmd(&plain);
+        assert!(
+            !String::from_utf8_lossy(&r).contains("respseal"),
+            "{plain:?} refused on an unsealed key: {}",
+            show(&r)
+        );
+    }
+    // Unknown commands naming a sealed key fail closed; others pass.
+    let r = c.cmd(&["MODULE.SET", "sess:x", "v"]);
+    assert_line_prefix(&r, b"-ERR respseal: unknown command 'MODULE.SET' refused");
+    assert_line_prefix(&c.cmd(&["MODULE.SET", "plain", "v"]), b"-ERR unknown command");
+    // Nothing changed the sealed value.
+    c.assert_cmd(&["GET", "sess:secret-name"], b"$2\r\n10\r\n");
+}
+
+#[test]
+fn key_rotation_states() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, old_id) = keygen(dir.path(), "old.key");
+    let (new, new_id) = keygen(dir.path(), "new.key");
+    let rule = "[[rule]]\npattern = \"sess:*\"\n";
+    let ring = |old_state: &str, new_state: &str| {
+        format!(
+            "{rule}[[key]]\nfile = \"{}\"\nstate = \"{old_state}\"\n[[key]]\nfile = \"{}\"\nstate = \"{new_state}\"\n",
+            old.display(),
+            new.display()
+        )
+    };
+    {
+        let p = sealing_proxy(&redis, &old, &[]);
+        p.client().assert_cmd(&["SET", "sess:old", "sealed-under-old"], b"+OK\r\n");
+    }
+    assert_eq!(hex(&raw(&redis, "sess:old")[4..8]), old_id);
+    // Step 2: new key primary, old decrypt-only.
+    {
+        let p = Proxy::start_with_config(redis.port, &ring("decrypt-only", "primary"), &[]);
+        let mut c = p.client();
+        c.assert_cmd(&["GET", "sess:old"], b"$16\r\nsealed-under-old\r\n");
+        c.assert_cmd(&["SET", "sess:new", "sealed-under-new"], b"+OK\r\n");
+    }
+    assert_eq!(hex(&raw(&redis, "sess:new")[4..8]), new_id);
+    // Step 3: old key disabled: its values no longer open; new ones do.
+    for state in ["disabled", "destroyed"] {
+        let cfg = if state == "destroyed" {
+            format!(
+                "{rule}[[key]]\nid = \"{old_id}\"\nstate = \"destroyed\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+                new.display()
+            )
+        } else {
+            ring(state, "primary")
+        };
+        let p = Proxy::start_with_config(redis.port, &cfg, &[]);
+        let mut c = p.client();
+        c.assert_cmd(&["GET", "sess:old"], b"$-1\r\n");
+        c.assert_cmd(&["GET", "sess:new"], b"$16\r\nsealed-under-new\r\n");
+        let log = wait_until("key_not_open logged", Duration::from_secs(5), || {
+            let l = p.log();
+            l.contains("key_not_open").then_some(l)
+        });
+        assert!(log.contains(&old_id), "the key id is logged: {log}");
+    }
+}
+
+#[test]
+fn values_older_than_max_age_do_not_open() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let cfg = format!(
+        "[[rule]]\npattern = \"sess:*\"\nmax_age_secs = 1\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        key.display()
+    );
+    let proxy = Proxy::start_with_config(redis.port, &cfg, &[]);
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "sess:a", "fresh"], b"+OK\r\n");
+    c.assert_cmd(&["GET", "sess:a"], b"$5\r\nfresh\r\n");
+    wait_until("the value ages out", Duration::from_secs(6), || {
+        (c.cmd(&["GET", "sess:a"]) == b"$-1\r\n").then_some(())
+    });
+}
+
+#[test]
+fn sealing_configuration_errors_exit_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A rule without any key.
+    let (status, _, err) = run_respseal(&["serve", "--seal", "sess:*"], &[], Duration::from_secs(10));
+    assert_eq!(status.code(), Some(64), "{err}");
+    assert!(err.contains("no primary key"), "{err}");
+    // Key material is never accepted inline, and bad files are named.
+    let bad = write_file(dir.path(), "bad.key", "id = \"00000000\"\nmaterial = \"zz\"\n");
+    let (status, _, err) = run_respseal(
+        &["serve", "--seal", "sess:*", "--key-file", bad.to_str().expect("utf-8")],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(64), "{err}");
+    assert!(err.contains("bad.key"), "{err}");
+    let cfg = write_file(dir.path(), "c.toml", "[[key]]\nmaterial = \"00\"\nstate = \"primary\"\n");
+    let (status, _, err) =
+        run_respseal(&["serve", "--config", cfg.to_str().expect("utf-8")], &[], Duration::from_secs(10));
+    assert_eq!(status.code(), Some(64), "{err}");
+    assert!(err.contains("material"), "{err}");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
