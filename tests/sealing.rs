@@ -90,9 +90,9 @@ fn writes_through_every_string_command_leave_only_ciphertext_in_redis() {
     for proto in [Proto::Resp2, Proto::Resp3] {
         let mut c = proxy.client();
         if proto == Proto::Resp3 {
+            c.proto = Proto::Resp3;
             let hello = c.cmd(&["HELLO", "3"]);
             assert!(hello.starts_with(b"%"), "{}", show(&hello));
-            c.proto = Proto::Resp3;
         }
         let p = proto.number();
         c.assert_cmd(&["SET", &format!("sess:set{p}"), &v(1)], b"+OK\r\n");
@@ -172,8 +172,8 @@ fn mget_opens_sealed_values_among_plain_and_missing_ones() {
         &["MGET", "sess:a", "plain", "sess:missing", "sess:b", "nokey"],
         b"*5\r\n$5\r\nalpha\r\n$1\r\np\r\n$-1\r\n$0\r\n\r\n$-1\r\n",
     );
-    assert_bytes(&c.cmd(&["HELLO", "3"])[..1], b"%");
     c.proto = Proto::Resp3;
+    assert_bytes(&c.cmd(&["HELLO", "3"])[..1], b"%");
     c.assert_cmd(&["MGET", "sess:a", "sess:missing", "plain"], b"*3\r\n$5\r\nalpha\r\n_\r\n$1\r\np\r\n");
 }
 
