@@ -92,35 +92,13 @@ impl OutBuf {
             self.small.clear();
             return result;
         }
-        self.seal_small();
-        let mut idx = 0;
-        while idx < self.parts.len() {
-            let n = {
-                let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let mut count = 0;
-                for (slot, part) in slices.iter_mut().zip(&self.parts[idx..]) {
-                    *slot = IoSlice::new(part);
-                    count += 1;
-                }
-                w.write_vectored(&slices[..count]).await?
-            };
-            if n == 0 {
+        while !self.is_empty() {
+            if let Err(e) = self.write_once(w).await {
                 self.parts.clear();
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            let mut left = n;
-            while left > 0 {
-                let part = &mut self.parts[idx];
-                if left >= part.len() {
-                    left -= part.len();
-                    idx += 1;
-                } else {
-                    part.advance(left);
-                    left = 0;
-                }
+                self.small.clear();
+                return Err(e);
             }
         }
-        self.parts.clear();
         Ok(())
     }
 }

@@ -23,6 +23,16 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     (path, id)
 }
 
+/// A Redis and a respseal sealing `sess:*` in front of it (the key file lives
+/// in the returned directory).
+fn sealed_setup() -> (RedisServer, Proxy, tempfile::TempDir) {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = sealing_proxy(&redis, &key, &[]);
+    (redis, proxy, dir)
+}
+
 fn sealing_proxy(redis: &RedisServer, key: &Path, extra: &[&str]) -> Proxy {
     let mut args = vec!["--seal", "sess:*", "--key-file", key.to_str().expect("utf-8 path")];
     args.extend_from_slice(extra);
@@ -82,10 +92,7 @@ fn assert_sealed_in_redis(redis: &RedisServer) {
 
 #[test]
 fn writes_through_every_string_command_leave_only_ciphertext_in_redis() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = keygen(dir.path(), "k.key");
-    let proxy = sealing_proxy(&redis, &key, &[]);
+    let (redis, proxy, _dir) = sealed_setup();
     let v = |n: u32| format!("{{\"user\":{n},\"email\":\"{CANARY}\"}}");
     for proto in [Proto::Resp2, Proto::Resp3] {
         let mut c = proxy.client();
@@ -129,10 +136,7 @@ fn writes_through_every_string_command_leave_only_ciphertext_in_redis() {
 
 #[test]
 fn set_options_in_any_order_keep_their_meaning() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = keygen(dir.path(), "k.key");
-    let proxy = sealing_proxy(&redis, &key, &[]);
+    let (redis, proxy, _dir) = sealed_setup();
     let mut c = proxy.client();
     c.assert_cmd(&["SET", "sess:o", "one", "EX", "100", "NX"], b"+OK\r\n");
     c.assert_cmd(&["SET", "sess:o", "two", "NX"], b"$-1\r\n");
@@ -162,10 +166,7 @@ fn set_options_in_any_order_keep_their_meaning() {
 
 #[test]
 fn mget_opens_sealed_values_among_plain_and_missing_ones() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = keygen(dir.path(), "k.key");
-    let proxy = sealing_proxy(&redis, &key, &[]);
+    let (redis, proxy, _dir) = sealed_setup();
     let mut c = proxy.client();
     c.assert_cmd(&["MSET", "sess:a", "alpha", "plain", "p", "sess:b", ""], b"+OK\r\n");
     c.assert_cmd(
@@ -179,10 +180,7 @@ fn mget_opens_sealed_values_among_plain_and_missing_ones() {
 
 #[test]
 fn a_value_copied_to_another_key_does_not_open() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = keygen(dir.path(), "k.key");
-    let proxy = sealing_proxy(&redis, &key, &[]);
+    let (redis, proxy, _dir) = sealed_setup();
     let mut c = proxy.client();
     c.assert_cmd(&["SET", "sess:victim", CANARY], b"+OK\r\n");
     redis.client().assert_cmd(&["COPY", "sess:victim", "sess:attacker"], b":1\r\n");
@@ -298,10 +296,7 @@ fn pipelined_commands_and_transactions_are_opened_in_order() {
 
 #[test]
 fn value_inspecting_commands_are_refused_on_sealed_keys_only() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = keygen(dir.path(), "k.key");
-    let proxy = sealing_proxy(&redis, &key, &[]);
+    let (redis, proxy, _dir) = sealed_setup();
     let mut c = proxy.client();
     c.assert_cmd(&["SET", "sess:secret-name", "10"], b"+OK\r\n");
     c.assert_cmd(&["SET", "plain", "10"], b"+OK\r\n");
