@@ -72,6 +72,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Run a private copy of the binary: a rebuild during the run cannot change
+# what is measured, and the report names what was measured.
+BENCH_BIN_ORIG="$BIN"
+BENCH_BIN_MTIME="$(date -r "$BIN" '+%Y-%m-%d %H:%M:%S')"
+BENCH_BIN_SHA="$(sha256sum "$BIN" | cut -c1-12)"
+BENCH_COMMIT="$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+BENCH_COMMIT_TIME="$(git -C "$REPO_DIR" log -1 --format=%ci 2>/dev/null || echo unknown)"
+BENCH_DIRTY="$(git -C "$REPO_DIR" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
+cp "$BIN" "$WORK/respseal"
+BIN="$WORK/respseal"
+export BENCH_BIN_ORIG BENCH_BIN_MTIME BENCH_BIN_SHA BENCH_COMMIT BENCH_COMMIT_TIME BENCH_DIRTY
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -124,6 +136,18 @@ RS_DED_PID=$!; PIDS+=("$RS_DED_PID")
 wait_port "respseal (dedicated)" "$RS_DED_PID" "$RS_DED_PORT" "$WORK/respseal-dedicated.log"
 log "respseal shared pid $RS_SHARED_PID on :$RS_SHARED_PORT, dedicated pid $RS_DED_PID on :$RS_DED_PORT"
 
+# Optional: respseal with no seal rule (pure forwarding, database 2), to
+# separate the proxy's own cost from the sealing cost.
+RS_NOSEAL_PORT=""; RS_NOSEAL_PID=""
+if [ "${BENCH_NOSEAL:-0}" = 1 ]; then
+    RS_NOSEAL_PORT="$(free_port)"
+    "$BIN" serve --listen "127.0.0.1:$RS_NOSEAL_PORT" --backend "redis://127.0.0.1:$REDIS_PORT/2" \
+        --log warn "${extra[@]}" >"$WORK/respseal-noseal.log" 2>&1 &
+    RS_NOSEAL_PID=$!; PIDS+=("$RS_NOSEAL_PID")
+    wait_port "respseal (no seal)" "$RS_NOSEAL_PID" "$RS_NOSEAL_PORT" "$WORK/respseal-noseal.log"
+    log "respseal without seal rules pid $RS_NOSEAL_PID on :$RS_NOSEAL_PORT"
+fi
+
 # ---------------------------------------------------------------- twemproxy
 # Defaults kept on purpose: server_connections 1, no timeout, 16 KiB mbufs.
 TW_PORT="$(free_port)"; TW_STATS_PORT="$(free_port)"
@@ -169,7 +193,7 @@ log "twemproxy pid $TW_PID on :$TW_PORT, haproxy pid $HAP_PID on :$HAP_PORT"
 
 # ---------------------------------------------------------------- measure
 export BENCH_WORK="$WORK" BENCH_REPO="$REPO_DIR" BENCH_BIN="$BIN" \
-    REDIS_PORT REDIS_PID RS_SHARED_PORT RS_SHARED_PID RS_DED_PORT RS_DED_PID \
+    REDIS_PORT REDIS_PID RS_SHARED_PORT RS_SHARED_PID RS_DED_PORT RS_DED_PID RS_NOSEAL_PORT RS_NOSEAL_PID \
     TW_PORT TW_PID HAP_PORT HAP_PID
 python3 "$BENCH_DIR/bench.py" &
 DRIVER_PID=$!
@@ -177,7 +201,8 @@ set +e
 wait "$DRIVER_PID"; rc=$?
 set -e
 DRIVER_PID=""
-for f in respseal-shared respseal-dedicated; do
+for f in respseal-shared respseal-dedicated respseal-noseal; do
+    [ -f "$WORK/$f.log" ] || continue
     n="$(grep -c -E 'WARN|ERROR' "$WORK/$f.log" || true)"
     [ "$n" = 0 ] || { log "$f logged $n warnings/errors; first lines:"; head -n 5 "$WORK/$f.log" >&2; }
 done

@@ -76,6 +76,37 @@ pub struct Sealer {
     rules: Rules,
     keyring: Keyring,
     namespace: Vec<u8>,
+    failure_log: LogLimiter,
+}
+
+/// At most [`LogLimiter::PER_SECOND`] log lines a second: a flood of values
+/// that do not open (an attack, a wrong key) must not become a flood of
+/// logs. The metric counts every failure; each logged line says how many
+/// were suppressed before it.
+#[derive(Default)]
+struct LogLimiter {
+    second: std::sync::atomic::AtomicU64,
+    in_second: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimiter {
+    const PER_SECOND: u64 = 10;
+
+    /// `Some(lines suppressed since the last admitted one)` if this line may be logged.
+    fn admit(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = now_unix();
+        if self.second.swap(now, Relaxed) != now {
+            self.in_second.store(0, Relaxed);
+        }
+        if self.in_second.fetch_add(1, Relaxed) < Self::PER_SECOND {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
 }
 
 impl std::fmt::Debug for Sealer {
@@ -92,7 +123,7 @@ pub fn now_unix() -> u64 {
 impl Sealer {
     /// A sealer for these rules, keys and namespace.
     pub fn new(rules: Rules, keyring: Keyring, namespace: Vec<u8>) -> Self {
-        Sealer { rules, keyring, namespace }
+        Sealer { rules, keyring, namespace, failure_log: LogLimiter::default() }
     }
 
     /// The rules.
@@ -290,11 +321,14 @@ impl Sealer {
         proto: Proto,
     ) -> Result<Bytes, Bytes> {
         metrics::counter!("respseal_open_failures_total", "reason" => reason).increment(1);
-        match key_id {
-            Some(id) => {
-                tracing::warn!(key_id = %crypto::keyring::format_key_id(id), reason, "sealed value did not open")
+        if let Some(suppressed) = self.failure_log.admit() {
+            match key_id {
+                Some(id) => {
+                    let key_id = crypto::keyring::format_key_id(id);
+                    tracing::warn!(%key_id, reason, suppressed, "sealed value did not open")
+                }
+                None => tracing::warn!(reason, suppressed, "sealed value did not open"),
             }
-            None => tracing::warn!(reason, "sealed value did not open"),
         }
         match policy {
             FailurePolicy::Nil => Ok(Bytes::from_static(match proto {
@@ -384,4 +418,17 @@ pub fn split_array(frame: &Bytes) -> Option<Vec<Bytes>> {
 /// A command name for an error message: printable ASCII only, bounded.
 fn shown(name: &[u8]) -> String {
     name.iter().take(32).map(|&b| if b.is_ascii_graphic() { b as char } else { '?' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogLimiter;
+
+    #[test]
+    fn failure_logs_are_rate_limited() {
+        let l = LogLimiter::default();
+        let admitted = (0..1000).filter(|_| l.admit().is_some()).count();
+        // Within one or two clock seconds.
+        assert!((10..=20).contains(&admitted), "{admitted}");
+    }
 }
