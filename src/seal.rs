@@ -148,6 +148,9 @@ impl Sealer {
             };
         };
         let keys = key_indexes(cmd.keys, args);
+        if cmd.name.starts_with("SORT") {
+            return self.inspect_sort(cmd.name, args);
+        }
         let mut first_sealed = None;
         for &k in &keys {
             if let Some(rule) = args.get(k).and_then(|key| self.rules.find(key)) {
@@ -205,6 +208,37 @@ impl Sealer {
             return Inspect::Untouched;
         }
         Inspect::Forward { frame, open }
+    }
+
+    /// SORT and SORT_RO read other keys' values for BY and GET patterns
+    /// inside Redis: refused when such a pattern could reach a sealed key,
+    /// or when the sorted key itself is sealed. A plain SORT of a list or set
+    /// (members are never sealed) passes.
+    fn inspect_sort(&self, name: &str, args: &Args<'_>) -> Inspect {
+        let mut lookups = false;
+        let mut rule = None;
+        let mut i = 2;
+        while i < args.len() {
+            if args.is(i, "BY") || args.is(i, "GET") {
+                lookups = true;
+                if let Some(pattern) = args.get(i + 1) {
+                    rule = rule.or_else(|| self.rules.find(pattern));
+                }
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        if lookups {
+            rule = rule.or_else(|| args.get(1).and_then(|k| self.rules.find(k)));
+        }
+        match rule {
+            Some(r) => Inspect::Refuse(format!(
+                "ERR respseal: {name} with BY/GET is not allowed on sealed keys: Redis only holds ciphertext (rule '{}')",
+                self.rules.get(r).source
+            )),
+            None => Inspect::Untouched,
+        }
     }
 
     fn sealed_key(&self, args: &Args<'_>, i: usize) -> Option<SealedKey> {

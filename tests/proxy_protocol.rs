@@ -24,6 +24,7 @@ both_modes!(
     large_values_round_trip,
     requests_split_into_single_bytes,
     half_closed_client_still_gets_its_replies,
+    random_garbage_never_takes_the_proxy_down,
 );
 
 fn all_bytes() -> Vec<u8> {
@@ -543,4 +544,35 @@ fn max_clients_is_enforced() {
         }
     });
     again.assert_cmd(&["GET", "missing"], b"$-1\r\n");
+}
+
+/// Bursts of pseudo-random bytes (RESP-looking and not) from many clients:
+/// each gets answers or a protocol error and is closed; the proxy stays up,
+/// and a well-behaved client on it keeps working throughout.
+fn random_garbage_never_takes_the_proxy_down(mode: &[&str]) {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port, mode);
+    let mut good = proxy.client();
+    let alphabet = b"*$+-:_%>|\r\n0123456789-PINGSETGETHELLO3 \"'\x00\xff";
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for round in 0..200 {
+        let mut junk = Vec::new();
+        for _ in 0..(x % 300) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            junk.push(alphabet[(x % alphabet.len() as u64) as usize]);
+        }
+        let mut c = proxy.client();
+        c.send(&junk);
+        c.shutdown_write();
+        // Whatever comes back, the connection ends: replies then close, or
+        // a protocol error then close.
+        let _ = c.read_until_closed(Duration::from_secs(5));
+        if round % 20 == 0 {
+            good.assert_cmd(&["ECHO", "still here"], b"$10\r\nstill here\r\n");
+        }
+    }
+    good.assert_cmd(&["PING"], b"+PONG\r\n");
+    proxy.client().assert_cmd(&["SET", "after", "junk"], b"+OK\r\n");
 }

@@ -187,11 +187,16 @@ fn parse_inline(buf: &[u8], args: &mut Vec<Range<usize>>) -> Result<Parsed, Prot
 /// single quotes with `\'`; a closing quote must be followed by a space.
 /// `None` means unbalanced quotes.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    // Redis splits a C string: a NUL byte ends the line.
+    let line = match line.iter().position(|&b| b == 0) {
+        Some(nul) => &line[..nul],
+        None => line,
+    };
     let mut words = Vec::new();
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_space(line[i]) {
             i += 1;
         }
         if i >= n {
@@ -220,7 +225,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                         other => other,
                     });
                 } else if c == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return None;
                     }
                     i += 1;
@@ -237,7 +242,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     i += 1;
                     word.push(b'\'');
                 } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return None;
                     }
                     i += 1;
@@ -250,7 +255,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     break;
                 }
                 match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    c if is_space(c) => break,
                     b'"' => in_dq = true,
                     b'\'' => in_sq = true,
                     c => word.push(c),
@@ -260,6 +265,11 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         }
         words.push(word);
     }
+}
+
+/// C's `isspace`: ASCII whitespace plus vertical tab.
+fn is_space(c: u8) -> bool {
+    c.is_ascii_whitespace() || c == 0x0b
 }
 
 fn is_hex(c: u8) -> bool {
@@ -363,6 +373,36 @@ mod tests {
         assert_eq!(p, Parsed::Empty { len: 5 });
         assert_eq!(split_args(b"\"a\"b"), None);
         assert_eq!(split_args(b"'abc"), None);
+        // A NUL ends the line, as in Redis's C string handling.
+        assert_eq!(split_args(b"get a\x00 b c"), Some(vec![b"get".to_vec(), b"a".to_vec()]));
+        assert_eq!(split_args(b"\x00get"), Some(vec![]));
+        assert_eq!(split_args(b"\"a\x00b\""), None);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_never_overrun() {
+        let alphabet = b"*$\r\n0123456789-+\"' \\xaZ\x00\x0b";
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        let mut args = Vec::new();
+        for _ in 0..50_000 {
+            let mut v = Vec::new();
+            for _ in 0..(x % 40) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            match parse(&v, &LIMITS, &mut args) {
+                Ok(Parsed::Command { len, inline }) => {
+                    assert!(len <= v.len());
+                    let src = inline.map(|f| f.to_vec()).unwrap_or_else(|| v.clone());
+                    assert!(args.iter().all(|r| r.end <= src.len()));
+                }
+                Ok(Parsed::Empty { len }) => assert!(len > 0 && len <= v.len()),
+                Ok(Parsed::Incomplete { need }) => assert!(need > v.len()),
+                Err(_) => {}
+            }
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ TEST_TIMEOUT="${RESPSEAL_SUITE_TEST_TIMEOUT:-60}"
 UNIT_TIMEOUT="${RESPSEAL_SUITE_UNIT_TIMEOUT:-300}"
 TARGET_TIMEOUT="${RESPSEAL_SUITE_TARGET_TIMEOUT:-600}"
 SUITE_UPSTREAM_VERSION="7.0.15"
+MAX_RERUNS=2
 read -r -a EXTRA_RUNTEST_ARGS <<<"${RESPSEAL_SUITE_RUNTEST_ARGS:-}"
 
 if [[ -n "${RESPSEAL_BIN:-}" ]]; then
@@ -340,10 +341,10 @@ parse_log() {
 }
 
 UNIT_SECONDS=()   # "target unit seconds"
-# run_unit TARGET UNIT PORT LOGFILE BUDGET
+# run_unit UNIT PORT LOGFILE BUDGET [extra runtest args...]
 run_unit() {
-    local target="$1" unit="$2" port="$3" logfile="$4" budget="$5"
-    local start=$SECONDS rc
+    local unit="$1" port="$2" logfile="$3" budget="$4" rc
+    shift 4
     (
         cd "$REDIS_TESTS_DIR" || exit 99
         # timeout runs runtest in its own process group and kills the whole
@@ -351,15 +352,21 @@ run_unit() {
         TERM=dumb exec timeout -k 10 "$budget" ./runtest \
             --host 127.0.0.1 --port "$port" --single "$unit" \
             --tags "$TAGS" --timeout "$TEST_TIMEOUT" --clients 1 --durable \
-            ${EXTRA_RUNTEST_ARGS[@]+"${EXTRA_RUNTEST_ARGS[@]}"}
+            ${EXTRA_RUNTEST_ARGS[@]+"${EXTRA_RUNTEST_ARGS[@]}"} "$@"
     ) </dev/null >"$logfile" 2>&1
     rc=$?
     if [[ $rc -eq 124 || $rc -eq 137 ]]; then
         echo "[TIMEOUT] harness bound of ${budget}s hit for $unit" >>"$logfile"
     fi
-    local secs=$((SECONDS - start))
-    UNIT_SECONDS+=("$target $unit $secs")
     return 0
+}
+
+# merge_results INTO FROM: add FROM's test lines whose name INTO lacks, and
+# all of FROM's exception lines.
+merge_results() {
+    awk -F'\t' 'FILENAME == ARGV[1] { print; if ($1 != "exception") have[$2] = 1; next }
+                 $1 == "exception" || !($2 in have) { print }' "$1" "$2" >"$1.merged"
+    mv "$1.merged" "$1"
 }
 
 unit_key() { echo "${1//\//_}"; }
@@ -383,27 +390,48 @@ run_target() {
             continue
         fi
         # Fresh redis-server (and proxy) for every unit: units change server
-        # config (e.g. hash-max-listpack-entries) and must not leak into each other.
-        start_redis "$logprefix"
-        port="$REDIS_PORT"
-        PROXY_PID=""
-        if [[ "$target" != "direct" ]]; then
-            if ! start_proxy "$target" "$logprefix"; then
-                echo "exception	respseal did not start (see $logprefix.proxy.log)" >"$RESULTS_DIR/$target/$key.tsv"
-                stop_redis_and_proxy
-                UNIT_SECONDS+=("$target $unit -")
-                continue
+        # config (e.g. hash-max-listpack-entries) and must not leak into each
+        # other. When a test hangs (runtest --timeout), the unit is run again
+        # on fresh servers without the hung test(s) so the tests after it
+        # still get a result; at most MAX_RERUNS times.
+        local result="$RESULTS_DIR/$target/$key.tsv" attempt=0 skip=() ustart=$SECONDS
+        local logfile hung lp
+        : >"$result"
+        while :; do
+            lp="$logprefix"
+            ((attempt > 0)) && lp="$logprefix.rerun$attempt"
+            logfile="$lp.runtest.log"
+            start_redis "$lp"
+            port="$REDIS_PORT"
+            PROXY_PID=""
+            if [[ "$target" != "direct" ]]; then
+                if ! start_proxy "$target" "$lp"; then
+                    echo "exception	respseal did not start (see $lp.proxy.log)" >>"$result"
+                    stop_redis_and_proxy
+                    break
+                fi
+                port="$PROXY_PORT"
             fi
-            port="$PROXY_PORT"
-        fi
-        run_unit "$target" "$unit" "$port" "$logprefix.runtest.log" "$budget"
-        if [[ -n "$PROXY_PID" ]] && ! kill -0 "$PROXY_PID" 2>/dev/null; then
-            echo "[exception]: respseal process exited during the run (see $logprefix.proxy.log)" \
-                >>"$logprefix.runtest.log"
-        fi
-        stop_redis_and_proxy
-        parse_log "$logprefix.runtest.log" "$RESULTS_DIR/$target/$key.tsv"
-        log "  $unit: $(count_status "$RESULTS_DIR/$target/$key.tsv" ok) ok, $(count_status "$RESULTS_DIR/$target/$key.tsv" err) err, $(count_status "$RESULTS_DIR/$target/$key.tsv" exception) exception ($(last_seconds)s)"
+            run_unit "$unit" "$port" "$logfile" "$budget" ${skip[@]+"${skip[@]}"}
+            if [[ -n "$PROXY_PID" ]] && ! kill -0 "$PROXY_PID" 2>/dev/null; then
+                echo "[exception]: respseal process exited during the run (see $lp.proxy.log)" \
+                    >>"$logfile"
+            fi
+            stop_redis_and_proxy
+            parse_log "$logfile" "$WORK_TMP/attempt.tsv"
+            merge_results "$result" "$WORK_TMP/attempt.tsv"
+            hung="$(awk -F'\t' '$1 == "timeout" { sub(/ \[#[0-9]+\]$/, "", $2); print $2; exit }' "$WORK_TMP/attempt.tsv")"
+            budget=$((tdeadline - SECONDS))
+            ((budget > UNIT_TIMEOUT)) && budget=$UNIT_TIMEOUT
+            if [[ -z "$hung" ]] || ((attempt >= MAX_RERUNS || budget <= 5)); then
+                break
+            fi
+            attempt=$((attempt + 1))
+            skip+=(--skiptest "$hung")
+            log "  $unit: '$hung' hung; running the unit again without it (rerun $attempt)"
+        done
+        UNIT_SECONDS+=("$target $unit $((SECONDS - ustart))")
+        log "  $unit: $(count_status "$result" ok) ok, $(count_status "$result" err) err, $(count_status "$result" timeout) hung, $(count_status "$result" exception) exception ($(last_seconds)s)"
     done
 }
 
@@ -534,7 +562,7 @@ main() {
         done
     done >"$WORK_TMP/exc.txt"
     if [[ -s "$WORK_TMP/exc.txt" ]]; then
-        echo "runtest exceptions/timeouts (the rest of that unit did not run):"
+        echo "runtest exceptions/timeouts (after a hang the unit was re-run without the hung test):"
         cat "$WORK_TMP/exc.txt"
         echo
     fi
@@ -558,7 +586,7 @@ main() {
             $4 != "not run" { printf "  [%s] %s: %s (%s)\n", $1, $2, $3, $4; next }
             { k = "[" $1 "] " $2; if (!(k in nr)) { order[++n] = k; first[k] = $3 } nr[k]++ }
             END { for (i = 1; i <= n; i++) { k = order[i]
-                    printf "  %s: %d test(s) not run after the exception/timeout above (first: %s)\n", k, nr[k], first[k] } }
+                    printf "  %s: %d test(s) never ran (unit aborted or out of time; first: %s)\n", k, nr[k], first[k] } }
         ' "$regress_report"
         echo "  details: $LOG_DIR/<mode>/<unit>.runtest.log and .proxy.log"
         echo
