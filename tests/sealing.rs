@@ -166,7 +166,7 @@ fn set_options_in_any_order_keep_their_meaning() {
 
 #[test]
 fn mget_opens_sealed_values_among_plain_and_missing_ones() {
-    let (redis, proxy, _dir) = sealed_setup();
+    let (_redis, proxy, _dir) = sealed_setup();
     let mut c = proxy.client();
     c.assert_cmd(&["MSET", "sess:a", "alpha", "plain", "p", "sess:b", ""], b"+OK\r\n");
     c.assert_cmd(
@@ -296,7 +296,7 @@ fn pipelined_commands_and_transactions_are_opened_in_order() {
 
 #[test]
 fn value_inspecting_commands_are_refused_on_sealed_keys_only() {
-    let (redis, proxy, _dir) = sealed_setup();
+    let (_redis, proxy, _dir) = sealed_setup();
     let mut c = proxy.client();
     c.assert_cmd(&["SET", "sess:secret-name", "10"], b"+OK\r\n");
     c.assert_cmd(&["SET", "plain", "10"], b"+OK\r\n");
