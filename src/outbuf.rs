@@ -38,6 +38,18 @@ impl OutBuf {
         self.small.extend_from_slice(data);
     }
 
+    /// Queue `$N\r\n`, the header of a bulk string of `len` bytes.
+    pub fn bulk_header(&mut self, len: usize) {
+        self.small.extend_from_slice(b"$");
+        crate::protocol::encode::put_decimal(&mut self.small, len as i64);
+        self.small.extend_from_slice(b"\r\n");
+    }
+
+    /// Queue `*N\r\n`, the header of an array of `n` elements.
+    pub fn array_header(&mut self, n: usize) {
+        crate::protocol::encode::array_header(&mut self.small, n);
+    }
+
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty() && self.small.is_empty()

@@ -22,6 +22,7 @@ use redis_protocol::{resp2, resp3};
 use crate::commands::table::{Class, Keys, ReplyShape, Values};
 use crate::commands::{Args, lookup};
 use crate::crypto::{self, Binding, Keyring};
+use crate::outbuf::OutBuf;
 use crate::protocol::{Proto, encode, parse_int};
 use crate::rules::{FailurePolicy, LegacyPolicy, Rules};
 
@@ -58,6 +59,27 @@ pub enum Inspect {
         /// How to open the reply.
         open: Option<OpenPlan>,
     },
+}
+
+/// One opened reply element.
+enum Opened {
+    /// A frame passed on as it is (not sealed, null, error, legacy).
+    Frame(Bytes),
+    /// Plaintext to send as a bulk string.
+    Plain(Vec<u8>),
+}
+
+impl Opened {
+    fn write(self, out: &mut OutBuf) {
+        match self {
+            Opened::Frame(f) => out.push(f),
+            Opened::Plain(p) => {
+                out.bulk_header(p.len());
+                out.push(Bytes::from(p));
+                out.push_slice(b"\r\n");
+            }
+        }
+    }
 }
 
 /// A legacy plaintext value to re-seal in Redis after it was read.
@@ -249,8 +271,9 @@ impl Sealer {
     /// Re-encode the request with the values at the given (key, value)
     /// indexes sealed where the key matches a rule. `Ok(None)`: nothing to seal.
     fn seal_args(&self, args: &Args<'_>, pairs: &[(usize, usize)], now: u64) -> Result<Option<Bytes>, String> {
-        let mut replaced: Vec<Option<Vec<u8>>> = vec![None; args.len()];
-        let mut any = false;
+        // (value index, sealed value), in argument order.
+        let mut sealed: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut size = 16 * args.len();
         for &(k, v) in pairs {
             let (Some(key), Some(value)) = (args.get(k), args.get(v)) else {
                 continue;
@@ -258,57 +281,66 @@ impl Sealer {
             if self.rules.find(key).is_none() {
                 continue;
             }
-            let sealed = crypto::seal(&self.keyring, &Binding::string(&self.namespace, key), value, now)
+            let envelope = crypto::seal(&self.keyring, &Binding::string(&self.namespace, key), value, now)
                 .map_err(|e| format!("ERR respseal: cannot seal: {}", e.reason()))?;
-            replaced[v] = Some(sealed);
-            any = true;
+            size += envelope.len();
+            sealed.push((v, envelope));
         }
-        if !any {
+        if sealed.is_empty() {
             return Ok(None);
         }
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(size + args.iter().map(<[u8]>::len).sum::<usize>());
         encode::array_header(&mut out, args.len());
+        let mut next = sealed.iter().peekable();
         for (i, arg) in args.iter().enumerate() {
-            match &replaced[i] {
-                Some(s) => encode::bulk(&mut out, s),
-                None => encode::bulk(&mut out, arg),
+            match next.peek() {
+                Some((v, envelope)) if *v == i => {
+                    encode::bulk(&mut out, envelope);
+                    next.next();
+                }
+                _ => encode::bulk(&mut out, arg),
             }
         }
         Ok(Some(out.freeze()))
     }
 
-    /// Open a reply frame according to `plan`. Returns the frame for the
-    /// client and any legacy values to re-seal.
-    pub fn open_reply(&self, plan: &OpenPlan, frame: Bytes, proto: Proto, reseal: &mut Vec<Reseal>) -> Bytes {
+    /// Open a reply frame according to `plan` and queue the result for the
+    /// client. Opened values are written as a bulk header plus the plaintext
+    /// buffer itself (no further copy for large values). Legacy values to
+    /// re-seal are added to `reseal`.
+    pub fn open_reply(&self, plan: &OpenPlan, frame: Bytes, proto: Proto, reseal: &mut Vec<Reseal>, out: &mut OutBuf) {
         let now = now_unix();
         match plan {
-            OpenPlan::Value(sk) => self.open_element(sk, frame, proto, now, reseal).unwrap_or_else(|e| e),
+            OpenPlan::Value(sk) => match self.open_element(sk, frame, proto, now, reseal) {
+                Ok(opened) => opened.write(out),
+                Err(e) => out.push(e),
+            },
             OpenPlan::PerKey(keys) => {
-                let Some(elements) = split_array(&frame) else {
-                    return frame;
+                let elements = match split_array(&frame) {
+                    Some(e) if e.len() == keys.len() => e,
+                    _ => return out.push(frame),
                 };
-                if elements.len() != keys.len() {
-                    return frame;
-                }
-                let mut out = BytesMut::with_capacity(frame.len());
-                encode::array_header(&mut out, elements.len());
+                let mut opened = Vec::with_capacity(elements.len());
                 for (el, sk) in elements.into_iter().zip(keys) {
                     match sk {
-                        None => out.extend_from_slice(&el),
+                        None => opened.push(Opened::Frame(el)),
                         Some(sk) => match self.open_element(sk, el, proto, now, reseal) {
-                            Ok(b) => out.extend_from_slice(&b),
+                            Ok(o) => opened.push(o),
                             // An error policy fails the whole reply.
-                            Err(e) => return e,
+                            Err(e) => return out.push(e),
                         },
                     }
                 }
-                out.freeze()
+                out.array_header(opened.len());
+                for o in opened {
+                    o.write(out);
+                }
             }
         }
     }
 
     /// Open one bulk string. `Err` carries a whole-reply error frame (error
-    /// policy); a nil policy yields `Ok(null)`.
+    /// policy); a nil policy yields a null frame.
     fn open_element(
         &self,
         sk: &SealedKey,
@@ -316,16 +348,16 @@ impl Sealer {
         proto: Proto,
         now: u64,
         reseal: &mut Vec<Reseal>,
-    ) -> Result<Bytes, Bytes> {
+    ) -> Result<Opened, Bytes> {
         let Some(payload) = bulk_payload(&el, proto) else {
-            return Ok(el);
+            return Ok(Opened::Frame(el));
         };
         let rule = self.rules.get(sk.rule);
         let binding = Binding::string(&self.namespace, &sk.key);
         if !crypto::is_sealed(&payload) {
             match rule.legacy_at(now) {
                 LegacyPolicy::Reject => {
-                    return self.failure(rule.on_failure, None, "legacy_plaintext", proto);
+                    return self.failure(rule.on_failure, None, "legacy_plaintext", proto).map(Opened::Frame);
                 }
                 policy => {
                     metrics::counter!("respseal_legacy_plaintext_total").increment(1);
@@ -334,15 +366,15 @@ impl Sealer {
                     {
                         reseal.push(Reseal { key: sk.key.clone(), plain: payload, sealed: sealed.into() });
                     }
-                    return Ok(el);
+                    return Ok(Opened::Frame(el));
                 }
             }
         }
         match crypto::open(&self.keyring, &binding, &payload, now, rule.max_age) {
-            Ok(plain) => Ok(encode_bulk(&plain, proto)),
+            Ok(plain) => Ok(Opened::Plain(plain)),
             Err(e) => {
                 let key_id = crypto::inspect(&payload).ok().map(|i| i.key_id);
-                self.failure(rule.on_failure, key_id, e.reason(), proto)
+                self.failure(rule.on_failure, key_id, e.reason(), proto).map(Opened::Frame)
             }
         }
     }
@@ -411,24 +443,6 @@ fn bulk_payload(frame: &Bytes, proto: Proto) -> Option<Bytes> {
             _ => None,
         },
     }
-}
-
-fn encode_bulk(data: &[u8], proto: Proto) -> Bytes {
-    let mut out = BytesMut::with_capacity(data.len() + 16);
-    let data = Bytes::copy_from_slice(data);
-    let ok = match proto {
-        Proto::Resp2 => {
-            resp2::encode::extend_encode(&mut out, &resp2::types::BytesFrame::BulkString(data), false).is_ok()
-        }
-        Proto::Resp3 => resp3::encode::complete::extend_encode(
-            &mut out,
-            &resp3::types::BytesFrame::BlobString { data, attributes: None },
-            false,
-        )
-        .is_ok(),
-    };
-    debug_assert!(ok, "encoding a bulk string into a growable buffer cannot fail");
-    out.freeze()
 }
 
 /// The elements of an array frame as separate frames (`None` if the frame

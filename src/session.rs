@@ -940,13 +940,10 @@ where
                 }
                 self.out.push(frame);
             }
-            Plan::Open(open) => {
-                let out = match &self.ctx.sealer {
-                    Some(sealer) => sealer.open_reply(open, frame, self.proto, &mut self.reseal),
-                    None => frame,
-                };
-                self.out.push(out);
-            }
+            Plan::Open(open) => match &self.ctx.sealer {
+                Some(sealer) => sealer.open_reply(open, frame, self.proto, &mut self.reseal, &mut self.out),
+                None => self.out.push(frame),
+            },
             Plan::Queued(open) => {
                 if &frame[..] == b"+QUEUED\r\n" {
                     self.exec_queue.push(open.take());
@@ -955,25 +952,20 @@ where
             }
             Plan::Exec => {
                 let queue = std::mem::take(&mut self.exec_queue);
-                let out = match (&self.ctx.sealer, crate::seal::split_array(&frame)) {
+                match (&self.ctx.sealer, crate::seal::split_array(&frame)) {
                     (Some(sealer), Some(elements))
                         if elements.len() == queue.len() && queue.iter().any(Option::is_some) =>
                     {
-                        let mut b = BytesMut::with_capacity(frame.len());
-                        encode::array_header(&mut b, elements.len());
+                        self.out.array_header(elements.len());
                         for (el, open) in elements.into_iter().zip(&queue) {
                             match open {
-                                Some(open) => {
-                                    b.extend_from_slice(&sealer.open_reply(open, el, self.proto, &mut self.reseal))
-                                }
-                                None => b.extend_from_slice(&el),
+                                Some(open) => sealer.open_reply(open, el, self.proto, &mut self.reseal, &mut self.out),
+                                None => self.out.push(el),
                             }
                         }
-                        b.freeze()
                     }
-                    _ => frame,
-                };
-                self.out.push(out);
+                    _ => self.out.push(frame),
+                }
             }
             Plan::Subscribe { remaining, .. } => {
                 // A plain reply to a (un)subscribe command: an error.

@@ -460,7 +460,15 @@ load_exceptions() {
 }
 
 main() {
-    mkdir -p "$SUITE_DIR" "$LOG_DIR" "$RESULTS_DIR"
+    mkdir -p "$SUITE_DIR"
+    # One run at a time per cache dir: runs share the prepared suite, logs
+    # and results (and runtest cleans its tests/tmp on start).
+    exec 9>"$SUITE_DIR/.lock"
+    if ! flock -n 9; then
+        log "another run holds $SUITE_DIR/.lock; waiting for it (at most 30 min)"
+        flock -w 1800 9 || die "timed out waiting for $SUITE_DIR/.lock"
+    fi
+    mkdir -p "$LOG_DIR" "$RESULTS_DIR"
     ensure_tools
     prepare_suite
     load_exceptions
