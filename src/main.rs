@@ -150,7 +150,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn context(cfg: &mut Config) -> Arc<Context> {
     let settings = ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout };
     Arc::new(Context {
-        backend: Backend::new(settings, cfg.shared_links),
+        backend: Backend::new(settings, cfg.shared_links, !cfg.dedicated),
         limits: Limits { max_bulk: cfg.max_bulk_bytes, max_frame: cfg.max_frame_bytes, max_args: cfg.max_args },
         max_inflight: cfg.max_inflight,
         dedicated_mode: cfg.dedicated,

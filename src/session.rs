@@ -459,12 +459,17 @@ where
             }
             _ => (Plan::Forward(1), 1),
         };
+        // Subscription confirmations are sent even while replies are off.
+        let always_answered = matches!(plan, Plan::Subscribe { .. });
         match self.reply_mode {
             ReplyMode::On => {}
-            ReplyMode::Off => return self.send(frame, 0).await,
+            ReplyMode::Off if !always_answered => return self.send(frame, 0).await,
+            ReplyMode::Off => {}
             ReplyMode::SkipNext => {
                 self.reply_mode = ReplyMode::On;
-                return self.send(frame, 0).await;
+                if !always_answered {
+                    return self.send(frame, 0).await;
+                }
             }
         }
         self.push_plan(plan, frames as usize);
@@ -667,17 +672,18 @@ where
 
     /// Move to a dedicated link. Only called with no plans outstanding.
     async fn pin(&mut self) -> bool {
-        let mut extra = Vec::new();
-        if let Some(name) = &self.lib_name {
-            extra.push(encode::command(&[&b"CLIENT"[..], b"SETINFO", b"LIB-NAME", name]));
-        }
-        if let Some(ver) = &self.lib_ver {
-            extra.push(encode::command(&[&b"CLIENT"[..], b"SETINFO", b"LIB-VER", ver]));
-        }
-        match self.ctx.backend.dedicated(self.db, self.proto, &extra).await {
+        match self.ctx.backend.dedicated(self.db, self.proto).await {
             Ok(conn) => {
                 tracing::debug!("session pinned to a dedicated link");
                 self.link = Link::Dedicated(Box::new(DedicatedLink { conn, out: OutBuf::default() }));
+                // Replay what the client told the proxy about itself; Redis
+                // before 7.2 refuses SETINFO, so the replies are dropped.
+                for (attr, value) in [(&b"LIB-NAME"[..], self.lib_name.clone()), (b"LIB-VER", self.lib_ver.clone())] {
+                    if let Some(value) = value {
+                        self.push_plan(Plan::Drop(1), 1);
+                        self.send(encode::command(&[&b"CLIENT"[..], b"SETINFO", attr, &value]), 1).await;
+                    }
+                }
                 true
             }
             Err(e) => {
@@ -898,8 +904,10 @@ where
     fn on_reply(&mut self, frame: Bytes) {
         let is_error = frame.first() == Some(&b'-') || frame.first() == Some(&b'!');
         let Some(plan) = self.plans.front_mut() else {
-            tracing::warn!("reply from Redis with no command waiting; dropped");
-            return;
+            // Only on a dedicated link (a shared link routes by count): pass
+            // it on rather than lose anything Redis said.
+            tracing::debug!("reply from Redis with no command waiting; forwarded");
+            return self.out.push(frame);
         };
         let mut pop = true;
         match plan {

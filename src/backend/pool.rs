@@ -1,7 +1,14 @@
 //! The backend as sessions see it: groups of shared links keyed by
 //! (database, protocol), created on first use, and dedicated links on demand.
+//!
+//! For pinning in shared mode, one connection per (database, protocol) is
+//! kept ready once a session of that group has pinned: taking it makes a pin
+//! (MULTI, WATCH, SUBSCRIBE …) cost no connect round trip, and it works even
+//! while Redis is busy running a script (when the handshake's SELECT would be
+//! refused with BUSY).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -15,12 +22,26 @@ pub struct Backend {
     settings: Arc<ConnSettings>,
     links_per_group: usize,
     groups: DashMap<(u32, Proto), Arc<[SharedLink]>>,
+    spares: Option<Arc<Mutex<HashMap<(u32, Proto), Spare>>>>,
+}
+
+/// A group's ready connection.
+enum Spare {
+    Ready(Dedicated),
+    /// Being opened; nobody else needs to open one.
+    Filling,
 }
 
 impl Backend {
-    /// A backend with `links_per_group` shared links in each group.
-    pub fn new(settings: ConnSettings, links_per_group: usize) -> Self {
-        Backend { settings: Arc::new(settings), links_per_group: links_per_group.max(1), groups: DashMap::new() }
+    /// A backend with `links_per_group` shared links in each group. With
+    /// `spares`, a ready connection per group is kept for pinning.
+    pub fn new(settings: ConnSettings, links_per_group: usize, spares: bool) -> Self {
+        Backend {
+            settings: Arc::new(settings),
+            links_per_group: links_per_group.max(1),
+            groups: DashMap::new(),
+            spares: spares.then(Arc::default),
+        }
     }
 
     /// The database sessions start in (from the backend URL).
@@ -55,8 +76,52 @@ impl Backend {
         }
     }
 
-    /// Open a dedicated link in the given state.
-    pub async fn dedicated(&self, db: u32, proto: Proto, extra: &[Bytes]) -> Result<Dedicated, BackendError> {
-        conn::dedicated(&self.settings, db, proto, extra).await
+    /// A dedicated link in the given state: the group's ready connection if
+    /// it is still alive, else a new one.
+    pub async fn dedicated(&self, db: u32, proto: Proto) -> Result<Dedicated, BackendError> {
+        if let Some(spares) = &self.spares {
+            let (taken, refill) = {
+                let mut pool = spares.lock().expect("spare pool lock is never poisoned");
+                match pool.insert((db, proto), Spare::Filling) {
+                    Some(Spare::Ready(d)) => (Some(d), true),
+                    // Someone is already opening one.
+                    Some(Spare::Filling) => (None, false),
+                    None => (None, true),
+                }
+            };
+            if refill {
+                self.refill(spares, db, proto);
+            }
+            if let Some(mut d) = taken
+                && alive(&mut d)
+            {
+                return Ok(d);
+            }
+        }
+        conn::dedicated(&self.settings, db, proto, &[]).await
+    }
+
+    fn refill(&self, spares: &Arc<Mutex<HashMap<(u32, Proto), Spare>>>, db: u32, proto: Proto) {
+        let spares = Arc::clone(spares);
+        let settings = Arc::clone(&self.settings);
+        tokio::spawn(async move {
+            let opened = conn::dedicated(&settings, db, proto, &[]).await;
+            let mut pool = spares.lock().expect("spare pool lock is never poisoned");
+            match opened {
+                Ok(d) => pool.insert((db, proto), Spare::Ready(d)),
+                // Redis is down: the next pin connects (and reports) itself.
+                Err(_) => pool.remove(&(db, proto)),
+            };
+        });
+    }
+}
+
+/// Whether an idle connection is still open (Redis restarted, or closed it
+/// for idling, since it was made). Anything it sent stays in its buffer.
+fn alive(d: &mut Dedicated) -> bool {
+    match d.rd.try_read_buf(&mut d.buf) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
     }
 }

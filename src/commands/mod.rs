@@ -98,7 +98,7 @@ pub fn classify(args: &Args<'_>) -> Route {
         Class::Client if args.is(1, "SETINFO") => Route::Local(LocalCmd::ClientSetinfo),
         Class::Client => Route::Pin,
         Class::Stateful(_) => Route::Pin,
-        Class::BlockingIf(word) => {
+        Class::PinIf(word) => {
             if args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word.as_bytes())) {
                 Route::Pin
             } else {
@@ -149,5 +149,8 @@ mod tests {
         assert_eq!(classify(&["select", "1"]), Route::Local(LocalCmd::Select));
         assert_eq!(classify(&["quit"]), Route::Local(LocalCmd::Quit));
         assert!(matches!(classify(&["psync", "?", "-1"]), Route::Refuse(_)));
+        assert_eq!(classify(&["script", "kill"]), Route::Pin);
+        assert_eq!(classify(&["FUNCTION", "KILL"]), Route::Pin);
+        assert_eq!(classify(&["script", "load", "return 1"]), Route::Forward);
     }
 }

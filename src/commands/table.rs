@@ -70,8 +70,10 @@ pub enum Class {
     Scripting,
     /// Creates or observes per-connection state: pins the session.
     Stateful(State),
-    /// Pins only when an argument equals this word (XREAD … BLOCK).
-    BlockingIf(&'static str),
+    /// Pins only when an argument equals this word (XREAD … BLOCK, and
+    /// SCRIPT/FUNCTION KILL, which must not queue behind the very script it
+    /// kills on a shared link).
+    PinIf(&'static str),
     /// CLIENT: SETINFO is answered by the proxy, other subcommands pin.
     Client,
     /// A connection command handled by the proxy.
@@ -250,8 +252,8 @@ pub static COMMANDS: &[Command] = &[
     row!("ZRANGE", Plain, k1()),
     row!("XADD", Plain, k1()),
     row!("XRANGE", Plain, k1()),
-    row!("XREAD", BlockingIf("BLOCK")),
-    row!("XREADGROUP", BlockingIf("BLOCK")),
+    row!("XREAD", PinIf("BLOCK")),
+    row!("XREADGROUP", PinIf("BLOCK")),
     // --- blocking commands
     row!("BLPOP", Stateful(State::Blocking)),
     row!("BRPOP", Stateful(State::Blocking)),
@@ -286,6 +288,8 @@ pub static COMMANDS: &[Command] = &[
     row!("EVALSHA_RO", Scripting, Keys::NumKeys { at: 2 }),
     row!("FCALL", Scripting, Keys::NumKeys { at: 2 }),
     row!("FCALL_RO", Scripting, Keys::NumKeys { at: 2 }),
+    row!("SCRIPT", PinIf("KILL")),
+    row!("FUNCTION", PinIf("KILL")),
     // --- connection
     row!("AUTH", Connection(LocalCmd::Auth)),
     row!("HELLO", Connection(LocalCmd::Hello)),
