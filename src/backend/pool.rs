@@ -22,8 +22,11 @@ pub struct Backend {
     settings: Arc<ConnSettings>,
     links_per_group: usize,
     groups: DashMap<(u32, Proto), Arc<[SharedLink]>>,
-    spares: Option<Arc<Mutex<HashMap<(u32, Proto), Spare>>>>,
+    spares: Option<Arc<SparePool>>,
 }
+
+/// Each group's ready connection.
+type SparePool = Mutex<HashMap<(u32, Proto), Spare>>;
 
 /// A group's ready connection.
 enum Spare {
@@ -101,7 +104,7 @@ impl Backend {
         conn::dedicated(&self.settings, db, proto, &[]).await
     }
 
-    fn refill(&self, spares: &Arc<Mutex<HashMap<(u32, Proto), Spare>>>, db: u32, proto: Proto) {
+    fn refill(&self, spares: &Arc<SparePool>, db: u32, proto: Proto) {
         let spares = Arc::clone(spares);
         let settings = Arc::clone(&self.settings);
         tokio::spawn(async move {
