@@ -392,6 +392,15 @@ where
         match route {
             Route::Refuse("NOAUTH") => self.local_error("NOAUTH Authentication required."),
             Route::Refuse(why) => self.local_error(&format!("ERR respseal: {why}")),
+            Route::Control => {
+                if !self.plans.is_empty() {
+                    return self.defer(frame, ranges, route);
+                }
+                match self.ctx.backend.oneshot(&frame).await {
+                    Ok(reply) => self.push_plan(Plan::Local(reply), 0),
+                    Err(e) => self.local_error(&format!("ERR respseal: {e}")),
+                }
+            }
             Route::Forward => self.forward_one(frame.clone(), &args).await,
             Route::Pin => {
                 if !matches!(self.link, Link::Dedicated(_)) {

@@ -25,6 +25,7 @@ both_modes!(
     quit_answers_then_closes,
     first_command_of_a_connection,
     auth_without_users_answers_like_redis,
+    script_kill_reaches_a_busy_script,
 );
 
 fn select_moves_the_client_to_another_database(mode: &[&str]) {
@@ -710,4 +711,27 @@ fn thousand_clients_dedicated_one_connection_each() {
     wait_until("400 backend connections", Duration::from_secs(10), || (count(&redis) == 400).then_some(()));
     drop(clients);
     wait_until("no backend connections", Duration::from_secs(10), || (count(&redis) == 0).then_some(()));
+}
+
+/// SCRIPT KILL from another client in a non-zero database while a script
+/// runs: it must not queue behind the script on a shared link, and must not
+/// need a SELECT (refused with BUSY while the script runs).
+fn script_kill_reaches_a_busy_script(mode: &[&str]) {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port, mode);
+    let mut k = proxy.client();
+    let mut b = proxy.client();
+    for c in [&mut k, &mut b] {
+        c.assert_cmd(&["SELECT", "9"], b"+OK\r\n");
+    }
+    k.assert_cmd(&["CONFIG", "SET", "lua-time-limit", "10"], b"+OK\r\n");
+    b.send_cmd(&["EVAL", "while true do end", "0"]);
+    let mut direct = redis.client();
+    wait_until("the script is busy", Duration::from_secs(5), || {
+        direct.cmd(&["PING"]).starts_with(b"-BUSY").then_some(())
+    });
+    k.assert_cmd(&["SCRIPT", "KILL"], b"+OK\r\n");
+    assert_line_prefix(&b.read_frame(), b"-ERR Script killed by user");
+    k.assert_cmd(&["PING"], b"+PONG\r\n");
+    b.assert_cmd(&["PING"], b"+PONG\r\n");
 }

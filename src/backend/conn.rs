@@ -143,3 +143,23 @@ pub async fn dedicated(
     let (rd, wr) = stream.into_split();
     Ok(Dedicated { rd, wr, buf })
 }
+
+/// Send one command on a connection opened for it (AUTH only: no SELECT or
+/// HELLO, which Redis refuses while a script is busy) and return its reply.
+pub async fn oneshot(settings: &Arc<ConnSettings>, command: &[u8]) -> Result<Bytes, BackendError> {
+    let run = async {
+        let (mut stream, mut buf) = open_inner(settings, 0, Proto::Resp2, &[]).await?;
+        stream.write_all(command).await.map_err(|_| BackendError::Lost)?;
+        loop {
+            if let Some(len) =
+                reply::frame_len(&buf, Proto::Resp2).map_err(|e| BackendError::Handshake(e.to_string()))?
+            {
+                return Ok(buf.split_to(len).freeze());
+            }
+            if stream.read_buf(&mut buf).await.map_err(|_| BackendError::Lost)? == 0 {
+                return Err(BackendError::Lost);
+            }
+        }
+    };
+    tokio::time::timeout(settings.connect_timeout, run).await.map_err(|_| BackendError::Timeout)?
+}

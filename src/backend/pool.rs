@@ -2,7 +2,8 @@
 //! (database, protocol), created on first use, and dedicated links on demand.
 //!
 //! For pinning in shared mode, one connection per (database, protocol) is
-//! kept ready once a session of that group has pinned: taking it makes a pin
+//! kept ready once a session of that group has pinned (not before: until
+//! then Redis sees only the configured shared links): taking it makes a pin
 //! (MULTI, WATCH, SUBSCRIBE …) cost no connect round trip, and it works even
 //! while Redis is busy running a script (when the handshake's SELECT would be
 //! refused with BUSY).
@@ -66,6 +67,11 @@ impl Backend {
             })),
         };
         links[(session_id % links.len() as u64) as usize].clone()
+    }
+
+    /// Run one command on a connection of its own (see [`conn::oneshot`]).
+    pub async fn oneshot(&self, command: &[u8]) -> Result<Bytes, BackendError> {
+        conn::oneshot(&self.settings, command).await
     }
 
     /// The AUTH command for the backend credentials, if the URL has any

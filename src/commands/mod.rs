@@ -63,6 +63,9 @@ pub enum Route {
     Pin,
     /// Handled (at least partly) by the proxy itself.
     Local(LocalCmd),
+    /// Sent on a one-off connection to Redis (no SELECT, no HELLO), after
+    /// the session's in-flight replies; the reply is relayed in order.
+    Control,
     /// Refused by the proxy with an error (e.g. replication commands, which
     /// would take over a backend connection).
     Refuse(&'static str),
@@ -104,6 +107,9 @@ pub fn classify(args: &Args<'_>) -> Route {
             } else {
                 Route::Forward
             }
+        }
+        Class::ControlIf(word) if args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word.as_bytes())) => {
+            Route::Control
         }
         Class::Refused(why) => Route::Refuse(why),
         _ => Route::Forward,
@@ -149,8 +155,8 @@ mod tests {
         assert_eq!(classify(&["select", "1"]), Route::Local(LocalCmd::Select));
         assert_eq!(classify(&["quit"]), Route::Local(LocalCmd::Quit));
         assert!(matches!(classify(&["psync", "?", "-1"]), Route::Refuse(_)));
-        assert_eq!(classify(&["script", "kill"]), Route::Pin);
-        assert_eq!(classify(&["FUNCTION", "KILL"]), Route::Pin);
+        assert_eq!(classify(&["script", "kill"]), Route::Control);
+        assert_eq!(classify(&["FUNCTION", "KILL"]), Route::Control);
         assert_eq!(classify(&["script", "load", "return 1"]), Route::Forward);
     }
 }

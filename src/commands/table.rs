@@ -70,10 +70,13 @@ pub enum Class {
     Scripting,
     /// Creates or observes per-connection state: pins the session.
     Stateful(State),
-    /// Pins only when an argument equals this word (XREAD … BLOCK, and
-    /// SCRIPT/FUNCTION KILL, which must not queue behind the very script it
-    /// kills on a shared link).
+    /// Pins only when an argument equals this word (XREAD … BLOCK).
     PinIf(&'static str),
+    /// Sent on a connection of its own, opened for it, when an argument
+    /// equals this word: SCRIPT/FUNCTION KILL must not queue behind the very
+    /// script it kills on a shared link, and a new connection's SELECT would
+    /// be refused while the script runs (the kill itself ignores the db).
+    ControlIf(&'static str),
     /// CLIENT: SETINFO is answered by the proxy, other subcommands pin.
     Client,
     /// A connection command handled by the proxy.
@@ -288,8 +291,8 @@ pub static COMMANDS: &[Command] = &[
     row!("EVALSHA_RO", Scripting, Keys::NumKeys { at: 2 }),
     row!("FCALL", Scripting, Keys::NumKeys { at: 2 }),
     row!("FCALL_RO", Scripting, Keys::NumKeys { at: 2 }),
-    row!("SCRIPT", PinIf("KILL")),
-    row!("FUNCTION", PinIf("KILL")),
+    row!("SCRIPT", ControlIf("KILL")),
+    row!("FUNCTION", ControlIf("KILL")),
     // --- connection
     row!("AUTH", Connection(LocalCmd::Auth)),
     row!("HELLO", Connection(LocalCmd::Hello)),
