@@ -245,6 +245,7 @@ def redis_benchmark(target, test, n, pipeline, size, clients, keyspace, admin):
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     CURRENT["proc"] = proc
     timer = threading.Timer(RUN_TIMEOUT_S, proc.kill)
+    timer.daemon = True
     timer.start()
     _, status, ru = os.wait4(proc.pid, 0)
     timer.cancel()
@@ -413,7 +414,11 @@ def check(label, value, op, limit, unit=""):
 # ------------------------------------------------------------------ main
 
 def main():
-    signal.signal(signal.SIGTERM, lambda *_: (CURRENT["proc"] and CURRENT["proc"].kill(), sys.exit(143)))
+    def on_term(*_):
+        if CURRENT["proc"]:
+            CURRENT["proc"].kill()
+        os._exit(143)
+    signal.signal(signal.SIGTERM, on_term)
     admin = Resp(REDIS_PORT)
     b0 = machine_busy()
     time.sleep(3)
@@ -705,7 +710,9 @@ def report(raw, reps_done, reps16, mem_fresh, mem_loaded, sampler, san, dead):
       + (f" (+{dirty} uncommitted changes under src/ or Cargo files: the binary may not match the commit)"
          if dirty not in ("", "0") else "")
       + f"; binary {ENV.get('BENCH_BIN_ORIG', BIN)} built {ENV.get('BENCH_BIN_MTIME', '?')}, "
-      f"sha256 {ENV.get('BENCH_BIN_SHA', '?')} (a copy was run)")
+      f"sha256 {ENV.get('BENCH_BIN_SHA', '?')} (a copy was run)"
+      + ("; **the binary is older than the HEAD commit: it was built from an earlier tree**"
+         if ENV.get("BENCH_STALE") == "1" else ""))
     A(f"- load average at the start: {LOAD0}; CPU busy on the idle machine before the run "
       f"(other processes): {BASELINE['busy']:.0f}% of one core over 3 s")
     A(f"- median `other` CPU during the measurements: "
@@ -730,7 +737,7 @@ def report(raw, reps_done, reps16, mem_fresh, mem_loaded, sampler, san, dead):
 
     text = "\n".join(L) + "\n"
     print(text, flush=True)
-    out = os.path.join(REPO, "bench", "results-latest.md")
+    out = ENV.get("BENCH_RESULTS") or os.path.join(REPO, "bench", "results-latest.md")
     with open(out, "w") as f:
         f.write(text + "\n".join(R) + "\n")
     log(f"wrote {out}")

@@ -49,6 +49,8 @@ cleanup() {
     trap - EXIT INT TERM
     if [ -n "$DRIVER_PID" ] && kill -0 "$DRIVER_PID" 2>/dev/null; then
         kill -TERM "$DRIVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 30); do kill -0 "$DRIVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$DRIVER_PID" 2>/dev/null || true
         wait "$DRIVER_PID" 2>/dev/null || true
     fi
     local i pid
@@ -79,10 +81,14 @@ BENCH_BIN_MTIME="$(date -r "$BIN" '+%Y-%m-%d %H:%M:%S')"
 BENCH_BIN_SHA="$(sha256sum "$BIN" | cut -c1-12)"
 BENCH_COMMIT="$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 BENCH_COMMIT_TIME="$(git -C "$REPO_DIR" log -1 --format=%ci 2>/dev/null || echo unknown)"
+BENCH_STALE=0
+commit_epoch="$(git -C "$REPO_DIR" log -1 --format=%ct 2>/dev/null || echo 0)"
+[ "$(date -r "$BIN" +%s)" -lt "$commit_epoch" ] && BENCH_STALE=1
 BENCH_DIRTY="$(git -C "$REPO_DIR" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
 cp "$BIN" "$WORK/respseal"
 BIN="$WORK/respseal"
-export BENCH_BIN_ORIG BENCH_BIN_MTIME BENCH_BIN_SHA BENCH_COMMIT BENCH_COMMIT_TIME BENCH_DIRTY
+export BENCH_BIN_ORIG BENCH_BIN_MTIME BENCH_BIN_SHA BENCH_COMMIT BENCH_COMMIT_TIME BENCH_DIRTY BENCH_STALE
+[ "$BENCH_STALE" = 1 ] && log "note: $BENCH_BIN_ORIG is older than the HEAD commit (rebuild with cargo build --release to measure HEAD)"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

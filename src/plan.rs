@@ -53,6 +53,9 @@ pub enum Plan {
     },
     /// Replies the proxy asked for itself; dropped.
     Drop(u32),
+    /// SYNC/PSYNC: from its reply on, everything Redis sends is forwarded as
+    /// raw bytes (an RDB payload is not a RESP frame).
+    Raw,
     /// A reply carrying sealed values: opened, then forwarded.
     Open(OpenPlan),
     /// A command inside MULTI: on `+QUEUED`, its open plan (if any) joins
@@ -72,7 +75,7 @@ impl Plan {
             Plan::Open(_) | Plan::Queued(_) | Plan::Exec => Some(1),
             Plan::Local(_) | Plan::Close => Some(0),
             Plan::Select { restore, first_done, .. } => Some(1 + u32::from(*restore) - u32::from(*first_done)),
-            Plan::Hello { .. } | Plan::Reset | Plan::Monitor => Some(1),
+            Plan::Hello { .. } | Plan::Reset | Plan::Monitor | Plan::Raw => Some(1),
             Plan::Subscribe { remaining, .. } => *remaining,
         }
     }

@@ -128,6 +128,9 @@ pub struct Session<R, W> {
     next_open: Option<OpenPlan>,
     /// Legacy values read that are to be re-sealed in Redis.
     reseal: Vec<Reseal>,
+    /// The dedicated link carries a replication stream (after SYNC/PSYNC):
+    /// bytes are relayed as they come.
+    raw: bool,
 }
 
 impl<R, W> Session<R, W>
@@ -171,6 +174,7 @@ where
             exec_queue: Vec::new(),
             next_open: None,
             reseal: Vec::new(),
+            raw: false,
         }
     }
 
@@ -366,7 +370,7 @@ where
     fn plain_forward_ok(&self) -> bool {
         match &self.link {
             Link::Shared { .. } => true,
-            Link::Dedicated(_) => self.reply_mode == ReplyMode::On && !self.in_multi,
+            Link::Dedicated(_) => self.reply_mode == ReplyMode::On && !self.in_multi && !self.raw,
             Link::None => false,
         }
     }
@@ -440,6 +444,9 @@ where
                 (Plan::Subscribe { kind, subscribe: false, remaining }, n.max(1))
             }
             Some(Class::Stateful(State::Monitor)) => (Plan::Monitor, 1),
+            // A replica's REPLCONF ACK on a replication stream gets no reply.
+            _ if self.raw => return self.send(frame, 0).await,
+            Some(Class::Stateful(State::Replication)) => (Plan::Raw, 1),
             _ if self.in_multi && (args.is(0, "EXEC") || args.is(0, "DISCARD")) => {
                 self.in_multi = false;
                 (Plan::Exec, 1)
@@ -827,6 +834,18 @@ where
             let Link::Dedicated(d) = &mut self.link else {
                 return;
             };
+            if self.raw || matches!(self.plans.front(), Some(Plan::Raw)) {
+                if !self.raw {
+                    self.plans.pop_front();
+                    self.awaiting = self.awaiting.saturating_sub(1);
+                    self.raw = true;
+                }
+                let all = d.conn.buf.split().freeze();
+                if d.conn.buf.capacity() < READ_CHUNK / 4 {
+                    d.conn.buf.reserve(READ_CHUNK);
+                }
+                return self.out.push(all);
+            }
             // HELLO 3's own reply is already RESP3.
             let proto = if self.proto == Proto::Resp3 || matches!(self.plans.front(), Some(Plan::Hello { .. })) {
                 Proto::Resp3
@@ -988,6 +1007,10 @@ where
                 // A plain reply to a (un)subscribe command: an error.
                 let expected = remaining.unwrap_or(1) as usize;
                 self.awaiting = self.awaiting.saturating_sub(expected - 1);
+                self.out.push(frame);
+            }
+            Plan::Raw => {
+                // Only reached when failing in-flight commands.
                 self.out.push(frame);
             }
             Plan::Local(_) | Plan::Close => {

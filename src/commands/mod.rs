@@ -154,7 +154,8 @@ mod tests {
         assert_eq!(classify(&["xread", "block", "0", "streams", "s", "$"]), Route::Pin);
         assert_eq!(classify(&["select", "1"]), Route::Local(LocalCmd::Select));
         assert_eq!(classify(&["quit"]), Route::Local(LocalCmd::Quit));
-        assert!(matches!(classify(&["psync", "?", "-1"]), Route::Refuse(_)));
+        assert_eq!(classify(&["psync", "?", "-1"]), Route::Pin);
+        assert_eq!(classify(&["SYNC"]), Route::Pin);
         assert_eq!(classify(&["script", "kill"]), Route::Control);
         assert_eq!(classify(&["FUNCTION", "KILL"]), Route::Control);
         assert_eq!(classify(&["script", "load", "return 1"]), Route::Forward);

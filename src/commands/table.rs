@@ -53,8 +53,10 @@ pub enum State {
     Unsubscribe(SubKind),
     /// MONITOR.
     Monitor,
-    /// Cluster connection flags (READONLY, READWRITE, ASKING).
+    /// Connection flags (READONLY, READWRITE, ASKING, REPLCONF).
     ClusterFlag,
+    /// SYNC/PSYNC: the connection turns into a replication stream.
+    Replication,
 }
 
 /// A command's class.
@@ -306,10 +308,12 @@ pub static COMMANDS: &[Command] = &[
     row!("ASKING", Stateful(State::ClusterFlag)),
     row!("PING", Plain),
     row!("ECHO", Plain),
-    // --- replication takes over the connection: never through the proxy
-    row!("SYNC", Refused("replication commands are not supported through respseal")),
-    row!("PSYNC", Refused("replication commands are not supported through respseal")),
-    row!("REPLCONF", Refused("replication commands are not supported through respseal")),
+    // --- replication: the connection becomes a raw stream (RDB payload,
+    // then the command stream); it carries what Redis holds, so sealed
+    // values stay ciphertext
+    row!("SYNC", Stateful(State::Replication)),
+    row!("PSYNC", Stateful(State::Replication)),
+    row!("REPLCONF", Stateful(State::ClusterFlag)),
 ];
 
 fn index() -> &'static [&'static Command] {
