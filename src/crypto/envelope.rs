@@ -277,7 +277,11 @@ fn build_aad(header: &[u8; HEADER_LEN], binding: &Binding<'_>) -> Option<Vec<u8>
 pub fn seal(keyring: &Keyring, binding: &Binding<'_>, plaintext: &[u8], now_unix: u64) -> Result<Vec<u8>, SealError> {
     let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|_| SealError::Rng)?;
+    // Nonces come from the thread-local CSPRNG (ChaCha12, seeded and
+    // periodically reseeded from the OS): a system call per value would cost
+    // more than the encryption. 192 random bits make collisions negligible
+    // for any number of values (that is what XAES's long nonce is for).
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
     seal_with_nonce(cipher, key_id, binding, plaintext, now_unix, &nonce)
 }
 
