@@ -165,6 +165,18 @@ async fn run_connected(
                 if n == 0 {
                     break None;
                 }
+                // Let the sessions that became ready in the same tick queue
+                // their requests too, so they share this write: without it a
+                // lightly loaded link writes once per request.
+                if n < MAX_BATCH {
+                    tokio::task::yield_now().await;
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(req) => batch.push(req),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 {
                     let mut q = pending.lock().expect("pending FIFO lock is never poisoned: no panics while held");
                     for req in batch.drain(..) {
