@@ -181,6 +181,9 @@ where
     /// Serve the client until it leaves, the connection fails, or `shutdown`
     /// fires and everything in flight has been answered.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        // One waiter for the whole session, not one per loop turn.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         if !self.ctx.dedicated_mode {
             self.link = Link::Shared {
                 link: self.ctx.backend.shared(self.db, self.proto, self.id),
@@ -216,7 +219,7 @@ where
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled(), if !self.draining => {
+                _ = &mut cancelled, if !self.draining => {
                     self.draining = true;
                 }
                 ev = self.reply_rx.recv() => {
