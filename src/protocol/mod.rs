@@ -58,6 +58,33 @@ pub fn parse_int(s: &[u8]) -> Option<i64> {
     Some(v)
 }
 
+/// Deterministic pseudo-random byte strings over an alphabet, for the
+/// parsers' random-input sweeps (xorshift64: reproducible, no dependency).
+#[cfg(test)]
+pub(crate) struct Garbage {
+    state: u64,
+}
+
+#[cfg(test)]
+impl Garbage {
+    pub(crate) fn new(seed: u64) -> Self {
+        Garbage { state: seed.max(1) }
+    }
+
+    /// A string of fewer than `max_len` bytes drawn from `alphabet`.
+    pub(crate) fn next(&mut self, alphabet: &[u8], max_len: u64) -> Vec<u8> {
+        let len = self.state % max_len;
+        (0..len)
+            .map(|_| {
+                self.state ^= self.state << 13;
+                self.state ^= self.state >> 7;
+                self.state ^= self.state << 17;
+                alphabet[(self.state % alphabet.len() as u64) as usize]
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_int;

@@ -195,16 +195,9 @@ mod tests {
         let deep: Vec<u8> = b"*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(len2(&deep).is_err());
         // A pseudo-random sweep of byte strings.
-        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut garbage = crate::protocol::Garbage::new(0x9e3779b97f4a7c15);
         for _ in 0..20000 {
-            let mut v = Vec::new();
-            for _ in 0..(x % 24) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let alphabet = b"*$%>|_+-:\r\n0123-9ab";
-                v.push(alphabet[(x % alphabet.len() as u64) as usize]);
-            }
+            let v = garbage.next(b"*$%>|_+-:\r\n0123-9ab", 24);
             let _ = len2(&v);
             let _ = len3(&v);
         }

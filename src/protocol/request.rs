@@ -382,16 +382,10 @@ mod tests {
     #[test]
     fn arbitrary_bytes_never_panic_and_never_overrun() {
         let alphabet = b"*$\r\n0123456789-+\"' \\xaZ\x00\x0b";
-        let mut x: u64 = 0x2545f4914f6cdd1d;
+        let mut garbage = crate::protocol::Garbage::new(0x2545f4914f6cdd1d);
         let mut args = Vec::new();
         for _ in 0..50_000 {
-            let mut v = Vec::new();
-            for _ in 0..(x % 40) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                v.push(alphabet[(x % alphabet.len() as u64) as usize]);
-            }
+            let v = garbage.next(alphabet, 40);
             match parse(&v, &LIMITS, &mut args) {
                 Ok(Parsed::Command { len, inline }) => {
                     assert!(len <= v.len());
