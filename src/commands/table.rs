@@ -325,27 +325,30 @@ fn index() -> &'static [&'static Command] {
     })
 }
 
-/// Find a command's row, case-insensitively.
+/// Find a command's row, case-insensitively. The name is upper-cased once
+/// into a stack buffer, then found by binary search with plain byte
+/// comparisons (this runs for every request).
 pub fn lookup(name: &[u8]) -> Option<&'static Command> {
-    let idx = index();
-    idx.binary_search_by(|c| cmp_ignore_case(c.name.as_bytes(), name)).ok().map(|i| idx[i])
-}
-
-fn cmp_ignore_case(upper: &[u8], other: &[u8]) -> std::cmp::Ordering {
-    let n = upper.len().min(other.len());
-    for i in 0..n {
-        let o = other[i].to_ascii_uppercase();
-        match upper[i].cmp(&o) {
-            std::cmp::Ordering::Equal => {}
-            ord => return ord,
-        }
+    const LONGEST: usize = 24;
+    if name.len() > LONGEST {
+        return None;
     }
-    upper.len().cmp(&other.len())
+    let mut buf = [0u8; LONGEST];
+    let upper = &mut buf[..name.len()];
+    upper.copy_from_slice(name);
+    upper.make_ascii_uppercase();
+    let idx = index();
+    idx.binary_search_by(|c| c.name.as_bytes().cmp(upper)).ok().map(|i| idx[i])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_fit_the_lookup_buffer() {
+        assert!(COMMANDS.iter().all(|c| c.name.len() <= 24));
+    }
 
     #[test]
     fn names_are_unique_and_upper_case() {
