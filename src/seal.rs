@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use redis_protocol::{resp2, resp3};
 
-use crate::commands::table::{Class, Keys, ReplyShape, Values};
+use crate::commands::table::{Class, Command, Keys, ReplyShape, Values};
 use crate::commands::{Args, lookup};
 use crate::crypto::{self, Binding, Keyring};
 use crate::outbuf::OutBuf;
@@ -155,10 +155,15 @@ impl Sealer {
 
     /// Decide what to do with one request.
     pub fn inspect(&self, args: &Args<'_>) -> Inspect {
+        self.inspect_command(args.get(0).and_then(lookup), args)
+    }
+
+    /// [`Sealer::inspect`] with the command's row already looked up.
+    pub fn inspect_command(&self, cmd: Option<&'static Command>, args: &Args<'_>) -> Inspect {
         let Some(name) = args.get(0) else {
             return Inspect::Untouched;
         };
-        let Some(cmd) = lookup(name) else {
+        let Some(cmd) = cmd else {
             // Unknown command: fail closed if anything looks like a sealed key.
             return match args.iter().skip(1).find_map(|a| self.rules.find(a)) {
                 Some(rule) => Inspect::Refuse(format!(
@@ -174,7 +179,7 @@ impl Sealer {
             return self.inspect_sort(cmd.name, args);
         }
         let mut first_sealed = None;
-        for &k in &keys {
+        for k in keys.clone() {
             if let Some(rule) = args.get(k).and_then(|key| self.rules.find(key)) {
                 first_sealed = Some(rule);
                 break;
@@ -213,7 +218,7 @@ impl Sealer {
                 Err(e) => return Inspect::Refuse(e),
             },
             Values::AfterEachKey => {
-                let pairs: Vec<(usize, usize)> = keys.iter().map(|&k| (k, k + 1)).collect();
+                let pairs: Vec<(usize, usize)> = keys.clone().map(|k| (k, k + 1)).collect();
                 match self.seal_args(args, &pairs, now) {
                     Ok(f) => f,
                     Err(e) => return Inspect::Refuse(e),
@@ -223,7 +228,7 @@ impl Sealer {
         let open = match cmd.reply {
             ReplyShape::Value if cmd.name == "SET" && !(3..args.len()).any(|i| args.is(i, "GET")) => None,
             ReplyShape::Value => self.sealed_key(args, 1).map(OpenPlan::Value),
-            ReplyShape::PerKey => Some(OpenPlan::PerKey(keys.iter().map(|&k| self.sealed_key(args, k)).collect())),
+            ReplyShape::PerKey => Some(OpenPlan::PerKey(keys.map(|k| self.sealed_key(args, k)).collect())),
             _ => None,
         };
         if frame.is_none() && open.is_none() {
@@ -408,26 +413,29 @@ impl Sealer {
     }
 }
 
-/// Indexes of the key arguments of a command.
-pub fn key_indexes(spec: Keys, args: &Args<'_>) -> Vec<usize> {
+/// Indexes of the key arguments of a command (no allocation: this runs for
+/// every request when rules are configured).
+pub fn key_indexes(spec: Keys, args: &Args<'_>) -> std::iter::StepBy<std::ops::Range<usize>> {
     let n = args.len();
-    match spec {
-        Keys::None => Vec::new(),
+    let (start, end, step) = match spec {
+        Keys::None => (0, 0, 1),
         Keys::Range { first, last, step } => {
             let first = first as usize;
             let last = if last < 0 { n as i64 + i64::from(last) } else { i64::from(last) };
             if last < first as i64 {
-                return Vec::new();
+                (0, 0, 1)
+            } else {
+                let last = (last as usize).min(n.saturating_sub(1));
+                (first, last + 1, step.max(1) as usize)
             }
-            let last = (last as usize).min(n.saturating_sub(1));
-            (first..=last).step_by(step.max(1) as usize).collect()
         }
         Keys::NumKeys { at } => {
             let at = at as usize;
             let count = args.get(at).and_then(parse_int).unwrap_or(0).max(0) as usize;
-            (at + 1..(at + 1 + count).min(n)).collect()
+            (at + 1, (at + 1).saturating_add(count).min(n).max(at + 1), 1)
         }
-    }
+    };
+    (start..end).step_by(step)
 }
 
 /// The payload of a bulk string frame, decoded with the decoder of the
@@ -470,7 +478,27 @@ fn shown(name: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::LogLimiter;
+    use super::{LogLimiter, key_indexes};
+    use crate::commands::{Args, lookup, owned_args};
+
+    fn keys(words: &[&str]) -> Vec<usize> {
+        let (buf, ranges) = owned_args(words);
+        let cmd = lookup(words[0].as_bytes()).expect("known command");
+        key_indexes(cmd.keys, &Args::new(&buf, &ranges)).collect()
+    }
+
+    #[test]
+    fn key_positions_follow_the_table() {
+        assert_eq!(keys(&["GET", "k"]), vec![1]);
+        assert_eq!(keys(&["MGET", "a", "b", "c"]), vec![1, 2, 3]);
+        assert_eq!(keys(&["MSET", "a", "1", "b", "2"]), vec![1, 3]);
+        assert_eq!(keys(&["LCS", "a", "b"]), vec![1, 2]);
+        assert_eq!(keys(&["EVAL", "return 1", "2", "k1", "k2", "arg"]), vec![3, 4]);
+        assert_eq!(keys(&["EVAL", "return 1", "9", "k1"]), vec![3]);
+        assert_eq!(keys(&["EVAL", "return 1", "x"]), Vec::<usize>::new());
+        assert_eq!(keys(&["MGET"]), Vec::<usize>::new());
+        assert_eq!(keys(&["PING"]), Vec::<usize>::new());
+    }
 
     #[test]
     fn failure_logs_are_rate_limited() {

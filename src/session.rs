@@ -301,32 +301,33 @@ where
                 }
                 Ok(Parsed::Command { len, inline }) => {
                     self.need = 0;
-                    let route = {
+                    let (route, sealing) = {
                         let src: &[u8] = match &inline {
                             Some(f) => f,
                             None => &self.rbuf[run_len..],
                         };
                         let args = Args::new(src, &self.args);
-                        if !self.authenticated && !args.is(0, "AUTH") && !args.is(0, "HELLO") && !args.is(0, "QUIT") {
+                        // One table lookup serves routing and sealing.
+                        let cmd = args.get(0).and_then(commands::lookup);
+                        let route = if !self.authenticated
+                            && !args.is(0, "AUTH")
+                            && !args.is(0, "HELLO")
+                            && !args.is(0, "QUIT")
+                        {
                             Route::Refuse("NOAUTH")
                         } else if self.ctx.dedicated_mode && matches!(self.link, Link::None) {
-                            match commands::classify(&args) {
+                            match commands::classify_command(cmd, &args) {
                                 Route::Forward => Route::Pin,
                                 other => other,
                             }
                         } else {
-                            commands::classify(&args)
-                        }
-                    };
-                    let sealing = match (&self.ctx.sealer, route) {
-                        (Some(sealer), Route::Forward | Route::Pin) => {
-                            let src: &[u8] = match &inline {
-                                Some(f) => f,
-                                None => &self.rbuf[run_len..],
-                            };
-                            sealer.inspect(&Args::new(src, &self.args))
-                        }
-                        _ => Inspect::Untouched,
+                            commands::classify_command(cmd, &args)
+                        };
+                        let sealing = match (&self.ctx.sealer, route) {
+                            (Some(sealer), Route::Forward | Route::Pin) => sealer.inspect_command(cmd, &args),
+                            _ => Inspect::Untouched,
+                        };
+                        (route, sealing)
                     };
                     let untouched = matches!(sealing, Inspect::Untouched);
                     if untouched && route == Route::Forward && inline.is_none() && self.plain_forward_ok() {

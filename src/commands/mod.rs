@@ -91,7 +91,12 @@ pub enum LocalCmd {
 /// Decide the route of a request from its arguments (argument 0 is the
 /// command name).
 pub fn classify(args: &Args<'_>) -> Route {
-    let Some(cmd) = args.get(0).and_then(lookup) else {
+    classify_command(args.get(0).and_then(lookup), args)
+}
+
+/// [`classify`] with the command's row already looked up.
+pub fn classify_command(cmd: Option<&'static Command>, args: &Args<'_>) -> Route {
+    let Some(cmd) = cmd else {
         return Route::Forward;
     };
     match cmd.class {
