@@ -142,14 +142,8 @@ fn pinned_sessions_are_closed_when_redis_dies() {
     let mut shared = proxy.client();
     shared.assert_cmd(&["PING"], b"+PONG\r\n");
 
-    busy.send_cmd(&["DEBUG", "SLEEP", "2"]);
-    wait_redis_busy(redis.port);
-    redis.kill();
-
     // In flight on the lost connection: an error, then the close.
-    let frames = busy.read_until_closed(Duration::from_secs(5)).expect("busy client closed");
-    assert_eq!(frames.len(), 1, "{:?}", frames.iter().map(|f| show(f)).collect::<Vec<_>>());
-    assert_bytes(&frames[0], b"-ERR respseal: backend connection lost\r\n");
+    kill_redis_under_pinned_client(&mut redis, &mut busy);
     // Idle pinned clients: closed (their connection state is gone).
     by_id.assert_closed();
     in_multi.assert_closed();
@@ -176,12 +170,7 @@ fn dedicated_mode_client_is_closed_when_redis_dies() {
     c.assert_cmd(&["PING"], b"+PONG\r\n");
     let mut busy = proxy.client();
     busy.assert_cmd(&["PING"], b"+PONG\r\n");
-    busy.send_cmd(&["DEBUG", "SLEEP", "2"]);
-    wait_redis_busy(redis.port);
-    redis.kill();
-    let frames = busy.read_until_closed(Duration::from_secs(5)).expect("busy client closed");
-    assert_eq!(frames.len(), 1, "{:?}", frames.iter().map(|f| show(f)).collect::<Vec<_>>());
-    assert_bytes(&frames[0], b"-ERR respseal: backend connection lost\r\n");
+    kill_redis_under_pinned_client(&mut redis, &mut busy);
     c.assert_closed();
     proxy.assert_running();
     // New clients get errors while Redis is down, and work once it is back.
@@ -267,4 +256,15 @@ fn backend_with_password() {
     assert_line_prefix(&r, b"-ERR respseal: backend refused the handshake: WRONGPASS");
     let r = b.cmd(&["MULTI"]);
     assert_line_prefix(&r, b"-ERR respseal: backend refused the handshake: WRONGPASS");
+}
+
+/// Kill Redis while `busy` (on its own backend connection) waits for a
+/// `DEBUG SLEEP`: it gets one error reply for it, then its connection closes.
+fn kill_redis_under_pinned_client(redis: &mut RedisServer, busy: &mut Client) {
+    busy.send_cmd(&["DEBUG", "SLEEP", "2"]);
+    wait_redis_busy(redis.port);
+    redis.kill();
+    let frames = busy.read_until_closed(Duration::from_secs(5)).expect("busy client closed");
+    assert_eq!(frames.len(), 1, "{:?}", frames.iter().map(|f| show(f)).collect::<Vec<_>>());
+    assert_bytes(&frames[0], b"-ERR respseal: backend connection lost\r\n");
 }
