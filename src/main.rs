@@ -194,7 +194,7 @@ fn check(cfg: Config) -> ExitCode {
             if cfg.dedicated { "dedicated" } else { "shared" }
         );
         let settings = Arc::new(ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout });
-        match respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2, &[]).await {
+        match respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2).await {
             Ok(_) => {
                 println!("backend: ok");
                 ExitCode::SUCCESS

@@ -19,8 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use redis_protocol::{resp2, resp3};
 
+use crate::commands::Args;
 use crate::commands::table::{Class, Command, Keys, ReplyShape, Values};
-use crate::commands::{Args, lookup};
 use crate::crypto::{self, Binding, Keyring};
 use crate::outbuf::OutBuf;
 use crate::protocol::{Proto, encode, parse_int};
@@ -154,12 +154,8 @@ impl Sealer {
     }
 
     /// Decide what to do with one request.
-    pub fn inspect(&self, args: &Args<'_>) -> Inspect {
-        self.inspect_command(args.get(0).and_then(lookup), args)
-    }
-
-    /// [`Sealer::inspect`] with the command's row already looked up.
-    pub fn inspect_command(&self, cmd: Option<&'static Command>, args: &Args<'_>) -> Inspect {
+    /// `cmd` is the command's row, already looked up for routing.
+    pub fn inspect(&self, cmd: Option<&'static Command>, args: &Args<'_>) -> Inspect {
         let Some(name) = args.get(0) else {
             return Inspect::Untouched;
         };

@@ -324,7 +324,7 @@ where
                             commands::classify_command(cmd, &args)
                         };
                         let sealing = match (&self.ctx.sealer, route) {
-                            (Some(sealer), Route::Forward | Route::Pin) => sealer.inspect_command(cmd, &args),
+                            (Some(sealer), Route::Forward | Route::Pin) => sealer.inspect(cmd, &args),
                             _ => Inspect::Untouched,
                         };
                         (route, sealing)
@@ -350,13 +350,11 @@ where
                             continue;
                         }
                         Inspect::Forward { frame: rewritten, open } => {
-                            // The argument ranges still describe the client's
-                            // frame; classification already used them.
                             if let Some(f) = rewritten {
+                                // The proxy encoded it: always one complete request.
+                                let all = Limits { max_bulk: usize::MAX, max_frame: usize::MAX, max_args: usize::MAX };
+                                let _ = request::parse(&f, &all, &mut self.args);
                                 frame = f;
-                                self.args.clear();
-                                let (.., ranges) = parsed_ranges(&frame);
-                                self.args = ranges;
                             }
                             self.next_open = open;
                         }
@@ -569,12 +567,7 @@ where
         let db = match (args.len(), args.get(1).and_then(parse_int)) {
             (2, Some(db)) if (0..=i64::from(u32::MAX)).contains(&db) => db as u32,
             // Redis answers malformed SELECTs with an error and no state change.
-            _ => {
-                if matches!(self.link, Link::None) && !self.pin().await {
-                    return;
-                }
-                return self.forward_one(frame, args).await;
-            }
+            _ => return self.forward_one(frame, args).await,
         };
         if matches!(self.link, Link::None) && !self.pin().await {
             return;
@@ -1073,14 +1066,6 @@ async fn sleep_or_never(d: Option<Duration>) {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// Argument ranges of a well-formed RESP request the proxy encoded itself.
-fn parsed_ranges(frame: &[u8]) -> ((), Vec<Range<usize>>) {
-    let mut ranges = Vec::new();
-    let limits = Limits { max_bulk: usize::MAX, max_frame: usize::MAX, max_args: usize::MAX };
-    let _ = request::parse(frame, &limits, &mut ranges);
-    ((), ranges)
 }
 
 /// A MONITOR line: `+1700000000.123456 [0 127.0.0.1:5000] "cmd" …`.

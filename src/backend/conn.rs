@@ -1,7 +1,6 @@
 //! Opening one backend connection: TCP connect with a deadline, then a
-//! pipelined handshake (AUTH from the URL, HELLO 3 for RESP3 groups, SELECT,
-//! and any extra commands the caller wants replayed) whose replies are all
-//! checked before the connection is handed out.
+//! pipelined handshake (AUTH from the URL, HELLO 3 for RESP3 groups, SELECT)
+//! whose replies are all checked before the connection is handed out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,56 +51,40 @@ pub struct Dedicated {
     pub buf: BytesMut,
 }
 
-/// Connect and handshake. `extra` commands are sent after the handshake and
-/// their replies discarded (used to replay CLIENT SETINFO); errors in them are
-/// ignored.
-pub async fn open(
-    settings: &Arc<ConnSettings>,
-    db: u32,
-    proto: Proto,
-    extra: &[Bytes],
-) -> Result<(TcpStream, BytesMut), BackendError> {
-    tokio::time::timeout(settings.connect_timeout, open_inner(settings, db, proto, extra))
+/// Connect and handshake.
+pub async fn open(settings: &Arc<ConnSettings>, db: u32, proto: Proto) -> Result<(TcpStream, BytesMut), BackendError> {
+    tokio::time::timeout(settings.connect_timeout, open_inner(settings, db, proto))
         .await
         .map_err(|_| BackendError::Timeout)?
 }
 
-async fn open_inner(
-    settings: &ConnSettings,
-    db: u32,
-    proto: Proto,
-    extra: &[Bytes],
-) -> Result<(TcpStream, BytesMut), BackendError> {
+async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(TcpStream, BytesMut), BackendError> {
     let mut stream =
         TcpStream::connect(&settings.url.addr).await.map_err(|e| BackendError::Connect(e.kind().to_string()))?;
     stream.set_nodelay(true).map_err(|e| BackendError::Connect(e.kind().to_string()))?;
 
     let url = &settings.url;
     let mut hs = BytesMut::new();
-    let mut checked = 0usize;
+    let mut total = 0usize;
     match (&url.username, &url.password) {
         (Some(u), Some(p)) => {
             hs.extend_from_slice(&encode::command(&["AUTH", u.as_str(), p.as_str()]));
-            checked += 1;
+            total += 1;
         }
         (None, Some(p)) => {
             hs.extend_from_slice(&encode::command(&["AUTH", p.as_str()]));
-            checked += 1;
+            total += 1;
         }
         _ => {}
     }
     if proto == Proto::Resp3 {
         hs.extend_from_slice(&encode::command(&["HELLO", "3"]));
-        checked += 1;
+        total += 1;
     }
     if db != 0 {
         hs.extend_from_slice(&encode::command(&["SELECT", &db.to_string()]));
-        checked += 1;
+        total += 1;
     }
-    for cmd in extra {
-        hs.extend_from_slice(cmd);
-    }
-    let total = checked + extra.len();
     if total == 0 {
         return Ok((stream, BytesMut::new()));
     }
@@ -115,7 +98,7 @@ async fn open_inner(
         match reply::frame_len(&buf, Proto::Resp3) {
             Ok(Some(len)) => {
                 let frame = buf.split_to(len);
-                if seen < checked && frame.first() == Some(&b'-') {
+                if frame.first() == Some(&b'-') {
                     let msg = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
                     return Err(BackendError::Handshake(msg));
                 }
@@ -133,13 +116,8 @@ async fn open_inner(
 }
 
 /// Open a dedicated link.
-pub async fn dedicated(
-    settings: &Arc<ConnSettings>,
-    db: u32,
-    proto: Proto,
-    extra: &[Bytes],
-) -> Result<Dedicated, BackendError> {
-    let (stream, buf) = open(settings, db, proto, extra).await?;
+pub async fn dedicated(settings: &Arc<ConnSettings>, db: u32, proto: Proto) -> Result<Dedicated, BackendError> {
+    let (stream, buf) = open(settings, db, proto).await?;
     let (rd, wr) = stream.into_split();
     Ok(Dedicated { rd, wr, buf })
 }
@@ -148,7 +126,7 @@ pub async fn dedicated(
 /// HELLO, which Redis refuses while a script is busy) and return its reply.
 pub async fn oneshot(settings: &Arc<ConnSettings>, command: &[u8]) -> Result<Bytes, BackendError> {
     let run = async {
-        let (mut stream, mut buf) = open_inner(settings, 0, Proto::Resp2, &[]).await?;
+        let (mut stream, mut buf) = open_inner(settings, 0, Proto::Resp2).await?;
         stream.write_all(command).await.map_err(|_| BackendError::Lost)?;
         loop {
             if let Some(len) =

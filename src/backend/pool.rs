@@ -107,14 +107,14 @@ impl Backend {
                 return Ok(d);
             }
         }
-        conn::dedicated(&self.settings, db, proto, &[]).await
+        conn::dedicated(&self.settings, db, proto).await
     }
 
     fn refill(&self, spares: &Arc<SparePool>, db: u32, proto: Proto) {
         let spares = Arc::clone(spares);
         let settings = Arc::clone(&self.settings);
         tokio::spawn(async move {
-            let opened = conn::dedicated(&settings, db, proto, &[]).await;
+            let opened = conn::dedicated(&settings, db, proto).await;
             let mut pool = spares.lock().expect("spare pool lock is never poisoned");
             match opened {
                 Ok(d) => pool.insert((db, proto), Spare::Ready(d)),

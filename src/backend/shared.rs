@@ -111,7 +111,7 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
     let mut backoff = BACKOFF_MIN;
     let mut was_up = true;
     loop {
-        let error = match conn::open(&settings, db, proto, &[]).await {
+        let error = match conn::open(&settings, db, proto).await {
             Ok((stream, leftover)) => {
                 if !was_up {
                     tracing::info!(db, proto = proto.number(), "shared link reconnected");
