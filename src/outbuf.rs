@@ -15,6 +15,13 @@ const COPY_BELOW: usize = 4096;
 /// Most iovecs passed to one `writev`.
 const MAX_IOV: usize = 64;
 
+/// A position in an [`OutBuf`] to roll back to.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    parts: usize,
+    small: usize,
+}
+
 /// Queued output for one socket.
 #[derive(Default)]
 pub struct OutBuf {
@@ -40,14 +47,40 @@ impl OutBuf {
 
     /// Queue `$N\r\n`, the header of a bulk string of `len` bytes.
     pub fn bulk_header(&mut self, len: usize) {
-        self.small.extend_from_slice(b"$");
-        crate::protocol::encode::put_decimal(&mut self.small, len as i64);
-        self.small.extend_from_slice(b"\r\n");
+        crate::protocol::encode::bulk_header(&mut self.small, len);
     }
 
     /// Queue `*N\r\n`, the header of an array of `n` elements.
     pub fn array_header(&mut self, n: usize) {
         crate::protocol::encode::array_header(&mut self.small, n);
+    }
+
+    /// The copy buffer, to encode into directly; what is appended is queued
+    /// after everything pushed before.
+    pub fn tail(&mut self) -> &mut BytesMut {
+        &mut self.small
+    }
+
+    /// The current end of the queue, for [`OutBuf::rollback`].
+    pub fn mark(&self) -> Mark {
+        Mark { parts: self.parts.len(), small: self.small.len() }
+    }
+
+    /// Drop everything queued since `mark` (nothing may have been written
+    /// in between).
+    pub fn rollback(&mut self, mark: Mark) {
+        if self.parts.len() > mark.parts {
+            // What was in the copy buffer at the mark was moved into the
+            // first part queued after it.
+            let first = self.parts[mark.parts].slice(..mark.small.min(self.parts[mark.parts].len()));
+            self.parts.truncate(mark.parts);
+            self.small.clear();
+            if mark.small > 0 {
+                self.small.extend_from_slice(&first);
+            }
+        } else {
+            self.small.truncate(mark.small);
+        }
     }
 
     /// Nothing queued.
@@ -112,5 +145,44 @@ impl OutBuf {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::{COPY_BELOW, OutBuf};
+
+    fn contents(out: &OutBuf) -> Vec<u8> {
+        let mut all: Vec<u8> = out.parts.iter().flat_map(|p| p.iter().copied()).collect();
+        all.extend_from_slice(&out.small);
+        all
+    }
+
+    #[test]
+    fn rollback_restores_the_queue_at_the_mark() {
+        let large = Bytes::from(vec![b'L'; COPY_BELOW]);
+        for before in [&b""[..], b"ab"] {
+            for with_large_before in [false, true] {
+                let mut out = OutBuf::default();
+                if with_large_before {
+                    out.push(large.clone());
+                }
+                out.push_slice(before);
+                let expected = contents(&out);
+                let mark = out.mark();
+                out.push_slice(b"xyz");
+                out.push(large.clone());
+                out.tail().extend_from_slice(b"tail");
+                out.push(large.clone());
+                out.rollback(mark);
+                assert_eq!(contents(&out), expected);
+                out.push_slice(b"!");
+                let mut expected = expected;
+                expected.push(b'!');
+                assert_eq!(contents(&out), expected);
+            }
+        }
     }
 }

@@ -61,27 +61,6 @@ pub enum Inspect {
     },
 }
 
-/// One opened reply element.
-enum Opened {
-    /// A frame passed on as it is (not sealed, null, error, legacy).
-    Frame(Bytes),
-    /// Plaintext to send as a bulk string.
-    Plain(Vec<u8>),
-}
-
-impl Opened {
-    fn write(self, out: &mut OutBuf) {
-        match self {
-            Opened::Frame(f) => out.push(f),
-            Opened::Plain(p) => {
-                out.bulk_header(p.len());
-                out.push(Bytes::from(p));
-                out.push_slice(b"\r\n");
-            }
-        }
-    }
-}
-
 /// A legacy plaintext value to re-seal in Redis after it was read.
 #[derive(Debug)]
 pub struct Reseal {
@@ -270,78 +249,69 @@ impl Sealer {
     }
 
     /// Re-encode the request with the values at the given (key, value)
-    /// indexes sealed where the key matches a rule. `Ok(None)`: nothing to seal.
+    /// indexes sealed where the key matches a rule, each sealed straight
+    /// into the new frame. `Ok(None)`: nothing to seal.
     fn seal_args(&self, args: &Args<'_>, pairs: &[(usize, usize)], now: u64) -> Result<Option<Bytes>, String> {
-        // (value index, sealed value), in argument order.
-        let mut sealed: Vec<(usize, Vec<u8>)> = Vec::new();
-        let mut size = 16 * args.len();
-        for &(k, v) in pairs {
-            let (Some(key), Some(value)) = (args.get(k), args.get(v)) else {
-                continue;
-            };
-            if self.rules.find(key).is_none() {
-                continue;
-            }
-            let envelope = crypto::seal(&self.keyring, &Binding::string(&self.namespace, key), value, now)
-                .map_err(|e| format!("ERR respseal: cannot seal: {}", e.reason()))?;
-            size += envelope.len();
-            sealed.push((v, envelope));
-        }
-        if sealed.is_empty() {
+        let sealed_value = |&(k, v): &(usize, usize)| {
+            let key = args.get(k)?;
+            (args.get(v).is_some() && self.rules.find(key).is_some()).then_some((key, v))
+        };
+        let mut to_seal = pairs.iter().filter_map(sealed_value).peekable();
+        if to_seal.peek().is_none() {
             return Ok(None);
         }
-        let mut out = BytesMut::with_capacity(size + args.iter().map(<[u8]>::len).sum::<usize>());
+        let size = args.iter().map(|a| a.len() + 16).sum::<usize>() + 16 + pairs.len() * crypto::OVERHEAD;
+        let mut out = BytesMut::with_capacity(size);
         encode::array_header(&mut out, args.len());
-        let mut next = sealed.iter().peekable();
         for (i, arg) in args.iter().enumerate() {
-            match next.peek() {
-                Some((v, envelope)) if *v == i => {
-                    encode::bulk(&mut out, envelope);
-                    next.next();
+            match to_seal.next_if(|&(_, v)| v == i) {
+                Some((key, _)) => {
+                    encode::bulk_header(&mut out, arg.len() + crypto::OVERHEAD);
+                    crypto::seal_into(&self.keyring, &Binding::string(&self.namespace, key), arg, now, &mut out)
+                        .map_err(|e| format!("ERR respseal: cannot seal: {}", e.reason()))?;
+                    out.extend_from_slice(b"\r\n");
                 }
-                _ => encode::bulk(&mut out, arg),
+                None => encode::bulk(&mut out, arg),
             }
         }
         Ok(Some(out.freeze()))
     }
 
     /// Open a reply frame according to `plan` and queue the result for the
-    /// client. Opened values are written as a bulk header plus the plaintext
-    /// buffer itself (no further copy for large values). Legacy values to
-    /// re-seal are added to `reseal`.
+    /// client; opened values are decrypted straight into the client's output
+    /// queue. Legacy values to re-seal are added to `reseal`.
     pub fn open_reply(&self, plan: &OpenPlan, frame: Bytes, proto: Proto, reseal: &mut Vec<Reseal>, out: &mut OutBuf) {
         let now = now_unix();
         match plan {
-            OpenPlan::Value(sk) => match self.open_element(sk, frame, proto, now, reseal) {
-                Ok(opened) => opened.write(out),
-                Err(e) => out.push(e),
-            },
+            OpenPlan::Value(sk) => {
+                if let Err(e) = self.open_element(sk, frame, proto, now, reseal, out) {
+                    out.push(e);
+                }
+            }
             OpenPlan::PerKey(keys) => {
                 let elements = match split_array(&frame) {
                     Some(e) if e.len() == keys.len() => e,
                     _ => return out.push(frame),
                 };
-                let mut opened = Vec::with_capacity(elements.len());
+                let mark = out.mark();
+                out.array_header(elements.len());
                 for (el, sk) in elements.into_iter().zip(keys) {
-                    match sk {
-                        None => opened.push(Opened::Frame(el)),
-                        Some(sk) => match self.open_element(sk, el, proto, now, reseal) {
-                            Ok(o) => opened.push(o),
-                            // An error policy fails the whole reply.
-                            Err(e) => return out.push(e),
-                        },
+                    let Some(sk) = sk else {
+                        out.push(el);
+                        continue;
+                    };
+                    if let Err(e) = self.open_element(sk, el, proto, now, reseal, out) {
+                        // An error policy fails the whole reply.
+                        out.rollback(mark);
+                        return out.push(e);
                     }
-                }
-                out.array_header(opened.len());
-                for o in opened {
-                    o.write(out);
                 }
             }
         }
     }
 
-    /// Open one bulk string. `Err` carries a whole-reply error frame (error
-    /// policy); a nil policy yields a null frame.
+    /// Open one bulk string and queue it. `Err` carries a whole-reply error
+    /// frame (error policy); a nil policy queues a null.
     fn open_element(
         &self,
         sk: &SealedKey,
@@ -349,16 +319,18 @@ impl Sealer {
         proto: Proto,
         now: u64,
         reseal: &mut Vec<Reseal>,
-    ) -> Result<Opened, Bytes> {
+        out: &mut OutBuf,
+    ) -> Result<(), Bytes> {
         let Some(payload) = bulk_payload(&el, proto) else {
-            return Ok(Opened::Frame(el));
+            out.push(el);
+            return Ok(());
         };
         let rule = self.rules.get(sk.rule);
         let binding = Binding::string(&self.namespace, &sk.key);
         if !crypto::is_sealed(&payload) {
             match rule.legacy_at(now) {
                 LegacyPolicy::Reject => {
-                    return self.failure(rule.on_failure, None, "legacy_plaintext", proto).map(Opened::Frame);
+                    out.push(self.failure(rule.on_failure, None, "legacy_plaintext", proto)?);
                 }
                 policy => {
                     metrics::counter!("respseal_legacy_plaintext_total").increment(1);
@@ -367,15 +339,23 @@ impl Sealer {
                     {
                         reseal.push(Reseal { key: sk.key.clone(), plain: payload, sealed: sealed.into() });
                     }
-                    return Ok(Opened::Frame(el));
+                    out.push(el);
                 }
             }
+            return Ok(());
         }
-        match crypto::open(&self.keyring, &binding, &payload, now, rule.max_age) {
-            Ok(plain) => Ok(Opened::Plain(plain)),
+        let mark = out.mark();
+        out.bulk_header(payload.len().saturating_sub(crypto::OVERHEAD));
+        match crypto::open_into(&self.keyring, &binding, &payload, now, rule.max_age, out.tail()) {
+            Ok(()) => {
+                out.push_slice(b"\r\n");
+                Ok(())
+            }
             Err(e) => {
+                out.rollback(mark);
                 let key_id = crypto::inspect(&payload).ok().map(|i| i.key_id);
-                self.failure(rule.on_failure, key_id, e.reason(), proto).map(Opened::Frame)
+                out.push(self.failure(rule.on_failure, key_id, e.reason(), proto)?);
+                Ok(())
             }
         }
     }
@@ -435,7 +415,8 @@ pub fn key_indexes(spec: Keys, args: &Args<'_>) -> std::iter::StepBy<std::ops::R
 }
 
 /// The payload of a bulk string frame, decoded with the decoder of the
-/// stream's own protocol (a RESP2 stream is never decoded as RESP3).
+/// stream's own protocol (a RESP2 stream is never decoded as RESP3). The
+/// payload shares the frame's memory.
 fn bulk_payload(frame: &Bytes, proto: Proto) -> Option<Bytes> {
     match proto {
         Proto::Resp2 => match resp2::decode::decode_bytes(frame) {

@@ -8,7 +8,7 @@
 //!        ‖ version(1) = 01 (XAES-256-GCM)
 //!        ‖ key_id(4)       non-zero id of the sealing key
 //!        ‖ issued_at(8)    unix seconds at sealing time
-//!        ‖ nonce(24)       fresh from the OS RNG
+//!        ‖ nonce(24)       unique per value (see "Nonces" below)
 //!        ‖ ciphertext      same length as the plaintext
 //!        ‖ tag(16)
 //! ```
@@ -25,6 +25,14 @@
 //! for hash fields. A value copied to another key, namespace, field or type,
 //! or with any header byte changed, fails to open.
 //!
+//! Nonces: the last 12 bytes are random for every value; the first 12 (the
+//! part XAES derives the per-message key from) are random per thread and
+//! drawn afresh every [`PREFIX_USES`] values. Under one derived key the GCM
+//! nonces are then at most 2^20 random 96-bit values (collision chance below
+//! 2^-57), and the derived key is computed once per prefix instead of once
+//! per value. Opening does not care how a nonce was chosen: every nonce is
+//! stored in full.
+//!
 //! What it is not: it does not hide value lengths, key names or when a value
 //! was sealed (the header is in clear: see [`inspect`]); it does not prevent
 //! replaying an older sealed value into the same location (only `max_age`
@@ -32,6 +40,9 @@
 //! happens to begin with the magic bytes from a damaged sealed value.
 //! Opening tries exactly one key, the one named by the header, never several.
 
+use std::cell::Cell;
+
+use bytes::BytesMut;
 use zeroize::Zeroize;
 
 use super::keyring::Keyring;
@@ -45,6 +56,9 @@ pub const VERSION_XAES_256_GCM: u8 = 0x01;
 pub const HEADER_LEN: usize = 16;
 /// Bytes a sealed value adds to its plaintext: header, nonce and tag.
 pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+
+/// Values sealed by one thread under one nonce prefix before a new prefix is drawn.
+pub const PREFIX_USES: u32 = 1 << 20;
 
 /// Kind byte of a plain string value in the AAD.
 const KIND_STRING: u8 = 0x01;
@@ -270,23 +284,57 @@ fn build_aad(header: &[u8; HEADER_LEN], binding: &Binding<'_>) -> Option<Vec<u8>
 }
 
 /// Seals `plaintext` for `binding` under the keyring's primary key, stamping
-/// it with `now_unix` (unix seconds) and a fresh random nonce.
+/// it with `now_unix` (unix seconds) and a fresh nonce.
 ///
 /// # Errors
-/// [`SealError::NoPrimaryKey`], [`SealError::Rng`] or [`SealError::TooLong`].
+/// [`SealError::NoPrimaryKey`] or [`SealError::TooLong`].
 pub fn seal(keyring: &Keyring, binding: &Binding<'_>, plaintext: &[u8], now_unix: u64) -> Result<Vec<u8>, SealError> {
-    let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
-    let mut nonce = [0u8; NONCE_LEN];
-    // Nonces come from the thread-local CSPRNG (ChaCha12, seeded and
-    // periodically reseeded from the OS): a system call per value would cost
-    // more than the encryption. 192 random bits make collisions negligible
-    // for any number of values (that is what XAES's long nonce is for).
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
-    seal_with_nonce(cipher, key_id, binding, plaintext, now_unix, &nonce)
+    let mut out = BytesMut::new();
+    seal_into(keyring, binding, plaintext, now_unix, &mut out)?;
+    Ok(out.into())
 }
 
-/// The deterministic core of [`seal`]. Private so that callers cannot pick
-/// nonces.
+/// Like [`seal`], appending the sealed value (exactly `plaintext.len() +`
+/// [`OVERHEAD`] bytes) to `out`, which is left as it was on error.
+///
+/// # Errors
+/// [`SealError::NoPrimaryKey`] or [`SealError::TooLong`].
+pub fn seal_into(
+    keyring: &Keyring,
+    binding: &Binding<'_>,
+    plaintext: &[u8],
+    now_unix: u64,
+    out: &mut BytesMut,
+) -> Result<(), SealError> {
+    let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
+    seal_with_nonce(cipher, key_id, binding, plaintext, now_unix, &fresh_nonce(), out)
+}
+
+thread_local! {
+    /// This thread's nonce prefix and how many more values may use it.
+    static NONCE_PREFIX: Cell<([u8; 12], u32)> = const { Cell::new(([0; 12], 0)) };
+}
+
+/// A nonce for one value: the thread's current prefix (see the module
+/// documentation) and 12 fresh random bytes. Randomness comes from the
+/// thread-local CSPRNG (ChaCha12, seeded and periodically reseeded from the
+/// OS): a system call per value would cost more than the encryption.
+fn fresh_nonce() -> [u8; NONCE_LEN] {
+    let mut rng = rand::rng();
+    let (mut prefix, mut left) = NONCE_PREFIX.get();
+    if left == 0 {
+        rand::RngCore::fill_bytes(&mut rng, &mut prefix);
+        left = PREFIX_USES;
+    }
+    NONCE_PREFIX.set((prefix, left - 1));
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..12].copy_from_slice(&prefix);
+    rand::RngCore::fill_bytes(&mut rng, &mut nonce[12..]);
+    nonce
+}
+
+/// The deterministic core of [`seal_into`]. Private so that callers cannot
+/// pick nonces.
 fn seal_with_nonce(
     cipher: &Xaes256Gcm,
     key_id: u32,
@@ -294,24 +342,26 @@ fn seal_with_nonce(
     plaintext: &[u8],
     issued_at: u64,
     nonce: &[u8; NONCE_LEN],
-) -> Result<Vec<u8>, SealError> {
+    out: &mut BytesMut,
+) -> Result<(), SealError> {
     let header = encode_header(key_id, issued_at);
     let aad = build_aad(&header, binding).ok_or(SealError::TooLong)?;
     let total = plaintext.len().checked_add(OVERHEAD).ok_or(SealError::TooLong)?;
-    let mut out = Vec::with_capacity(total);
+    let start = out.len();
+    out.reserve(total);
     out.extend_from_slice(&header);
     out.extend_from_slice(nonce);
     let body_start = out.len();
     out.extend_from_slice(plaintext);
-    let body = out.get_mut(body_start..).ok_or(SealError::TooLong)?;
-    match cipher.encrypt_in_place_detached(nonce, body, &aad) {
+    match cipher.encrypt_in_place_detached(nonce, &mut out[body_start..], &aad) {
         Ok(tag) => {
             out.extend_from_slice(&tag);
-            Ok(out)
+            Ok(())
         }
         Err(_) => {
-            // The buffer may still hold plaintext: wipe it before dropping.
-            out.zeroize();
+            // The buffer may still hold plaintext: wipe it before giving it back.
+            out[start..].zeroize();
+            out.truncate(start);
             Err(SealError::TooLong)
         }
     }
@@ -334,23 +384,43 @@ pub fn open(
     now_unix: u64,
     max_age: Option<u64>,
 ) -> Result<Vec<u8>, OpenError> {
+    let mut out = BytesMut::new();
+    open_into(keyring, binding, sealed, now_unix, max_age, &mut out)?;
+    Ok(out.into())
+}
+
+/// Like [`open`], appending the plaintext (exactly `sealed.len() -`
+/// [`OVERHEAD`] bytes) to `out`, which is left as it was on error.
+///
+/// # Errors
+/// Any [`OpenError`].
+pub fn open_into(
+    keyring: &Keyring,
+    binding: &Binding<'_>,
+    sealed: &[u8],
+    now_unix: u64,
+    max_age: Option<u64>,
+    out: &mut BytesMut,
+) -> Result<(), OpenError> {
     let parsed = parse(sealed)?;
     let key = keyring.get(parsed.info.key_id).ok_or(OpenError::UnknownKey)?;
     let cipher = key.opening_cipher().ok_or(OpenError::KeyNotOpen)?;
     let aad = build_aad(parsed.header, binding).ok_or(OpenError::Malformed)?;
-    let mut plaintext = parsed.ciphertext.to_vec();
-    if cipher.decrypt_in_place_detached(parsed.nonce, &mut plaintext, &aad, parsed.tag).is_err() {
-        // Still ciphertext (tag is checked before decryption), but wipe anyway.
-        plaintext.zeroize();
-        return Err(OpenError::TagMismatch);
+    let start = out.len();
+    out.extend_from_slice(parsed.ciphertext);
+    let result = match cipher.decrypt_in_place_detached(parsed.nonce, &mut out[start..], &aad, parsed.tag) {
+        // On a tag mismatch the buffer still holds ciphertext; wiped anyway.
+        Err(_) => Err(OpenError::TagMismatch),
+        Ok(()) => match max_age {
+            Some(max_age) if now_unix.saturating_sub(parsed.info.issued_at) > max_age => Err(OpenError::TooOld),
+            _ => Ok(()),
+        },
+    };
+    if result.is_err() {
+        out[start..].zeroize();
+        out.truncate(start);
     }
-    if let Some(max_age) = max_age
-        && now_unix.saturating_sub(parsed.info.issued_at) > max_age
-    {
-        plaintext.zeroize();
-        return Err(OpenError::TooOld);
-    }
-    Ok(plaintext)
+    result
 }
 
 #[cfg(test)]
@@ -393,7 +463,8 @@ mod tests {
         let cipher = Xaes256Gcm::new(&[0x42; 32]);
         let nonce = golden_nonce();
         let binding = Binding::string(b"app", b"sess:abc");
-        let sealed = seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce).unwrap();
+        let mut sealed = BytesMut::new();
+        seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce, &mut sealed).unwrap();
         assert_eq!(hex(&sealed), GOLDEN_STRING_HEX);
         assert_eq!(sealed.len(), 5 + 56);
 
@@ -434,7 +505,8 @@ mod tests {
         let cipher = Xaes256Gcm::new(&[0x42; 32]);
         let nonce = golden_nonce();
         let binding = Binding::hash_field(b"app", b"user:1", b"ssn");
-        let sealed = seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce).unwrap();
+        let mut sealed = BytesMut::new();
+        seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce, &mut sealed).unwrap();
         assert_eq!(hex(&sealed), GOLDEN_HASH_HEX);
 
         let mut aad = sealed[..16].to_vec();
@@ -563,6 +635,42 @@ mod tests {
             let nonce: [u8; 24] = sealed[16..40].try_into().unwrap();
             assert!(seen.insert(nonce), "nonce repeated");
         }
+    }
+
+    #[test]
+    fn nonce_prefix_is_per_thread_and_suffix_per_value() {
+        let ring = ring_with(9, [3; 32]);
+        let b = Binding::string(b"app", b"k");
+        let nonce_of = |sealed: &[u8]| -> [u8; 24] { sealed[16..40].try_into().unwrap() };
+        let a = nonce_of(&seal(&ring, &b, b"x", NOW).unwrap());
+        let c = nonce_of(&seal(&ring, &b, b"x", NOW).unwrap());
+        assert_eq!(a[..12], c[..12], "one thread keeps its prefix");
+        assert_ne!(a[12..], c[12..], "every value gets fresh random bytes");
+        let other = std::thread::scope(|s| s.spawn(|| nonce_of(&seal(&ring, &b, b"x", NOW).unwrap())).join().unwrap());
+        assert_ne!(a[..12], other[..12], "another thread draws its own prefix");
+    }
+
+    #[test]
+    fn into_variants_append_and_leave_the_buffer_alone_on_error() {
+        let ring = ring_with(9, [3; 32]);
+        let b = Binding::string(b"app", b"k");
+        let mut buf = BytesMut::from(&b"prefix"[..]);
+        seal_into(&ring, &b, b"value", NOW, &mut buf).unwrap();
+        assert_eq!(buf.len(), 6 + 5 + OVERHEAD);
+        assert_eq!(&buf[..6], b"prefix");
+        let sealed = buf.split_off(6);
+        let mut out = BytesMut::from(&b"head"[..]);
+        open_into(&ring, &b, &sealed, NOW, None, &mut out).unwrap();
+        assert_eq!(&out[..], b"headvalue");
+        let mut bad = sealed.to_vec();
+        *bad.last_mut().unwrap() ^= 1;
+        let mut out = BytesMut::from(&b"head"[..]);
+        assert_eq!(open_into(&ring, &b, &bad, NOW, None, &mut out), Err(OpenError::TagMismatch));
+        assert_eq!(open_into(&ring, &b, &sealed, NOW + 100, Some(1), &mut out), Err(OpenError::TooOld));
+        assert_eq!(&out[..], b"head");
+        let mut out = BytesMut::from(&b"head"[..]);
+        assert_eq!(seal_into(&Keyring::new(), &b, b"v", NOW, &mut out), Err(SealError::NoPrimaryKey));
+        assert_eq!(&out[..], b"head");
     }
 
     #[test]

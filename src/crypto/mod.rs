@@ -18,7 +18,10 @@ pub mod envelope;
 pub mod keyring;
 pub mod xaes;
 
-pub use envelope::{Binding, EnvelopeInfo, OpenError, SealError, ValueKind, inspect, is_sealed, open, seal};
+pub use envelope::{
+    Binding, EnvelopeInfo, OVERHEAD, OpenError, SealError, ValueKind, inspect, is_sealed, open, open_into, seal,
+    seal_into,
+};
 pub use keyring::{
     Key, KeyMaterial, KeyOrigin, KeySource, KeySourceError, KeySpec, KeyState, Keyring, KeyringError,
     generate_key_file, load_key_file, material_from_env,

@@ -14,11 +14,22 @@
 //! knows nothing about the sealed-value format of respseal (see
 //! [`super::envelope`]).
 //!
+//! Derived keys are cached. Deriving `Kx` and setting up AES-GCM under it
+//! costs more than sealing a 1 KiB value (two single-block AES calls, an
+//! AES-256 key expansion and the GHASH key setup), so each thread keeps the
+//! last few derived keys, looked up by (instance, `N[:12]`). The result is
+//! bit-for-bit the same as deriving afresh; the cache only pays off when
+//! callers reuse nonce prefixes (see [`super::envelope`]'s nonces).
+//!
 //! Key material hygiene: the CMAC subkey and every derived subkey are wiped
-//! when dropped. The AES key schedules held inside the `aes` crate's types are
-//! only wiped if that crate's `zeroize` feature is enabled.
+//! when dropped; dropping any instance empties every thread's cache the next
+//! time that thread uses XAES. The AES key schedules held inside the `aes`
+//! crate's types are only wiped if that crate's `zeroize` feature is enabled
+//! (it is, in this crate's manifest).
 
+use core::cell::RefCell;
 use core::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aes::Aes256Enc;
 use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
@@ -69,12 +80,42 @@ pub struct Xaes256Gcm {
     cipher: Aes256Enc,
     /// CMAC subkey `K1` derived from `L = AES-256_K(0^128)`. Wiped on drop.
     k1: [u8; 16],
+    /// Process-unique id naming this instance in the derived-key cache.
+    id: u64,
 }
 
 impl Drop for Xaes256Gcm {
     fn drop(&mut self) {
         self.k1.zeroize();
+        // Derived keys of this instance must not outlive it.
+        CACHE_EPOCH.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Source of [`Xaes256Gcm::id`]s.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Bumped whenever an instance is dropped; a thread whose cache was filled in
+/// an older epoch empties it before use.
+static CACHE_EPOCH: AtomicU64 = AtomicU64::new(0);
+/// Derived keys each thread keeps.
+const CACHE_ENTRIES: usize = 8;
+
+struct Derived {
+    owner: u64,
+    prefix: [u8; 12],
+    gcm: Aes256GcmEnc,
+}
+
+#[derive(Default)]
+struct DerivedCache {
+    epoch: u64,
+    entries: Vec<Derived>,
+    /// Next slot to replace once full (round robin).
+    next: usize,
+}
+
+thread_local! {
+    static DERIVED: RefCell<DerivedCache> = RefCell::default();
 }
 
 impl fmt::Debug for Xaes256Gcm {
@@ -98,12 +139,43 @@ impl Xaes256Gcm {
             *k1_int ^= 0x87;
         }
         let k1 = k1_int.to_be_bytes();
-        Self { cipher, k1 }
+        Self { cipher, k1, id: NEXT_ID.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// Runs `f` with AES-GCM under the key derived for `nonce` and the 96-bit
+    /// GCM nonce `Nx`, from this thread's cache when it holds the key.
+    fn with_derived<T>(&self, nonce: &[u8; NONCE_LEN], f: impl FnOnce(&Aes256GcmEnc, &Array<u8, U12>) -> T) -> T {
+        let mut prefix = [0u8; 12];
+        prefix.copy_from_slice(&nonce[..12]);
+        let mut nx = Array::from([0u8; 12]);
+        nx.copy_from_slice(&nonce[12..]);
+        DERIVED.with_borrow_mut(|cache| {
+            let epoch = CACHE_EPOCH.load(Ordering::Relaxed);
+            if cache.epoch != epoch {
+                cache.entries.clear();
+                cache.next = 0;
+                cache.epoch = epoch;
+            }
+            if let Some(hit) = cache.entries.iter().find(|d| d.owner == self.id && d.prefix == prefix) {
+                return f(&hit.gcm, &nx);
+            }
+            let fresh = Derived { owner: self.id, prefix, gcm: self.derive(nonce) };
+            let slot = if cache.entries.len() < CACHE_ENTRIES {
+                cache.entries.push(fresh);
+                cache.entries.len() - 1
+            } else {
+                let slot = cache.next;
+                cache.entries[slot] = fresh;
+                cache.next = (slot + 1) % CACHE_ENTRIES;
+                slot
+            };
+            f(&cache.entries[slot].gcm, &nx)
+        })
     }
 
     /// Derives the per-message AES-256-GCM key `Kx` (steps 3 to 5 of the spec)
-    /// and returns it ready to use together with the 96-bit nonce `Nx`.
-    fn derive(&self, nonce: &[u8; NONCE_LEN]) -> (Aes256GcmEnc, Array<u8, U12>) {
+    /// from the first 96 bits of `nonce`, ready to use with `Nx = N[12:]`.
+    fn derive(&self, nonce: &[u8; NONCE_LEN]) -> Aes256GcmEnc {
         let mut kx = Zeroizing::new([0u8; 32]);
         for (counter, half) in [1u8, 2u8].into_iter().zip(kx.chunks_exact_mut(16)) {
             // M_i = 0x00 || i || 'X' || 0x00 || N[:12], then M_i xor K1.
@@ -117,10 +189,7 @@ impl Xaes256Gcm {
             self.cipher.encrypt_block((&mut *block).into());
             half.copy_from_slice(&block[..]);
         }
-        let gcm = Aes256GcmEnc::new((&*kx).into());
-        let mut nx = Array::from([0u8; 12]);
-        nx.copy_from_slice(&nonce[12..]);
-        (gcm, nx)
+        Aes256GcmEnc::new((&*kx).into())
     }
 
     /// Encrypts `buffer` in place and returns the 16-byte authentication tag.
@@ -136,9 +205,8 @@ impl Xaes256Gcm {
         if buffer.len() as u64 > MAX_PLAINTEXT_LEN {
             return Err(XaesError::TooLong);
         }
-        let (gcm, nx) = self.derive(nonce);
-        let tag = gcm.encrypt_inout_detached(&nx, aad, buffer.into()).map_err(|_| XaesError::TooLong)?;
-        Ok(tag.0)
+        let tag = self.with_derived(nonce, |gcm, nx| gcm.encrypt_inout_detached(nx, aad, buffer.into()));
+        Ok(tag.map_err(|_| XaesError::TooLong)?.0)
     }
 
     /// Verifies `tag` over `buffer` and `aad`, and only if it matches decrypts
@@ -157,9 +225,9 @@ impl Xaes256Gcm {
         if buffer.len() as u64 > MAX_PLAINTEXT_LEN {
             return Err(XaesError::TooLong);
         }
-        let (gcm, nx) = self.derive(nonce);
         let tag: &Tag = tag.into();
-        gcm.decrypt_inout_detached(&nx, aad, buffer.into(), tag).map_err(|_| XaesError::Authentication)
+        self.with_derived(nonce, |gcm, nx| gcm.decrypt_inout_detached(nx, aad, buffer.into(), tag))
+            .map_err(|_| XaesError::Authentication)
     }
 
     /// Encrypts `plaintext` with additional data `aad` and returns
@@ -290,6 +358,32 @@ mod tests {
         let empty = x.encrypt(&nonce, b"", b"").unwrap();
         assert_eq!(empty.len(), TAG_LEN);
         assert_eq!(x.decrypt(&nonce, &empty, b"").unwrap(), b"");
+    }
+
+    /// A derived key served from the cache gives exactly what a fresh
+    /// derivation gives, and is never served to another instance or prefix.
+    #[test]
+    fn cached_derivation_matches_fresh_derivation() {
+        let cached = Xaes256Gcm::new(&[0x11; 32]);
+        let mut nonce = [5u8; 24];
+        let first = cached.encrypt(&nonce, b"one", b"ad").unwrap();
+        nonce[20] ^= 1; // same prefix: served from the cache
+        let second = cached.encrypt(&nonce, b"two", b"ad").unwrap();
+        let fresh = Xaes256Gcm::new(&[0x11; 32]); // new instance: derives afresh
+        assert_eq!(fresh.encrypt(&nonce, b"two", b"ad").unwrap(), second);
+        assert_eq!(fresh.decrypt(&[5u8; 24], &first, b"ad").unwrap(), b"one");
+        let other_key = Xaes256Gcm::new(&[0x12; 32]);
+        assert_eq!(other_key.decrypt(&nonce, &second, b"ad"), Err(XaesError::Authentication));
+        // More prefixes than the cache holds, then back to the first.
+        for p in 0..(CACHE_ENTRIES as u8 + 3) {
+            let mut n = nonce;
+            n[0] = p;
+            let ct = cached.encrypt(&n, b"p", b"").unwrap();
+            assert_eq!(fresh.decrypt(&n, &ct, b"").unwrap(), b"p");
+        }
+        assert_eq!(cached.decrypt(&nonce, &second, b"ad").unwrap(), b"two");
+        drop(other_key); // empties the cache; results stay the same
+        assert_eq!(cached.decrypt(&nonce, &second, b"ad").unwrap(), b"two");
     }
 
     #[test]

@@ -21,12 +21,17 @@ pub fn bulk_header_len(len: usize) -> usize {
     digits + 3
 }
 
+/// Append `$N\r\n`, the header of a bulk string of `len` bytes.
+pub fn bulk_header(buf: &mut BytesMut, len: usize) {
+    buf.put_u8(b'$');
+    put_decimal(buf, len as i64);
+    buf.put_slice(b"\r\n");
+}
+
 /// Append a bulk string.
 pub fn bulk(buf: &mut BytesMut, data: &[u8]) {
     buf.reserve(data.len() + 16);
-    buf.put_u8(b'$');
-    put_decimal(buf, data.len() as i64);
-    buf.put_slice(b"\r\n");
+    bulk_header(buf, data.len());
     buf.put_slice(data);
     buf.put_slice(b"\r\n");
 }
