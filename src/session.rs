@@ -108,6 +108,11 @@ pub struct Session<R, W> {
     lib_name: Option<Bytes>,
     lib_ver: Option<Bytes>,
     link: Link,
+    /// Requests for the shared link not handed over yet: everything one
+    /// read produced goes to the link as one request.
+    shared_batch: OutBuf,
+    /// Replies the requests in `shared_batch` produce.
+    shared_frames: u32,
     reply_tx: mpsc::UnboundedSender<LinkEvent>,
     reply_rx: mpsc::UnboundedReceiver<LinkEvent>,
     /// No new requests until the plans drain (a group switch or pin).
@@ -160,6 +165,8 @@ where
             lib_name: None,
             lib_ver: None,
             link: Link::None,
+            shared_batch: OutBuf::default(),
+            shared_frames: 0,
             reply_tx,
             reply_rx,
             stalled: false,
@@ -195,6 +202,7 @@ where
             if !self.reseal.is_empty() {
                 self.send_reseals().await;
             }
+            self.flush_shared().await;
             if let Err(e) = self.flush_backend().await {
                 self.backend_lost(e);
             }
@@ -636,7 +644,7 @@ where
                 // this HELLO changes nothing on the shared link.
                 let link = self.ctx.backend.shared(self.db, p, self.id);
                 self.push_plan(Plan::Hello { proto: Some(p) }, 1);
-                link.send(SharedRequest { data, frames: 1, reply: self.reply_tx.clone() }).await;
+                link.send(SharedRequest { data: vec![data], frames: 1, reply: self.reply_tx.clone() }).await;
             }
             (Link::None, _) => {
                 if !self.pin().await {
@@ -685,6 +693,7 @@ where
 
     /// Move to a dedicated link. Only called with no plans outstanding.
     async fn pin(&mut self) -> bool {
+        self.flush_shared().await;
         match self.ctx.backend.dedicated(self.db, self.proto).await {
             Ok(conn) => {
                 tracing::debug!("session pinned to a dedicated link");
@@ -730,11 +739,25 @@ where
         self.drain_ready();
     }
 
-    /// Send request bytes expecting `frames` replies.
+    /// Hand the batched requests to the shared link.
+    async fn flush_shared(&mut self) {
+        if self.shared_batch.is_empty() {
+            return;
+        }
+        let data = self.shared_batch.take_parts();
+        let frames = std::mem::take(&mut self.shared_frames);
+        if let Link::Shared { link, .. } = &self.link {
+            link.send(SharedRequest { data, frames, reply: self.reply_tx.clone() }).await;
+        }
+    }
+
+    /// Queue request bytes expecting `frames` replies; they are written by
+    /// the next flush (at the latest, when the session waits for anything).
     async fn send(&mut self, data: Bytes, frames: u32) {
         match &mut self.link {
-            Link::Shared { link, .. } => {
-                link.send(SharedRequest { data, frames, reply: self.reply_tx.clone() }).await;
+            Link::Shared { .. } => {
+                self.shared_batch.push(data);
+                self.shared_frames += frames;
             }
             Link::Dedicated(d) => d.out.push(data),
             Link::None => {

@@ -63,8 +63,9 @@ pub type ReplyTx = mpsc::UnboundedSender<LinkEvent>;
 /// A run of complete request frames from one session.
 #[derive(Debug)]
 pub struct SharedRequest {
-    /// The frames, as the client sent them (or as the proxy rewrote them).
-    pub data: Bytes,
+    /// The frames, as the client sent them (or as the proxy rewrote them),
+    /// in order.
+    pub data: Vec<Bytes>,
     /// How many reply frames they produce.
     pub frames: u32,
     /// Where the replies go. The channel is unbounded but each session
@@ -180,7 +181,9 @@ async fn run_connected(
                 {
                     let mut q = pending.lock().expect("pending FIFO lock is never poisoned: no panics while held");
                     for req in batch.drain(..) {
-                        out.push(req.data);
+                        for part in req.data {
+                            out.push(part);
+                        }
                         if req.frames > 0 {
                             q.push_back(Pending { frames_left: req.frames, reply: req.reply });
                         }

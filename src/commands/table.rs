@@ -316,29 +316,45 @@ pub static COMMANDS: &[Command] = &[
     row!("REPLCONF", Stateful(State::ClusterFlag)),
 ];
 
-fn index() -> &'static [&'static Command] {
-    static INDEX: OnceLock<Vec<&'static Command>> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let mut v: Vec<&'static Command> = COMMANDS.iter().collect();
-        v.sort_by(|a, b| a.name.cmp(b.name));
-        v
-    })
-}
+/// Longest command name the table can hold.
+const LONGEST: usize = 24;
 
-/// Find a command's row, case-insensitively. The name is upper-cased once
-/// into a stack buffer, then found by binary search with plain byte
-/// comparisons (this runs for every request).
-pub fn lookup(name: &[u8]) -> Option<&'static Command> {
-    const LONGEST: usize = 24;
+/// A name upper-cased and zero-padded to [`LONGEST`] bytes, as three
+/// big-endian words: comparing keys compares names (names hold no NUL), with
+/// three integer comparisons instead of a `memcmp` call.
+type NameKey = [u64; 3];
+
+fn name_key(name: &[u8]) -> Option<NameKey> {
     if name.len() > LONGEST {
         return None;
     }
     let mut buf = [0u8; LONGEST];
-    let upper = &mut buf[..name.len()];
-    upper.copy_from_slice(name);
-    upper.make_ascii_uppercase();
+    buf[..name.len()].copy_from_slice(name);
+    buf.make_ascii_uppercase();
+    let word = |i: usize| u64::from_be_bytes(buf[i * 8..i * 8 + 8].try_into().expect("8-byte chunk"));
+    Some([word(0), word(1), word(2)])
+}
+
+/// The rows sorted by name key.
+fn index() -> &'static [(NameKey, &'static Command)] {
+    static INDEX: OnceLock<Vec<(NameKey, &'static Command)>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut v: Vec<(NameKey, &'static Command)> =
+            COMMANDS.iter().map(|c| (name_key(c.name.as_bytes()).expect("table names fit LONGEST"), c)).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    })
+}
+
+/// Find a command's row, case-insensitively: the name is upper-cased once
+/// into a padded key, then found by binary search over integer keys (this
+/// runs for every request).
+pub fn lookup(name: &[u8]) -> Option<&'static Command> {
+    let key = name_key(name)?;
     let idx = index();
-    idx.binary_search_by(|c| c.name.as_bytes().cmp(upper)).ok().map(|i| idx[i])
+    let (_, cmd) = idx[idx.binary_search_by_key(&key, |(k, _)| *k).ok()?];
+    // A NUL inside the name would pad to the same key.
+    (cmd.name.len() == name.len()).then_some(cmd)
 }
 
 #[cfg(test)]
@@ -354,7 +370,7 @@ mod tests {
     fn names_are_unique_and_upper_case() {
         let idx = index();
         for w in idx.windows(2) {
-            assert_ne!(w[0].name, w[1].name, "duplicate row");
+            assert_ne!(w[0].1.name, w[1].1.name, "duplicate row");
         }
         for c in COMMANDS {
             assert_eq!(c.name, c.name.to_ascii_uppercase());
@@ -369,6 +385,8 @@ mod tests {
         }
         assert!(lookup(b"NOSUCH").is_none());
         assert!(lookup(b"").is_none());
+        assert!(lookup(b"GET\0").is_none(), "a NUL pads to the same key but is another name");
+        assert!(lookup(&[b'A'; 25]).is_none());
     }
 
     #[test]

@@ -17,94 +17,125 @@ pub const MAX_DEPTH: usize = 64;
 #[error("invalid reply from Redis: {0}")]
 pub struct ReplyError(pub &'static str);
 
+/// What one element header (plus its payload, for bulk types) turned out
+/// to be.
+enum Element {
+    /// The input ends before the element does.
+    Incomplete,
+    /// A complete scalar ending at this position.
+    Scalar(usize),
+    /// An aggregate header ending at this position, opening this many child
+    /// elements; the flag marks an attribute.
+    Aggregate(usize, u64, bool),
+}
+
+/// Parse the element starting at `pos`.
+fn element(buf: &[u8], pos: usize, proto: Proto) -> Result<Element, ReplyError> {
+    let Some(&kind) = buf.get(pos) else {
+        return Ok(Element::Incomplete);
+    };
+    let Some(cr) = find_crlf(buf, pos + 1) else {
+        return Ok(Element::Incomplete);
+    };
+    let header = &buf[pos + 1..cr];
+    let pos = cr + 2;
+    let resp3 = proto == Proto::Resp3;
+    match kind {
+        b'+' | b'-' | b':' => Ok(Element::Scalar(pos)),
+        b'_' | b',' | b'#' | b'(' if resp3 => Ok(Element::Scalar(pos)),
+        b'$' | b'!' | b'=' if kind == b'$' || resp3 => {
+            let len = parse_int(header).ok_or(ReplyError("bad bulk length"))?;
+            if len == -1 && kind == b'$' {
+                // RESP2 null bulk (also tolerated on RESP3 streams).
+                return Ok(Element::Scalar(pos));
+            }
+            if len < 0 {
+                return Err(ReplyError("negative bulk length"));
+            }
+            let end = pos.checked_add(len as usize).ok_or(ReplyError("bulk length overflow"))?;
+            if end + 2 > buf.len() {
+                return Ok(Element::Incomplete);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ReplyError("bulk not terminated by CRLF"));
+            }
+            Ok(Element::Scalar(end + 2))
+        }
+        b'*' | b'%' | b'~' | b'>' | b'|' if kind == b'*' || resp3 => {
+            let n = parse_int(header).ok_or(ReplyError("bad aggregate length"))?;
+            if n == -1 && kind == b'*' {
+                // RESP2 null array.
+                return Ok(Element::Scalar(pos));
+            }
+            if n < 0 {
+                return Err(ReplyError("negative aggregate length"));
+            }
+            let n = n as u64;
+            let n = if kind == b'%' || kind == b'|' { n * 2 } else { n };
+            if n == 0 && kind != b'|' {
+                return Ok(Element::Scalar(pos));
+            }
+            Ok(Element::Aggregate(pos, n, kind == b'|'))
+        }
+        _ => Err(ReplyError("unexpected type byte")),
+    }
+}
+
 /// Return the length of the complete frame at the start of `buf`, or
 /// `Ok(None)` if it is not complete yet.
 pub fn frame_len(buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> {
+    // Most replies are one scalar: no stack needed.
+    let (mut pos, first) = match element(buf, 0, proto)? {
+        Element::Incomplete => return Ok(None),
+        Element::Scalar(end) => return Ok(Some(end)),
+        Element::Aggregate(end, n, attr) => (end, (n, attr)),
+    };
     // Remaining element counts of the open aggregates, and whether each is
     // an attribute (which does not count as an element of its parent).
     let mut stack = [(0u64, false); MAX_DEPTH];
-    let mut depth = 0usize;
-    let mut pos = 0usize;
+    stack[0] = first;
+    let mut depth = 1usize;
+    // An empty attribute is finished as soon as it opens.
+    let mut finished = first.0 == 0;
     loop {
-        let Some(&kind) = buf.get(pos) else {
-            return Ok(None);
-        };
-        let Some(cr) = find_crlf(buf, pos + 1) else {
-            return Ok(None);
-        };
-        let header = &buf[pos + 1..cr];
-        pos = cr + 2;
-        let resp3 = proto == Proto::Resp3;
-        // How many child elements this frame opens (None = scalar done).
-        let mut open: Option<(u64, bool)> = None;
-        match kind {
-            b'+' | b'-' | b':' => {}
-            b'_' | b',' | b'#' | b'(' if resp3 => {}
-            b'$' | b'!' | b'=' if kind == b'$' || resp3 => {
-                let len = parse_int(header).ok_or(ReplyError("bad bulk length"))?;
-                if len == -1 && kind == b'$' {
-                    // RESP2 null bulk (also tolerated on RESP3 streams).
-                } else if len < 0 {
-                    return Err(ReplyError("negative bulk length"));
-                } else {
-                    let end = pos.checked_add(len as usize).ok_or(ReplyError("bulk length overflow"))?;
-                    if end + 2 > buf.len() {
-                        return Ok(None);
-                    }
-                    if &buf[end..end + 2] != b"\r\n" {
-                        return Err(ReplyError("bulk not terminated by CRLF"));
-                    }
-                    pos = end + 2;
+        if finished {
+            // One element finished: close every aggregate it completes.
+            loop {
+                if depth == 0 {
+                    return Ok(Some(pos));
+                }
+                let (remaining, attr) = &mut stack[depth - 1];
+                if *attr && *remaining == 0 {
+                    // A finished attribute annotates the next element: it
+                    // does not count in its parent.
+                    depth -= 1;
+                    break;
+                }
+                *remaining -= 1;
+                if *remaining > 0 {
+                    break;
+                }
+                depth -= 1;
+                if *attr {
+                    break;
                 }
             }
-            b'*' | b'%' | b'~' | b'>' | b'|' if kind == b'*' || resp3 => {
-                let n = parse_int(header).ok_or(ReplyError("bad aggregate length"))?;
-                if n == -1 && kind == b'*' {
-                    // RESP2 null array.
-                } else if n < 0 {
-                    return Err(ReplyError("negative aggregate length"));
-                } else {
-                    let n = n as u64;
-                    let n = if kind == b'%' || kind == b'|' { n * 2 } else { n };
-                    if n > 0 || kind == b'|' {
-                        open = Some((n, kind == b'|'));
-                    }
+        }
+        match element(buf, pos, proto)? {
+            Element::Incomplete => return Ok(None),
+            Element::Scalar(end) => {
+                pos = end;
+                finished = true;
+            }
+            Element::Aggregate(end, n, attr) => {
+                if depth == MAX_DEPTH {
+                    return Err(ReplyError("nesting too deep"));
                 }
+                pos = end;
+                stack[depth] = (n, attr);
+                depth += 1;
+                finished = n == 0;
             }
-            _ => return Err(ReplyError("unexpected type byte")),
-        }
-        if let Some((n, attr)) = open {
-            if depth == MAX_DEPTH {
-                return Err(ReplyError("nesting too deep"));
-            }
-            stack[depth] = (n, attr);
-            depth += 1;
-            if n > 0 {
-                continue;
-            }
-            // An empty attribute: nothing to count, fall through to close it.
-        }
-        // One element finished: close every aggregate it completes.
-        loop {
-            if depth == 0 {
-                return Ok(Some(pos));
-            }
-            let (remaining, attr) = &mut stack[depth - 1];
-            if *attr && *remaining == 0 {
-                // A finished attribute annotates the next element: it does
-                // not count in its parent.
-                depth -= 1;
-                break;
-            }
-            *remaining -= 1;
-            if *remaining > 0 {
-                break;
-            }
-            if *attr {
-                depth -= 1;
-                break;
-            }
-            depth -= 1;
         }
     }
 }
