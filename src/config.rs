@@ -34,8 +34,11 @@ pub struct FileConfig {
     pub backend: Option<String>,
     /// `shared` (default) or `dedicated`.
     pub mode: Option<String>,
-    /// Shared backend connections per (database, protocol) group. Default 2.
+    /// Shared backend connections per (database, protocol) group, divided
+    /// among the worker threads (at least one each). Default 2.
     pub shared_links: Option<usize>,
+    /// Worker threads serving clients. Default: one per CPU.
+    pub threads: Option<usize>,
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
     /// Default `info`.
     pub log: Option<String>,
@@ -149,6 +152,8 @@ pub struct Overrides {
     pub mode: Option<String>,
     /// `--shared-links` / `RESPSEAL_SHARED_LINKS`.
     pub shared_links: Option<usize>,
+    /// `--threads` / `RESPSEAL_THREADS`.
+    pub threads: Option<usize>,
     /// `--max-clients` / `RESPSEAL_MAX_CLIENTS`.
     pub max_clients: Option<usize>,
     /// `--log` / `RESPSEAL_LOG`.
@@ -170,8 +175,10 @@ pub struct Config {
     pub backend: BackendUrl,
     /// Pin every session at connect.
     pub dedicated: bool,
-    /// Shared links per group.
+    /// Shared links per group (all worker threads together).
     pub shared_links: usize,
+    /// Worker threads.
+    pub threads: usize,
     /// Log filter.
     pub log: String,
     /// Most clients.
@@ -263,6 +270,8 @@ impl Config {
             }
         };
         let shared_links = positive("shared_links", ov.shared_links.or(file.shared_links), 2);
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let threads = positive("threads", ov.threads.or(file.threads), cpus);
         let l = &file.limits;
         let max_clients = positive("limits.max_clients", ov.max_clients.or(l.max_clients), 10_000);
         let max_frame_bytes = positive("limits.max_frame_bytes", l.max_frame_bytes, 512 * 1024 * 1024);
@@ -305,6 +314,7 @@ impl Config {
                 backend,
                 dedicated,
                 shared_links,
+                threads,
                 log,
                 max_clients,
                 max_frame_bytes,

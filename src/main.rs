@@ -10,7 +10,7 @@ use respseal::backend::Backend;
 use respseal::backend::conn::ConnSettings;
 use respseal::config::{Config, Overrides};
 use respseal::protocol::request::Limits;
-use respseal::server::{self, ServeOptions};
+use respseal::server::{self, ServeOptions, Workers};
 use respseal::session::Context;
 
 /// EX_USAGE: invalid configuration or command line.
@@ -61,6 +61,9 @@ struct ServeArgs {
     /// Shared backend connections per (database, protocol) group [default: 2].
     #[arg(long, env = "RESPSEAL_SHARED_LINKS")]
     shared_links: Option<usize>,
+    /// Worker threads serving clients [default: one per CPU].
+    #[arg(long, env = "RESPSEAL_THREADS")]
+    threads: Option<usize>,
     /// Most clients connected at once [default: 10000].
     #[arg(long, env = "RESPSEAL_MAX_CLIENTS")]
     max_clients: Option<usize>,
@@ -82,6 +85,7 @@ impl ServeArgs {
             backend: self.backend.clone(),
             mode: if self.dedicated { Some("dedicated".into()) } else { self.mode.clone() },
             shared_links: self.shared_links,
+            threads: self.threads,
             max_clients: self.max_clients,
             log: self.log.clone(),
             seal: self.seal.clone(),
@@ -141,23 +145,34 @@ fn with_config(args: &ServeArgs, f: fn(Config) -> ExitCode) -> ExitCode {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+    // Accepting, signals and `check`; clients are served by the workers.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("the tokio runtime starts: it only needs threads and an epoll fd")
 }
 
-fn context(cfg: &mut Config) -> Arc<Context> {
-    let settings = ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout };
-    Arc::new(Context {
-        backend: Backend::new(settings, cfg.shared_links, !cfg.dedicated),
-        limits: Limits { max_bulk: cfg.max_bulk_bytes, max_frame: cfg.max_frame_bytes, max_args: cfg.max_args },
-        max_inflight: cfg.max_inflight,
-        dedicated_mode: cfg.dedicated,
-        idle_timeout: cfg.idle_timeout,
-        users: std::mem::take(&mut cfg.users),
-        sealer: cfg.sealer.take(),
-    })
+/// One context per worker thread: each has its own backend (its share of
+/// the shared links); users and the sealer are shared.
+fn contexts(cfg: &mut Config) -> Vec<Arc<Context>> {
+    let users = Arc::new(std::mem::take(&mut cfg.users));
+    let sealer = cfg.sealer.take().map(Arc::new);
+    (0..cfg.threads)
+        .map(|n| {
+            let settings = ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout };
+            // The group's links divided among the workers, at least one each.
+            let links = cfg.shared_links / cfg.threads + usize::from(n < cfg.shared_links % cfg.threads);
+            Arc::new(Context {
+                backend: Backend::new(settings, links.max(1), !cfg.dedicated),
+                limits: Limits { max_bulk: cfg.max_bulk_bytes, max_frame: cfg.max_frame_bytes, max_args: cfg.max_args },
+                max_inflight: cfg.max_inflight,
+                dedicated_mode: cfg.dedicated,
+                idle_timeout: cfg.idle_timeout,
+                users: Arc::clone(&users),
+                sealer: sealer.clone(),
+            })
+        })
+        .collect()
 }
 
 fn serve(mut cfg: Config) -> ExitCode {
@@ -170,15 +185,22 @@ fn serve(mut cfg: Config) -> ExitCode {
                 return ExitCode::from(EX_UNAVAILABLE);
             }
         };
-        let ctx = context(&mut cfg);
+        let workers = match Workers::start(contexts(&mut cfg)) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start worker threads");
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
+        };
         tracing::info!(
             listen = %cfg.listen,
             backend = %cfg.backend,
             mode = if cfg.dedicated { "dedicated" } else { "shared" },
+            threads = cfg.threads,
             "respseal ready"
         );
         let opts = ServeOptions { max_clients: cfg.max_clients, shutdown_grace: cfg.shutdown_grace };
-        server::run(listener, ctx, opts, shutdown_signal()).await;
+        server::run(listener, workers, opts, shutdown_signal()).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })

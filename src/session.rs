@@ -54,9 +54,9 @@ pub struct Context {
     /// for replies, is subscribed or is monitoring).
     pub idle_timeout: Option<Duration>,
     /// The proxy's own users (AUTH, HELLO … AUTH).
-    pub users: Users,
+    pub users: Arc<Users>,
     /// Rules and keys; `None` when nothing is sealed.
-    pub sealer: Option<Sealer>,
+    pub sealer: Option<Arc<Sealer>>,
 }
 
 enum Link {

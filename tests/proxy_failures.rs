@@ -60,7 +60,9 @@ fn wait_redis_busy(port: u16) {
 #[test]
 fn redis_killed_with_commands_in_flight_on_a_shared_link() {
     let mut redis = RedisServer::start();
-    let mut proxy = Proxy::start(redis.port, &[]);
+    // One worker, so that each group has both its shared links (with more
+    // workers each creates its share when one of its sessions needs it).
+    let mut proxy = Proxy::start(redis.port, &["--threads", "1"]);
     let mut c = proxy.client();
     let mut idle = proxy.client();
     c.assert_cmd(&["SET", "k", "v"], b"+OK\r\n");

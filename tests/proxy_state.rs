@@ -676,7 +676,8 @@ fn many_clients_pipelining(proxy_port: u16, n: usize) -> Vec<Client> {
 #[test]
 fn thousand_clients_share_the_configured_links() {
     let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port, &["--shared-links", "2"]);
+    // One worker thread: it holds all of a group's links.
+    let proxy = Proxy::start(redis.port, &["--shared-links", "2", "--threads", "1"]);
     let clients = many_clients_pipelining(proxy.port, 1000);
     // Every client is still connected; Redis sees exactly the two shared
     // links of the (db 0, RESP2) group.
@@ -697,6 +698,22 @@ fn thousand_clients_share_the_configured_links() {
     assert_eq!(links.len(), 4, "backend connections: {links:#?}");
     assert_eq!(links.iter().filter(|l| l.ends_with("resp=3")).count(), 2, "{links:#?}");
     drop(clients);
+}
+
+#[test]
+fn worker_threads_divide_the_shared_links_among_them() {
+    for (links, threads) in [(2, 2), (3, 2), (1, 2)] {
+        let redis = RedisServer::start();
+        let args = ["--shared-links", &links.to_string(), "--threads", &threads.to_string()].map(String::from);
+        let proxy = Proxy::start(redis.port, &args.each_ref().map(String::as_str));
+        // Clients go to the workers in turn, so both workers serve some.
+        let clients = many_clients_pipelining(proxy.port, 100);
+        // Each worker has its share of the links, and at least one.
+        let expected = links.max(threads);
+        let seen = redis.client_list_others();
+        assert_eq!(seen.len(), expected, "{links} links on {threads} threads: {seen:#?}");
+        drop(clients);
+    }
 }
 
 #[test]
