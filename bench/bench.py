@@ -54,14 +54,17 @@ TARGETS = [
     ("twemproxy", int(ENV["TW_PORT"]), int(ENV["TW_PID"])),
     ("haproxy", int(ENV["HAP_PORT"]), int(ENV["HAP_PID"])),
 ]
+if ENV.get("RS_1T_PORT"):  # BENCH_THREADS1=1: shared mode on one worker thread, db 1
+    TARGETS.insert(3, ("respseal-1t", int(ENV["RS_1T_PORT"]), int(ENV["RS_1T_PID"])))
 if ENV.get("RS_NOSEAL_PORT"):  # BENCH_NOSEAL=1: respseal without seal rules, db 2
     TARGETS.insert(3, ("respseal-noseal", int(ENV["RS_NOSEAL_PORT"]), int(ENV["RS_NOSEAL_PID"])))
 PORT = {t[0]: t[1] for t in TARGETS}
 PID = {t[0]: t[2] for t in TARGETS}
 PROXIES = [t[0] for t in TARGETS if t[2] is not None]
-RESPSEALS = ["respseal", "respseal-dedicated"]
+RESPSEALS = ["respseal", "respseal-dedicated"] + (["respseal-1t"] if ENV.get("RS_1T_PORT") else [])
 LABEL = {"respseal": "respseal (shared)", "respseal-dedicated": "respseal (dedicated)",
-         "respseal-noseal": "respseal (shared, no seal rule)"}
+         "respseal-noseal": "respseal (shared, no seal rule)",
+         "respseal-1t": "respseal (shared, --threads 1)"}
 CLK = os.sysconf("SC_CLK_TCK")
 T0 = time.monotonic()
 LOAD0 = open("/proc/loadavg").read().split()[:3]

@@ -142,6 +142,19 @@ RS_DED_PID=$!; PIDS+=("$RS_DED_PID")
 wait_port "respseal (dedicated)" "$RS_DED_PID" "$RS_DED_PORT" "$WORK/respseal-dedicated.log"
 log "respseal shared pid $RS_SHARED_PID on :$RS_SHARED_PORT, dedicated pid $RS_DED_PID on :$RS_DED_PORT"
 
+# Optional: respseal in shared mode on one worker thread (--threads 1), to
+# show the thread-count trade-off on a machine this small.
+RS_1T_PORT=""; RS_1T_PID=""
+if [ "${BENCH_THREADS1:-0}" = 1 ]; then
+    RS_1T_PORT="$(free_port)"
+    "$BIN" serve --listen "127.0.0.1:$RS_1T_PORT" --backend "redis://127.0.0.1:$REDIS_PORT/1" \
+        --seal 'key:*' --key-file "$KEYFILE" --log warn --threads 1 "${extra[@]}" \
+        >"$WORK/respseal-1t.log" 2>&1 &
+    RS_1T_PID=$!; PIDS+=("$RS_1T_PID")
+    wait_port "respseal (1 thread)" "$RS_1T_PID" "$RS_1T_PORT" "$WORK/respseal-1t.log"
+    log "respseal shared on one thread pid $RS_1T_PID on :$RS_1T_PORT"
+fi
+
 # Optional: respseal with no seal rule (pure forwarding, database 2), to
 # separate the proxy's own cost from the sealing cost.
 RS_NOSEAL_PORT=""; RS_NOSEAL_PID=""
@@ -200,6 +213,7 @@ log "twemproxy pid $TW_PID on :$TW_PORT, haproxy pid $HAP_PID on :$HAP_PORT"
 # ---------------------------------------------------------------- measure
 export BENCH_WORK="$WORK" BENCH_REPO="$REPO_DIR" BENCH_BIN="$BIN" \
     REDIS_PORT REDIS_PID RS_SHARED_PORT RS_SHARED_PID RS_DED_PORT RS_DED_PID RS_NOSEAL_PORT RS_NOSEAL_PID \
+    RS_1T_PORT RS_1T_PID \
     TW_PORT TW_PID HAP_PORT HAP_PID
 python3 "$BENCH_DIR/bench.py" &
 DRIVER_PID=$!
@@ -207,7 +221,7 @@ set +e
 wait "$DRIVER_PID"; rc=$?
 set -e
 DRIVER_PID=""
-for f in respseal-shared respseal-dedicated respseal-noseal; do
+for f in respseal-shared respseal-dedicated respseal-1t respseal-noseal; do
     [ -f "$WORK/$f.log" ] || continue
     n="$(grep -c -E 'WARN|ERROR' "$WORK/$f.log" || true)"
     [ "$n" = 0 ] || { log "$f logged $n warnings/errors; first lines:"; head -n 5 "$WORK/$f.log" >&2; }
