@@ -9,7 +9,9 @@
 //!
 //! * [`config`]: `config.toml` + `RESPSEAL_*` environment + flags, validated
 //!   all at once before anything starts.
-//! * [`server`]: the listener — accept, `max_clients`, graceful shutdown.
+//! * [`server`]: the listener and the worker threads (one single-threaded
+//!   runtime per thread, each with its own shared links; a client stays on
+//!   one worker) — accept, `max_clients`, graceful shutdown.
 //! * [`session`]: one task per client — read requests, route them, match
 //!   replies to reply plans, write replies back. Owns pinning.
 //! * [`plan`]: reply plans, the FIFO entries that say what to do with each

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use respseal::backend::Backend;
 use respseal::backend::conn::ConnSettings;
+use respseal::backend::pool::Spares;
 use respseal::config::{Config, Overrides};
 use respseal::protocol::request::Limits;
 use respseal::server::{self, ServeOptions, Workers};
@@ -157,13 +158,15 @@ fn runtime() -> tokio::runtime::Runtime {
 fn contexts(cfg: &mut Config) -> Vec<Arc<Context>> {
     let users = Arc::new(std::mem::take(&mut cfg.users));
     let sealer = cfg.sealer.take().map(Arc::new);
+    // Ready connections for pinning: one pool for all workers.
+    let spares = (!cfg.dedicated).then(|| Arc::new(Spares::default()));
     (0..cfg.threads)
         .map(|n| {
             let settings = ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout };
             // The group's links divided among the workers, at least one each.
             let links = cfg.shared_links / cfg.threads + usize::from(n < cfg.shared_links % cfg.threads);
             Arc::new(Context {
-                backend: Backend::new(settings, links.max(1), !cfg.dedicated),
+                backend: Backend::new(settings, links.max(1), spares.clone()),
                 limits: Limits { max_bulk: cfg.max_bulk_bytes, max_frame: cfg.max_frame_bytes, max_args: cfg.max_args },
                 max_inflight: cfg.max_inflight,
                 dedicated_mode: cfg.dedicated,

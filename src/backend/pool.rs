@@ -1,14 +1,18 @@
 //! The backend as sessions see it: groups of shared links keyed by
 //! (database, protocol), created on first use, and dedicated links on demand.
 //!
-//! For pinning in shared mode, one connection per (database, protocol) is
-//! kept ready once a session of that group has pinned (not before: until
-//! then Redis sees only the configured shared links): taking it makes a pin
-//! (MULTI, WATCH, SUBSCRIBE …) cost no connect round trip, and it works even
-//! while Redis is busy running a script (when the handshake's SELECT would be
-//! refused with BUSY).
+//! Each worker thread has its own `Backend` (its own shared links), but the
+//! ready connections for pinning are one pool for the whole process: one
+//! connection per (database, protocol) is kept ready once a session of that
+//! group has pinned (not before: until then Redis sees only the configured
+//! shared links). Taking it makes a pin (MULTI, WATCH, SUBSCRIBE …) cost no
+//! connect round trip, and it works even while Redis is busy running a
+//! script (when the handshake's SELECT would be refused with BUSY). A ready
+//! connection waits as a plain socket, registered with no runtime, so that
+//! any worker can take it.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -23,28 +27,30 @@ pub struct Backend {
     settings: Arc<ConnSettings>,
     links_per_group: usize,
     groups: DashMap<(u32, Proto), Arc<[SharedLink]>>,
-    spares: Option<Arc<SparePool>>,
+    spares: Option<Arc<Spares>>,
 }
 
-/// Each group's ready connection.
-type SparePool = Mutex<HashMap<(u32, Proto), Spare>>;
+/// Each group's ready connection, shared by every worker's [`Backend`].
+#[derive(Default)]
+pub struct Spares(Mutex<HashMap<(u32, Proto), Spare>>);
 
 /// A group's ready connection.
 enum Spare {
-    Ready(Dedicated),
+    /// Handshake done; the socket is not registered with any runtime.
+    Ready(std::net::TcpStream, bytes::BytesMut),
     /// Being opened; nobody else needs to open one.
     Filling,
 }
 
 impl Backend {
     /// A backend with `links_per_group` shared links in each group. With
-    /// `spares`, a ready connection per group is kept for pinning.
-    pub fn new(settings: ConnSettings, links_per_group: usize, spares: bool) -> Self {
+    /// `spares`, a ready connection per group is kept there for pinning.
+    pub fn new(settings: ConnSettings, links_per_group: usize, spares: Option<Arc<Spares>>) -> Self {
         Backend {
             settings: Arc::new(settings),
             links_per_group: links_per_group.max(1),
             groups: DashMap::new(),
-            spares: spares.then(Arc::default),
+            spares,
         }
     }
 
@@ -90,9 +96,9 @@ impl Backend {
     pub async fn dedicated(&self, db: u32, proto: Proto) -> Result<Dedicated, BackendError> {
         if let Some(spares) = &self.spares {
             let (taken, refill) = {
-                let mut pool = spares.lock().expect("spare pool lock is never poisoned");
+                let mut pool = spares.0.lock().expect("spare pool lock is never poisoned");
                 match pool.insert((db, proto), Spare::Filling) {
-                    Some(Spare::Ready(d)) => (Some(d), true),
+                    Some(Spare::Ready(stream, buf)) => (Some((stream, buf)), true),
                     // Someone is already opening one.
                     Some(Spare::Filling) => (None, false),
                     None => (None, true),
@@ -101,23 +107,28 @@ impl Backend {
             if refill {
                 self.refill(spares, db, proto);
             }
-            if let Some(mut d) = taken
-                && alive(&mut d)
+            if let Some((stream, mut buf)) = taken
+                && alive(&stream, &mut buf)
+                && let Ok(stream) = tokio::net::TcpStream::from_std(stream)
             {
-                return Ok(d);
+                let (rd, wr) = stream.into_split();
+                return Ok(Dedicated { rd, wr, buf });
             }
         }
         conn::dedicated(&self.settings, db, proto).await
     }
 
-    fn refill(&self, spares: &Arc<SparePool>, db: u32, proto: Proto) {
+    fn refill(&self, spares: &Arc<Spares>, db: u32, proto: Proto) {
         let spares = Arc::clone(spares);
         let settings = Arc::clone(&self.settings);
         tokio::spawn(async move {
-            let opened = conn::dedicated(&settings, db, proto).await;
-            let mut pool = spares.lock().expect("spare pool lock is never poisoned");
+            // Deregistered from this worker's runtime, so any worker can take it.
+            let opened = conn::open(&settings, db, proto).await.and_then(|(stream, buf)| {
+                stream.into_std().map(|s| (s, buf)).map_err(|e| BackendError::Connect(e.kind().to_string()))
+            });
+            let mut pool = spares.0.lock().expect("spare pool lock is never poisoned");
             match opened {
-                Ok(d) => pool.insert((db, proto), Spare::Ready(d)),
+                Ok((stream, buf)) => pool.insert((db, proto), Spare::Ready(stream, buf)),
                 // Redis is down: the next pin connects (and reports) itself.
                 Err(_) => pool.remove(&(db, proto)),
             };
@@ -125,12 +136,16 @@ impl Backend {
     }
 }
 
-/// Whether an idle connection is still open (Redis restarted, or closed it
-/// for idling, since it was made). Anything it sent stays in its buffer.
-fn alive(d: &mut Dedicated) -> bool {
-    match d.rd.try_read_buf(&mut d.buf) {
-        Ok(0) => false,
-        Ok(_) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+/// Whether an idle connection (non-blocking) is still open: Redis may have
+/// restarted, or closed it for idling, since it was made. Anything it sent
+/// stays in its buffer.
+fn alive(mut stream: &std::net::TcpStream, buf: &mut bytes::BytesMut) -> bool {
+    let mut chunk = [0u8; 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return e.kind() == std::io::ErrorKind::WouldBlock,
+        }
     }
 }
