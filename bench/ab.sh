@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Quick A/B of respseal builds: bench/ab.sh DEPTH REPS BIN [BIN ...]
+#
+# Starts one redis-server, one respseal per BIN (shared mode, sealing key:*,
+# extra flags after the binary path are not supported: wrap them in a small
+# script) and twemproxy, fills the keys through each, then runs
+# redis-benchmark GET and SET (1 KiB, 50 clients, -P DEPTH) against direct
+# Redis, twemproxy and every respseal, REPS times, interleaved. Prints the
+# median rps, the ratio to direct Redis and the proxy's CPU time per request
+# (/proc/PID/stat). Much quicker than bench/run.sh (about 1 minute per
+# repetition), for comparing builds while working; bench/run.sh is the
+# report of record.
+set -euo pipefail
+[ "$#" -ge 3 ] || { echo "usage: $0 DEPTH REPS BIN [BIN ...]" >&2; exit 64; }
+DEPTH=$1; REPS=$2; shift 2
+BINS=("$@")
+N=$(( DEPTH == 1 ? 100000 : 500000 ))
+W="$(mktemp -d /tmp/respseal-ab.XXXXXX)"
+PIDS=()
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+RP=$(free_port)
+redis-server --bind 127.0.0.1 --port "$RP" --save '' --appendonly no --dir "$W" >/dev/null 2>&1 &
+PIDS+=($!); wait_port "$RP"
+"${BINS[0]}" keygen --out "$W/key" >/dev/null
+targets=("direct:$RP:0")
+i=0
+for b in "${BINS[@]}"; do
+    port=$(free_port)
+    "$b" serve --listen "127.0.0.1:$port" --backend "redis://127.0.0.1:$RP/1" --seal 'key:*' \
+        --key-file "$W/key" --log warn >"$W/rs$i.log" 2>&1 &
+    PIDS+=($!); wait_port "$port"
+    targets+=("rs$i:$port:$!")
+    i=$((i + 1))
+done
+TW=$(free_port)
+printf 'ab:\n  listen: 127.0.0.1:%s\n  redis: true\n  preconnect: true\n  servers:\n    - 127.0.0.1:%s:1\n' "$TW" "$RP" >"$W/nc.yml"
+nutcracker -c "$W/nc.yml" -o "$W/nc.log" &
+PIDS+=($!); wait_port "$TW"
+targets+=("twem:$TW:$!")
+for t in "${targets[@]}"; do
+    port=$(cut -d: -f2 <<<"$t")
+    redis-benchmark -p "$port" -t set -d 1024 -r 100000 -n 200000 -P 16 -q >/dev/null
+done
+for rep in $(seq 1 "$REPS"); do
+    for t in "${targets[@]}"; do
+        IFS=: read -r name port pid <<<"$t"
+        for cmd in get set; do
+            c0=0; [ "$pid" != 0 ] && c0=$(cpu "$pid")
+            rps=$(redis-benchmark -p "$port" -t "$cmd" -d 1024 -r 100000 -n "$N" -c 50 -P "$DEPTH" -q 2>/dev/null \
+                | tr '\r' '\n' | grep -i "requests per second" | tail -1 | sed 's/.*: \([0-9.]*\) requests.*/\1/')
+            c1=0; [ "$pid" != 0 ] && c1=$(cpu "$pid")
+            echo "$name $cmd $rps $c0 $c1"
+        done
+    done
+done >"$W/results"
+python3 - "$W/results" "$N" "$(getconf CLK_TCK)" "${BINS[@]}" <<'PY'
+import collections, statistics, sys
+path, n, clk, bins = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+rps, cpu = collections.defaultdict(list), collections.defaultdict(list)
+for line in open(path):
+    name, cmd, r, c0, c1 = line.split()
+    rps[(name, cmd)].append(float(r))
+    cpu[(name, cmd)].append((int(c1) - int(c0)) / clk * 1e6 / n)
+label = {f"rs{i}": b for i, b in enumerate(bins)}
+for (name, cmd), values in sorted(rps.items()):
+    med = statistics.median(values)
+    direct = statistics.median(rps[("direct", cmd)])
+    us = "" if name == "direct" else f"  proxy CPU {statistics.median(cpu[(name, cmd)]):.2f} us/req"
+    print(f"{label.get(name, name):40} {cmd}  {med:9,.0f} rps  {med / direct:.2f}x direct{us}  "
+          f"runs {[int(v) for v in values]}")
+PY
