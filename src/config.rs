@@ -464,11 +464,23 @@ mod tests {
     #[test]
     fn all_errors_reported_at_once() {
         let file: FileConfig = toml::from_str(
-            "listen = \"nonsense\"\nbackend = \"http://x\"\nmode = \"fast\"\nshared_links = 0\n[[users]]\nname = \"a\"\n",
+            "listen = \"nonsense\"\nbackend = \"http://x\"\nmode = \"fast\"\nshared_links = 0\nthreads = 0\n[[users]]\nname = \"a\"\n",
         )
         .expect("parses");
         let errs = Config::build(file, &Overrides::default()).unwrap_err().0;
-        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert_eq!(errs.len(), 6, "{errs:?}");
+        assert!(errs.iter().any(|e| e == "threads: must be at least 1"), "{errs:?}");
+    }
+
+    #[test]
+    fn threads_default_to_the_cpus_and_flags_win() {
+        let c = Config::build(FileConfig::default(), &Overrides::default()).expect("defaults are valid");
+        assert_eq!(c.threads, std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let file: FileConfig = toml::from_str("threads = 3\n").expect("parses");
+        assert_eq!(Config::build(file, &Overrides::default()).expect("valid").threads, 3);
+        let file: FileConfig = toml::from_str("threads = 3\n").expect("parses");
+        let ov = Overrides { threads: Some(1), ..Default::default() };
+        assert_eq!(Config::build(file, &ov).expect("valid").threads, 1);
     }
 
     #[test]
