@@ -746,8 +746,14 @@ where
         }
         let data = self.shared_batch.take_parts();
         let frames = std::mem::take(&mut self.shared_frames);
-        if let Link::Shared { link, .. } = &self.link {
-            link.send(SharedRequest { data, frames, reply: self.reply_tx.clone() }).await;
+        match &self.link {
+            Link::Shared { link, .. } => {
+                link.send(SharedRequest { data, frames, reply: self.reply_tx.clone() }).await;
+            }
+            // The link changes only once nothing is in flight (and pinning
+            // flushes first), so this is never expected; fail rather than hang.
+            _ if frames > 0 => self.on_link_event(LinkEvent::Failed { frames, error: BackendError::Lost }),
+            _ => {}
         }
     }
 
