@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{AuthOutcome, Users};
 use crate::backend::{Backend, BackendError, Dedicated, LinkEvent, SharedLink, SharedRequest};
 use crate::commands::table::{State, SubKind};
-use crate::commands::{self, Args, Class, LocalCmd, Route};
+use crate::commands::{self, Args, Class, Command, LocalCmd, Route};
 use crate::outbuf::OutBuf;
 use crate::plan::Plan;
 use crate::protocol::request::{self, Limits, Parsed, ProtocolError};
@@ -86,6 +86,7 @@ struct Deferred {
     frame: Bytes,
     args: Vec<Range<usize>>,
     route: Route,
+    cmd: Option<&'static Command>,
 }
 
 /// A client session.
@@ -260,7 +261,7 @@ where
                 self.stalled = false;
                 self.sync_shared_link();
                 if let Some(d) = self.deferred.take() {
-                    self.handle(d.frame, &d.args, d.route).await;
+                    self.handle(d.frame, &d.args, d.route, d.cmd).await;
                 }
                 if !self.stalled {
                     self.process_input().await;
@@ -309,7 +310,7 @@ where
                 }
                 Ok(Parsed::Command { len, inline }) => {
                     self.need = 0;
-                    let (route, sealing) = {
+                    let (route, sealing, cmd) = {
                         let src: &[u8] = match &inline {
                             Some(f) => f,
                             None => &self.rbuf[run_len..],
@@ -335,7 +336,7 @@ where
                             (Some(sealer), Route::Forward | Route::Pin) => sealer.inspect(cmd, &args),
                             _ => Inspect::Untouched,
                         };
-                        (route, sealing)
+                        (route, sealing, cmd)
                     };
                     let untouched = matches!(sealing, Inspect::Untouched);
                     if untouched && route == Route::Forward && inline.is_none() && self.plain_forward_ok() {
@@ -368,7 +369,7 @@ where
                         }
                     }
                     let args = std::mem::take(&mut self.args);
-                    self.handle(frame, &args, route).await;
+                    self.handle(frame, &args, route, cmd).await;
                     self.args = args;
                 }
             }
@@ -401,48 +402,49 @@ where
     }
 
     /// Handle one request that is not a plain forward.
-    async fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route) {
+    /// `cmd` is the request's row in the command table, already looked up.
+    async fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route, cmd: Option<&'static Command>) {
         let args = Args::new(&frame, ranges);
         match route {
             Route::Refuse("NOAUTH") => self.local_error("NOAUTH Authentication required."),
             Route::Refuse(why) => self.local_error(&format!("ERR respseal: {why}")),
             Route::Control => {
                 if !self.plans.is_empty() {
-                    return self.defer(frame, ranges, route);
+                    return self.defer(frame, ranges, route, cmd);
                 }
                 match self.ctx.backend.oneshot(&frame).await {
                     Ok(reply) => self.push_plan(Plan::Local(reply), 0),
                     Err(e) => self.local_error(&format!("ERR respseal: {e}")),
                 }
             }
-            Route::Forward => self.forward_one(frame.clone(), &args).await,
+            Route::Forward => self.forward_one(frame.clone(), &args, cmd).await,
             Route::Pin => {
                 if !matches!(self.link, Link::Dedicated(_)) {
                     if !self.plans.is_empty() {
-                        return self.defer(frame, ranges, route);
+                        return self.defer(frame, ranges, route, cmd);
                     }
                     if !self.pin().await {
                         return;
                     }
                 }
-                self.forward_one(frame.clone(), &args).await;
+                self.forward_one(frame.clone(), &args, cmd).await;
             }
             Route::Local(cmd) => self.local(cmd, frame.clone(), ranges).await,
         }
     }
 
-    fn defer(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route) {
+    fn defer(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route, cmd: Option<&'static Command>) {
         self.stalled = true;
-        self.deferred = Some(Deferred { frame, args: ranges.to_vec(), route });
+        self.deferred = Some(Deferred { frame, args: ranges.to_vec(), route, cmd });
     }
 
     /// Forward one request on the current link with the plan its class needs.
-    async fn forward_one(&mut self, frame: Bytes, args: &Args<'_>) {
+    async fn forward_one(&mut self, frame: Bytes, args: &Args<'_>, cmd: Option<&'static Command>) {
         if matches!(self.link, Link::None) && !self.pin().await {
             return;
         }
         let dedicated = matches!(self.link, Link::Dedicated(_));
-        let class = args.get(0).and_then(commands::lookup).map(|c| c.class);
+        let class = cmd.map(|c| c.class);
         let (plan, frames) = match class {
             Some(Class::Stateful(State::Subscribe(kind))) if dedicated => {
                 let n = (args.len() as u32).saturating_sub(1).max(1);
@@ -540,7 +542,7 @@ where
                     }
                     self.stalled = true;
                 } else if !self.plans.is_empty() {
-                    self.defer(frame, ranges, Route::Local(cmd));
+                    self.defer(frame, ranges, Route::Local(cmd), None);
                 } else {
                     self.reset_state();
                     self.sync_shared_link();
@@ -575,7 +577,7 @@ where
         let db = match (args.len(), args.get(1).and_then(parse_int)) {
             (2, Some(db)) if (0..=i64::from(u32::MAX)).contains(&db) => db as u32,
             // Redis answers malformed SELECTs with an error and no state change.
-            _ => return self.forward_one(frame, args).await,
+            _ => return self.forward_one(frame, args, args.get(0).and_then(commands::lookup)).await,
         };
         if matches!(self.link, Link::None) && !self.pin().await {
             return;
@@ -603,7 +605,7 @@ where
             Some(Some(2)) => Some(Proto::Resp2),
             Some(Some(3)) => Some(Proto::Resp3),
             // Not a protocol Redis speaks: Redis refuses without any change.
-            Some(_) => return self.forward_one(frame.clone(), &args).await,
+            Some(_) => return self.forward_one(frame.clone(), &args, args.get(0).and_then(commands::lookup)).await,
         };
         // Take AUTH out: the proxy checks it; the rest goes to Redis.
         let mut rest: Vec<&[u8]> = vec![b"HELLO"];
@@ -629,7 +631,7 @@ where
         if setname && !matches!(self.link, Link::Dedicated(_)) {
             // A connection name is connection state: pin first.
             if !self.plans.is_empty() {
-                return self.defer(frame.clone(), ranges, Route::Local(LocalCmd::Hello));
+                return self.defer(frame.clone(), ranges, Route::Local(LocalCmd::Hello), None);
             }
             if !self.pin().await {
                 return;
@@ -638,7 +640,7 @@ where
         match (&self.link, requested) {
             (Link::Shared { proto, .. }, Some(p)) if *proto != p => {
                 if !self.plans.is_empty() {
-                    return self.defer(frame.clone(), ranges, Route::Local(LocalCmd::Hello));
+                    return self.defer(frame.clone(), ranges, Route::Local(LocalCmd::Hello), None);
                 }
                 // The group of the requested protocol already speaks it, so
                 // this HELLO changes nothing on the shared link.
