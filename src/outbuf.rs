@@ -83,12 +83,6 @@ impl OutBuf {
         }
     }
 
-    /// Everything queued, as shared buffers; the queue is left empty.
-    pub fn take_parts(&mut self) -> Vec<Bytes> {
-        self.seal_small();
-        std::mem::take(&mut self.parts)
-    }
-
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty() && self.small.is_empty()

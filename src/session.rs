@@ -110,8 +110,9 @@ pub struct Session<R, W> {
     lib_ver: Option<Bytes>,
     link: Link,
     /// Requests for the shared link not handed over yet: everything one
-    /// read produced goes to the link as one request.
-    shared_batch: OutBuf,
+    /// read produced goes to the link as one request (the link's writer
+    /// copies small frames together, so they are not copied here).
+    shared_batch: Vec<Bytes>,
     /// Replies the requests in `shared_batch` produce.
     shared_frames: u32,
     reply_tx: mpsc::UnboundedSender<LinkEvent>,
@@ -166,7 +167,7 @@ where
             lib_name: None,
             lib_ver: None,
             link: Link::None,
-            shared_batch: OutBuf::default(),
+            shared_batch: Vec::new(),
             shared_frames: 0,
             reply_tx,
             reply_rx,
@@ -746,7 +747,7 @@ where
         if self.shared_batch.is_empty() {
             return;
         }
-        let data = self.shared_batch.take_parts();
+        let data = std::mem::take(&mut self.shared_batch);
         let frames = std::mem::take(&mut self.shared_frames);
         match &self.link {
             Link::Shared { link, .. } => {
