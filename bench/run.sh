@@ -127,31 +127,32 @@ KEYFILE="$WORK/respseal.key"
 extra=()
 [ -n "$SHARED_LINKS" ] && extra+=(--shared-links "$SHARED_LINKS")
 
-RS_SHARED_PORT="$(free_port)"
-"$BIN" serve --listen "127.0.0.1:$RS_SHARED_PORT" --backend "redis://127.0.0.1:$REDIS_PORT/1" \
-    --seal 'key:*' --key-file "$KEYFILE" --log warn "${extra[@]}" \
-    >"$WORK/respseal-shared.log" 2>&1 &
-RS_SHARED_PID=$!; PIDS+=("$RS_SHARED_PID")
-wait_port "respseal (shared)" "$RS_SHARED_PID" "$RS_SHARED_PORT" "$WORK/respseal-shared.log"
+# start_respseal LOGNAME LABEL DB [ARGS...]: one respseal instance on a free
+# port, backend database DB, logs in $WORK/LOGNAME.log; waits until it
+# listens and sets RS_PORT and RS_PID.
+start_respseal() {
+    local logname=$1 label=$2 db=$3
+    shift 3
+    RS_PORT="$(free_port)"
+    "$BIN" serve --listen "127.0.0.1:$RS_PORT" --backend "redis://127.0.0.1:$REDIS_PORT/$db" \
+        --log warn "$@" >"$WORK/$logname.log" 2>&1 &
+    RS_PID=$!; PIDS+=("$RS_PID")
+    wait_port "$label" "$RS_PID" "$RS_PORT" "$WORK/$logname.log"
+}
+sealing=(--seal 'key:*' --key-file "$KEYFILE")
 
-RS_DED_PORT="$(free_port)"
-"$BIN" serve --listen "127.0.0.1:$RS_DED_PORT" --backend "redis://127.0.0.1:$REDIS_PORT/1" \
-    --seal 'key:*' --key-file "$KEYFILE" --log warn --dedicated \
-    >"$WORK/respseal-dedicated.log" 2>&1 &
-RS_DED_PID=$!; PIDS+=("$RS_DED_PID")
-wait_port "respseal (dedicated)" "$RS_DED_PID" "$RS_DED_PORT" "$WORK/respseal-dedicated.log"
+start_respseal respseal-shared "respseal (shared)" 1 "${sealing[@]}" "${extra[@]}"
+RS_SHARED_PORT=$RS_PORT; RS_SHARED_PID=$RS_PID
+start_respseal respseal-dedicated "respseal (dedicated)" 1 "${sealing[@]}" --dedicated
+RS_DED_PORT=$RS_PORT; RS_DED_PID=$RS_PID
 log "respseal shared pid $RS_SHARED_PID on :$RS_SHARED_PORT, dedicated pid $RS_DED_PID on :$RS_DED_PORT"
 
 # Optional: respseal in shared mode on one worker thread (--threads 1), to
 # show the thread-count trade-off on a machine this small.
 RS_1T_PORT=""; RS_1T_PID=""
 if [ "${BENCH_THREADS1:-0}" = 1 ]; then
-    RS_1T_PORT="$(free_port)"
-    "$BIN" serve --listen "127.0.0.1:$RS_1T_PORT" --backend "redis://127.0.0.1:$REDIS_PORT/1" \
-        --seal 'key:*' --key-file "$KEYFILE" --log warn --threads 1 "${extra[@]}" \
-        >"$WORK/respseal-1t.log" 2>&1 &
-    RS_1T_PID=$!; PIDS+=("$RS_1T_PID")
-    wait_port "respseal (1 thread)" "$RS_1T_PID" "$RS_1T_PORT" "$WORK/respseal-1t.log"
+    start_respseal respseal-1t "respseal (1 thread)" 1 "${sealing[@]}" --threads 1 "${extra[@]}"
+    RS_1T_PORT=$RS_PORT; RS_1T_PID=$RS_PID
     log "respseal shared on one thread pid $RS_1T_PID on :$RS_1T_PORT"
 fi
 
@@ -159,11 +160,8 @@ fi
 # separate the proxy's own cost from the sealing cost.
 RS_NOSEAL_PORT=""; RS_NOSEAL_PID=""
 if [ "${BENCH_NOSEAL:-0}" = 1 ]; then
-    RS_NOSEAL_PORT="$(free_port)"
-    "$BIN" serve --listen "127.0.0.1:$RS_NOSEAL_PORT" --backend "redis://127.0.0.1:$REDIS_PORT/2" \
-        --log warn "${extra[@]}" >"$WORK/respseal-noseal.log" 2>&1 &
-    RS_NOSEAL_PID=$!; PIDS+=("$RS_NOSEAL_PID")
-    wait_port "respseal (no seal)" "$RS_NOSEAL_PID" "$RS_NOSEAL_PORT" "$WORK/respseal-noseal.log"
+    start_respseal respseal-noseal "respseal (no seal)" 2 "${extra[@]}"
+    RS_NOSEAL_PORT=$RS_PORT; RS_NOSEAL_PID=$RS_PID
     log "respseal without seal rules pid $RS_NOSEAL_PID on :$RS_NOSEAL_PORT"
 fi
 
