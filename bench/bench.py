@@ -384,20 +384,19 @@ def med(vals):
     return statistics.median(vals) if vals else None
 
 
-def fk(v):
-    return "n/a" if v is None else f"{v:,.0f}"
+def formatter(spec, suffix=""):
+    """A formatter for an optional number: `spec` applied, or "n/a" for None."""
+    return lambda v: "n/a" if v is None else format(v, spec) + suffix
 
 
-def fx(v):
-    return "n/a" if v is None else f"{v:.2f}x"
-
-
-def fms(v):
-    return "n/a" if v is None else f"{v:.3f}"
-
-
-def fpct(v):
-    return "n/a" if v is None else f"{v:.0f}%"
+fk = formatter(",.0f")
+fx = formatter(".2f", "x")
+fms = formatter(".3f")
+fpct = formatter(".0f", "%")
+fus = formatter(".0f")
+fdiff = formatter("+.0f")
+fdiff1 = formatter("+.1f")
+f1 = formatter(".1f")
 
 
 def ratio(a, b):
@@ -589,20 +588,8 @@ def report(raw, reps_done, reps16, mem_fresh, mem_loaded, sampler, san, dead):
     def us(v):
         return None if v is None else v * 1000
 
-    def fus(v):
-        return "n/a" if v is None else f"{v:.0f}"
-
     def diff(a, b):
         return a - b if a is not None and b is not None else None
-
-    def fdiff(v):
-        return "n/a" if v is None else f"{v:+.0f}"
-
-    def fdiff1(v):
-        return "n/a" if v is None else f"{v:+.1f}"
-
-    def f1(v):
-        return "n/a" if v is None else f"{v:.1f}"
     added, added_mean = {}, {}
     for t in names:
         p50 = {te: us(agg("C1", t, te, "p50")) for te in ("set", "get")}
