@@ -7,9 +7,9 @@
 # redis-benchmark GET and SET (1 KiB, 50 clients, -P DEPTH) against direct
 # Redis, twemproxy and every respseal, REPS times, interleaved. Prints the
 # median rps, the ratio to direct Redis and the proxy's CPU time per request
-# (/proc/PID/stat). Much quicker than bench/run.sh (about 1 minute per
-# repetition), for comparing builds while working; bench/run.sh is the
-# report of record.
+# (/proc/PID/stat). Targets run in a new random order each repetition. Much
+# quicker than bench/run.sh (about 1 minute per repetition), for comparing
+# builds while working; bench/run.sh is the report of record.
 set -euo pipefail
 [ "$#" -ge 3 ] || { echo "usage: $0 DEPTH REPS BIN [BIN ...]" >&2; exit 64; }
 DEPTH=$1; REPS=$2; shift 2
@@ -47,7 +47,9 @@ for t in "${targets[@]}"; do
     redis-benchmark -p "$port" -t set -d 1024 -r 100000 -n 200000 -P 16 -q >/dev/null
 done
 for rep in $(seq 1 "$REPS"); do
-    for t in "${targets[@]}"; do
+    # A new order each repetition: the position in the round showed a bias of
+    # several percent on this machine.
+    for t in $(printf '%s\n' "${targets[@]}" | shuf); do
         IFS=: read -r name port pid <<<"$t"
         for cmd in get set; do
             c0=0; [ "$pid" != 0 ] && c0=$(cpu "$pid")

@@ -95,6 +95,14 @@ impl ServeArgs {
     }
 }
 
+/// mimalloc instead of the system allocator: a proxied request still makes a
+/// few short-lived allocations (frames, reply slices), and with mimalloc the
+/// proxy's CPU time per request at pipeline depth 16 fell by 10-20%
+/// (`bench/ab.sh 16 7`: 2.24 -> 1.76 us GET, 2.46 -> 2.22 us SET). Depth 1
+/// is unchanged within the noise.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
