@@ -12,6 +12,8 @@
 //! * [`server`]: the listener and the worker threads (one single-threaded
 //!   runtime per thread, each with its own shared links; a client stays on
 //!   one worker) — accept, `max_clients`, graceful shutdown.
+//! * [`idle`]: what a worker does before it waits for I/O (yield the CPU,
+//!   unless CPU-bound neighbours make that costly).
 //! * [`session`]: one task per client — read requests, route them, match
 //!   replies to reply plans, write replies back. Owns pinning.
 //! * [`plan`]: reply plans, the FIFO entries that say what to do with each
@@ -34,6 +36,7 @@ pub mod backend;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod idle;
 pub mod outbuf;
 pub mod plan;
 pub mod protocol;

@@ -17,6 +17,7 @@
 //! commands and finishes what is in flight, and after the grace period the
 //! stragglers are dropped with their workers.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::idle::IdleYield;
 use crate::session::{Context, Session};
 
 /// Listener settings.
@@ -74,10 +76,7 @@ impl Workers {
         let mut jobs = Vec::with_capacity(contexts.len());
         let mut threads = Vec::with_capacity(contexts.len());
         for (n, ctx) in contexts.into_iter().enumerate() {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .on_thread_park(yield_before_sleep)
-                .build()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().on_thread_park(before_wait).build()?;
             let (tx, rx) = mpsc::unbounded_channel();
             let (tracker, drain, stop) = (tracker.clone(), drain.clone(), stop.clone());
             let thread = std::thread::Builder::new()
@@ -91,22 +90,12 @@ impl Workers {
 }
 
 /// Called each time a worker has nothing left to run, just before it waits
-/// for I/O: give the CPU to whatever else is runnable on it first.
-///
-/// The work that produces a worker's next events (the client preparing its
-/// next request, Redis answering the last batch) often runs on the same
-/// cores. Yielding lets it run while the worker stays runnable, so the
-/// worker's `epoll_wait` then usually finds events ready instead of putting
-/// the thread to sleep and waking it again, which on a virtual machine is
-/// the most expensive thing the proxy does. With idle cores the yield
-/// returns at once: one syscall per wait. (Yielding twice measured the same
-/// as once.)
-///
-/// Measured with `bench/ab.sh` on the 2-vCPU benchmark machine (median of 5,
-/// same run): depth 1 GET/SET 70.9k/71.6k -> 81.7k/83.8k rps (proxy CPU
-/// 11.3 -> 9.6 us/req); depth 16 338k/349k -> 390k/397k rps.
-fn yield_before_sleep() {
-    std::thread::yield_now();
+/// for I/O; see [`crate::idle`].
+fn before_wait() {
+    thread_local! {
+        static IDLE: RefCell<IdleYield> = RefCell::new(IdleYield::default());
+    }
+    IDLE.with(|y| y.borrow_mut().before_wait());
 }
 
 async fn worker(
