@@ -10,7 +10,8 @@
 //! cross threads, and no work-stealing scheduler sits in between. Measured on
 //! 2 cores with `bench/ab.sh 1 5`, this cut the proxy's CPU per request at
 //! pipeline depth 1 from 13.8 to 11.4 µs compared with one multi-threaded
-//! runtime of two workers.
+//! runtime of two workers. Before a worker waits for I/O it yields the CPU
+//! once, unless CPU-bound neighbours make that costly ([`crate::idle`]).
 //!
 //! Shutdown comes from outside as a future (signals in `main`, a oneshot in
 //! tests). When it fires the listener closes, every session stops reading new
