@@ -39,6 +39,9 @@ pub struct FileConfig {
     pub shared_links: Option<usize>,
     /// Worker threads serving clients. Default: one per CPU.
     pub threads: Option<usize>,
+    /// Workers yield the CPU once before waiting for I/O (see `idle`).
+    /// Default true.
+    pub idle_yield: Option<bool>,
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
     /// Default `info`.
     pub log: Option<String>,
@@ -154,6 +157,8 @@ pub struct Overrides {
     pub shared_links: Option<usize>,
     /// `--threads` / `RESPSEAL_THREADS`.
     pub threads: Option<usize>,
+    /// `--idle-yield` / `RESPSEAL_IDLE_YIELD`.
+    pub idle_yield: Option<bool>,
     /// `--max-clients` / `RESPSEAL_MAX_CLIENTS`.
     pub max_clients: Option<usize>,
     /// `--log` / `RESPSEAL_LOG`.
@@ -179,6 +184,8 @@ pub struct Config {
     pub shared_links: usize,
     /// Worker threads.
     pub threads: usize,
+    /// Workers yield the CPU before waiting for I/O.
+    pub idle_yield: bool,
     /// Log filter.
     pub log: String,
     /// Most clients.
@@ -272,6 +279,7 @@ impl Config {
         let shared_links = positive("shared_links", ov.shared_links.or(file.shared_links), 2);
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let threads = positive("threads", ov.threads.or(file.threads), cpus);
+        let idle_yield = ov.idle_yield.or(file.idle_yield).unwrap_or(true);
         let l = &file.limits;
         let max_clients = positive("limits.max_clients", ov.max_clients.or(l.max_clients), 10_000);
         let max_frame_bytes = positive("limits.max_frame_bytes", l.max_frame_bytes, 512 * 1024 * 1024);
@@ -315,6 +323,7 @@ impl Config {
                 dedicated,
                 shared_links,
                 threads,
+                idle_yield,
                 log,
                 max_clients,
                 max_frame_bytes,
@@ -470,6 +479,16 @@ mod tests {
         let errs = Config::build(file, &Overrides::default()).unwrap_err().0;
         assert_eq!(errs.len(), 6, "{errs:?}");
         assert!(errs.iter().any(|e| e == "threads: must be at least 1"), "{errs:?}");
+    }
+
+    #[test]
+    fn idle_yield_defaults_on_and_flags_win() {
+        assert!(Config::build(FileConfig::default(), &Overrides::default()).expect("valid").idle_yield);
+        let file: FileConfig = toml::from_str("idle_yield = false\n").expect("parses");
+        assert!(!Config::build(file, &Overrides::default()).expect("valid").idle_yield);
+        let file: FileConfig = toml::from_str("idle_yield = false\n").expect("parses");
+        let ov = Overrides { idle_yield: Some(true), ..Default::default() };
+        assert!(Config::build(file, &ov).expect("valid").idle_yield);
     }
 
     #[test]

@@ -65,6 +65,11 @@ struct ServeArgs {
     /// Worker threads serving clients [default: one per CPU].
     #[arg(long, env = "RESPSEAL_THREADS")]
     threads: Option<usize>,
+    /// Yield the CPU once before each wait for I/O: true or false [default:
+    /// true]. Faster when clients or Redis share the proxy's cores; false
+    /// gives a lower p99 there.
+    #[arg(long, env = "RESPSEAL_IDLE_YIELD", value_name = "BOOL")]
+    idle_yield: Option<bool>,
     /// Most clients connected at once [default: 10000].
     #[arg(long, env = "RESPSEAL_MAX_CLIENTS")]
     max_clients: Option<usize>,
@@ -87,6 +92,7 @@ impl ServeArgs {
             mode: if self.dedicated { Some("dedicated".into()) } else { self.mode.clone() },
             shared_links: self.shared_links,
             threads: self.threads,
+            idle_yield: self.idle_yield,
             max_clients: self.max_clients,
             log: self.log.clone(),
             seal: self.seal.clone(),
@@ -198,7 +204,7 @@ fn serve(mut cfg: Config) -> ExitCode {
                 return ExitCode::from(EX_UNAVAILABLE);
             }
         };
-        let workers = match Workers::start(contexts(&mut cfg)) {
+        let workers = match Workers::start(contexts(&mut cfg), cfg.idle_yield) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start worker threads");
@@ -210,6 +216,7 @@ fn serve(mut cfg: Config) -> ExitCode {
             backend = %cfg.backend,
             mode = if cfg.dedicated { "dedicated" } else { "shared" },
             threads = cfg.threads,
+            idle_yield = cfg.idle_yield,
             "respseal ready"
         );
         let opts = ServeOptions { max_clients: cfg.max_clients, shutdown_grace: cfg.shutdown_grace };

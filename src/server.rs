@@ -66,18 +66,24 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Start one worker thread per context.
+    /// Start one worker thread per context; `idle_yield`: workers yield the
+    /// CPU before waiting for I/O ([`crate::idle`]).
     ///
     /// # Errors
     /// When a thread or its runtime cannot be created.
-    pub fn start(contexts: Vec<Arc<Context>>) -> io::Result<Self> {
+    pub fn start(contexts: Vec<Arc<Context>>, idle_yield: bool) -> io::Result<Self> {
         let tracker = TaskTracker::new();
         let drain = CancellationToken::new();
         let stop = CancellationToken::new();
         let mut jobs = Vec::with_capacity(contexts.len());
         let mut threads = Vec::with_capacity(contexts.len());
         for (n, ctx) in contexts.into_iter().enumerate() {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().on_thread_park(before_wait).build()?;
+            let mut builder = tokio::runtime::Builder::new_current_thread();
+            builder.enable_all();
+            if idle_yield {
+                builder.on_thread_park(before_wait);
+            }
+            let rt = builder.build()?;
             let (tx, rx) = mpsc::unbounded_channel();
             let (tracker, drain, stop) = (tracker.clone(), drain.clone(), stop.clone());
             let thread = std::thread::Builder::new()

@@ -1,6 +1,6 @@
 //! Configuration and command line: invalid configurations exit 64 and say
 //! what is wrong (all of it), the environment is honoured, --help works,
-//! idle clients are closed when configured.
+//! idle clients are closed when configured, idle_yield can be turned off.
 
 #[macro_use]
 mod common;
@@ -134,6 +134,29 @@ fn environment_variables_are_honoured() {
     let mut refused = proxy3.client();
     assert_bytes(&refused.read_frame(), b"-ERR max number of clients reached\r\n");
     only.assert_cmd(&["PING"], b"+PONG\r\n");
+}
+
+#[test]
+fn idle_yield_can_be_turned_off_and_the_proxy_still_serves() {
+    let redis = RedisServer::start();
+    for (how, proxy) in [
+        ("flag", Proxy::start(redis.port, &["--idle-yield", "false", "--threads", "2"])),
+        ("file", Proxy::start_with_config(redis.port, "idle_yield = false\n", &["--threads", "2"])),
+    ] {
+        let mut clients: Vec<Client> = (0..4).map(|_| proxy.client()).collect();
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.assert_cmd(&["SET", &format!("{how}{i}"), "v"], b"+OK\r\n");
+            c.assert_cmd(&["GET", &format!("{how}{i}")], b"$1\r\nv\r\n");
+        }
+        let log = proxy.log();
+        assert!(log.contains("idle_yield=false"), "{how}: {log}");
+    }
+    let proxy = Proxy::start(redis.port, &[]);
+    proxy.client().assert_cmd(&["PING"], b"+PONG\r\n");
+    assert!(proxy.log().contains("idle_yield=true"), "{}", proxy.log());
+    let (code, out) = serve_with_config("idle_yield = \"maybe\"\n", &[]);
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("idle_yield"), "{out}");
 }
 
 #[test]
