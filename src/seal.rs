@@ -53,11 +53,11 @@ pub enum Inspect {
     Untouched,
     /// Refused with this error line (without the leading `-`).
     Refuse(String),
-    /// Forward, with the request rewritten if `frame` is set, and open the
-    /// reply with `open` if set.
+    /// Forward, re-encoded with its values sealed if `seal` is set
+    /// ([`Sealer::seal_request`]), and open the reply with `open` if set.
     Forward {
-        /// The rewritten request (sealed values), if any value was sealed.
-        frame: Option<Bytes>,
+        /// Some value is to be sealed.
+        seal: bool,
         /// How to open the reply.
         open: Option<OpenPlan>,
     },
@@ -213,31 +213,17 @@ impl Sealer {
         if hash {
             return refuse("is not supported on sealed keys yet: only string values are sealed");
         }
-        let now = now_unix();
-        let frame = match cmd.values {
-            Values::None | Values::FieldPairs(_) => None,
-            Values::At(i) => match self.seal_args(args, &[(1, i as usize)], now) {
-                Ok(f) => f,
-                Err(e) => return Inspect::Refuse(e),
-            },
-            Values::AfterEachKey => {
-                let pairs: Vec<(usize, usize)> = keys.clone().map(|k| (k, k + 1)).collect();
-                match self.seal_args(args, &pairs, now) {
-                    Ok(f) => f,
-                    Err(e) => return Inspect::Refuse(e),
-                }
-            }
-        };
+        let seal = self.sealed_values(cmd, args).next().is_some();
         let open = match cmd.reply {
             ReplyShape::Value if cmd.name == "SET" && !(3..args.len()).any(|i| args.is(i, "GET")) => None,
             ReplyShape::Value => self.sealed_key(args, 1).map(OpenPlan::Value),
             ReplyShape::PerKey => Some(OpenPlan::PerKey(keys.map(|k| self.sealed_key(args, k)).collect())),
             _ => None,
         };
-        if frame.is_none() && open.is_none() {
+        if !seal && open.is_none() {
             return Inspect::Untouched;
         }
-        Inspect::Forward { frame, open }
+        Inspect::Forward { seal, open }
     }
 
     /// SORT and SORT_RO read other keys' values for BY and GET patterns
@@ -276,33 +262,56 @@ impl Sealer {
         self.rules.find(key).map(|rule| SealedKey { rule, key: Bytes::copy_from_slice(key) })
     }
 
-    /// Re-encode the request with the values at the given (key, value)
-    /// indexes sealed where the key matches a rule, each sealed straight
-    /// into the new frame. `Ok(None)`: nothing to seal.
-    fn seal_args(&self, args: &Args<'_>, pairs: &[(usize, usize)], now: u64) -> Result<Option<Bytes>, String> {
-        let sealed_value = |&(k, v): &(usize, usize)| {
+    /// The (key, value) argument indexes of the values to seal, in order:
+    /// the values whose key matches a rule.
+    fn sealed_values<'a>(&'a self, cmd: &Command, args: &'a Args<'_>) -> impl Iterator<Item = (&'a [u8], usize)> + 'a {
+        let at = match cmd.values {
+            Values::At(i) => Some((1, i as usize)),
+            _ => None,
+        };
+        let after_each = matches!(cmd.values, Values::AfterEachKey).then(|| key_indexes(cmd.keys, args));
+        at.into_iter().chain(after_each.into_iter().flatten().map(|k| (k, k + 1))).filter_map(|(k, v)| {
             let key = args.get(k)?;
             (args.get(v).is_some() && self.rules.find(key).is_some()).then_some((key, v))
+        })
+    }
+
+    /// At least the length of the request re-encoded by
+    /// [`Sealer::seal_request`] (no rule lookups: cheap).
+    pub fn sealed_len_bound(cmd: &Command, args: &Args<'_>) -> usize {
+        let values = match cmd.values {
+            Values::At(_) => 1,
+            Values::AfterEachKey => key_indexes(cmd.keys, args).len(),
+            Values::None | Values::FieldPairs(_) => 0,
         };
-        let mut to_seal = pairs.iter().filter_map(sealed_value).peekable();
-        if to_seal.peek().is_none() {
-            return Ok(None);
-        }
-        let size = args.iter().map(|a| a.len() + 16).sum::<usize>() + 16 + pairs.len() * crypto::OVERHEAD;
-        let mut out = BytesMut::with_capacity(size);
-        encode::array_header(&mut out, args.len());
+        args.iter().map(|a| a.len() + 16).sum::<usize>() + 16 + values * crypto::OVERHEAD
+    }
+
+    /// Append the request to `out`, re-encoded with the values whose key
+    /// matches a rule sealed, each sealed straight into `out`. On error
+    /// `out` is left as it was.
+    pub fn seal_request(&self, cmd: &Command, args: &Args<'_>, out: &mut BytesMut) -> Result<(), String> {
+        let now = now_unix();
+        let start = out.len();
+        out.reserve(Self::sealed_len_bound(cmd, args));
+        let mut to_seal = self.sealed_values(cmd, args).peekable();
+        encode::array_header(out, args.len());
         for (i, arg) in args.iter().enumerate() {
             match to_seal.next_if(|&(_, v)| v == i) {
                 Some((key, _)) => {
-                    encode::bulk_header(&mut out, arg.len() + crypto::OVERHEAD);
-                    crypto::seal_into(&self.keyring, &Binding::string(&self.namespace, key), arg, now, &mut out)
-                        .map_err(|e| format!("ERR respseal: cannot seal: {}", e.reason()))?;
+                    encode::bulk_header(out, arg.len() + crypto::OVERHEAD);
+                    if let Err(e) =
+                        crypto::seal_into(&self.keyring, &Binding::string(&self.namespace, key), arg, now, out)
+                    {
+                        out.truncate(start);
+                        return Err(format!("ERR respseal: cannot seal: {}", e.reason()));
+                    }
                     out.extend_from_slice(b"\r\n");
                 }
-                None => encode::bulk(&mut out, arg),
+                None => encode::bulk(out, arg),
             }
         }
-        Ok(Some(out.freeze()))
+        Ok(())
     }
 
     /// Open a reply frame according to `plan` and queue the result for the

@@ -37,6 +37,8 @@ use crate::seal::{Inspect, OpenPlan, Reseal, Sealer};
 const OUT_HIGH_WATER: usize = 32 * 1024 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// Most room reserved in `shared_tail` for requests not parsed yet.
+const TAIL_RESERVE_MAX: usize = 256 * 1024;
 
 /// What every session shares: the backend and the settings that shape a
 /// session's behaviour.
@@ -113,6 +115,11 @@ pub struct Session<R, W> {
     /// read produced goes to the link as one request (the link's writer
     /// copies small frames together, so they are not copied here).
     shared_batch: Vec<Bytes>,
+    /// Sealed requests queued after `shared_batch`, encoded (and sealed)
+    /// straight into one buffer: consecutive sealed requests reach the link
+    /// as one part, large enough for its writer to pass on without a copy,
+    /// and cost one allocation per batch instead of one per request.
+    shared_tail: BytesMut,
     /// Replies the requests in `shared_batch` produce.
     shared_frames: u32,
     reply_tx: mpsc::UnboundedSender<LinkEvent>,
@@ -168,6 +175,7 @@ where
             lib_ver: None,
             link: Link::None,
             shared_batch: Vec::new(),
+            shared_tail: BytesMut::new(),
             shared_frames: 0,
             reply_tx,
             reply_rx,
@@ -346,6 +354,36 @@ where
                         continue;
                     }
                     self.flush_run(&mut run_len, &mut run_frames).await;
+                    // The request now starts at rbuf[0] (or is `inline`), where
+                    // `self.args` points.
+                    let mut sealed = None;
+                    match sealing {
+                        Inspect::Untouched => {}
+                        Inspect::Refuse(msg) => {
+                            self.rbuf.advance(len);
+                            self.local_error(&msg);
+                            continue;
+                        }
+                        Inspect::Forward { seal, open } => {
+                            if route == Route::Forward && self.batches_sealed(cmd) {
+                                self.queue_sealed(len, inline.as_ref(), cmd, seal, open);
+                                continue;
+                            }
+                            if seal {
+                                let src: &[u8] = inline.as_deref().unwrap_or(&self.rbuf[..len]);
+                                let mut f = BytesMut::new();
+                                if let Err(msg) =
+                                    seal_into(self.ctx.sealer.as_deref(), cmd, &Args::new(src, &self.args), &mut f)
+                                {
+                                    self.rbuf.advance(len);
+                                    self.local_error(&msg);
+                                    continue;
+                                }
+                                sealed = Some(f.freeze());
+                            }
+                            self.next_open = open;
+                        }
+                    }
                     let mut frame = match inline {
                         Some(f) => {
                             self.rbuf.advance(len);
@@ -353,21 +391,11 @@ where
                         }
                         None => self.rbuf.split_to(len).freeze(),
                     };
-                    match sealing {
-                        Inspect::Untouched => {}
-                        Inspect::Refuse(msg) => {
-                            self.local_error(&msg);
-                            continue;
-                        }
-                        Inspect::Forward { frame: rewritten, open } => {
-                            if let Some(f) = rewritten {
-                                // The proxy encoded it: always one complete request.
-                                let all = Limits { max_bulk: usize::MAX, max_frame: usize::MAX, max_args: usize::MAX };
-                                let _ = request::parse(&f, &all, &mut self.args);
-                                frame = f;
-                            }
-                            self.next_open = open;
-                        }
+                    if let Some(f) = sealed {
+                        // The proxy encoded it: always one complete request.
+                        let all = Limits { max_bulk: usize::MAX, max_frame: usize::MAX, max_args: usize::MAX };
+                        let _ = request::parse(&f, &all, &mut self.args);
+                        frame = f;
                     }
                     let args = std::mem::take(&mut self.args);
                     self.handle(frame, &args, route, cmd).await;
@@ -376,6 +404,58 @@ where
             }
         }
         self.flush_run(&mut run_len, &mut run_frames).await;
+    }
+
+    /// Whether a request with a sealed key can be queued by
+    /// [`Session::queue_sealed`]: on a shared link, which plain replies only.
+    fn batches_sealed(&self, cmd: Option<&'static Command>) -> bool {
+        matches!(self.link, Link::Shared { .. })
+            && self.reply_mode == ReplyMode::On
+            && !self.in_multi
+            && !self.raw
+            && !matches!(cmd.map(|c| c.class), Some(Class::Stateful(_) | Class::Client))
+    }
+
+    /// Queue the request at the front of `rbuf` (`len` bytes; or `inline`)
+    /// on the shared link through `shared_tail`: with its values sealed if
+    /// `seal`, copied as it is otherwise; its reply is opened with `open`.
+    fn queue_sealed(
+        &mut self,
+        len: usize,
+        inline: Option<&Bytes>,
+        cmd: Option<&'static Command>,
+        seal: bool,
+        open: Option<OpenPlan>,
+    ) {
+        let src: &[u8] = inline.map_or(&self.rbuf[..len], |f| &f[..]);
+        let args = Args::new(src, &self.args);
+        let need = match cmd {
+            Some(cmd) if seal => Sealer::sealed_len_bound(cmd, &args),
+            _ => src.len(),
+        };
+        let tail = &mut self.shared_tail;
+        if tail.capacity() - tail.len() < need {
+            // Never grow the buffer in place (that would copy what it holds):
+            // hand what it holds on and start a new one, sized for the rest
+            // of what the client sent too (bounded).
+            if !tail.is_empty() {
+                self.shared_batch.push(tail.split().freeze());
+            }
+            let rest = self.rbuf.len().saturating_sub(len);
+            tail.reserve(need + (rest + rest / 8).min(TAIL_RESERVE_MAX));
+        }
+        let result = if seal {
+            seal_into(self.ctx.sealer.as_deref(), cmd, &args, tail)
+        } else {
+            tail.extend_from_slice(src);
+            Ok(())
+        };
+        self.rbuf.advance(len);
+        if let Err(msg) = result {
+            return self.local_error(&msg);
+        }
+        self.shared_frames += 1;
+        self.push_plan(open.map_or(Plan::Forward(1), Plan::Open), 1);
     }
 
     /// Whether a plain command can join a run forwarded as-is.
@@ -744,6 +824,10 @@ where
 
     /// Hand the batched requests to the shared link.
     async fn flush_shared(&mut self) {
+        if !self.shared_tail.is_empty() {
+            // The whole buffer goes: a waiting session holds no spare room.
+            self.shared_batch.push(std::mem::take(&mut self.shared_tail).freeze());
+        }
         if self.shared_batch.is_empty() {
             return;
         }
@@ -765,6 +849,9 @@ where
     async fn send(&mut self, data: Bytes, frames: u32) {
         match &mut self.link {
             Link::Shared { .. } => {
+                if !self.shared_tail.is_empty() {
+                    self.shared_batch.push(self.shared_tail.split().freeze());
+                }
                 self.shared_batch.push(data);
                 self.shared_frames += frames;
             }
@@ -1083,6 +1170,20 @@ where
         self.in_multi = false;
         self.exec_queue.clear();
         self.authenticated = !self.ctx.users.required();
+    }
+}
+
+/// Append the request re-encoded with its values sealed to `out`. Fails
+/// closed: without a sealer or a command row nothing is appended.
+fn seal_into(
+    sealer: Option<&Sealer>,
+    cmd: Option<&Command>,
+    args: &Args<'_>,
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    match (sealer, cmd) {
+        (Some(sealer), Some(cmd)) => sealer.seal_request(cmd, args, out),
+        _ => Err("ERR respseal: cannot seal this request".to_string()),
     }
 }
 

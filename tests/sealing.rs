@@ -294,6 +294,81 @@ fn pipelined_commands_and_transactions_are_opened_in_order() {
     assert!(raw(&redis, "sess:d").starts_with(MAGIC_V1));
 }
 
+/// One write holding sealed and plain writes and reads of many sizes (up to
+/// larger than the proxy reserves at a time for sealed requests), MSET with
+/// sealed and plain keys, refused commands and inline commands: every reply
+/// comes back in order and opened, and Redis holds only ciphertext.
+#[test]
+fn mixed_pipelines_keep_order_and_leave_only_ciphertext() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    for (m, mode) in [&[][..], &["--dedicated"][..]].into_iter().enumerate() {
+        let proxy = sealing_proxy(&redis, &key, mode);
+        let mut c = proxy.client();
+        let value = |i: usize| {
+            let size = match i {
+                77 => 400_000,
+                _ if i % 20 == 3 => 70_000,
+                _ => [0, 10, 1000, 5000][i % 4],
+            };
+            let mut v = format!("{CANARY}:{m}:{i}:").into_bytes();
+            v.resize(v.len() + size, b'a' + (i % 26) as u8);
+            v
+        };
+        let mut batch = Vec::new();
+        let mut expected: Vec<Vec<u8>> = Vec::new();
+        for i in 0..200 {
+            let (sk, pk) = (format!("sess:m{m}:{i}"), format!("plain:m{m}:{i}"));
+            batch.extend(resp(&[&b"SET"[..], sk.as_bytes(), &value(i)]));
+            expected.push(b"+OK\r\n".to_vec());
+            batch.extend(resp(&["SET", &pk, "p"]));
+            expected.push(b"+OK\r\n".to_vec());
+            batch.extend(resp(&["GET", &sk]));
+            expected.push(bulk(&value(i)));
+            if i % 25 == 0 {
+                batch.extend(resp(&[
+                    &b"MSET"[..],
+                    format!("sess:a{m}:{i}").as_bytes(),
+                    &value(i + 1),
+                    pk.as_bytes(),
+                    b"q",
+                    format!("sess:c{m}:{i}").as_bytes(),
+                    CANARY.as_bytes(),
+                ]));
+                expected.push(b"+OK\r\n".to_vec());
+                batch.extend(resp(&["MGET", &format!("sess:a{m}:{i}"), &pk, &format!("sess:c{m}:{i}")]));
+                let mut mget = b"*3\r\n".to_vec();
+                mget.extend(bulk(&value(i + 1)));
+                mget.extend(bulk(b"q"));
+                mget.extend(bulk(CANARY.as_bytes()));
+                expected.push(mget);
+            }
+            if i % 50 == 7 {
+                batch.extend(resp(&["APPEND", &sk, CANARY]));
+                expected.push(b"-ERR respseal: APPEND".to_vec());
+            }
+            if i % 40 == 9 {
+                batch.extend(format!("GET {sk}\r\n").into_bytes());
+                expected.push(bulk(&value(i)));
+                batch.extend(format!("SET sess:i{m}:{i} {CANARY}-inline\r\n").into_bytes());
+                expected.push(b"+OK\r\n".to_vec());
+            }
+        }
+        c.send(&batch);
+        for (n, want) in expected.iter().enumerate() {
+            let got = c.read_frame();
+            if want.starts_with(b"-") {
+                assert!(got.starts_with(want), "reply {n}: {}", show(&got));
+            } else {
+                assert!(got == *want, "reply {n}: {} (expected {} bytes)", show(&got[..got.len().min(80)]), want.len());
+            }
+        }
+        c.assert_cmd(&["GET", &format!("sess:i{m}:9")], &bulk(format!("{CANARY}-inline").as_bytes()));
+    }
+    assert_sealed_in_redis(&redis);
+}
+
 #[test]
 fn value_inspecting_commands_are_refused_on_sealed_keys_only() {
     let (_redis, proxy, _dir) = sealed_setup();
