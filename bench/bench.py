@@ -29,15 +29,15 @@ def knob(name, full, quick):
 
 
 REPEATS = knob("BENCH_REPEATS", 5, 1)
-N_P1 = knob("BENCH_N_P1", 100_000, 15_000)
-N_P16 = knob("BENCH_N_P16", 700_000, 60_000)
+N_P1 = knob("BENCH_N_P1", 200_000, 15_000)
+N_P16 = knob("BENCH_N_P16", 1_400_000, 60_000)
 N_16K = knob("BENCH_N_16K", 100_000, 5_000)
 N_C1 = knob("BENCH_N_C1", 20_000, 3_000)
 KEYSPACE = knob("BENCH_KEYSPACE", 100_000, 100_000)
 KEYSPACE_16K = knob("BENCH_KEYSPACE_16K", 10_000, 10_000)
 CLIENTS = knob("BENCH_CLIENTS", 50, 50)
 IDLE_CONNS = knob("BENCH_IDLE_CONNS", 1000, 1000)
-BUDGET_S = knob("BENCH_BUDGET_SECS", 840, 300)   # stop starting repetitions past this
+BUDGET_S = knob("BENCH_BUDGET_SECS", 1200, 300)   # stop starting repetitions past this
 RUN_TIMEOUT_S = 120                              # one redis-benchmark invocation
 
 WORK = ENV["BENCH_WORK"]

@@ -2,7 +2,7 @@
 # respseal benchmark: direct Redis vs respseal (shared and dedicated links)
 # vs twemproxy vs haproxy (TCP), all on this machine, loopback only.
 #
-#   bench/run.sh                 # full run (~6-9 minutes)
+#   bench/run.sh                 # full run (~10-12 minutes)
 #   BENCH_QUICK=1 bench/run.sh   # smoke run (~1 minute, numbers not meaningful)
 #
 # See bench/README.md for what is measured and every knob.
