@@ -173,12 +173,25 @@ fn idle_clients_are_closed_when_configured() {
     idle.assert_closed();
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "closed after {took:?}");
-    // Waiting for a reply or subscribed is not idle.
+    // Waiting for a reply or subscribed is not idle; the idle time starts
+    // with the reply.
     assert_bytes(&waiting.read_frame(), b"*-1\r\n");
+    let answered = Instant::now();
     assert!(t.elapsed() >= Duration::from_millis(2500));
     let mut publisher = proxy.client();
     publisher.assert_cmd(&["PUBLISH", "ch", "still here"], b":1\r\n");
     assert_bytes(&subscribed.read_frame(), b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$10\r\nstill here\r\n");
+    waiting.assert_closed();
+    let took = answered.elapsed();
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "closed {took:?} after its reply");
+    // A client that sends something more often than the timeout stays.
+    let mut active = proxy.client();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2200) {
+        active.assert_cmd(&["PING"], b"+PONG\r\n");
+        active.assert_silent(Duration::from_millis(300));
+    }
+    active.assert_cmd(&["PING"], b"+PONG\r\n");
 }
 
 /// A proxy with users `default` (password pw1, from the environment) and
