@@ -115,12 +115,13 @@ pub struct Session<R, W> {
     /// read produced goes to the link as one request (the link's writer
     /// copies small frames together, so they are not copied here).
     shared_batch: Vec<Bytes>,
-    /// Sealed requests queued after `shared_batch`, encoded (and sealed)
-    /// straight into one buffer: consecutive sealed requests reach the link
-    /// as one part, large enough for its writer to pass on without a copy,
-    /// and cost one allocation per batch instead of one per request.
+    /// Requests with a sealed key queued after `shared_batch`
+    /// ([`Session::queue_sealed`]), encoded (and sealed) straight into one
+    /// buffer: consecutive ones reach the link as one part, large enough for
+    /// its writer to pass on without a copy, and cost one allocation per
+    /// batch instead of one per request.
     shared_tail: BytesMut,
-    /// Replies the requests in `shared_batch` produce.
+    /// Replies the requests in `shared_batch` and `shared_tail` produce.
     shared_frames: u32,
     reply_tx: mpsc::UnboundedSender<LinkEvent>,
     reply_rx: mpsc::UnboundedReceiver<LinkEvent>,
@@ -372,9 +373,12 @@ where
                             if seal {
                                 let src: &[u8] = inline.as_deref().unwrap_or(&self.rbuf[..len]);
                                 let mut f = BytesMut::new();
-                                if let Err(msg) =
-                                    seal_into(self.ctx.sealer.as_deref(), cmd, &Args::new(src, &self.args), &mut f)
-                                {
+                                if let Err(msg) = reencode_sealed(
+                                    self.ctx.sealer.as_deref(),
+                                    cmd,
+                                    &Args::new(src, &self.args),
+                                    &mut f,
+                                ) {
                                     self.rbuf.advance(len);
                                     self.local_error(&msg);
                                     continue;
@@ -445,7 +449,7 @@ where
             tail.reserve(need + (rest + rest / 8).min(TAIL_RESERVE_MAX));
         }
         let result = if seal {
-            seal_into(self.ctx.sealer.as_deref(), cmd, &args, tail)
+            reencode_sealed(self.ctx.sealer.as_deref(), cmd, &args, tail)
         } else {
             tail.extend_from_slice(src);
             Ok(())
@@ -1175,7 +1179,7 @@ where
 
 /// Append the request re-encoded with its values sealed to `out`. Fails
 /// closed: without a sealer or a command row nothing is appended.
-fn seal_into(
+fn reencode_sealed(
     sealer: Option<&Sealer>,
     cmd: Option<&Command>,
     args: &Args<'_>,
