@@ -87,13 +87,16 @@ impl Users {
         }
         let name = user.unwrap_or(b"default");
         let digest: [u8; 32] = Sha256::digest(password).into();
-        let mut ok = false;
+        let name_digest: [u8; 32] = Sha256::digest(name).into();
+        let mut ok = subtle::Choice::from(0);
         for u in &self.users {
-            // Every user is compared, so timing does not reveal which matched.
-            let hit = u.name.as_bytes() == name && bool::from(u.digest.ct_eq(&digest));
-            ok |= hit;
+            // Every user is compared, names and passwords in constant time,
+            // so an unknown user costs the same as a wrong password and
+            // timing does not reveal which user exists or matched.
+            let user_digest: [u8; 32] = Sha256::digest(u.name.as_bytes()).into();
+            ok |= user_digest.ct_eq(&name_digest) & u.digest.ct_eq(&digest);
         }
-        if ok { AuthOutcome::Ok } else { AuthOutcome::WrongPass }
+        if bool::from(ok) { AuthOutcome::Ok } else { AuthOutcome::WrongPass }
     }
 }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::auth::{User, Users};
 use crate::backend::BackendUrl;
+use crate::commands::DataType;
 use crate::crypto::{KeySource, KeySpec, KeyState, Keyring};
 use crate::rules::{FailurePolicy, LegacyPolicy, Rule, Rules};
 use crate::seal::Sealer;
@@ -84,6 +85,11 @@ pub struct RuleConfig {
     /// Values sealed more than this many seconds ago do not open. Default:
     /// no limit.
     pub max_age_secs: Option<u64>,
+    /// Collection types whose members may be stored as plaintext under
+    /// names this rule matches: any of `list`, `set`, `zset`, `stream`,
+    /// `geo`, `hyperloglog`. Default: none (such commands on a sealed name
+    /// are refused, because their members are never sealed).
+    pub allow_plaintext: Option<Vec<String>>,
 }
 
 /// `[[key]]`: one key of the keyring.
@@ -370,6 +376,14 @@ fn build_sealer(file: &FileConfig, ov: &Overrides, errors: &mut Vec<String>) -> 
             errors.push(format!("{what}: legacy_until only applies with legacy = \"pass\" or \"reseal\""));
         }
         rule.max_age = r.max_age_secs;
+        for t in r.allow_plaintext.iter().flatten() {
+            match DataType::ALL.into_iter().find(|d| d.name() == t) {
+                Some(d) => rule.allow_plaintext.push(d),
+                None => errors.push(format!(
+                    "{what}: allow_plaintext {t:?} is not one of \"list\", \"set\", \"zset\", \"stream\", \"geo\", \"hyperloglog\""
+                )),
+            }
+        }
         rules.push(rule);
     }
     for p in &ov.seal {

@@ -36,6 +36,7 @@ pub mod backend;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod error;
 pub mod idle;
 pub mod outbuf;
 pub mod plan;

@@ -6,6 +6,8 @@
 //! `stringmatchlen` semantics (`*`, `?`, `[a-z]`, `[^…]`, `\` escapes).
 //! Keys that match no rule are never touched.
 
+use crate::commands::DataType;
+
 /// What the client sees when a sealed value cannot be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailurePolicy {
@@ -76,6 +78,11 @@ pub struct Rule {
     pub legacy_until: Option<u64>,
     /// Values sealed longer ago than this many seconds do not open.
     pub max_age: Option<u64>,
+    /// Collection types whose plaintext members may live under names this
+    /// rule matches (`allow_plaintext`; none by default: a list, set,
+    /// sorted set, stream, geo index or HyperLogLog on a sealed name is
+    /// refused, since its members could never be sealed).
+    pub allow_plaintext: Vec<DataType>,
 }
 
 impl Rule {
@@ -88,7 +95,26 @@ impl Rule {
             legacy: LegacyPolicy::Reject,
             legacy_until: None,
             max_age: None,
+            allow_plaintext: Vec::new(),
         }
+    }
+
+    /// Whether plaintext members of `t` may live under names this rule matches.
+    pub fn allows(&self, t: DataType) -> bool {
+        self.allow_plaintext.contains(&t)
+    }
+
+    /// The longest literal run of the pattern (at least 3 bytes), looked for
+    /// inside script bodies: a script that writes `sess:…` names them there.
+    pub fn needle(&self) -> Option<&[u8]> {
+        let raw: &[u8] = match &self.pattern {
+            Pattern::Prefix(p) | Pattern::Exact(p) => p,
+            Pattern::Glob(g) => g
+                .split(|c| matches!(c, b'*' | b'?' | b'[' | b']' | b'\\'))
+                .max_by_key(|run| run.len())
+                .unwrap_or_default(),
+        };
+        (raw.len() >= 3).then_some(raw)
     }
 
     /// The legacy policy in force at `now`.
@@ -120,6 +146,14 @@ impl Rules {
     /// The index of the first rule matching `key`.
     pub fn find(&self, key: &[u8]) -> Option<usize> {
         self.rules.iter().position(|r| r.pattern.matches(key))
+    }
+
+    /// The first rule that `arg` matches or, for a script body, names
+    /// (contains the literal part of).
+    pub fn find_in_script(&self, arg: &[u8]) -> Option<usize> {
+        self.find(arg).or_else(|| {
+            self.rules.iter().position(|r| r.needle().is_some_and(|n| arg.windows(n.len()).any(|w| w == n)))
+        })
     }
 
     /// Rule by index (as returned by [`Rules::find`]).

@@ -22,8 +22,9 @@ use bytes::{Bytes, BytesMut};
 use redis_protocol::{resp2, resp3};
 
 use crate::commands::Args;
-use crate::commands::table::{Class, Command, Keys, ReplyShape, Values};
+use crate::commands::table::{Command, Data, Keys, ReplyShape, Values};
 use crate::crypto::{self, Binding, Keyring};
+use crate::error::{Error, Refusal, SealedUse};
 use crate::outbuf::OutBuf;
 use crate::protocol::{Proto, encode, parse_int};
 use crate::rules::{FailurePolicy, LegacyPolicy, Rules};
@@ -51,8 +52,8 @@ pub enum OpenPlan {
 pub enum Inspect {
     /// No sealed key involved.
     Untouched,
-    /// Refused with this error line (without the leading `-`).
-    Refuse(String),
+    /// Refused, for this reason.
+    Refuse(Refusal),
     /// Forward, re-encoded with its values sealed if `seal` is set
     /// ([`Sealer::seal_request`]), and open the reply with `open` if set.
     Forward {
@@ -162,6 +163,11 @@ impl Sealer {
 
     /// Decide what to do with one request.
     /// `cmd` is the command's row, already looked up for routing.
+    ///
+    /// The boundary is closed by construction: a sealed name passes only
+    /// through a row whose [`Data`] says how it is treated; a command the
+    /// table does not know, or whose key positions are not fixed, is
+    /// checked on every argument.
     pub fn inspect(&self, cmd: Option<&'static Command>, args: &Args<'_>) -> Inspect {
         let Some(name) = args.get(0) else {
             return Inspect::Untouched;
@@ -169,49 +175,54 @@ impl Sealer {
         let Some(cmd) = cmd else {
             // Unknown command: fail closed if anything looks like a sealed key.
             return match args.iter().skip(1).find_map(|a| self.rules.find(a)) {
-                Some(rule) => Inspect::Refuse(format!(
-                    "ERR respseal: unknown command '{}' refused: an argument matches sealed key rule '{}'",
-                    shown(name),
-                    self.rules.get(rule).source
-                )),
+                Some(rule) => Inspect::Refuse(Refusal::Opaque { command: shown(name), rule: self.pattern(rule) }),
                 None => Inspect::Untouched,
             };
         };
-        let keys = key_indexes(cmd.keys, args);
-        if cmd.name.starts_with("SORT") {
-            return self.inspect_sort(cmd.name, args);
-        }
-        let mut first_sealed = None;
-        for k in keys.clone() {
-            if let Some(rule) = args.get(k).and_then(|key| self.rules.find(key)) {
-                first_sealed = Some(rule);
-                break;
-            }
-        }
-        let Some(rule) = first_sealed else {
-            return Inspect::Untouched;
+        let refuse = |rule: usize, why: SealedUse| {
+            Inspect::Refuse(Refusal::SealedKey { command: cmd.name, rule: self.pattern(rule), why })
         };
-        let pattern = &self.rules.get(rule).source;
-        let refuse = |why: &str| Inspect::Refuse(format!("ERR respseal: {} {why} (rule '{pattern}')", cmd.name));
-        match cmd.class {
-            Class::ValueInspecting => {
-                return refuse("is not allowed on sealed keys: Redis only holds ciphertext");
+        match cmd.data {
+            Data::Script => {
+                // Key names can come from ARGV or the body itself.
+                return match args.iter().skip(1).find_map(|a| self.rules.find_in_script(a)) {
+                    Some(rule) => refuse(rule, SealedUse::Script),
+                    None => Inspect::Untouched,
+                };
             }
-            Class::Moving => {
-                return refuse("is not supported on sealed keys: sealed values are bound to their key");
-            }
-            Class::Scripting => {
-                return refuse("cannot be used on sealed keys: scripts would see ciphertext");
+            Data::Opaque => {
+                return match args.iter().skip(1).find_map(|a| self.rules.find(a)) {
+                    Some(rule) => {
+                        Inspect::Refuse(Refusal::Opaque { command: cmd.name.into(), rule: self.pattern(rule) })
+                    }
+                    None => Inspect::Untouched,
+                };
             }
             _ => {}
         }
-        let hash = matches!(cmd.values, Values::FieldPairs(_))
-            || matches!(
-                cmd.reply,
-                ReplyShape::PerField(_) | ReplyShape::FieldValueMap | ReplyShape::FieldValues | ReplyShape::ScanPairs
-            );
-        if hash {
-            return refuse("is not supported on sealed keys yet: only string values are sealed");
+        let keys = key_indexes(cmd.keys, args);
+        let Some((first_key, rule)) =
+            keys.clone().find_map(|k| Some((k, args.get(k).and_then(|key| self.rules.find(key))?)))
+        else {
+            return Inspect::Untouched;
+        };
+        match cmd.data {
+            Data::Meta => return Inspect::Untouched,
+            Data::Inspect => return refuse(rule, SealedUse::Inspect),
+            Data::Move => return refuse(rule, SealedUse::Move),
+            Data::Hash => return refuse(rule, SealedUse::Hash),
+            Data::Collection(t) => {
+                // Every sealed name among the keys must allow the type.
+                let denied = keys
+                    .skip_while(|&k| k != first_key)
+                    .filter_map(|k| args.get(k).and_then(|key| self.rules.find(key)))
+                    .find(|&r| !self.rules.get(r).allows(t));
+                return match denied {
+                    Some(r) => refuse(r, SealedUse::Collection(t)),
+                    None => Inspect::Untouched,
+                };
+            }
+            Data::String | Data::Script | Data::Opaque => {}
         }
         let seal = self.sealed_values(cmd, args).next().is_some();
         let open = match cmd.reply {
@@ -226,35 +237,8 @@ impl Sealer {
         Inspect::Forward { seal, open }
     }
 
-    /// SORT and SORT_RO read other keys' values for BY and GET patterns
-    /// inside Redis: refused when such a pattern could reach a sealed key,
-    /// or when the sorted key itself is sealed. A plain SORT of a list or set
-    /// (members are never sealed) passes.
-    fn inspect_sort(&self, name: &str, args: &Args<'_>) -> Inspect {
-        let mut lookups = false;
-        let mut rule = None;
-        let mut i = 2;
-        while i < args.len() {
-            if args.is(i, "BY") || args.is(i, "GET") {
-                lookups = true;
-                if let Some(pattern) = args.get(i + 1) {
-                    rule = rule.or_else(|| self.rules.find(pattern));
-                }
-                i += 2;
-            } else {
-                i += 1;
-            }
-        }
-        if lookups {
-            rule = rule.or_else(|| args.get(1).and_then(|k| self.rules.find(k)));
-        }
-        match rule {
-            Some(r) => Inspect::Refuse(format!(
-                "ERR respseal: {name} with BY/GET is not allowed on sealed keys: Redis only holds ciphertext (rule '{}')",
-                self.rules.get(r).source
-            )),
-            None => Inspect::Untouched,
-        }
+    fn pattern(&self, rule: usize) -> String {
+        self.rules.get(rule).source.clone()
     }
 
     fn sealed_key(&self, args: &Args<'_>, i: usize) -> Option<SealedKey> {
@@ -290,7 +274,7 @@ impl Sealer {
     /// Append the request to `out`, re-encoded with the values whose key
     /// matches a rule sealed, each sealed straight into `out`. On error
     /// `out` is left as it was.
-    pub fn seal_request(&self, cmd: &Command, args: &Args<'_>, out: &mut BytesMut) -> Result<(), String> {
+    pub fn seal_request(&self, cmd: &Command, args: &Args<'_>, out: &mut BytesMut) -> Result<(), Error> {
         let now = now_unix();
         let start = out.len();
         out.reserve(Self::sealed_len_bound(cmd, args));
@@ -304,7 +288,7 @@ impl Sealer {
                         crypto::seal_into(&self.keyring, &Binding::string(&self.namespace, key), arg, now, out)
                     {
                         out.truncate(start);
-                        return Err(format!("ERR respseal: cannot seal: {}", e.reason()));
+                        return Err(Error::Crypto(e.reason()));
                     }
                     out.extend_from_slice(b"\r\n");
                 }
@@ -442,6 +426,7 @@ pub fn key_indexes(spec: Keys, args: &Args<'_>) -> std::iter::StepBy<std::ops::R
                 (first, last + 1, step.max(1) as usize)
             }
         }
+        Keys::Any => (1, n, 1),
         Keys::NumKeys { at } => {
             let at = at as usize;
             let count = args.get(at).and_then(parse_int).unwrap_or(0).max(0) as usize;

@@ -26,8 +26,10 @@ use crate::auth::{AuthOutcome, Users};
 use crate::backend::{Backend, BackendError, Dedicated, LinkEvent, SharedLink, SharedRequest};
 use crate::commands::table::{State, SubKind};
 use crate::commands::{self, Args, Class, Command, LocalCmd, Route};
+use crate::error::{Error, Refusal};
 use crate::outbuf::OutBuf;
 use crate::plan::Plan;
+use crate::protocol::reply::ReplyScanner;
 use crate::protocol::request::{self, Limits, Parsed, ProtocolError};
 use crate::protocol::{Proto, encode, parse_int, reply};
 use crate::seal::{Inspect, OpenPlan, Reseal, Sealer};
@@ -37,6 +39,12 @@ use crate::seal::{Inspect, OpenPlan, Reseal, Sealer};
 const OUT_HIGH_WATER: usize = 32 * 1024 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// Failed AUTH attempts a connection gets without delay.
+const AUTH_FREE_FAILURES: u32 = 10;
+/// Delay before the first slowed AUTH attempt; doubles with each failure.
+const AUTH_FIRST_DELAY: Duration = Duration::from_millis(100);
+/// Longest delay before an AUTH attempt.
+const AUTH_MAX_DELAY: Duration = Duration::from_secs(5);
 /// Most room reserved in `shared_tail` for requests not parsed yet.
 const TAIL_RESERVE_MAX: usize = 256 * 1024;
 
@@ -73,6 +81,8 @@ enum Link {
 struct DedicatedLink {
     conn: Dedicated,
     out: OutBuf,
+    /// Progress on the reply at the start of `conn.buf`.
+    scan: ReplyScanner,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -137,6 +147,14 @@ pub struct Session<R, W> {
     reply_mode: ReplyMode,
     /// Inside MULTI on the dedicated link.
     in_multi: bool,
+    /// A command was refused inside the current MULTI: EXEC is answered
+    /// EXECABORT (and the transaction discarded in Redis).
+    multi_aborted: bool,
+    /// Proxy-made replies in the FIFO not yet written: they count toward
+    /// `max_inflight` like replies from Redis.
+    local_pending: usize,
+    /// Failed AUTH attempts on this connection (slowed after a few).
+    auth_failures: u32,
     /// Open plans of the commands Redis queued in the current transaction.
     exec_queue: Vec<Option<OpenPlan>>,
     /// Open plan for the request being forwarded by `forward_one`.
@@ -189,6 +207,9 @@ where
             monitor: false,
             reply_mode: ReplyMode::On,
             in_multi: false,
+            multi_aborted: false,
+            local_pending: 0,
+            auth_failures: 0,
             exec_queue: Vec::new(),
             next_open: None,
             reseal: Vec::new(),
@@ -226,7 +247,7 @@ where
                 && !self.closing
                 && !self.draining
                 && !self.stalled
-                && self.awaiting < self.ctx.max_inflight
+                && self.inflight() < self.ctx.max_inflight
                 && self.out.len() < OUT_HIGH_WATER;
             let idle = self
                 .ctx
@@ -276,7 +297,7 @@ where
                 if !self.stalled {
                     self.process_input().await;
                 }
-            } else if !self.stalled && self.rbuf.len() >= self.need.max(1) && self.awaiting < self.ctx.max_inflight {
+            } else if !self.stalled && self.rbuf.len() >= self.need.max(1) && self.inflight() < self.ctx.max_inflight {
                 // Input that was left unparsed because of the in-flight limit.
                 self.process_input().await;
             }
@@ -291,7 +312,7 @@ where
         let mut run_frames = 0u32;
         let limits = self.ctx.limits;
         loop {
-            if self.closing || self.stalled || self.awaiting + run_frames as usize >= self.ctx.max_inflight {
+            if self.closing || self.stalled || self.inflight() + run_frames as usize >= self.ctx.max_inflight {
                 break;
             }
             if self.rbuf.len() - run_len < self.need {
@@ -333,7 +354,7 @@ where
                             && !args.is(0, "HELLO")
                             && !args.is(0, "QUIT")
                         {
-                            Route::Refuse("NOAUTH")
+                            Route::NoAuth
                         } else if self.ctx.dedicated_mode && matches!(self.link, Link::None) {
                             match commands::classify_command(cmd, &args) {
                                 Route::Forward => Route::Pin,
@@ -360,9 +381,9 @@ where
                     let mut sealed = None;
                     match sealing {
                         Inspect::Untouched => {}
-                        Inspect::Refuse(msg) => {
+                        Inspect::Refuse(why) => {
                             self.rbuf.advance(len);
-                            self.local_error(&msg);
+                            self.refuse(why.into());
                             continue;
                         }
                         Inspect::Forward { seal, open } => {
@@ -373,14 +394,14 @@ where
                             if seal {
                                 let src: &[u8] = inline.as_deref().unwrap_or(&self.rbuf[..len]);
                                 let mut f = BytesMut::new();
-                                if let Err(msg) = reencode_sealed(
+                                if let Err(e) = reencode_sealed(
                                     self.ctx.sealer.as_deref(),
                                     cmd,
                                     &Args::new(src, &self.args),
                                     &mut f,
                                 ) {
                                     self.rbuf.advance(len);
-                                    self.local_error(&msg);
+                                    self.refuse(e);
                                     continue;
                                 }
                                 sealed = Some(f.freeze());
@@ -455,11 +476,16 @@ where
             Ok(())
         };
         self.rbuf.advance(len);
-        if let Err(msg) = result {
-            return self.local_error(&msg);
+        if let Err(e) = result {
+            return self.refuse(e);
         }
         self.shared_frames += 1;
         self.push_plan(open.map_or(Plan::Forward(1), Plan::Open), 1);
+    }
+
+    /// Replies owed to the client: from Redis, and made by the proxy.
+    fn inflight(&self) -> usize {
+        self.awaiting + self.local_pending
     }
 
     /// Whether a plain command can join a run forwarded as-is.
@@ -491,15 +517,15 @@ where
     async fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route, cmd: Option<&'static Command>) {
         let args = Args::new(&frame, ranges);
         match route {
-            Route::Refuse("NOAUTH") => self.local_error("NOAUTH Authentication required."),
-            Route::Refuse(why) => self.local_error(&format!("ERR respseal: {why}")),
+            Route::NoAuth => self.refuse(Refusal::NoAuth.into()),
+            Route::Refuse(why) => self.refuse(Refusal::NotForwarded(why).into()),
             Route::Control => {
                 if !self.plans.is_empty() {
                     return self.defer(frame, ranges, route, cmd);
                 }
                 match self.ctx.backend.oneshot(&frame).await {
                     Ok(reply) => self.push_plan(Plan::Local(reply), 0),
-                    Err(e) => self.local_error(&format!("ERR respseal: {e}")),
+                    Err(e) => self.refuse(e.into()),
                 }
             }
             Route::Forward => self.forward_one(frame.clone(), &args, cmd).await,
@@ -544,8 +570,17 @@ where
             // A replica's REPLCONF ACK on a replication stream gets no reply.
             _ if self.raw => return self.send(frame, 0).await,
             Some(Class::Stateful(State::Replication)) => (Plan::Raw, 1),
+            _ if self.in_multi && args.is(0, "EXEC") && self.multi_aborted => {
+                // A command was refused while queueing: Redis discards such
+                // a transaction, and so does respseal.
+                self.in_multi = false;
+                self.multi_aborted = false;
+                self.push_plan(Plan::ExecAbort, 1);
+                return self.send(encode::command(&["DISCARD"]), 1).await;
+            }
             _ if self.in_multi && (args.is(0, "EXEC") || args.is(0, "DISCARD")) => {
                 self.in_multi = false;
+                self.multi_aborted = false;
                 (Plan::Exec, 1)
             }
             _ if self.in_multi => (Plan::Queued(self.next_open.take()), 1),
@@ -599,18 +634,15 @@ where
                 self.closing = true;
             }
             LocalCmd::Auth => {
-                let outcome = match args.len() {
-                    2 => self.ctx.users.check(None, args.get(1).unwrap_or_default()),
-                    3 => self.ctx.users.check(args.get(1), args.get(2).unwrap_or_default()),
-                    1 => AuthOutcome::Syntax,
+                let (user, password) = match args.len() {
+                    2 => (None, args.get(1).unwrap_or_default()),
+                    3 => (args.get(1), args.get(2).unwrap_or_default()),
+                    1 => return self.local_error(AuthOutcome::Syntax.message("auth")),
                     _ => return self.local_error("ERR syntax error"),
                 };
-                match outcome {
-                    AuthOutcome::Ok => {
-                        self.authenticated = true;
-                        self.push_plan(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
-                    }
-                    other => self.local_error(other.message("auth")),
+                match self.auth_attempt(user, password).await {
+                    AuthOutcome::Ok => self.push_plan(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0),
+                    other => self.refuse(Refusal::Auth(other.message("auth")).into()),
                 }
             }
             LocalCmd::ClientSetinfo => self.client_setinfo(&args),
@@ -635,6 +667,28 @@ where
                 }
             }
         }
+    }
+
+    /// Check credentials. After [`AUTH_FREE_FAILURES`] failures on this
+    /// connection each further attempt first waits, twice as long as the
+    /// one before (up to [`AUTH_MAX_DELAY`]): a connection can no longer
+    /// try passwords at line rate. The wait holds only this session.
+    async fn auth_attempt(&mut self, user: Option<&[u8]>, password: &[u8]) -> AuthOutcome {
+        if self.auth_failures >= AUTH_FREE_FAILURES {
+            let doublings = (self.auth_failures - AUTH_FREE_FAILURES).min(16);
+            let delay = (AUTH_FIRST_DELAY * (1u32 << doublings)).min(AUTH_MAX_DELAY);
+            // Everything answered so far goes out before the wait.
+            let _ = self.out.write_to(&mut self.wr).await;
+            tokio::time::sleep(delay).await;
+        }
+        let outcome = self.ctx.users.check(user, password);
+        if outcome == AuthOutcome::Ok {
+            self.authenticated = true;
+            self.auth_failures = 0;
+        } else if outcome == AuthOutcome::WrongPass {
+            self.auth_failures = self.auth_failures.saturating_add(1);
+        }
+        outcome
     }
 
     fn client_setinfo(&mut self, args: &Args<'_>) {
@@ -689,17 +743,20 @@ where
             None => None,
             Some(Some(2)) => Some(Proto::Resp2),
             Some(Some(3)) => Some(Proto::Resp3),
-            // Not a protocol Redis speaks: Redis refuses without any change.
-            Some(_) => return self.forward_one(frame.clone(), &args, args.get(0).and_then(commands::lookup)).await,
+            // Answered here as Redis answers it (no state change), so that
+            // nothing from a client reaches Redis before it authenticated,
+            // and HELLO's AUTH arguments never do.
+            Some(Some(_)) => return self.refuse(Refusal::NoProto.into()),
+            Some(None) => return self.local_error("ERR Protocol version is not an integer or out of range"),
         };
         // Take AUTH out: the proxy checks it; the rest goes to Redis.
         let mut rest: Vec<&[u8]> = vec![b"HELLO"];
         let mut i = 1;
         while i < args.len() {
             if i >= 2 && args.is(i, "AUTH") && i + 2 < args.len() {
-                let outcome = self.ctx.users.check(args.get(i + 1), args.get(i + 2).unwrap_or_default());
+                let outcome = self.auth_attempt(args.get(i + 1), args.get(i + 2).unwrap_or_default()).await;
                 if outcome != AuthOutcome::Ok {
-                    return self.local_error(outcome.message("hello"));
+                    return self.refuse(Refusal::Auth(outcome.message("hello")).into());
                 }
                 self.authenticated = true;
                 i += 3;
@@ -709,7 +766,7 @@ where
             i += 1;
         }
         if !self.authenticated {
-            return self.local_error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+            return self.refuse(Refusal::NoAuthHello.into());
         }
         let setname = rest.iter().skip(2).any(|a| a.eq_ignore_ascii_case(b"SETNAME"));
         let data = encode::command(&rest);
@@ -766,14 +823,25 @@ where
     }
 
     fn protocol_error(&mut self, e: ProtocolError) {
-        tracing::debug!(error = %e, "client protocol error");
-        self.local_error(&format!("ERR {e}"));
+        self.refuse(Error::Client(e));
         self.push_plan(Plan::Close, 0);
         self.closing = true;
     }
 
+    /// An error reply that mimics Redis's own (syntax and argument errors
+    /// of the commands the proxy answers itself).
     fn local_error(&mut self, msg: &str) {
         self.push_plan(Plan::Local(encode::error_frame(msg)), 0);
+    }
+
+    /// Answer a request with an error of respseal's own, through the one
+    /// rescue point. Inside MULTI this is a queue-time error, as Redis's
+    /// own: the transaction is discarded at EXEC.
+    fn refuse(&mut self, e: Error) {
+        if self.in_multi {
+            self.multi_aborted = true;
+        }
+        self.push_plan(Plan::Local(e.rescue()), 0);
     }
 
     // ----- links ----------------------------------------------------------
@@ -784,7 +852,11 @@ where
         match self.ctx.backend.dedicated(self.db, self.proto).await {
             Ok(conn) => {
                 tracing::debug!("session pinned to a dedicated link");
-                self.link = Link::Dedicated(Box::new(DedicatedLink { conn, out: OutBuf::default() }));
+                self.link = Link::Dedicated(Box::new(DedicatedLink {
+                    conn,
+                    out: OutBuf::default(),
+                    scan: ReplyScanner::new(),
+                }));
                 // Replay what the client told the proxy about itself; Redis
                 // before 7.2 refuses SETINFO, so the replies are dropped.
                 for (attr, value) in [(&b"LIB-NAME"[..], self.lib_name.clone()), (b"LIB-VER", self.lib_ver.clone())] {
@@ -796,7 +868,7 @@ where
                 true
             }
             Err(e) => {
-                self.local_error(&format!("ERR respseal: {e}"));
+                self.refuse(e.into());
                 false
             }
         }
@@ -818,6 +890,9 @@ where
 
     fn push_plan(&mut self, plan: Plan, frames: usize) {
         self.awaiting += frames;
+        if matches!(plan, Plan::Local(_)) {
+            self.local_pending += 1;
+        }
         if let (Plan::Forward(n), Some(Plan::Forward(m))) = (&plan, self.plans.back_mut()) {
             *m += n;
         } else {
@@ -972,7 +1047,7 @@ where
             } else {
                 Proto::Resp2
             };
-            match reply::frame_len(&d.conn.buf, proto) {
+            match d.scan.scan(&d.conn.buf, proto) {
                 Ok(Some(len)) => {
                     let frame = d.conn.buf.split_to(len).freeze();
                     self.on_dedicated_frame(frame);
@@ -984,6 +1059,7 @@ where
                     return;
                 }
                 Err(e) => {
+                    metrics::counter!("respseal_backend_errors_total", "kind" => "malformed_reply").increment(1);
                     tracing::error!(error = %e, "closing dedicated link");
                     return self.backend_lost(BackendError::Lost);
                 }
@@ -1106,6 +1182,11 @@ where
                 }
                 self.out.push(frame);
             }
+            Plan::ExecAbort => {
+                // Redis's reply to our DISCARD is not the client's.
+                self.exec_queue.clear();
+                self.out.push(Error::from(Refusal::ExecAbort).rescue());
+            }
             Plan::Exec => {
                 let queue = std::mem::take(&mut self.exec_queue);
                 match (&self.ctx.sealer, crate::seal::split_array(&frame)) {
@@ -1150,11 +1231,13 @@ where
             match plan {
                 Plan::Local(_) => {
                     if let Some(Plan::Local(b)) = self.plans.pop_front() {
+                        self.local_pending -= 1;
                         self.out.push(b);
                     }
                 }
                 Plan::Close => {
                     self.plans.clear();
+                    self.local_pending = 0;
                     self.closing = true;
                     return;
                 }
@@ -1172,6 +1255,7 @@ where
         self.monitor = false;
         self.reply_mode = ReplyMode::On;
         self.in_multi = false;
+        self.multi_aborted = false;
         self.exec_queue.clear();
         self.authenticated = !self.ctx.users.required();
     }
@@ -1184,10 +1268,10 @@ fn reencode_sealed(
     cmd: Option<&Command>,
     args: &Args<'_>,
     out: &mut BytesMut,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     match (sealer, cmd) {
         (Some(sealer), Some(cmd)) => sealer.seal_request(cmd, args, out),
-        _ => Err("ERR respseal: cannot seal this request".to_string()),
+        _ => Err(Error::Crypto("no_sealer")),
     }
 }
 

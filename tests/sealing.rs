@@ -410,14 +410,19 @@ fn value_inspecting_commands_are_refused_on_sealed_keys_only() {
             show(&r)
         );
     }
-    // SORT reads other keys' values only through BY/GET: a pattern that can
-    // reach sealed keys is refused, a plain SORT of a list is not.
+    // SORT reads other keys' values through BY/GET and writes one with
+    // STORE: any argument that can reach a sealed key is refused, a plain
+    // SORT of a list is not.
     c.assert_cmd(&["RPUSH", "ids", "1", "2"], b":2\r\n");
-    assert_line_prefix(&c.cmd(&["SORT", "ids", "BY", "sess:w_*", "GET", "#"]), b"-ERR respseal: SORT with BY/GET");
-    assert_line_prefix(&c.cmd(&["SORT_RO", "ids", "GET", "sess:*"]), b"-ERR respseal: SORT_RO with BY/GET");
+    assert_line_prefix(&c.cmd(&["SORT", "ids", "BY", "sess:w_*", "GET", "#"]), b"-ERR respseal: SORT is not allowed");
+    assert_line_prefix(&c.cmd(&["SORT_RO", "ids", "GET", "sess:*"]), b"-ERR respseal: SORT_RO is not allowed");
+    assert_line_prefix(&c.cmd(&["SORT", "ids", "STORE", "sess:sorted"]), b"-ERR respseal: SORT is not allowed");
     c.assert_cmd(&["SORT", "ids", "GET", "#"], b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
-    c.assert_cmd(&["RPUSH", "sess:list", "b", "a"], b":2\r\n");
-    c.assert_cmd(&["SORT", "sess:list", "ALPHA"], b"*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+    // Collection members are never sealed: refused on a sealed name.
+    assert_line_prefix(
+        &c.cmd(&["RPUSH", "sess:list", "b", "a"]),
+        b"-ERR respseal: RPUSH would keep plaintext list members under a sealed key",
+    );
     // Unknown commands naming a sealed key fail closed; others pass.
     let r = c.cmd(&["MODULE.SET", "sess:x", "v"]);
     assert_line_prefix(&r, b"-ERR respseal: unknown command 'MODULE.SET' refused");

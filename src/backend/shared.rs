@@ -27,7 +27,8 @@ use tokio::sync::mpsc;
 
 use super::conn::{self, BackendError, ConnSettings};
 use crate::outbuf::OutBuf;
-use crate::protocol::{Proto, reply};
+use crate::protocol::Proto;
+use crate::protocol::reply::{self, ReplyScanner};
 
 /// Depth of a link's request queue; a full queue makes sessions wait.
 const QUEUE_DEPTH: usize = 4096;
@@ -204,8 +205,11 @@ async fn run_connected(
 }
 
 async fn read_loop(mut rd: OwnedReadHalf, mut buf: BytesMut, proto: Proto, pending: Arc<Mutex<VecDeque<Pending>>>) {
+    // Kept across reads: a reply arriving in many reads is scanned once.
+    let mut scanner = ReplyScanner::new();
     loop {
-        if !route(&mut buf, proto, &pending) {
+        if !route(&mut buf, proto, &pending, &mut scanner) {
+            metrics::counter!("respseal_backend_errors_total", "kind" => "malformed_reply").increment(1);
             return;
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -220,14 +224,19 @@ async fn read_loop(mut rd: OwnedReadHalf, mut buf: BytesMut, proto: Proto, pendi
 
 /// Hand every complete frame in `buf` to the session waiting for it.
 /// Returns false if the stream is broken (invalid RESP or a reply nobody
-/// asked for), which ends the connection.
-fn route(buf: &mut BytesMut, proto: Proto, pending: &Mutex<VecDeque<Pending>>) -> bool {
+/// asked for), which ends this connection only: its in-flight commands get
+/// errors, the link reconnects, other links are not touched.
+///
+/// `scanner` holds the progress on the frame at the start of `buf` between
+/// calls (complete frames are split off before returning, so the frame in
+/// progress always starts at `buf[0]` on the next call).
+fn route(buf: &mut BytesMut, proto: Proto, pending: &Mutex<VecDeque<Pending>>, scanner: &mut ReplyScanner) -> bool {
     let mut q = pending.lock().expect("pending FIFO lock is never poisoned");
     loop {
         let mut end = 0;
         let mut frames = 0u32;
         let Some(front) = q.front_mut() else {
-            return match reply::frame_len(buf, proto) {
+            return match scanner.scan(buf, proto) {
                 Ok(None) => true,
                 Ok(Some(len)) if reply::is_push(&buf[..len]) => {
                     let _ = buf.split_to(len);
@@ -244,7 +253,7 @@ fn route(buf: &mut BytesMut, proto: Proto, pending: &Mutex<VecDeque<Pending>>) -
             };
         };
         while frames < front.frames_left {
-            match reply::frame_len(&buf[end..], proto) {
+            match scanner.scan(&buf[end..], proto) {
                 Ok(Some(len)) => {
                     if reply::is_push(&buf[end..end + len]) && frames == 0 {
                         // Out-of-band push on a shared link: nobody to give it to.

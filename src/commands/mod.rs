@@ -10,7 +10,7 @@ pub mod table;
 
 use std::ops::Range;
 
-pub use table::{Class, Command, Keys, ReplyShape, Values, lookup};
+pub use table::{Class, Command, Data, DataType, Keys, ReplyShape, Values, lookup};
 
 /// A request's arguments: ranges into the buffer that holds the request, so
 /// looking at arguments never copies or allocates.
@@ -66,6 +66,8 @@ pub enum Route {
     /// Sent on a one-off connection to Redis (no SELECT, no HELLO), after
     /// the session's in-flight replies; the reply is relayed in order.
     Control,
+    /// The client has not authenticated: refused without reaching Redis.
+    NoAuth,
     /// Refused by the proxy with an error (e.g. replication commands, which
     /// would take over a backend connection).
     Refuse(&'static str),

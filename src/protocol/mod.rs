@@ -71,6 +71,14 @@ impl Garbage {
         Garbage { state: seed.max(1) }
     }
 
+    /// A number below `n` (`n` > 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % n.max(1)
+    }
+
     /// A string of fewer than `max_len` bytes drawn from `alphabet`.
     pub(crate) fn next(&mut self, alphabet: &[u8], max_len: u64) -> Vec<u8> {
         let len = self.state % max_len;

@@ -2,15 +2,18 @@
 //!
 //! Replies that need no opening are forwarded as Redis's own bytes, so all
 //! the proxy needs on the hot path is where each frame ends. The scanner is
-//! iterative (an explicit stack, bounded depth), allocation-free, and never
-//! panics on any input. RESP2 streams accept only RESP2 types; RESP3 streams
-//! accept all RESP3 types, with attributes (`|`) counted as part of the frame
-//! they annotate.
+//! iterative (an explicit stack, no recursion), has no depth limit of its own
+//! (Redis has none either: a Lua script can return 8,000 nested arrays), and
+//! never panics on any input. A [`ReplyScanner`] resumes where it stopped, so
+//! a large reply arriving in many reads is scanned once, not once per read.
+//! RESP2 streams accept only RESP2 types; RESP3 streams accept all RESP3
+//! types, with attributes (`|`) counted as part of the frame they annotate.
+//!
+//! The stack costs 8 bytes per open aggregate and every open aggregate took
+//! at least 4 bytes of input, so its size is bounded by the buffered reply,
+//! which the link's own limits bound.
 
 use super::{Proto, parse_int};
-
-/// Deepest aggregate nesting accepted from Redis.
-pub const MAX_DEPTH: usize = 64;
 
 /// A stream from Redis that is not valid RESP for its protocol version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,12 +32,20 @@ enum Element {
     Aggregate(usize, u64, bool),
 }
 
+/// Largest element count an aggregate may announce (the top bit of a stack
+/// entry marks attributes).
+const MAX_COUNT: u64 = 1 << 62;
+const ATTR: u64 = 1 << 63;
+/// Open aggregates kept inline before the stack spills to the heap: replies
+/// nest a level or two, so scanning them never allocates.
+const INLINE: usize = 16;
+
 /// Parse the element starting at `pos`.
 fn element(buf: &[u8], pos: usize, proto: Proto) -> Result<Element, ReplyError> {
     let Some(&kind) = buf.get(pos) else {
         return Ok(Element::Incomplete);
     };
-    let Some(cr) = find_crlf(buf, pos + 1) else {
+    let Some(cr) = find_crlf(buf, pos + 1)? else {
         return Ok(Element::Incomplete);
     };
     let header = &buf[pos + 1..cr];
@@ -71,6 +82,9 @@ fn element(buf: &[u8], pos: usize, proto: Proto) -> Result<Element, ReplyError> 
                 return Err(ReplyError("negative aggregate length"));
             }
             let n = n as u64;
+            if n >= MAX_COUNT / 2 {
+                return Err(ReplyError("aggregate length overflow"));
+            }
             let n = if kind == b'%' || kind == b'|' { n * 2 } else { n };
             if n == 0 && kind != b'|' {
                 return Ok(Element::Scalar(pos));
@@ -81,69 +95,151 @@ fn element(buf: &[u8], pos: usize, proto: Proto) -> Result<Element, ReplyError> 
     }
 }
 
-/// Return the length of the complete frame at the start of `buf`, or
-/// `Ok(None)` if it is not complete yet.
-pub fn frame_len(buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> {
-    // Most replies are one scalar: no stack needed.
-    let (mut pos, first) = match element(buf, 0, proto)? {
-        Element::Incomplete => return Ok(None),
-        Element::Scalar(end) => return Ok(Some(end)),
-        Element::Aggregate(end, n, attr) => (end, (n, attr)),
-    };
-    // Remaining element counts of the open aggregates, and whether each is
-    // an attribute (which does not count as an element of its parent).
-    let mut stack = [(0u64, false); MAX_DEPTH];
-    stack[0] = first;
-    let mut depth = 1usize;
-    // An empty attribute is finished as soon as it opens.
-    let mut finished = first.0 == 0;
-    loop {
-        if finished {
-            // One element finished: close every aggregate it completes.
-            loop {
-                if depth == 0 {
-                    return Ok(Some(pos));
-                }
-                let (remaining, attr) = &mut stack[depth - 1];
-                if *attr && *remaining == 0 {
-                    // A finished attribute annotates the next element: it
-                    // does not count in its parent.
-                    depth -= 1;
-                    break;
-                }
-                *remaining -= 1;
-                if *remaining > 0 {
-                    break;
-                }
-                depth -= 1;
-                if *attr {
-                    break;
-                }
-            }
+/// The stack of open aggregates: remaining element counts, attributes marked
+/// by the top bit.
+#[derive(Debug, Default, Clone)]
+struct Stack {
+    inline: [u64; INLINE],
+    len: usize,
+    spill: Vec<u64>,
+}
+
+impl Stack {
+    fn depth(&self) -> usize {
+        self.len + self.spill.len()
+    }
+
+    fn push(&mut self, v: u64) {
+        if self.len < INLINE {
+            self.inline[self.len] = v;
+            self.len += 1;
+        } else {
+            self.spill.push(v);
         }
-        match element(buf, pos, proto)? {
-            Element::Incomplete => return Ok(None),
-            Element::Scalar(end) => {
-                pos = end;
-                finished = true;
-            }
-            Element::Aggregate(end, n, attr) => {
-                if depth == MAX_DEPTH {
-                    return Err(ReplyError("nesting too deep"));
-                }
-                pos = end;
-                stack[depth] = (n, attr);
-                depth += 1;
-                finished = n == 0;
-            }
+    }
+
+    fn top(&mut self) -> Option<&mut u64> {
+        if let Some(v) = self.spill.last_mut() {
+            return Some(v);
         }
+        if self.len == 0 { None } else { Some(&mut self.inline[self.len - 1]) }
+    }
+
+    fn pop(&mut self) {
+        if self.spill.pop().is_none() {
+            self.len = self.len.saturating_sub(1);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
     }
 }
 
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    let i = buf.get(from..)?.iter().position(|&b| b == b'\r')?;
+/// A resumable frame scanner: [`ReplyScanner::scan`] is called with the
+/// buffer that starts with the frame (growing between calls, never moved),
+/// and carries on from where the previous call stopped.
+#[derive(Debug, Default, Clone)]
+pub struct ReplyScanner {
+    /// Where the next element header starts, relative to the frame.
+    pos: usize,
+    stack: Stack,
+}
+
+impl ReplyScanner {
+    /// A scanner at the start of a frame.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forget any frame in progress (the buffer was replaced).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.stack.clear();
+    }
+
+    /// The length of the frame at the start of `buf` once it is complete
+    /// (the scanner is then ready for the next frame), `Ok(None)` while it
+    /// is not. `buf` must hold the same frame start as on the previous call;
+    /// `proto` must not change in the middle of a frame.
+    pub fn scan(&mut self, buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> {
+        let result = self.scan_inner(buf, proto);
+        if !matches!(result, Ok(None)) {
+            self.reset();
+        }
+        result
+    }
+
+    fn scan_inner(&mut self, buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> {
+        loop {
+            match element(buf, self.pos, proto)? {
+                Element::Incomplete => return Ok(None),
+                Element::Aggregate(end, n, attr) => {
+                    self.pos = end;
+                    self.stack.push(n | if attr { ATTR } else { 0 });
+                    if n > 0 {
+                        continue;
+                    }
+                    // An empty attribute is finished as soon as it opens.
+                }
+                Element::Scalar(end) => self.pos = end,
+            }
+            // One element finished: close every aggregate it completes.
+            loop {
+                let Some(top) = self.stack.top() else {
+                    return Ok(Some(self.pos));
+                };
+                let attr = *top & ATTR != 0;
+                let remaining = *top & !ATTR;
+                if attr && remaining == 0 {
+                    // A finished attribute annotates the next element: it
+                    // does not count in its parent.
+                    self.stack.pop();
+                    break;
+                }
+                *top -= 1;
+                if remaining > 1 {
+                    break;
+                }
+                self.stack.pop();
+                if attr {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Open aggregates of the frame in progress.
+    pub fn depth(&self) -> usize {
+        self.stack.depth()
+    }
+}
+
+/// Return the length of the complete frame at the start of `buf`, or
+/// `Ok(None)` if it is not complete yet (one pass; for a buffer that grows,
+/// keep a [`ReplyScanner`] instead).
+pub fn frame_len(buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> {
+    // Most replies are one scalar: no scanner needed.
+    match element(buf, 0, proto)? {
+        Element::Incomplete => Ok(None),
+        Element::Scalar(end) => Ok(Some(end)),
+        Element::Aggregate(..) => ReplyScanner::new().scan(buf, proto),
+    }
+}
+
+/// The CR of the CRLF ending the line that starts at `from`; a CR followed
+/// by anything but LF is malformed (Redis never sends one in a line).
+fn find_crlf(buf: &[u8], from: usize) -> Result<Option<usize>, ReplyError> {
+    let Some(i) = buf.get(from..).and_then(|b| b.iter().position(|&b| b == b'\r')) else {
+        return Ok(None);
+    };
     let cr = from + i;
-    (cr + 1 < buf.len()).then_some(cr)
+    match buf.get(cr + 1) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some(cr)),
+        Some(_) => Err(ReplyError("line not terminated by CRLF")),
+    }
 }
 
 /// The frame's type byte after any leading attribute: used to recognise
@@ -223,8 +319,7 @@ mod tests {
         assert!(len2(b"$99999999999999999999\r\n").is_err());
         assert!(len2(b"$3\r\nabcXY").is_err());
         assert!(len2(b"?\r\n").is_err());
-        let deep: Vec<u8> = b"*1\r\n".repeat(MAX_DEPTH + 1);
-        assert!(len2(&deep).is_err());
+        assert!(len2(b"*4611686018427387904\r\n").is_err());
         // A pseudo-random sweep of byte strings.
         let mut garbage = crate::protocol::Garbage::new(0x9e3779b97f4a7c15);
         for _ in 0..20000 {
@@ -232,5 +327,165 @@ mod tests {
             let _ = len2(&v);
             let _ = len3(&v);
         }
+    }
+
+    #[test]
+    fn deep_nesting_has_no_limit_and_no_recursion() {
+        // What Redis sends for a Lua table that contains itself, and deeper.
+        for depth in [8_000usize, 100_000] {
+            let mut f = b"*1\r\n".repeat(depth);
+            f.extend_from_slice(b"-ERR reached lua stack limit\r\n");
+            assert_eq!(len2(&f), Ok(Some(f.len())));
+            assert_eq!(len3(&f), Ok(Some(f.len())));
+            assert_eq!(len2(&f[..f.len() - 1]), Ok(None));
+        }
+    }
+
+    #[test]
+    fn scanner_resumes_where_it_stopped() {
+        let mut f = b"*3\r\n$5\r\nhello\r\n*2\r\n:1\r\n%1\r\n+a\r\n|1\r\n+k\r\n+v\r\n+b\r\n_\r\n".to_vec();
+        let total = f.len();
+        f.extend_from_slice(b"+NEXT\r\n");
+        for step in 1..8 {
+            let mut s = ReplyScanner::new();
+            let mut got = None;
+            let mut fed = 0;
+            while got.is_none() {
+                fed = (fed + step).min(f.len());
+                got = s.scan(&f[..fed], Proto::Resp3).expect("valid");
+                assert!(fed <= total || got.is_some());
+            }
+            assert_eq!(got, Some(total), "step {step}");
+            // Ready for the next frame.
+            assert_eq!(s.scan(&f[total..], Proto::Resp3), Ok(Some(7)));
+        }
+    }
+
+    #[test]
+    fn a_large_reply_fed_in_chunks_is_scanned_once() {
+        // 200,000 elements in 4 KiB reads: resuming keeps the work linear.
+        let mut f = b"*200000\r\n".to_vec();
+        for i in 0..200_000u32 {
+            let v = i.to_string();
+            f.extend_from_slice(format!("${}\r\n{v}\r\n", v.len()).as_bytes());
+        }
+        let mut s = ReplyScanner::new();
+        let mut fed = 0;
+        let mut calls = 0;
+        loop {
+            fed = (fed + 4096).min(f.len());
+            calls += 1;
+            if let Some(n) = s.scan(&f[..fed], Proto::Resp2).expect("valid") {
+                assert_eq!(n, f.len());
+                break;
+            }
+            // Never more than a partial element behind the end.
+            assert!(fed - s.pos < 64, "resumed at {} of {fed}", s.pos);
+        }
+        assert!(calls > 100);
+    }
+
+    /// A random valid frame of at most `depth` levels.
+    fn random_frame(g: &mut crate::protocol::Garbage, out: &mut Vec<u8>, depth: u32, resp3: bool) {
+        let pick = g.below(if resp3 { 16 } else { 7 });
+        let agg = depth > 0;
+        match pick {
+            0 => out.extend_from_slice(b"+OK\r\n"),
+            1 => out.extend_from_slice(b"-ERR boom\r\n"),
+            2 => out.extend_from_slice(format!(":{}\r\n", g.below(1000) as i64 - 500).as_bytes()),
+            3 => {
+                let n = g.below(20) as usize;
+                out.extend_from_slice(format!("${n}\r\n").as_bytes());
+                out.extend(std::iter::repeat_n(b'x', n));
+                out.extend_from_slice(b"\r\n");
+            }
+            4 if resp3 => out.extend_from_slice(b"_\r\n"),
+            4 => out.extend_from_slice(b"$-1\r\n"),
+            5 if agg => {
+                let n = g.below(4);
+                out.extend_from_slice(format!("*{n}\r\n").as_bytes());
+                for _ in 0..n {
+                    random_frame(g, out, depth - 1, resp3);
+                }
+            }
+            6 if !resp3 => out.extend_from_slice(b"*-1\r\n"),
+            7 => out.extend_from_slice(b"#t\r\n"),
+            8 => out.extend_from_slice(b",1.5\r\n"),
+            9 => out.extend_from_slice(b"(12345678901234567890\r\n"),
+            10 => out.extend_from_slice(b"!3\r\nerr\r\n"),
+            11 => out.extend_from_slice(b"=7\r\ntxt:abc\r\n"),
+            12 | 13 if agg => {
+                let n = g.below(3);
+                out.extend_from_slice(format!("{}{n}\r\n", if pick == 12 { '%' } else { '~' }).as_bytes());
+                for _ in 0..n * if pick == 12 { 2 } else { 1 } {
+                    random_frame(g, out, depth - 1, resp3);
+                }
+            }
+            14 if agg => {
+                out.extend_from_slice(b"|1\r\n+key\r\n");
+                random_frame(g, out, depth - 1, resp3);
+                random_frame(g, out, depth - 1, resp3);
+            }
+            15 if agg => {
+                // Deep one-element nesting, as Lua returns it.
+                let n = g.below(200) as usize;
+                out.extend_from_slice(&b"*1\r\n".repeat(n));
+                out.extend_from_slice(b":0\r\n");
+            }
+            _ => out.extend_from_slice(b":7\r\n"),
+        }
+    }
+
+    /// Where the redis-protocol crate's decoder says the first frame ends.
+    fn reference_len(b: &[u8], proto: Proto) -> Result<Option<usize>, ()> {
+        match proto {
+            Proto::Resp2 => redis_protocol::resp2::decode::decode(b).map(|o| o.map(|(_, n)| n)).map_err(|_| ()),
+            Proto::Resp3 => {
+                redis_protocol::resp3::decode::complete::decode(b).map(|o| o.map(|(_, n)| n)).map_err(|_| ())
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_redis_protocol_decoder_on_frame_boundaries() {
+        // The reference decoder recurses once per nesting level (which is
+        // why respseal does not use it on replies): give it a large stack.
+        std::thread::Builder::new()
+            .stack_size(512 << 20)
+            .spawn(differential)
+            .expect("spawn")
+            .join()
+            .expect("differential run");
+    }
+
+    fn differential() {
+        let mut g = crate::protocol::Garbage::new(0x5eed_1234_abcd_0001);
+        let mut checked = 0;
+        for round in 0..4000 {
+            for proto in [Proto::Resp2, Proto::Resp3] {
+                let mut f = Vec::new();
+                random_frame(&mut g, &mut f, 4, proto == Proto::Resp3);
+                let len = f.len();
+                f.extend_from_slice(b"+NEXT\r\n");
+                assert_eq!(frame_len(&f, proto), Ok(Some(len)), "round {round}: {:?}", String::from_utf8_lossy(&f));
+                if let Ok(theirs) = reference_len(&f, proto) {
+                    assert_eq!(theirs, Some(len), "decoder disagrees: {:?}", String::from_utf8_lossy(&f));
+                    checked += 1;
+                }
+                // Every cut is incomplete for both.
+                let cut = g.below(len as u64) as usize;
+                assert_eq!(frame_len(&f[..cut], proto), Ok(None));
+                assert!(matches!(reference_len(&f[..cut], proto), Ok(None) | Err(())));
+                // One flipped byte: wherever both find a complete frame, they
+                // agree on where it ends.
+                let mut bad = f.clone();
+                let at = g.below(len as u64) as usize;
+                bad[at] = b"*$%:+-\r\n0x|>_"[g.below(13) as usize];
+                if let (Ok(Some(a)), Ok(Some(b))) = (frame_len(&bad, proto), reference_len(&bad, proto)) {
+                    assert_eq!(a, b, "malformed {:?}", String::from_utf8_lossy(&bad));
+                }
+            }
+        }
+        assert!(checked > 4000, "the reference decoder checked only {checked} frames");
     }
 }
