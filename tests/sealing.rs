@@ -13,16 +13,6 @@ const MAGIC_V1: &[u8] = b"\x00RE\x01";
 const CANARY: &str = "CANARY-7f3e-do-not-store-in-clear";
 
 /// A key file made by `respseal keygen`, and its id.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(name);
-    let (status, out, err) =
-        run_respseal(&["keygen", "--out", path.to_str().expect("utf-8 path")], &[], Duration::from_secs(10));
-    assert!(status.success(), "keygen failed: {err}");
-    let id = out.split_whitespace().nth(2).expect("`wrote key ID to PATH`").to_string();
-    assert_eq!(id.len(), 8, "{out}");
-    (path, id)
-}
-
 /// A Redis and a respseal sealing `sess:*` in front of it (the key file lives
 /// in the returned directory).
 fn sealed_setup() -> (RedisServer, Proxy, tempfile::TempDir) {

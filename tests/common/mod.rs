@@ -702,3 +702,15 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("writing a test file");
     path
 }
+
+/// `respseal keygen` into `dir/name`: the key file and its key id.
+#[allow(dead_code)]
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let (status, out, err) =
+        run_respseal(&["keygen", "--out", path.to_str().expect("utf-8 path")], &[], Duration::from_secs(10));
+    assert!(status.success(), "keygen failed: {err}");
+    let id = out.split_whitespace().nth(2).expect("`wrote key ID to PATH`").to_string();
+    assert_eq!(id.len(), 8, "{out}");
+    (path, id)
+}
