@@ -17,6 +17,7 @@ use crate::auth::{User, Users};
 use crate::backend::BackendUrl;
 use crate::commands::DataType;
 use crate::crypto::{KeySource, KeySpec, KeyState, Keyring};
+use crate::limits::{OutputLimit, OutputLimits};
 use crate::rules::{FailurePolicy, LegacyPolicy, Rule, Rules};
 use crate::seal::Sealer;
 
@@ -120,8 +121,21 @@ pub struct LimitsConfig {
     /// Most arguments in one request. Default 1048576.
     pub max_args: Option<usize>,
     /// Most replies a session may have outstanding before it stops reading
-    /// from its client (backpressure, not an error). Default 16384.
+    /// from its client (backpressure, not an error); respseal's own replies
+    /// count too. Default 16384.
     pub max_inflight: Option<usize>,
+    /// Bytes buffered from all clients together (read buffers). A client
+    /// whose request would go past it gets an error and is closed.
+    /// Default 1073741824 (1 GiB).
+    pub max_buffered_bytes: Option<usize>,
+    /// Output limit of ordinary clients, Redis's `client-output-buffer-limit
+    /// normal` syntax `HARD SOFT SECONDS`. Default "0 0 0" (none, as in
+    /// Redis; respseal stops reading from Redis for such a client instead).
+    pub output_normal: Option<String>,
+    /// Output limit of subscribed and MONITOR clients. Default "32mb 8mb 60".
+    pub output_pubsub: Option<String>,
+    /// Output limit of replication streams. Default "256mb 64mb 60".
+    pub output_replica: Option<String>,
 }
 
 /// `[timeouts]`.
@@ -204,6 +218,10 @@ pub struct Config {
     pub max_args: usize,
     /// Most outstanding replies per session.
     pub max_inflight: usize,
+    /// Bytes buffered from all clients together.
+    pub max_buffered_bytes: usize,
+    /// Per-client output limits.
+    pub output: OutputLimits,
     /// Backend connect deadline.
     pub connect_timeout: Duration,
     /// Idle client timeout.
@@ -292,6 +310,22 @@ impl Config {
         let max_bulk_bytes = positive("limits.max_bulk_bytes", l.max_bulk_bytes, 512 * 1024 * 1024);
         let max_args = positive("limits.max_args", l.max_args, 1024 * 1024);
         let max_inflight = positive("limits.max_inflight", l.max_inflight, 16 * 1024);
+        let max_buffered_bytes = positive("limits.max_buffered_bytes", l.max_buffered_bytes, 1024 * 1024 * 1024);
+        let mut output = OutputLimits::default();
+        for (name, given, slot) in [
+            ("limits.output_normal", &l.output_normal, &mut output.normal),
+            ("limits.output_pubsub", &l.output_pubsub, &mut output.pubsub),
+            ("limits.output_replica", &l.output_replica, &mut output.replica),
+        ] {
+            if let Some(text) = given {
+                match OutputLimit::parse(text) {
+                    Some(limit) => *slot = limit,
+                    None => {
+                        errors.push(format!("{name}: {text:?} is not \"HARD SOFT SECONDS\" (e.g. \"32mb 8mb 60\")"))
+                    }
+                }
+            }
+        }
         let t = &file.timeouts;
         let connect_ms = t.connect_ms.unwrap_or(2000);
         if connect_ms == 0 {
@@ -336,6 +370,8 @@ impl Config {
                 max_bulk_bytes,
                 max_args,
                 max_inflight,
+                max_buffered_bytes,
+                output,
                 connect_timeout: Duration::from_millis(connect_ms),
                 idle_timeout,
                 shutdown_grace,

@@ -38,6 +38,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod idle;
+pub mod limits;
 pub mod outbuf;
 pub mod plan;
 pub mod protocol;

@@ -173,6 +173,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// the shared links); users and the sealer are shared.
 fn contexts(cfg: &mut Config) -> Vec<Arc<Context>> {
     let users = Arc::new(std::mem::take(&mut cfg.users));
+    let budget = Arc::new(respseal::limits::Budget::new(cfg.max_buffered_bytes));
     let sealer = cfg.sealer.take().map(Arc::new);
     // Ready connections for pinning: one pool for all workers.
     let spares = (!cfg.dedicated).then(|| Arc::new(Spares::default()));
@@ -185,6 +186,8 @@ fn contexts(cfg: &mut Config) -> Vec<Arc<Context>> {
                 backend: Backend::new(settings, links.max(1), spares.clone()),
                 limits: Limits { max_bulk: cfg.max_bulk_bytes, max_frame: cfg.max_frame_bytes, max_args: cfg.max_args },
                 max_inflight: cfg.max_inflight,
+                output: cfg.output,
+                budget: Arc::clone(&budget),
                 dedicated_mode: cfg.dedicated,
                 idle_timeout: cfg.idle_timeout,
                 users: Arc::clone(&users),

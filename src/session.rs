@@ -27,6 +27,7 @@ use crate::backend::{Backend, BackendError, Dedicated, LinkEvent, SharedLink, Sh
 use crate::commands::table::{State, SubKind};
 use crate::commands::{self, Args, Class, Command, LocalCmd, Route};
 use crate::error::{Error, Refusal};
+use crate::limits::{Budget, OutputClass, OutputLimits, OutputWatch};
 use crate::outbuf::OutBuf;
 use crate::plan::Plan;
 use crate::protocol::reply::ReplyScanner;
@@ -58,6 +59,10 @@ pub struct Context {
     /// Most replies a session may have outstanding before it stops reading
     /// from its client.
     pub max_inflight: usize,
+    /// Per-client output limits, by class.
+    pub output: OutputLimits,
+    /// Bytes buffered from all clients together (shared by every worker).
+    pub budget: Arc<Budget>,
     /// Pin every session to a dedicated link at connect.
     pub dedicated_mode: bool,
     /// Close a client that sent nothing for this long (never while it waits
@@ -155,6 +160,10 @@ pub struct Session<R, W> {
     local_pending: usize,
     /// Failed AUTH attempts on this connection (slowed after a few).
     auth_failures: u32,
+    /// Time over the soft output limit.
+    out_watch: OutputWatch,
+    /// Bytes of `rbuf` taken from the proxy-wide budget.
+    charged: usize,
     /// Open plans of the commands Redis queued in the current transaction.
     exec_queue: Vec<Option<OpenPlan>>,
     /// Open plan for the request being forwarded by `forward_one`.
@@ -210,6 +219,8 @@ where
             multi_aborted: false,
             local_pending: 0,
             auth_failures: 0,
+            out_watch: OutputWatch::default(),
+            charged: 0,
             exec_queue: Vec::new(),
             next_open: None,
             reseal: Vec::new(),
@@ -253,10 +264,22 @@ where
                 .ctx
                 .idle_timeout
                 .filter(|_| self.plans.is_empty() && !self.monitor && self.subs.iter().all(HashSet::is_empty));
-            let rbuf = &mut self.rbuf;
-            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-                rbuf.reserve(READ_CHUNK);
+            if can_read && self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+                if !self.charge_rbuf() {
+                    // Many clients announcing huge requests together: this
+                    // one is refused rather than pushing memory past the cap.
+                    self.refuse(Refusal::BufferBudget.into());
+                    self.push_plan(Plan::Close, 0);
+                    self.closing = true;
+                    continue;
+                }
             }
+            // A client that does not read its replies: for the normal class
+            // Redis holds the rest (respseal stops reading from it); other
+            // classes are disconnected at their limit below.
+            let can_read_backend = self.output_class() != OutputClass::Normal || self.out.len() < OUT_HIGH_WATER;
+            let rbuf = &mut self.rbuf;
             tokio::select! {
                 biased;
                 _ = &mut cancelled, if !self.draining => {
@@ -268,7 +291,7 @@ where
                         self.on_link_event(ev);
                     }
                 }
-                r = read_dedicated(&mut self.link) => match r {
+                r = read_dedicated(&mut self.link), if can_read_backend => match r {
                     Ok(0) => self.backend_lost(BackendError::Lost),
                     Ok(_) => self.on_dedicated_data(),
                     Err(_) => self.backend_lost(BackendError::Lost),
@@ -287,6 +310,9 @@ where
                     tracing::debug!("idle timeout");
                     return;
                 }
+            }
+            if self.over_output_limit() {
+                return;
             }
             if self.stalled && self.plans.is_empty() {
                 self.stalled = false;
@@ -481,6 +507,58 @@ where
         }
         self.shared_frames += 1;
         self.push_plan(open.map_or(Plan::Forward(1), Plan::Open), 1);
+    }
+
+    /// The output-limit class the client is in now.
+    fn output_class(&self) -> OutputClass {
+        if self.raw {
+            OutputClass::Replica
+        } else if self.monitor || self.subs.iter().any(|s| !s.is_empty()) {
+            OutputClass::Pubsub
+        } else {
+            OutputClass::Normal
+        }
+    }
+
+    /// Whether the client must be disconnected for the bytes waiting for it.
+    fn over_output_limit(&mut self) -> bool {
+        let queued = self.out.len();
+        if queued == 0 {
+            self.out_watch = OutputWatch::default();
+            return false;
+        }
+        let class = self.output_class();
+        let limit = self.ctx.output.of(class);
+        let floor = match (limit.hard, limit.soft) {
+            (0, 0) => return false,
+            (0, s) | (s, 0) => s,
+            (h, s) => h.min(s),
+        };
+        if queued < floor {
+            self.out_watch = OutputWatch::default();
+            return false;
+        }
+        if !self.out_watch.exceeded(limit, queued, std::time::Instant::now()) {
+            return false;
+        }
+        metrics::counter!("respseal_output_limit_disconnects_total", "class" => class.name()).increment(1);
+        tracing::info!(class = class.name(), queued, "client output limit reached; closing the client");
+        true
+    }
+
+    /// Take `rbuf`'s growth from the proxy-wide budget (or give back what
+    /// it shrank by). False when the budget is used up.
+    fn charge_rbuf(&mut self) -> bool {
+        let cap = self.rbuf.capacity();
+        if cap > self.charged {
+            if !self.ctx.budget.try_take(cap - self.charged) {
+                return false;
+            }
+        } else {
+            self.ctx.budget.give(self.charged - cap);
+        }
+        self.charged = cap;
+        true
     }
 
     /// Replies owed to the client: from Redis, and made by the proxy.
@@ -1258,6 +1336,12 @@ where
         self.multi_aborted = false;
         self.exec_queue.clear();
         self.authenticated = !self.ctx.users.required();
+    }
+}
+
+impl<R, W> Drop for Session<R, W> {
+    fn drop(&mut self) {
+        self.ctx.budget.give(self.charged);
     }
 }
 

@@ -1,0 +1,366 @@
+//! Failing closed everywhere a client or Redis can push: refusals inside
+//! transactions, replies of any depth, authentication before anything is
+//! forwarded, slowed password guessing, and memory bounds (slow
+//! subscribers, many huge requests at once, respseal's own replies).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn sealing_proxy(redis: &RedisServer, dir: &std::path::Path, config: Option<&str>) -> Proxy {
+    let (key, _) = keygen(dir, "k.key");
+    let args = ["--seal", "sess:*", "--key-file", key.to_str().expect("utf-8 path")];
+    match config {
+        Some(c) => Proxy::start_with_config(redis.port, c, &args),
+        None => Proxy::start(redis.port, &args),
+    }
+}
+
+/// Peak and current resident memory of a process, in bytes.
+fn memory(pid: u32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<usize>().ok())
+            .expect("status field")
+            * 1024
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+#[test]
+fn a_refused_command_inside_multi_aborts_the_transaction() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = sealing_proxy(&redis, dir.path(), None);
+    let mut c = proxy.client();
+    let mut pipeline = Vec::new();
+    for cmd in [&["MULTI"][..], &["SET", "a", "1"], &["APPEND", "sess:x", "y"], &["SET", "b", "2"], &["EXEC"]] {
+        pipeline.extend_from_slice(&resp(cmd));
+    }
+    c.send(&pipeline);
+    let r = c.read_frames(5);
+    assert_bytes(&r[0], b"+OK\r\n");
+    assert_bytes(&r[1], b"+QUEUED\r\n");
+    assert_line_prefix(&r[2], b"-ERR respseal: APPEND is not allowed on sealed keys");
+    assert_bytes(&r[3], b"+QUEUED\r\n");
+    assert_bytes(&r[4], b"-EXECABORT Transaction discarded because of previous errors.\r\n");
+    let mut d = redis.client();
+    d.assert_cmd(&["EXISTS", "a", "b"], b":0\r\n");
+    // The connection is usable and out of MULTI; a clean transaction runs.
+    c.assert_cmd(&["MULTI"], b"+OK\r\n");
+    c.assert_cmd(&["SET", "sess:x", "v"], b"+QUEUED\r\n");
+    c.assert_cmd(&["GET", "sess:x"], b"+QUEUED\r\n");
+    c.assert_cmd(&["EXEC"], b"*2\r\n+OK\r\n$1\r\nv\r\n");
+    assert!(d.cmd(&["GET", "sess:x"]).starts_with(b"$"), "sealed inside MULTI");
+    assert!(!contains(&d.cmd(&["GET", "sess:x"]), b"\r\nv\r\n"));
+    // DISCARD after a refusal is an ordinary DISCARD.
+    c.assert_cmd(&["MULTI"], b"+OK\r\n");
+    assert_line_prefix(&c.cmd(&["LPUSH", "sess:l", "x"]), b"-ERR respseal: LPUSH");
+    c.assert_cmd(&["DISCARD"], b"+OK\r\n");
+    c.assert_cmd(&["PING"], b"+PONG\r\n");
+}
+
+fn run_client_script(program: &str, script: &str, args: &[String]) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(program)
+        .arg(format!("{root}/{script}"))
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn client script");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{text}");
+    assert!(out.status.success(), "{script} failed:\n{text}");
+}
+
+#[test]
+fn real_client_transactions_get_execabort_for_refused_commands() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = sealing_proxy(&redis, dir.path(), None);
+    let ports = [proxy.port.to_string(), redis.port.to_string()];
+    run_client_script("python3", "tests/clients/python/execabort.py", &ports);
+    run_client_script("node", "tests/clients/node/execabort.mjs", &ports);
+}
+
+#[test]
+fn a_lua_reply_nested_8000_deep_reaches_its_client_and_breaks_no_one_else() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port, &[]);
+    let mut deep = proxy.client();
+    let mut other = proxy.client();
+    // Both on the same shared link (one link per group and thread would do;
+    // with two links they may differ, and the other client is checked
+    // either way).
+    other.send(&resp(&["PING"]).repeat(100));
+    deep.send_cmd(&["EVAL", "local a = {}; local b = {a}; a[1] = b; return a", "0"]);
+    let r = deep.read_frame();
+    let depth = r.windows(4).filter(|w| w == b"*1\r\n").count();
+    assert!(depth > 1000, "nested reply of depth {depth}");
+    assert!(contains(&r, b"-ERR reached lua stack limit"), "{}", show(&r[r.len().saturating_sub(80)..]));
+    for f in other.read_frames(100) {
+        assert_bytes(&f, b"+PONG\r\n");
+    }
+    deep.assert_cmd(&["PING"], b"+PONG\r\n");
+}
+
+/// A backend that answers every request with a reply nested 100,000 deep.
+fn deep_backend() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handle = std::thread::spawn(move || {
+        listener.set_nonblocking(false).expect("blocking");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut reply = b"*1\r\n".repeat(100_000);
+        reply.extend_from_slice(b":1\r\n");
+        while Instant::now() < deadline {
+            let Ok((mut s, _)) = listener.accept() else { return };
+            let reply = reply.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    // One reply per request (requests here are PINGs).
+                    let count = buf[..n].windows(4).filter(|w| w == b"PING").count();
+                    for _ in 0..count {
+                        if s.write_all(&reply).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn replies_nested_100000_deep_are_forwarded_on_shared_and_dedicated_links() {
+    let (port, _backend) = deep_backend();
+    for mode in [&[][..], &["--dedicated"][..]] {
+        let proxy = Proxy::start(port, mode);
+        let mut c = proxy.client();
+        for _ in 0..2 {
+            c.send(&resp(&["PING"]));
+            let r = c.read_frame();
+            assert_eq!(r.len(), 100_000 * 4 + 4, "{mode:?}");
+            assert!(r.ends_with(b"*1\r\n:1\r\n"));
+        }
+    }
+}
+
+fn proxy_with_user(redis: &RedisServer, dir: &std::path::Path) -> Proxy {
+    let _ = dir;
+    let config = "[[users]]\nname = \"default\"\npassword_env = \"RESPSEAL_TEST_PW\"\n";
+    let env = [("RESPSEAL_TEST_PW", "right-password".to_string())];
+    Proxy::launch(Launch { backend: Some(redis.url()), config: Some(config), env: &env, ..Default::default() })
+}
+
+#[test]
+fn nothing_reaches_redis_before_auth_hello_included() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = proxy_with_user(&redis, dir.path());
+    let mut monitor = redis.client();
+    monitor.assert_cmd(&["MONITOR"], b"+OK\r\n");
+    let mut c = proxy.client();
+    c.assert_cmd(&["HELLO", "4", "AUTH", "default", "guess-one"], b"-NOPROTO unsupported protocol version\r\n");
+    assert_line_prefix(&c.cmd(&["HELLO", "x", "AUTH", "default", "guess-two"]), b"-ERR Protocol version");
+    assert_line_prefix(&c.cmd(&["HELLO", "3", "AUTH", "default", "guess-three"]), b"-WRONGPASS");
+    assert_line_prefix(&c.cmd(&["HELLO", "3"]), b"-NOAUTH HELLO must be called");
+    assert_line_prefix(&c.cmd(&["GET", "guess-four"]), b"-NOAUTH");
+    assert_line_prefix(&c.cmd(&["AUTH", "nosuchuser", "guess-five"]), b"-WRONGPASS");
+    c.assert_cmd(&["AUTH", "right-password"], b"+OK\r\n");
+    c.assert_cmd(&["ECHO", "after-auth"], b"$10\r\nafter-auth\r\n");
+    // Redis saw the first command only after authentication.
+    let mut seen = Vec::new();
+    while !contains(&seen, b"after-auth") {
+        seen.extend(monitor.read_frame());
+    }
+    for secret in ["guess", "right-password", "guess-four"] {
+        assert!(!contains(&seen, secret.as_bytes()), "Redis saw {secret:?}: {}", show(&seen));
+    }
+}
+
+#[test]
+fn pipelined_password_guessing_is_slowed_per_connection() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = proxy_with_user(&redis, dir.path());
+    let mut c = proxy.client();
+    let guesses = 100_000;
+    let mut w = c.writer();
+    let writer = std::thread::spawn(move || {
+        let one = resp(&["AUTH", "wrong"]);
+        let batch = one.repeat(1000);
+        for _ in 0..guesses / 1000 {
+            if w.write_all(&batch).is_err() {
+                return;
+            }
+        }
+    });
+    // 10 answers come at once, then each further one waits longer: within
+    // a few seconds a few dozen at most (100,000 would need hours).
+    let start = Instant::now();
+    let mut answered = 0;
+    while start.elapsed() < Duration::from_secs(4) {
+        match c.try_read_frame(Duration::from_millis(200)) {
+            Ok(f) => {
+                assert_line_prefix(&f, b"-WRONGPASS");
+                answered += 1;
+            }
+            Err(_) => continue,
+        }
+    }
+    assert!((10..40).contains(&answered), "{answered} wrong passwords answered in 4 s");
+    // Another connection is not slowed.
+    let mut other = proxy.client();
+    other.assert_cmd(&["AUTH", "right-password"], b"+OK\r\n");
+    drop(c);
+    let _ = writer.join();
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_disconnected_at_its_limit() {
+    let redis = RedisServer::start();
+    // Only respseal's limit is under test: Redis must not cut the proxy's
+    // own connection first.
+    redis.client().assert_cmd(&["CONFIG", "SET", "client-output-buffer-limit", "pubsub 0 0 0"], b"+OK\r\n");
+    let proxy = Proxy::start_with_config(redis.port, "[limits]\noutput_pubsub = \"8mb 4mb 60\"\n", &[]);
+    let mut sub = proxy.client();
+    sub.send_cmd(&["SUBSCRIBE", "news"]);
+    let _ = sub.read_frame();
+    let (_, before) = memory(proxy.pid());
+    // 200 MiB published; the subscriber reads nothing.
+    let mut publisher = redis.client();
+    let payload = vec![b'x'; 1 << 20];
+    let mut delivered_to = 0;
+    for _ in 0..200 {
+        let r = publisher.cmd(&[&b"PUBLISH"[..], b"news", &payload]);
+        if r == b":0\r\n" {
+            break;
+        }
+        delivered_to += 1;
+    }
+    assert!(delivered_to < 200, "the subscriber was never disconnected");
+    let (peak, _) = memory(proxy.pid());
+    assert!(
+        peak.saturating_sub(before) < (8 + 40) << 20,
+        "respseal grew by {} MiB for a subscriber limited to 8 MiB",
+        (peak - before) >> 20
+    );
+    // The subscriber's connection was closed (in the middle of a message,
+    // as Redis closes a client at its limit).
+    let closed = loop {
+        match sub.try_read_frame(Duration::from_secs(20)) {
+            Ok(_) => continue,
+            Err(ReadError::Closed(_)) => break true,
+            Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "subscriber not disconnected");
+    proxy.client().assert_cmd(&["PING"], b"+PONG\r\n");
+}
+
+#[test]
+fn many_huge_requests_at_once_stay_within_the_buffer_budget() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with_config(redis.port, "[limits]\nmax_buffered_bytes = 33554432\n", &[]);
+    let (_, before) = memory(proxy.pid());
+    // 8 clients each announce a 400 MB argument and send 12 MiB of it:
+    // 96 MiB together against a 32 MiB budget.
+    let chunk = vec![b'v'; 1 << 20];
+    let mut clients: Vec<Client> = (0..8).map(|_| proxy.client()).collect();
+    let mut refused = 0;
+    for c in &mut clients {
+        let mut w = c.writer();
+        let _ = w.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$400000000\r\n");
+        for _ in 0..12 {
+            if w.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    }
+    for c in &mut clients {
+        if let Ok(f) = c.try_read_frame(Duration::from_secs(3)) {
+            assert_line_prefix(&f, b"-ERR respseal: request refused: the proxy's input buffers are full");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "no client was refused");
+    let (peak, _) = memory(proxy.pid());
+    assert!(
+        peak.saturating_sub(before) < (32 + 40) << 20,
+        "respseal grew by {} MiB with a 32 MiB budget",
+        (peak - before) >> 20
+    );
+    drop(clients);
+    // The budget comes back once those clients are gone.
+    wait_until("the budget to be given back", Duration::from_secs(10), || {
+        let mut c = proxy.client();
+        let big = vec![b'z'; 8 << 20];
+        (c.cmd(&[&b"SET"[..], b"big", &big]) == b"+OK\r\n").then_some(())
+    });
+}
+
+#[test]
+fn respseal_own_replies_count_toward_the_inflight_bound() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = sealing_proxy(&redis, dir.path(), Some("[limits]\nmax_inflight = 64\n"));
+    let mut c = proxy.client();
+    // 2,000,000 refused commands (about 60 MB) written without reading: the
+    // proxy stops reading after 64 unanswered replies plus what the socket
+    // buffers hold, so the writer stalls long before it is done.
+    let one = resp(&["APPEND", "sess:x", "y"]);
+    let batch = one.repeat(10_000);
+    let mut w = c.writer();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&progress);
+    let writer = std::thread::spawn(move || {
+        let mut sent = 0usize;
+        for _ in 0..200 {
+            if w.write_all(&batch).is_err() {
+                break;
+            }
+            sent += 1;
+            seen.store(sent, std::sync::atomic::Ordering::Relaxed);
+        }
+        sent
+    });
+    // Poll until the writer stops making progress (stalled), or fails.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut last, mut still) = (usize::MAX, 0);
+    while still < 5 {
+        assert!(!writer.is_finished(), "respseal read 60 MB of requests nobody was reading replies for");
+        assert!(Instant::now() < deadline, "the writer neither stalled nor finished");
+        let now = progress.load(std::sync::atomic::Ordering::Relaxed);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        // The polling interval.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(last < 100, "{last} of 200 batches accepted before stalling");
+    // Reading the replies lets everything through, in order.
+    let mut answered = 0usize;
+    while answered < 2_000_000 {
+        let f = c.read_frame();
+        assert_line_prefix(&f, b"-ERR respseal: APPEND");
+        answered += 1;
+    }
+    assert_eq!(writer.join().expect("writer"), 200);
+}
