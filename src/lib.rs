@@ -19,8 +19,16 @@
 //! * [`plan`]: reply plans, the FIFO entries that say what to do with each
 //!   reply.
 //! * [`commands`]: the command table (data) and request classification.
-//! * [`protocol`]: RESP framing only — request parsing, reply boundaries,
-//!   encoding of the proxy's own frames. No I/O.
+//!   Its `data` column closes the sealing boundary: a sealed name passes
+//!   only through a row that says how it is treated; unknown commands are
+//!   checked on every argument.
+//! * [`protocol`]: RESP framing only — request parsing, reply boundaries
+//!   (a resumable scanner with no depth limit and no recursion), encoding
+//!   of the proxy's own frames. No I/O.
+//! * [`error`]: errors by source (client, policy, backend, crypto) and the
+//!   one rescue point that decides reply text, log line and metric.
+//! * [`limits`]: per-client output limits (Redis's classes) and the
+//!   proxy-wide budget for buffered client input.
 //! * [`backend`]: the Redis side — connection handshake, shared multiplexed
 //!   links, dedicated links, the group pool.
 //! * [`rules`]: which keys are sealed (glob patterns, per-rule policies).

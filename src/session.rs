@@ -763,7 +763,8 @@ where
         if outcome == AuthOutcome::Ok {
             self.authenticated = true;
             self.auth_failures = 0;
-        } else if outcome == AuthOutcome::WrongPass {
+        } else if outcome == AuthOutcome::WrongPass && self.ctx.users.required() {
+            // Counted only with users: without them there is no password to guess.
             self.auth_failures = self.auth_failures.saturating_add(1);
         }
         outcome

@@ -364,3 +364,19 @@ fn respseal_own_replies_count_toward_the_inflight_bound() {
     }
     assert_eq!(writer.join().expect("writer"), 200);
 }
+
+#[test]
+fn a_rule_can_allow_plaintext_members_of_chosen_types() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = "[[rule]]\npattern = \"queue:*\"\nallow_plaintext = [\"list\"]\n";
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = Proxy::start_with_config(redis.port, config, &["--key-file", key.to_str().expect("utf-8 path")]);
+    let mut c = proxy.client();
+    c.assert_cmd(&["LPUSH", "queue:jobs", "j1"], b":1\r\n");
+    c.assert_cmd(&["LMOVE", "queue:jobs", "queue:done", "LEFT", "LEFT"], b"$2\r\nj1\r\n");
+    assert_line_prefix(&c.cmd(&["SADD", "queue:set", "m"]), b"-ERR respseal: SADD would keep plaintext set members");
+    // Strings under the same rule are still sealed.
+    c.assert_cmd(&["SET", "queue:cfg", "v"], b"+OK\r\n");
+    assert!(redis.client().cmd(&["GET", "queue:cfg"]).starts_with(b"$59\r\n\x00RE\x01"));
+}

@@ -512,6 +512,45 @@ pub static COMMANDS: &[Command] = &[
     row!("REPLCONF", Stateful(State::ClusterFlag), Meta),
 ];
 
+/// The README's list of what is refused on sealed keys, rendered from the
+/// table (a unit test keeps the README equal to it).
+pub fn refused_markdown() -> String {
+    let mut rows: Vec<(&str, Vec<&str>)> = vec![
+        ("looks inside the value (Redis only holds ciphertext)", vec![]),
+        ("moves the value to another name (a sealed value is bound to its key)", vec![]),
+        ("scripts and functions (when any argument matches a rule or names one in the body)", vec![]),
+        ("hash commands (hash rules come later)", vec![]),
+    ];
+    let mut collections: Vec<(DataType, Vec<&str>)> = DataType::ALL.iter().map(|t| (*t, vec![])).collect();
+    for c in COMMANDS {
+        let slot = match c.data {
+            Data::Inspect => &mut rows[0].1,
+            Data::Move => &mut rows[1].1,
+            Data::Script => &mut rows[2].1,
+            Data::Hash => &mut rows[3].1,
+            Data::Collection(t) => &mut collections.iter_mut().find(|(d, _)| *d == t).expect("every type").1,
+            _ => continue,
+        };
+        slot.push(c.name);
+    }
+    let mut out = String::new();
+    for (what, mut names) in rows {
+        names.sort_unstable();
+        out.push_str(&format!("* {what}: {}\n", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")));
+    }
+    for (t, mut names) in collections {
+        names.sort_unstable();
+        out.push_str(&format!(
+            "* {} members, unless the rule has `allow_plaintext = [\"{}\"]`: {}\n",
+            t.name(),
+            t.name(),
+            names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    out.push_str("* any other command (unknown to the table, modules) when one of its arguments matches a rule\n");
+    out
+}
+
 /// The data class of a command, [`Data::Opaque`] for one the table does not
 /// know.
 pub fn data_of(cmd: Option<&Command>) -> Data {
@@ -605,6 +644,27 @@ mod tests {
                 assert_eq!(c.values, Values::None, "{} cannot seal what it inspects", c.name);
             }
         }
+    }
+
+    #[test]
+    fn readme_lists_what_the_table_refuses() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+        let (begin, end) = ("<!-- refused:begin (generated from src/commands/table.rs) -->\n", "<!-- refused:end -->");
+        let want = refused_markdown();
+        let start = readme.find(begin).map(|i| i + begin.len());
+        let stop = readme.find(end);
+        let have = match (start, stop) {
+            (Some(a), Some(b)) if a <= b => &readme[a..b],
+            _ => "",
+        };
+        if have != want && std::env::var_os("RESPSEAL_WRITE_README").is_some() {
+            if let (Some(a), Some(b)) = (start, stop) {
+                let new = format!("{}{}{}", &readme[..a], want, &readme[b..]);
+                std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"), new).expect("write README");
+                return;
+            }
+        }
+        assert_eq!(have, want, "README's refused list differs from the table (RESPSEAL_WRITE_README=1 rewrites it)");
     }
 
     #[test]
