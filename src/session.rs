@@ -278,7 +278,7 @@ where
             // A client that does not read its replies: for the normal class
             // Redis holds the rest (respseal stops reading from it); other
             // classes are disconnected at their limit below.
-            let can_read_backend = self.output_class() != OutputClass::Normal || self.out.len() < OUT_HIGH_WATER;
+            let can_read_backend = self.out.len() < OUT_HIGH_WATER || self.output_class() != OutputClass::Normal;
             let rbuf = &mut self.rbuf;
             tokio::select! {
                 biased;

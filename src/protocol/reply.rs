@@ -164,6 +164,14 @@ impl ReplyScanner {
     /// is not. `buf` must hold the same frame start as on the previous call;
     /// `proto` must not change in the middle of a frame.
     pub fn scan(&mut self, buf: &[u8], proto: Proto) -> Result<Option<usize>, ReplyError> {
+        if self.pos == 0 {
+            // Most replies are one scalar: no stack needed.
+            match element(buf, 0, proto)? {
+                Element::Incomplete => return Ok(None),
+                Element::Scalar(end) => return Ok(Some(end)),
+                Element::Aggregate(..) => {}
+            }
+        }
         let result = self.scan_inner(buf, proto);
         if !matches!(result, Ok(None)) {
             self.reset();
