@@ -15,7 +15,9 @@
 //! * [`idle`]: what a worker does before it waits for I/O (yield the CPU,
 //!   unless CPU-bound neighbours make that costly).
 //! * [`session`]: one task per client — read requests, route them, match
-//!   replies to reply plans, write replies back. Owns pinning.
+//!   replies to reply plans, write replies back. Owns pinning. A module of
+//!   one concept per file: connection state and loop, input, the
+//!   socket-free reply queue, local commands, the shared-link batch.
 //! * [`plan`]: reply plans, the FIFO entries that say what to do with each
 //!   reply.
 //! * [`commands`]: the command table (data) and request classification.
@@ -30,7 +32,8 @@
 //! * [`limits`]: per-client output limits (Redis's classes) and the
 //!   proxy-wide budget for buffered client input.
 //! * [`backend`]: the Redis side — connection handshake, shared multiplexed
-//!   links, dedicated links, the group pool.
+//!   links, dedicated links (their I/O), the group pool. Both kinds of link
+//!   read replies through `protocol::framed`.
 //! * [`rules`]: which keys are sealed (glob patterns, per-rule policies).
 //! * [`seal`]: sealing in the request/reply path — which request arguments
 //!   are sealed, how replies are opened, what is refused on sealed keys.

@@ -83,6 +83,14 @@ impl OutBuf {
         }
     }
 
+    /// Everything queued, in order, leaving the queue empty (tests of code
+    /// that queues output without a socket).
+    #[cfg(test)]
+    pub fn take_all(&mut self) -> Vec<Bytes> {
+        self.seal_small();
+        std::mem::take(&mut self.parts)
+    }
+
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty() && self.small.is_empty()

@@ -5,15 +5,19 @@
 //!   HELLO 3, SELECT) — used by both kinds of link.
 //! * [`shared`]: a shared link, one connection multiplexed among sessions,
 //!   with coalesced writes, in-order reply routing and reconnect with backoff.
+//! * [`dedicated`]: a dedicated link, a session's own connection: queued
+//!   writes, framed reads.
 //! * [`pool`]: the groups of shared links by (database, protocol), and the
 //!   factory for dedicated links.
 
 pub mod conn;
+pub mod dedicated;
 pub mod pool;
 pub mod shared;
 pub mod url;
 
 pub use conn::{BackendError, Dedicated};
+pub use dedicated::DedicatedLink;
 pub use pool::Backend;
 pub use shared::{LinkEvent, SharedLink, SharedRequest};
 pub use url::BackendUrl;

@@ -28,7 +28,8 @@ use tokio::sync::mpsc;
 use super::conn::{self, BackendError, ConnSettings};
 use crate::outbuf::OutBuf;
 use crate::protocol::Proto;
-use crate::protocol::reply::{self, ReplyScanner};
+use crate::protocol::framed::FrameReader;
+use crate::protocol::reply;
 
 /// Depth of a link's request queue; a full queue makes sessions wait.
 const QUEUE_DEPTH: usize = 4096;
@@ -204,18 +205,15 @@ async fn run_connected(
     result
 }
 
-async fn read_loop(mut rd: OwnedReadHalf, mut buf: BytesMut, proto: Proto, pending: Arc<Mutex<VecDeque<Pending>>>) {
+async fn read_loop(mut rd: OwnedReadHalf, buf: BytesMut, proto: Proto, pending: Arc<Mutex<VecDeque<Pending>>>) {
     // Kept across reads: a reply arriving in many reads is scanned once.
-    let mut scanner = ReplyScanner::new();
+    let mut reader = FrameReader::new(buf, READ_CHUNK);
     loop {
-        if !route(&mut buf, proto, &pending, &mut scanner) {
+        if !route(&mut reader, proto, &pending) {
             metrics::counter!("respseal_backend_errors_total", "kind" => "malformed_reply").increment(1);
             return;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match rd.read_buf(&mut buf).await {
+        match rd.read_buf(reader.buf_mut()).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -227,19 +225,18 @@ async fn read_loop(mut rd: OwnedReadHalf, mut buf: BytesMut, proto: Proto, pendi
 /// asked for), which ends this connection only: its in-flight commands get
 /// errors, the link reconnects, other links are not touched.
 ///
-/// `scanner` holds the progress on the frame at the start of `buf` between
-/// calls (complete frames are split off before returning, so the frame in
-/// progress always starts at `buf[0]` on the next call).
-fn route(buf: &mut BytesMut, proto: Proto, pending: &Mutex<VecDeque<Pending>>, scanner: &mut ReplyScanner) -> bool {
+/// Complete frames are split off before returning, so the frame in
+/// progress always starts at the front of the reader on the next call.
+fn route(reader: &mut FrameReader, proto: Proto, pending: &Mutex<VecDeque<Pending>>) -> bool {
     let mut q = pending.lock().expect("pending FIFO lock is never poisoned");
     loop {
         let mut end = 0;
         let mut frames = 0u32;
         let Some(front) = q.front_mut() else {
-            return match scanner.scan(buf, proto) {
+            return match reader.frame_at(0, proto) {
                 Ok(None) => true,
-                Ok(Some(len)) if reply::is_push(&buf[..len]) => {
-                    let _ = buf.split_to(len);
+                Ok(Some(len)) if reply::is_push(&reader.buffered()[..len]) => {
+                    let _ = reader.split_to(len);
                     continue;
                 }
                 Ok(Some(_)) => {
@@ -253,14 +250,15 @@ fn route(buf: &mut BytesMut, proto: Proto, pending: &Mutex<VecDeque<Pending>>, s
             };
         };
         while frames < front.frames_left {
-            match scanner.scan(&buf[end..], proto) {
+            match reader.frame_at(end, proto) {
                 Ok(Some(len)) => {
-                    if reply::is_push(&buf[end..end + len]) && frames == 0 {
+                    let push = reply::is_push(&reader.buffered()[end..end + len]);
+                    if push && frames == 0 {
                         // Out-of-band push on a shared link: nobody to give it to.
-                        let _ = buf.split_to(len);
+                        let _ = reader.split_to(len);
                         continue;
                     }
-                    if reply::is_push(&buf[end..end + len]) {
+                    if push {
                         break;
                     }
                     end += len;
@@ -276,7 +274,7 @@ fn route(buf: &mut BytesMut, proto: Proto, pending: &Mutex<VecDeque<Pending>>, s
         if frames == 0 {
             return true;
         }
-        let data = buf.split_to(end).freeze();
+        let data = reader.split_to(end);
         front.frames_left -= frames;
         let _ = front.reply.send(LinkEvent::Replies { data, frames });
         if front.frames_left == 0 {

@@ -5,12 +5,15 @@
 //!   copying argument bytes.
 //! * [`reply`] finds the boundaries of replies coming back from Redis (RESP2
 //!   or RESP3, never mixed) without decoding them.
+//! * [`framed`] is the reader both kinds of backend link use: a buffer and
+//!   the resumable reply scanner, handing out complete frames.
 //! * [`encode`] builds the few frames respseal writes itself (its own errors,
 //!   `+OK`, commands it sends to Redis).
 //!
 //! Nothing here does I/O or knows about sessions or links.
 
 pub mod encode;
+pub mod framed;
 pub mod reply;
 pub mod request;
 

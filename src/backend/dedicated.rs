@@ -1,0 +1,64 @@
+//! A dedicated link: one backend connection owned by one session (pinned
+//! sessions, `mode = "dedicated"`). Its writes are queued and sent by the
+//! session's loop; its reads go through the shared [`FrameReader`].
+
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::conn::{BackendError, Dedicated};
+use crate::outbuf::OutBuf;
+use crate::protocol::Proto;
+use crate::protocol::framed::FrameReader;
+use crate::protocol::reply::ReplyError;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A session's own backend connection.
+pub struct DedicatedLink {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    reader: FrameReader,
+    out: OutBuf,
+}
+
+impl DedicatedLink {
+    /// Take over a connection that finished its handshake.
+    pub fn new(conn: Dedicated) -> Self {
+        DedicatedLink {
+            rd: conn.rd,
+            wr: conn.wr,
+            reader: FrameReader::new(conn.buf, READ_CHUNK),
+            out: OutBuf::default(),
+        }
+    }
+
+    /// Read what Redis sent; `Ok(0)` when it closed the connection.
+    pub async fn read(&mut self) -> std::io::Result<usize> {
+        self.rd.read_buf(self.reader.buf_mut()).await
+    }
+
+    /// The next complete reply frame.
+    pub fn next_frame(&mut self, proto: Proto) -> Result<Option<Bytes>, ReplyError> {
+        self.reader.next_frame(proto)
+    }
+
+    /// Everything read so far, as it came (a replication stream).
+    pub fn take_raw(&mut self) -> Bytes {
+        self.reader.take_all()
+    }
+
+    /// Queue request bytes for the next [`DedicatedLink::flush`].
+    pub fn queue(&mut self, data: Bytes) {
+        self.out.push(data);
+    }
+
+    /// Write everything queued.
+    pub async fn flush(&mut self) -> Result<(), BackendError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.out.write_to(&mut self.wr).await.map_err(|_| BackendError::Lost)
+    }
+}

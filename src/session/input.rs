@@ -1,0 +1,285 @@
+//! Client input: every complete request in the read buffer is parsed,
+//! classified with the command table and the sealing rules, and either
+//! joins a run forwarded as the client's own bytes, or is handled alone
+//! (sealed, refused, pinned, answered locally), always leaving a reply plan.
+
+use std::ops::Range;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::replies::{ClientReply, ReplyMode};
+use super::{Deferred, Link, Session, reencode_sealed};
+use crate::commands::table::State;
+use crate::commands::{self, Args, Class, Command, Route};
+use crate::error::Refusal;
+use crate::plan::Plan;
+use crate::protocol::encode;
+use crate::protocol::request::{self, Limits, Parsed};
+use crate::seal::Inspect;
+
+impl<R, W> Session<R, W>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    // ----- client input -------------------------------------------------
+
+    /// Handle every complete request in the read buffer.
+    pub(super) async fn process_input(&mut self) {
+        let mut run_len = 0usize;
+        let mut run_frames = 0u32;
+        let limits = self.ctx.limits;
+        loop {
+            if self.replies.closing
+                || self.stalled
+                || self.replies.inflight() + run_frames as usize >= self.ctx.max_inflight
+            {
+                break;
+            }
+            if self.rbuf.len() - run_len < self.need {
+                break;
+            }
+            let parsed = request::parse(&self.rbuf[run_len..], &limits, &mut self.args);
+            match parsed {
+                Err(e) => {
+                    self.flush_run(&mut run_len, &mut run_frames).await;
+                    self.protocol_error(e);
+                    break;
+                }
+                Ok(Parsed::Incomplete { need }) => {
+                    self.flush_run(&mut run_len, &mut run_frames).await;
+                    self.need = need;
+                    break;
+                }
+                Ok(Parsed::Empty { len }) => {
+                    self.need = 0;
+                    if run_frames == 0 {
+                        self.rbuf.advance(len);
+                    } else {
+                        // Redis ignores these bytes too; they can travel with the run.
+                        run_len += len;
+                    }
+                }
+                Ok(Parsed::Command { len, inline }) => {
+                    self.need = 0;
+                    let (route, sealing, cmd) = {
+                        let src: &[u8] = match &inline {
+                            Some(f) => f,
+                            None => &self.rbuf[run_len..],
+                        };
+                        let args = Args::new(src, &self.args);
+                        // One table lookup serves routing and sealing.
+                        let cmd = args.get(0).and_then(commands::lookup);
+                        let route = if !self.authenticated
+                            && !args.is(0, "AUTH")
+                            && !args.is(0, "HELLO")
+                            && !args.is(0, "QUIT")
+                        {
+                            Route::NoAuth
+                        } else if self.ctx.dedicated_mode && matches!(self.link, Link::None) {
+                            match commands::classify_command(cmd, &args) {
+                                Route::Forward => Route::Pin,
+                                other => other,
+                            }
+                        } else {
+                            commands::classify_command(cmd, &args)
+                        };
+                        let sealing = match (&self.ctx.sealer, route) {
+                            (Some(sealer), Route::Forward | Route::Pin) => sealer.inspect(cmd, &args),
+                            _ => Inspect::Untouched,
+                        };
+                        (route, sealing, cmd)
+                    };
+                    let untouched = matches!(sealing, Inspect::Untouched);
+                    if untouched && route == Route::Forward && inline.is_none() && self.plain_forward_ok() {
+                        run_len += len;
+                        run_frames += 1;
+                        continue;
+                    }
+                    self.flush_run(&mut run_len, &mut run_frames).await;
+                    // The request now starts at rbuf[0] (or is `inline`), where
+                    // `self.args` points.
+                    let mut sealed = None;
+                    match sealing {
+                        Inspect::Untouched => {}
+                        Inspect::Refuse(why) => {
+                            self.rbuf.advance(len);
+                            self.refuse(why.into());
+                            continue;
+                        }
+                        Inspect::Forward { seal, open } => {
+                            if route == Route::Forward && self.batches_sealed(cmd) {
+                                self.queue_sealed(len, inline.as_ref(), cmd, seal, open);
+                                continue;
+                            }
+                            if seal {
+                                let src: &[u8] = inline.as_deref().unwrap_or(&self.rbuf[..len]);
+                                let mut f = BytesMut::new();
+                                if let Err(e) = reencode_sealed(
+                                    self.ctx.sealer.as_deref(),
+                                    cmd,
+                                    &Args::new(src, &self.args),
+                                    &mut f,
+                                ) {
+                                    self.rbuf.advance(len);
+                                    self.refuse(e);
+                                    continue;
+                                }
+                                sealed = Some(f.freeze());
+                            }
+                            self.next_open = open;
+                        }
+                    }
+                    let mut frame = match inline {
+                        Some(f) => {
+                            self.rbuf.advance(len);
+                            f
+                        }
+                        None => self.rbuf.split_to(len).freeze(),
+                    };
+                    if let Some(f) = sealed {
+                        // The proxy encoded it: always one complete request.
+                        let all = Limits { max_bulk: usize::MAX, max_frame: usize::MAX, max_args: usize::MAX };
+                        let _ = request::parse(&f, &all, &mut self.args);
+                        frame = f;
+                    }
+                    let args = std::mem::take(&mut self.args);
+                    self.handle(frame, &args, route, cmd).await;
+                    self.args = args;
+                }
+            }
+        }
+        self.flush_run(&mut run_len, &mut run_frames).await;
+    }
+
+    /// Handle one request that is not a plain forward.
+    /// `cmd` is the request's row in the command table, already looked up.
+    pub(super) async fn handle(
+        &mut self,
+        frame: Bytes,
+        ranges: &[Range<usize>],
+        route: Route,
+        cmd: Option<&'static Command>,
+    ) {
+        let args = Args::new(&frame, ranges);
+        match route {
+            Route::NoAuth => self.refuse(Refusal::NoAuth.into()),
+            Route::Refuse(why) => self.refuse(Refusal::NotForwarded(why).into()),
+            Route::Control => {
+                if !self.replies.is_empty() {
+                    return self.defer(frame, ranges, route, cmd);
+                }
+                match self.ctx.backend.oneshot(&frame).await {
+                    Ok(reply) => self.replies.push(Plan::Local(reply), 0),
+                    Err(e) => self.refuse(e.into()),
+                }
+            }
+            Route::Forward => self.forward_one(frame.clone(), &args, cmd).await,
+            Route::Pin => {
+                if !matches!(self.link, Link::Dedicated(_)) {
+                    if !self.replies.is_empty() {
+                        return self.defer(frame, ranges, route, cmd);
+                    }
+                    if !self.pin().await {
+                        return;
+                    }
+                }
+                self.forward_one(frame.clone(), &args, cmd).await;
+            }
+            Route::Local(cmd) => self.local(cmd, frame.clone(), ranges).await,
+        }
+    }
+
+    pub(super) fn defer(&mut self, frame: Bytes, ranges: &[Range<usize>], route: Route, cmd: Option<&'static Command>) {
+        self.stalled = true;
+        self.deferred = Some(Deferred { frame, args: ranges.to_vec(), route, cmd });
+    }
+
+    /// Forward one request on the current link with the plan its class needs.
+    pub(super) async fn forward_one(&mut self, frame: Bytes, args: &Args<'_>, cmd: Option<&'static Command>) {
+        if matches!(self.link, Link::None) && !self.pin().await {
+            return;
+        }
+        let dedicated = matches!(self.link, Link::Dedicated(_));
+        let class = cmd.map(|c| c.class);
+        let (plan, frames) = match class {
+            Some(Class::Stateful(State::Subscribe(kind))) if dedicated => {
+                let n = (args.len() as u32).saturating_sub(1).max(1);
+                (Plan::Subscribe { kind, subscribe: true, remaining: Some(n) }, n)
+            }
+            Some(Class::Stateful(State::Unsubscribe(kind))) if dedicated => {
+                let n = (args.len() as u32).saturating_sub(1);
+                let remaining = if n == 0 { None } else { Some(n) };
+                (Plan::Subscribe { kind, subscribe: false, remaining }, n.max(1))
+            }
+            Some(Class::Stateful(State::Monitor)) => (Plan::Monitor, 1),
+            // A replica's REPLCONF ACK on a replication stream gets no reply.
+            _ if self.raw => return self.send(frame, 0).await,
+            Some(Class::Stateful(State::Replication)) => (Plan::Raw, 1),
+            _ if self.in_multi && args.is(0, "EXEC") && self.multi_aborted => {
+                // A command was refused while queueing: Redis discards such
+                // a transaction, and so does respseal.
+                self.in_multi = false;
+                self.multi_aborted = false;
+                self.replies.push(Plan::ExecAbort, 1);
+                return self.send(encode::command(&["DISCARD"]), 1).await;
+            }
+            _ if self.in_multi && (args.is(0, "EXEC") || args.is(0, "DISCARD")) => {
+                self.in_multi = false;
+                self.multi_aborted = false;
+                (Plan::Exec, 1)
+            }
+            _ if self.in_multi => (Plan::Queued(self.next_open.take()), 1),
+            Some(Class::Stateful(State::Transaction)) if dedicated => {
+                self.in_multi = true;
+                (Plan::Forward(1), 1)
+            }
+            _ if self.next_open.is_some() => (Plan::Open(self.next_open.take().expect("checked is_some")), 1),
+            Some(Class::Client) if dedicated && args.is(1, "REPLY") => {
+                // Redis sends no reply to CLIENT REPLY OFF/SKIP, nor to the
+                // command after SKIP.
+                match self.replies.client_reply(args.get(2)) {
+                    ClientReply::Silent => return self.send(frame, 0).await,
+                    ClientReply::Answered => (Plan::Forward(1), 1),
+                }
+            }
+            _ => (Plan::Forward(1), 1),
+        };
+        let frames = self.replies.sent(plan, frames);
+        self.send(frame, frames).await;
+    }
+
+    /// Send the accumulated run of plain requests.
+    pub(super) async fn flush_run(&mut self, run_len: &mut usize, run_frames: &mut u32) {
+        if *run_len == 0 {
+            return;
+        }
+        let data = self.rbuf.split_to(*run_len).freeze();
+        let frames = *run_frames;
+        *run_len = 0;
+        *run_frames = 0;
+        if frames > 0 {
+            self.replies.push(Plan::Forward(frames), frames as usize);
+        }
+        self.send(data, frames).await;
+    }
+
+    /// Whether a plain command can join a run forwarded as-is.
+    pub(super) fn plain_forward_ok(&self) -> bool {
+        match &self.link {
+            Link::Shared { .. } => true,
+            Link::Dedicated(_) => self.replies.reply_mode() == ReplyMode::On && !self.in_multi && !self.raw,
+            Link::None => false,
+        }
+    }
+
+    /// Whether a request with a sealed key can be queued by
+    /// [`Session::queue_sealed`]: on a shared link, which plain replies only.
+    pub(super) fn batches_sealed(&self, cmd: Option<&'static Command>) -> bool {
+        matches!(self.link, Link::Shared { .. })
+            && self.replies.reply_mode() == ReplyMode::On
+            && !self.in_multi
+            && !self.raw
+            && !matches!(cmd.map(|c| c.class), Some(Class::Stateful(_) | Class::Client))
+    }
+}

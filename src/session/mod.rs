@@ -1,0 +1,532 @@
+//! One client connection: the session task.
+//!
+//! A session reads every complete request that is buffered, classifies each
+//! with the command table, and forwards runs of requests on its link in one
+//! go (the client's own bytes, not re-encoded). Each request leaves a reply
+//! plan in a FIFO; replies coming back are matched to plans in order and
+//! written to the client together. The session starts on a shared link of
+//! its (database, protocol) group and is pinned to a dedicated link for good
+//! when a command needs connection state (DESIGN.md §1), after its in-flight
+//! commands are answered.
+//!
+//! Errors stay inside the session: a client's protocol error closes only that
+//! client, a backend failure becomes error replies; every error of
+//! respseal's own goes through [`crate::error::Error::rescue`].
+//!
+//! One concept per file:
+//! * this file: the connection's state, its event loop, links and pinning,
+//!   and the memory checks (output limits, input budget);
+//! * `input`: parsing and routing client requests;
+//! * `replies`: the socket-free reply queue (plans, EXEC accounting,
+//!   pub/sub, `CLIENT REPLY` modes), with its own unit tests;
+//! * `local`: the connection commands respseal answers itself;
+//! * `batch`: the batch of requests handed to a shared link.
+
+mod batch;
+mod input;
+mod local;
+mod replies;
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Users;
+use crate::backend::{Backend, BackendError, DedicatedLink, LinkEvent, SharedLink};
+use crate::commands::{Args, Command, Route};
+use crate::error::{Error, Refusal};
+use crate::limits::{Budget, OutputClass, OutputLimits, OutputWatch};
+use crate::plan::Plan;
+use crate::protocol::request::{Limits, ProtocolError};
+use crate::protocol::{Proto, encode};
+use crate::seal::{OpenPlan, Sealer};
+use replies::Replies;
+
+/// Stop reading from a client while this many bytes of replies wait to be
+/// written to it.
+const OUT_HIGH_WATER: usize = 32 * 1024 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// Most room reserved in `shared_tail` for requests not parsed yet.
+const TAIL_RESERVE_MAX: usize = 256 * 1024;
+
+/// What every session shares: the backend and the settings that shape a
+/// session's behaviour.
+pub struct Context {
+    /// The Redis behind the proxy.
+    pub backend: Backend,
+    /// Request size limits.
+    pub limits: Limits,
+    /// Most replies a session may have outstanding before it stops reading
+    /// from its client.
+    pub max_inflight: usize,
+    /// Per-client output limits, by class.
+    pub output: OutputLimits,
+    /// Bytes buffered from all clients together (shared by every worker).
+    pub budget: Arc<Budget>,
+    /// Pin every session to a dedicated link at connect.
+    pub dedicated_mode: bool,
+    /// Close a client that sent nothing for this long (never while it waits
+    /// for replies, is subscribed or is monitoring).
+    pub idle_timeout: Option<Duration>,
+    /// The proxy's own users (AUTH, HELLO … AUTH).
+    pub users: Arc<Users>,
+    /// Rules and keys; `None` when nothing is sealed.
+    pub sealer: Option<Arc<Sealer>>,
+}
+
+enum Link {
+    /// No backend connection yet (dedicated mode before the first command).
+    None,
+    /// A shared link of group (db, proto).
+    Shared { link: SharedLink, db: u32, proto: Proto },
+    /// The session's own backend connection.
+    Dedicated(Box<DedicatedLink>),
+}
+
+/// A request the session could not handle yet because it must first wait
+/// for its in-flight replies (a pin, a group switch).
+struct Deferred {
+    frame: Bytes,
+    args: Vec<Range<usize>>,
+    route: Route,
+    cmd: Option<&'static Command>,
+}
+
+/// A client session.
+pub struct Session<R, W> {
+    ctx: Arc<Context>,
+    id: u64,
+    rd: R,
+    wr: W,
+    rbuf: BytesMut,
+    /// Buffer length below which parsing cannot make progress.
+    need: usize,
+    args: Vec<Range<usize>>,
+    /// What the client is owed, in order, and the state replies change.
+    replies: Replies,
+    authenticated: bool,
+    lib_name: Option<Bytes>,
+    lib_ver: Option<Bytes>,
+    link: Link,
+    /// Requests for the shared link not handed over yet: everything one
+    /// read produced goes to the link as one request (the link's writer
+    /// copies small frames together, so they are not copied here).
+    shared_batch: Vec<Bytes>,
+    /// Requests with a sealed key queued after `shared_batch`
+    /// ([`Session::queue_sealed`]), encoded (and sealed) straight into one
+    /// buffer: consecutive ones reach the link as one part, large enough for
+    /// its writer to pass on without a copy, and cost one allocation per
+    /// batch instead of one per request.
+    shared_tail: BytesMut,
+    /// Replies the requests in `shared_batch` and `shared_tail` produce.
+    shared_frames: u32,
+    reply_tx: mpsc::UnboundedSender<LinkEvent>,
+    reply_rx: mpsc::UnboundedReceiver<LinkEvent>,
+    /// No new requests until the plans drain (a group switch or pin).
+    stalled: bool,
+    deferred: Option<Deferred>,
+    /// The client shut down its sending side: answer what it sent, then close.
+    eof: bool,
+    draining: bool,
+    /// Inside MULTI on the dedicated link.
+    in_multi: bool,
+    /// A command was refused inside the current MULTI: EXEC is answered
+    /// EXECABORT (and the transaction discarded in Redis).
+    multi_aborted: bool,
+    /// Failed AUTH attempts on this connection (slowed after a few).
+    auth_failures: u32,
+    /// Time over the soft output limit.
+    out_watch: OutputWatch,
+    /// Bytes of `rbuf` taken from the proxy-wide budget.
+    charged: usize,
+    /// Open plan for the request being forwarded by `forward_one`.
+    next_open: Option<OpenPlan>,
+    /// The dedicated link carries a replication stream (after SYNC/PSYNC):
+    /// bytes are relayed as they come.
+    raw: bool,
+}
+
+impl<R, W> Session<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// A new session on an accepted connection.
+    pub fn new(ctx: Arc<Context>, id: u64, rd: R, wr: W) -> Self {
+        let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+        let db = ctx.backend.default_db();
+        let authenticated = !ctx.users.required();
+        let sealer = ctx.sealer.clone();
+        Session {
+            ctx,
+            id,
+            rd,
+            wr,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            need: 0,
+            args: Vec::new(),
+            replies: Replies::new(sealer, db),
+            authenticated,
+            lib_name: None,
+            lib_ver: None,
+            link: Link::None,
+            shared_batch: Vec::new(),
+            shared_tail: BytesMut::new(),
+            shared_frames: 0,
+            reply_tx,
+            reply_rx,
+            stalled: false,
+            deferred: None,
+            eof: false,
+            draining: false,
+            in_multi: false,
+            multi_aborted: false,
+            auth_failures: 0,
+            out_watch: OutputWatch::default(),
+            charged: 0,
+            next_open: None,
+            raw: false,
+        }
+    }
+
+    /// Serve the client until it leaves, the connection fails, or `shutdown`
+    /// fires and everything in flight has been answered.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        // One waiter for the whole session, not one per loop turn.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        if !self.ctx.dedicated_mode {
+            self.link = Link::Shared {
+                link: self.ctx.backend.shared(self.replies.db, self.replies.proto, self.id),
+                db: self.replies.db,
+                proto: self.replies.proto,
+            };
+        }
+        loop {
+            if !self.replies.reseal.is_empty() {
+                self.send_reseals().await;
+            }
+            self.flush_shared().await;
+            if let Err(e) = self.flush_backend().await {
+                self.backend_lost(e);
+            }
+            if (self.replies.closing || self.draining || (self.eof && !self.stalled)) && self.replies.is_empty() {
+                let _ = self.replies.out.write_to(&mut self.wr).await;
+                let _ = self.wr.shutdown().await;
+                return;
+            }
+            let below_high_water = self.replies.out.len() < OUT_HIGH_WATER;
+            let can_read = !self.eof
+                && !self.replies.closing
+                && !self.draining
+                && !self.stalled
+                && self.replies.inflight() < self.ctx.max_inflight
+                && below_high_water;
+            let idle = self
+                .ctx
+                .idle_timeout
+                .filter(|_| self.replies.is_empty() && !self.replies.monitor && !self.replies.subscribed());
+            if can_read && self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+                if !self.charge_rbuf() {
+                    // Many clients announcing huge requests together: this
+                    // one is refused rather than pushing memory past the cap.
+                    self.refuse(Refusal::BufferBudget.into());
+                    self.replies.push(Plan::Close, 0);
+                    self.replies.closing = true;
+                    continue;
+                }
+            }
+            // A client that does not read its replies: for the normal class
+            // Redis holds the rest (respseal stops reading from it); other
+            // classes are disconnected at their limit below.
+            let can_read_backend = below_high_water || self.output_class() != OutputClass::Normal;
+            let rbuf = &mut self.rbuf;
+            tokio::select! {
+                biased;
+                _ = &mut cancelled, if !self.draining => {
+                    self.draining = true;
+                }
+                ev = self.reply_rx.recv() => {
+                    // The session holds a sender itself, so the channel never closes.
+                    if let Some(ev) = ev {
+                        self.replies.on_link_event(ev);
+                    }
+                }
+                r = read_dedicated(&mut self.link), if can_read_backend => match r {
+                    Ok(0) => self.backend_lost(BackendError::Lost),
+                    Ok(_) => self.on_dedicated_data(),
+                    Err(_) => self.backend_lost(BackendError::Lost),
+                },
+                r = self.replies.out.write_once(&mut self.wr), if !self.replies.out.is_empty() => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+                r = self.rd.read_buf(rbuf), if can_read => match r {
+                    Ok(0) => self.eof = true,
+                    Err(_) => return,
+                    Ok(_) => self.process_input().await,
+                },
+                _ = sleep_or_never(idle) => {
+                    tracing::debug!("idle timeout");
+                    return;
+                }
+            }
+            if self.replies.reset_seen {
+                self.replies.reset_seen = false;
+                self.reset_session_state();
+            }
+            if self.over_output_limit() {
+                return;
+            }
+            if self.stalled && self.replies.is_empty() {
+                self.stalled = false;
+                self.sync_shared_link();
+                if let Some(d) = self.deferred.take() {
+                    self.handle(d.frame, &d.args, d.route, d.cmd).await;
+                }
+                if !self.stalled {
+                    self.process_input().await;
+                }
+            } else if !self.stalled
+                && self.rbuf.len() >= self.need.max(1)
+                && self.replies.inflight() < self.ctx.max_inflight
+            {
+                // Input that was left unparsed because of the in-flight limit.
+                self.process_input().await;
+            }
+        }
+    }
+
+    /// The output-limit class the client is in now.
+    fn output_class(&self) -> OutputClass {
+        if self.raw {
+            OutputClass::Replica
+        } else if self.replies.monitor || self.replies.subscribed() {
+            OutputClass::Pubsub
+        } else {
+            OutputClass::Normal
+        }
+    }
+
+    /// Whether the client must be disconnected for the bytes waiting for it.
+    fn over_output_limit(&mut self) -> bool {
+        if self.replies.out.is_empty() {
+            self.out_watch = OutputWatch::default();
+            return false;
+        }
+        let class = self.output_class();
+        let limit = self.ctx.output.of(class);
+        let floor = match (limit.hard, limit.soft) {
+            // No limit (the normal class by default): nothing to measure.
+            (0, 0) => return false,
+            (0, s) | (s, 0) => s,
+            (h, s) => h.min(s),
+        };
+        let queued = self.replies.out.len();
+        if queued < floor {
+            self.out_watch = OutputWatch::default();
+            return false;
+        }
+        if !self.out_watch.exceeded(limit, queued, std::time::Instant::now()) {
+            return false;
+        }
+        metrics::counter!("respseal_output_limit_disconnects_total", "class" => class.name()).increment(1);
+        tracing::info!(class = class.name(), queued, "client output limit reached; closing the client");
+        true
+    }
+
+    /// Take `rbuf`'s growth from the proxy-wide budget (or give back what
+    /// it shrank by). False when the budget is used up.
+    fn charge_rbuf(&mut self) -> bool {
+        let cap = self.rbuf.capacity();
+        if cap > self.charged {
+            if !self.ctx.budget.try_take(cap - self.charged) {
+                return false;
+            }
+        } else {
+            self.ctx.budget.give(self.charged - cap);
+        }
+        self.charged = cap;
+        true
+    }
+
+    fn protocol_error(&mut self, e: ProtocolError) {
+        self.refuse(Error::Client(e));
+        self.replies.push(Plan::Close, 0);
+        self.replies.closing = true;
+    }
+
+    /// An error reply that mimics Redis's own (syntax and argument errors
+    /// of the commands the proxy answers itself).
+    fn local_error(&mut self, msg: &str) {
+        self.replies.push(Plan::Local(encode::error_frame(msg)), 0);
+    }
+
+    /// Answer a request with an error of respseal's own, through the one
+    /// rescue point. Inside MULTI this is a queue-time error, as Redis's
+    /// own: the transaction is discarded at EXEC.
+    fn refuse(&mut self, e: Error) {
+        if self.in_multi {
+            self.multi_aborted = true;
+        }
+        self.replies.push(Plan::Local(e.rescue()), 0);
+    }
+
+    // ----- links ----------------------------------------------------------
+
+    /// Move to a dedicated link. Only called with no plans outstanding.
+    async fn pin(&mut self) -> bool {
+        self.flush_shared().await;
+        match self.ctx.backend.dedicated(self.replies.db, self.replies.proto).await {
+            Ok(conn) => {
+                tracing::debug!("session pinned to a dedicated link");
+                self.link = Link::Dedicated(Box::new(DedicatedLink::new(conn)));
+                // Replay what the client told the proxy about itself; Redis
+                // before 7.2 refuses SETINFO, so the replies are dropped.
+                for (attr, value) in [(&b"LIB-NAME"[..], self.lib_name.clone()), (b"LIB-VER", self.lib_ver.clone())] {
+                    if let Some(value) = value {
+                        self.replies.push(Plan::Drop(1), 1);
+                        self.send(encode::command(&[&b"CLIENT"[..], b"SETINFO", attr, &value]), 1).await;
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                self.refuse(e.into());
+                false
+            }
+        }
+    }
+
+    /// After a SELECT or HELLO on a shared link succeeded, move to the link
+    /// of the new group.
+    fn sync_shared_link(&mut self) {
+        if let Link::Shared { db, proto, .. } = self.link
+            && (db != self.replies.db || proto != self.replies.proto)
+        {
+            self.link = Link::Shared {
+                link: self.ctx.backend.shared(self.replies.db, self.replies.proto, self.id),
+                db: self.replies.db,
+                proto: self.replies.proto,
+            };
+        }
+    }
+
+    async fn flush_backend(&mut self) -> Result<(), BackendError> {
+        match &mut self.link {
+            Link::Dedicated(d) => d.flush().await,
+            _ => Ok(()),
+        }
+    }
+
+    fn backend_auth_command(&self) -> Option<Bytes> {
+        self.ctx.backend.auth_command()
+    }
+
+    /// A dedicated link failed: its state is gone, so after answering what
+    /// was in flight with errors the client is closed.
+    fn backend_lost(&mut self, error: BackendError) {
+        if !matches!(self.link, Link::Dedicated(_)) {
+            return;
+        }
+        tracing::info!(error = %error, "dedicated link lost; closing the client");
+        self.link = Link::None;
+        self.replies.fail_all(&error);
+        self.replies.push(Plan::Close, 0);
+        self.replies.closing = true;
+    }
+
+    // ----- replies ----------------------------------------------------------
+
+    /// Bytes arrived on the dedicated link.
+    fn on_dedicated_data(&mut self) {
+        loop {
+            let Link::Dedicated(d) = &mut self.link else {
+                return;
+            };
+            if self.raw || matches!(self.replies.front(), Some(Plan::Raw)) {
+                if !self.raw {
+                    self.replies.start_raw();
+                    self.raw = true;
+                }
+                let all = d.take_raw();
+                return self.replies.out.push(all);
+            }
+            // HELLO 3's own reply is already RESP3.
+            let proto =
+                if self.replies.proto == Proto::Resp3 || matches!(self.replies.front(), Some(Plan::Hello { .. })) {
+                    Proto::Resp3
+                } else {
+                    Proto::Resp2
+                };
+            match d.next_frame(proto) {
+                Ok(Some(frame)) => self.replies.on_frame(frame),
+                Ok(None) => return,
+                Err(e) => {
+                    metrics::counter!("respseal_backend_errors_total", "kind" => "malformed_reply").increment(1);
+                    tracing::error!(error = %e, "closing dedicated link");
+                    return self.backend_lost(BackendError::Lost);
+                }
+            }
+        }
+    }
+
+    /// Back to a new connection's state (RESET): the reply queue's part
+    /// and the session's own.
+    fn reset_state(&mut self) {
+        self.replies.reset();
+        self.reset_session_state();
+    }
+
+    /// The part of RESET the session holds itself (the reply queue resets
+    /// its own part as soon as Redis's `+RESET` arrives).
+    fn reset_session_state(&mut self) {
+        self.lib_name = None;
+        self.lib_ver = None;
+        self.in_multi = false;
+        self.multi_aborted = false;
+        self.authenticated = !self.ctx.users.required();
+    }
+}
+
+impl<R, W> Drop for Session<R, W> {
+    fn drop(&mut self) {
+        self.ctx.budget.give(self.charged);
+    }
+}
+
+/// Append the request re-encoded with its values sealed to `out`. Fails
+/// closed: without a sealer or a command row nothing is appended.
+fn reencode_sealed(
+    sealer: Option<&Sealer>,
+    cmd: Option<&Command>,
+    args: &Args<'_>,
+    out: &mut BytesMut,
+) -> Result<(), Error> {
+    match (sealer, cmd) {
+        (Some(sealer), Some(cmd)) => sealer.seal_request(cmd, args, out),
+        _ => Err(Error::Crypto("no_sealer")),
+    }
+}
+
+async fn read_dedicated(link: &mut Link) -> std::io::Result<usize> {
+    match link {
+        Link::Dedicated(d) => d.read().await,
+        _ => std::future::pending().await,
+    }
+}
+
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,680 @@
+//! The reply queue: what the session owes its client, in order, with no
+//! socket in sight.
+//!
+//! Every command sent leaves a [`Plan`] in a FIFO; every frame from Redis is
+//! matched to the plan at the front (or recognised as a pub/sub message, a
+//! monitor line, a RESP3 push, which are not replies) and the result lands
+//! in the client's output queue. Proxy-made replies wait in the same FIFO,
+//! so they reach the client in order with Redis's. The queue also holds the
+//! connection state that replies change: the protocol after `HELLO`, the
+//! database after `SELECT`, subscriptions, `MONITOR`, the open plans of a
+//! transaction, and the `CLIENT REPLY` mode that decides which commands get
+//! a reply at all. Being free of I/O, it is unit-tested below frame by frame.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::backend::{BackendError, LinkEvent};
+use crate::commands::table::SubKind;
+use crate::error::{Error, Refusal};
+use crate::outbuf::OutBuf;
+use crate::plan::Plan;
+use crate::protocol::{Proto, encode, parse_int, reply};
+use crate::seal::{OpenPlan, Reseal, Sealer};
+
+/// `CLIENT REPLY` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Every command is answered.
+    On,
+    /// No command is answered.
+    Off,
+    /// The next command is not answered.
+    SkipNext,
+}
+
+/// Whether a `CLIENT REPLY …` command itself gets a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientReply {
+    /// `ON` (and anything Redis will refuse): answered.
+    Answered,
+    /// `OFF` and `SKIP`: Redis sends nothing.
+    Silent,
+}
+
+/// The reply queue of one session.
+pub struct Replies {
+    /// Bytes waiting to be written to the client.
+    pub out: OutBuf,
+    plans: VecDeque<Plan>,
+    /// Replies expected from Redis.
+    pub awaiting: usize,
+    /// Proxy-made replies in the FIFO not yet written: they count toward
+    /// `max_inflight` like replies from Redis.
+    local_pending: usize,
+    /// The protocol the client speaks (changes on an accepted `HELLO`).
+    pub proto: Proto,
+    /// The client's database (changes on an accepted `SELECT`).
+    pub db: u32,
+    default_db: u32,
+    /// Subscriptions by kind.
+    pub subs: [HashSet<Bytes>; 3],
+    /// The link streams monitor lines.
+    pub monitor: bool,
+    /// Open plans of the commands Redis queued in the current transaction.
+    exec_queue: Vec<Option<OpenPlan>>,
+    reply_mode: ReplyMode,
+    /// A `Close` plan reached the front: close once the output is written.
+    pub closing: bool,
+    /// Redis accepted `RESET`: the session resets what it holds itself.
+    pub reset_seen: bool,
+    /// Legacy values read that are to be re-sealed in Redis.
+    pub reseal: Vec<Reseal>,
+    sealer: Option<Arc<Sealer>>,
+}
+
+impl Replies {
+    /// An empty queue for a client on `db`, speaking RESP2.
+    pub fn new(sealer: Option<Arc<Sealer>>, db: u32) -> Self {
+        Replies {
+            out: OutBuf::default(),
+            plans: VecDeque::new(),
+            awaiting: 0,
+            local_pending: 0,
+            proto: Proto::Resp2,
+            db,
+            default_db: db,
+            subs: Default::default(),
+            monitor: false,
+            exec_queue: Vec::new(),
+            reply_mode: ReplyMode::On,
+            closing: false,
+            reset_seen: false,
+            reseal: Vec::new(),
+            sealer,
+        }
+    }
+
+    /// Nothing owed to the client.
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty()
+    }
+
+    /// Replies owed to the client: from Redis, and made by the proxy.
+    pub fn inflight(&self) -> usize {
+        self.awaiting + self.local_pending
+    }
+
+    /// The plan at the front.
+    pub fn front(&self) -> Option<&Plan> {
+        self.plans.front()
+    }
+
+    /// The front plan is SYNC/PSYNC's: from now on bytes are relayed raw.
+    pub fn start_raw(&mut self) {
+        self.plans.pop_front();
+        self.awaiting = self.awaiting.saturating_sub(1);
+    }
+
+    /// Subscribed to anything.
+    pub fn subscribed(&self) -> bool {
+        self.subs.iter().any(|s| !s.is_empty())
+    }
+
+    /// The current `CLIENT REPLY` mode.
+    pub fn reply_mode(&self) -> ReplyMode {
+        self.reply_mode
+    }
+
+    /// A `CLIENT REPLY <word>` is being sent: switch modes as Redis will.
+    pub fn client_reply(&mut self, word: Option<&[u8]>) -> ClientReply {
+        let is = |w: &str| word.is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes()));
+        if is("OFF") {
+            self.reply_mode = ReplyMode::Off;
+            ClientReply::Silent
+        } else if is("SKIP") {
+            if self.reply_mode == ReplyMode::On {
+                self.reply_mode = ReplyMode::SkipNext;
+            }
+            ClientReply::Silent
+        } else {
+            if is("ON") {
+                self.reply_mode = ReplyMode::On;
+            }
+            ClientReply::Answered
+        }
+    }
+
+    /// A command with `plan` is being sent: returns how many replies Redis
+    /// will send for it, after the `CLIENT REPLY` mode (subscription
+    /// confirmations are sent even while replies are off). The plan is
+    /// queued only if a reply comes.
+    pub fn sent(&mut self, plan: Plan, frames: u32) -> u32 {
+        let always_answered = matches!(plan, Plan::Subscribe { .. });
+        match self.reply_mode {
+            ReplyMode::On => {}
+            ReplyMode::Off if !always_answered => return 0,
+            ReplyMode::Off => {}
+            ReplyMode::SkipNext => {
+                self.reply_mode = ReplyMode::On;
+                if !always_answered {
+                    return 0;
+                }
+            }
+        }
+        self.push(plan, frames as usize);
+        frames
+    }
+
+    /// Back to a new connection's state (RESET).
+    pub fn reset(&mut self) {
+        self.proto = Proto::Resp2;
+        self.db = self.default_db;
+        self.subs = Default::default();
+        self.monitor = false;
+        self.reply_mode = ReplyMode::On;
+        self.exec_queue.clear();
+    }
+
+    /// Queue a plan for `frames` replies from Redis (0 for proxy-made ones).
+    pub fn push(&mut self, plan: Plan, frames: usize) {
+        self.awaiting += frames;
+        if matches!(plan, Plan::Local(_)) {
+            self.local_pending += 1;
+        }
+        if let (Plan::Forward(n), Some(Plan::Forward(m))) = (&plan, self.plans.back_mut()) {
+            *m += n;
+        } else {
+            self.plans.push_back(plan);
+        }
+        self.drain_ready();
+    }
+
+    /// Write out proxy-made replies that reached the front of the FIFO.
+    fn drain_ready(&mut self) {
+        while let Some(plan) = self.plans.front() {
+            match plan {
+                Plan::Local(_) => {
+                    if let Some(Plan::Local(b)) = self.plans.pop_front() {
+                        self.local_pending -= 1;
+                        self.out.push(b);
+                    }
+                }
+                Plan::Close => {
+                    self.plans.clear();
+                    self.local_pending = 0;
+                    self.closing = true;
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Answer every reply still expected with this error (the link is
+    /// gone); proxy-made replies keep their place.
+    pub fn fail_all(&mut self, error: &BackendError) {
+        let frame = encode::error_frame(&format!("ERR respseal: {error}"));
+        while let Some(plan) = self.plans.front() {
+            if matches!(plan, Plan::Local(_) | Plan::Close) {
+                self.drain_ready();
+                if matches!(self.plans.front(), Some(Plan::Close)) {
+                    break;
+                }
+                continue;
+            }
+            self.on_reply(frame.clone());
+        }
+        self.awaiting = 0;
+    }
+
+    /// Replies (or failures) handed over by the shared link.
+    pub fn on_link_event(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Replies { data, frames } => {
+                if let Some(Plan::Forward(n)) = self.plans.front_mut()
+                    && *n >= frames
+                {
+                    // Fast path: the whole chunk is forwarded as is.
+                    *n -= frames;
+                    if *n == 0 {
+                        self.plans.pop_front();
+                    }
+                    self.awaiting -= frames as usize;
+                    self.out.push(data);
+                    self.drain_ready();
+                    return;
+                }
+                let mut data = data;
+                while !data.is_empty() {
+                    // The link already checked these frames with its own protocol.
+                    let Ok(Some(len)) = reply::frame_len(&data, Proto::Resp3) else {
+                        tracing::error!("shared link handed over a partial frame");
+                        break;
+                    };
+                    let frame = data.split_to(len);
+                    self.on_reply(frame);
+                }
+            }
+            LinkEvent::Failed { frames, error } => {
+                let frame = encode::error_frame(&format!("ERR respseal: {error}"));
+                for _ in 0..frames {
+                    self.on_reply(frame.clone());
+                }
+            }
+        }
+    }
+
+    /// One frame from the dedicated link: a monitor line, a pub/sub message
+    /// or confirmation, a RESP3 push, or a reply to match to a plan.
+    pub fn on_frame(&mut self, frame: Bytes) {
+        if self.monitor && is_monitor_line(&frame) {
+            return self.out.push(frame);
+        }
+        let push = reply::is_push(&frame);
+        let front_is_sub = matches!(self.plans.front(), Some(Plan::Subscribe { .. }));
+        // In RESP3 every pub/sub frame is a push; an array is a reply.
+        let resp2_pubsub = self.proto == Proto::Resp2 && (front_is_sub || self.subs.iter().any(|s| !s.is_empty()));
+        if push || resp2_pubsub {
+            if let Some((name, channel)) = pubsub_head(&frame) {
+                if let Some((kind, subscribe)) = confirmation(name) {
+                    let set = &mut self.subs[kind as usize];
+                    let before = set.len() as u32;
+                    if let Some(ch) = channel {
+                        if subscribe {
+                            set.insert(ch);
+                        } else {
+                            set.remove(&ch);
+                        }
+                    }
+                    if let Some(Plan::Subscribe { kind: k, subscribe: s, remaining }) = self.plans.front_mut()
+                        && *k == kind
+                        && *s == subscribe
+                    {
+                        let r = match remaining {
+                            Some(r) => r,
+                            None => {
+                                // UNSUBSCRIBE without arguments: one confirmation per
+                                // subscription held when Redis ran it (our view is
+                                // exact: earlier confirmations are all processed).
+                                let n = before.max(1);
+                                self.awaiting += n as usize - 1;
+                                remaining.insert(n)
+                            }
+                        };
+                        *r -= 1;
+                        let done = *r == 0;
+                        self.awaiting -= 1;
+                        if done {
+                            self.plans.pop_front();
+                        }
+                        self.out.push(frame);
+                        return self.drain_ready();
+                    }
+                    return self.out.push(frame);
+                }
+                if is_message(name) {
+                    return self.out.push(frame);
+                }
+            }
+            if push {
+                return self.out.push(frame);
+            }
+        }
+        self.on_reply(frame);
+    }
+
+    /// A regular reply: match it to the plan at the front.
+    pub fn on_reply(&mut self, frame: Bytes) {
+        let is_error = frame.first() == Some(&b'-') || frame.first() == Some(&b'!');
+        let Some(plan) = self.plans.front_mut() else {
+            // Only on a dedicated link (a shared link routes by count): pass
+            // it on rather than lose anything Redis said.
+            tracing::debug!("reply from Redis with no command waiting; forwarded");
+            return self.out.push(frame);
+        };
+        let mut pop = true;
+        match plan {
+            Plan::Forward(n) => {
+                *n -= 1;
+                pop = *n == 0;
+                self.out.push(frame);
+            }
+            Plan::Drop(n) => {
+                *n -= 1;
+                pop = *n == 0;
+            }
+            Plan::Select { db, restore, first_done } => {
+                if !*first_done {
+                    if &frame[..] == b"+OK\r\n" {
+                        self.db = *db;
+                    }
+                    *first_done = true;
+                    pop = !*restore;
+                    self.out.push(frame);
+                }
+            }
+            Plan::Hello { proto } => {
+                if !is_error && let Some(p) = proto {
+                    self.proto = *p;
+                }
+                self.out.push(frame);
+            }
+            Plan::Reset => {
+                if &frame[..] == b"+RESET\r\n" {
+                    self.reset();
+                    self.reset_seen = true;
+                }
+                self.out.push(frame);
+            }
+            Plan::Monitor => {
+                if &frame[..] == b"+OK\r\n" {
+                    self.monitor = true;
+                }
+                self.out.push(frame);
+            }
+            Plan::Open(open) => match &self.sealer {
+                Some(sealer) => sealer.open_reply(open, frame, self.proto, &mut self.reseal, &mut self.out),
+                None => self.out.push(frame),
+            },
+            Plan::Queued(open) => {
+                if &frame[..] == b"+QUEUED\r\n" {
+                    self.exec_queue.push(open.take());
+                }
+                self.out.push(frame);
+            }
+            Plan::ExecAbort => {
+                // Redis's reply to our DISCARD is not the client's.
+                self.exec_queue.clear();
+                self.out.push(Error::from(Refusal::ExecAbort).rescue());
+            }
+            Plan::Exec => {
+                let queue = std::mem::take(&mut self.exec_queue);
+                match (&self.sealer, crate::seal::split_array(&frame)) {
+                    (Some(sealer), Some(elements))
+                        if elements.len() == queue.len() && queue.iter().any(Option::is_some) =>
+                    {
+                        self.out.array_header(elements.len());
+                        for (el, open) in elements.into_iter().zip(&queue) {
+                            match open {
+                                Some(open) => sealer.open_reply(open, el, self.proto, &mut self.reseal, &mut self.out),
+                                None => self.out.push(el),
+                            }
+                        }
+                    }
+                    _ => self.out.push(frame),
+                }
+            }
+            Plan::Subscribe { remaining, .. } => {
+                // A plain reply to a (un)subscribe command: an error.
+                let expected = remaining.unwrap_or(1) as usize;
+                self.awaiting = self.awaiting.saturating_sub(expected - 1);
+                self.out.push(frame);
+            }
+            Plan::Raw => {
+                // Only reached when failing in-flight commands.
+                self.out.push(frame);
+            }
+            Plan::Local(_) | Plan::Close => {
+                unreachable!("local plans are drained as soon as they reach the front")
+            }
+        }
+        self.awaiting = self.awaiting.saturating_sub(1);
+        if pop {
+            self.plans.pop_front();
+        }
+        self.drain_ready();
+    }
+}
+
+/// A MONITOR line: `+1700000000.123456 [0 127.0.0.1:5000] "cmd" …`.
+fn is_monitor_line(frame: &[u8]) -> bool {
+    frame.len() > 2 && frame[0] == b'+' && frame[1].is_ascii_digit() && frame.windows(2).any(|w| w == b" [")
+}
+
+/// For an array or push frame whose first element is a string: that string
+/// and the second element (if a string).
+fn pubsub_head(frame: &Bytes) -> Option<(&[u8], Option<Bytes>)> {
+    if !matches!(frame.first(), Some(b'*' | b'>')) {
+        return None;
+    }
+    let (name, pos) = string_at(frame, header_end(frame, 0)?)?;
+    let channel = string_at(frame, pos).map(|(c, _)| frame.slice_ref(c));
+    Some((name, channel))
+}
+
+fn header_end(frame: &[u8], pos: usize) -> Option<usize> {
+    let cr = frame.get(pos..)?.iter().position(|&b| b == b'\r')?;
+    Some(pos + cr + 2)
+}
+
+/// A bulk or simple string at `pos`, and the position after it.
+fn string_at(frame: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    let end = header_end(frame, pos)?;
+    match frame.get(pos)? {
+        b'+' => Some((&frame[pos + 1..end - 2], end)),
+        b'$' => {
+            let len = usize::try_from(parse_int(&frame[pos + 1..end - 2])?).ok()?;
+            let data = frame.get(end..end + len)?;
+            Some((data, end + len + 2))
+        }
+        _ => None,
+    }
+}
+
+fn confirmation(name: &[u8]) -> Option<(SubKind, bool)> {
+    Some(match name {
+        b"subscribe" => (SubKind::Channel, true),
+        b"unsubscribe" => (SubKind::Channel, false),
+        b"psubscribe" => (SubKind::Pattern, true),
+        b"punsubscribe" => (SubKind::Pattern, false),
+        b"ssubscribe" => (SubKind::Shard, true),
+        b"sunsubscribe" => (SubKind::Shard, false),
+        _ => return None,
+    })
+}
+
+fn is_message(name: &[u8]) -> bool {
+    matches!(name, b"message" | b"pmessage" | b"smessage")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendError;
+
+    #[test]
+    fn recognises_pubsub_frames() {
+        let f = Bytes::from_static(b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n");
+        let (name, ch) = pubsub_head(&f).expect("pubsub frame");
+        assert_eq!(name, b"message");
+        assert_eq!(ch.as_deref(), Some(&b"ch"[..]));
+        let f = Bytes::from_static(b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n");
+        let (name, ch) = pubsub_head(&f).expect("push frame");
+        assert_eq!(name, b"unsubscribe");
+        assert_eq!(ch, None);
+        assert!(pubsub_head(&Bytes::from_static(b"+OK\r\n")).is_none());
+        assert!(pubsub_head(&Bytes::from_static(b"*1\r\n:1\r\n")).is_none());
+    }
+
+    #[test]
+    fn recognises_monitor_lines() {
+        assert!(is_monitor_line(b"+1700000000.123456 [0 127.0.0.1:5000] \"ping\"\r\n"));
+        assert!(!is_monitor_line(b"+OK\r\n"));
+    }
+
+    use crate::crypto::{self, Binding, KeyMaterial, KeyState, Keyring};
+    use crate::rules::{Rule, Rules};
+    use crate::seal::SealedKey;
+
+    fn queue() -> Replies {
+        Replies::new(None, 0)
+    }
+
+    fn out(r: &mut Replies) -> Vec<u8> {
+        let mut v = Vec::new();
+        for part in r.out.take_all() {
+            v.extend_from_slice(&part);
+        }
+        v
+    }
+
+    fn b(s: &'static [u8]) -> Bytes {
+        Bytes::from_static(s)
+    }
+
+    #[test]
+    fn replies_and_local_replies_leave_in_command_order() {
+        let mut r = queue();
+        r.push(Plan::Forward(2), 2);
+        r.push(Plan::Local(b(b"-ERR refused\r\n")), 0);
+        r.push(Plan::Forward(1), 1);
+        assert_eq!(r.inflight(), 4, "local replies count toward the in-flight bound");
+        r.on_reply(b(b"+A\r\n"));
+        assert_eq!(out(&mut r), b"+A\r\n", "the local reply waits for the one before it");
+        r.on_reply(b(b"+B\r\n"));
+        assert_eq!(out(&mut r), b"+B\r\n-ERR refused\r\n");
+        assert_eq!(r.inflight(), 1);
+        r.on_reply(b(b"+C\r\n"));
+        assert_eq!(out(&mut r), b"+C\r\n");
+        assert!(r.is_empty());
+        assert_eq!(r.inflight(), 0);
+    }
+
+    #[test]
+    fn close_waits_for_what_is_owed_before_it() {
+        let mut r = queue();
+        r.push(Plan::Forward(1), 1);
+        r.push(Plan::Local(b(b"+OK\r\n")), 0);
+        r.push(Plan::Close, 0);
+        assert!(!r.closing);
+        r.on_reply(b(b":1\r\n"));
+        assert_eq!(out(&mut r), b":1\r\n+OK\r\n");
+        assert!(r.closing);
+    }
+
+    #[test]
+    fn a_failed_link_answers_every_reply_still_owed() {
+        let mut r = queue();
+        r.push(Plan::Forward(2), 2);
+        r.push(Plan::Local(b(b"+LOCAL\r\n")), 0);
+        r.push(Plan::Drop(1), 1);
+        r.push(Plan::Forward(1), 1);
+        r.fail_all(&BackendError::Lost);
+        let e = b"-ERR respseal: backend connection lost\r\n";
+        let mut want = Vec::new();
+        want.extend_from_slice(e);
+        want.extend_from_slice(e);
+        want.extend_from_slice(b"+LOCAL\r\n");
+        want.extend_from_slice(e);
+        assert_eq!(out(&mut r), want, "dropped replies stay dropped");
+        assert_eq!(r.inflight(), 0);
+    }
+
+    #[test]
+    fn select_and_hello_change_state_only_when_redis_accepts() {
+        let mut r = queue();
+        r.push(Plan::Select { db: 3, restore: true, first_done: false }, 2);
+        r.on_reply(b(b"+OK\r\n"));
+        assert_eq!(r.db, 3);
+        r.on_reply(b(b"+OK\r\n"));
+        assert_eq!(out(&mut r), b"+OK\r\n", "the restoring SELECT's reply is not the client's");
+        r.push(Plan::Select { db: 99, restore: false, first_done: false }, 1);
+        r.on_reply(b(b"-ERR DB index is out of range\r\n"));
+        assert_eq!(r.db, 3);
+        r.push(Plan::Hello { proto: Some(Proto::Resp3) }, 1);
+        r.on_reply(b(b"-NOPROTO x\r\n"));
+        assert_eq!(r.proto, Proto::Resp2);
+        r.push(Plan::Hello { proto: Some(Proto::Resp3) }, 1);
+        r.on_reply(b(b"%1\r\n+proto\r\n:3\r\n"));
+        assert_eq!(r.proto, Proto::Resp3);
+        r.push(Plan::Reset, 1);
+        r.on_reply(b(b"+RESET\r\n"));
+        assert!(r.reset_seen);
+        assert_eq!((r.proto, r.db), (Proto::Resp2, 0));
+    }
+
+    fn sealing() -> (Arc<Sealer>, Keyring) {
+        let mut ring = Keyring::new();
+        ring.insert(7, KeyState::Primary, Some(KeyMaterial::from_bytes([7; 32]))).expect("key");
+        let mut ring2 = Keyring::new();
+        ring2.insert(7, KeyState::Primary, Some(KeyMaterial::from_bytes([7; 32]))).expect("key");
+        (Arc::new(Sealer::new(Rules::new(vec![Rule::new("sess:*")]), ring, b"ns".to_vec())), ring2)
+    }
+
+    fn bulk(data: &[u8]) -> Bytes {
+        let mut v = format!("${}\r\n", data.len()).into_bytes();
+        v.extend_from_slice(data);
+        v.extend_from_slice(b"\r\n");
+        v.into()
+    }
+
+    #[test]
+    fn exec_opens_each_queued_element_with_its_own_plan() {
+        let (sealer, ring) = sealing();
+        let mut r = Replies::new(Some(sealer), 0);
+        let sealed = crypto::seal(&ring, &Binding::string(b"ns", b"sess:a"), b"secret", 0).expect("seal");
+        r.push(Plan::Forward(1), 1); // MULTI
+        r.push(Plan::Queued(None), 1); // SET plain 1
+        r.push(Plan::Queued(Some(OpenPlan::Value(SealedKey { rule: 0, key: b(b"sess:a") }))), 1); // GET sess:a
+        r.push(Plan::Exec, 1);
+        for f in [b(b"+OK\r\n"), b(b"+QUEUED\r\n"), b(b"+QUEUED\r\n")] {
+            r.on_reply(f);
+        }
+        let mut exec = b"*2\r\n+OK\r\n".to_vec();
+        exec.extend_from_slice(&bulk(&sealed));
+        r.on_reply(exec.into());
+        assert_eq!(out(&mut r), b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n$6\r\nsecret\r\n");
+        // A command Redis refused at queue time gets no place in EXEC's array.
+        r.push(Plan::Queued(Some(OpenPlan::Value(SealedKey { rule: 0, key: b(b"sess:a") }))), 1);
+        r.on_reply(b(b"-ERR wrong number of arguments\r\n"));
+        r.push(Plan::ExecAbort, 1);
+        r.on_reply(b(b"+OK\r\n"));
+        assert_eq!(
+            out(&mut r),
+            b"-ERR wrong number of arguments\r\n-EXECABORT Transaction discarded because of previous errors.\r\n"
+        );
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn subscriptions_are_tracked_from_confirmations_and_messages_are_not_replies() {
+        let mut r = queue();
+        r.push(Plan::Subscribe { kind: SubKind::Channel, subscribe: true, remaining: Some(2) }, 2);
+        r.on_frame(b(b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"));
+        assert!(r.subscribed());
+        // A message between confirmations is passed on, not matched.
+        r.on_frame(b(b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n"));
+        assert_eq!(r.inflight(), 1);
+        r.on_frame(b(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"));
+        assert!(r.is_empty());
+        // UNSUBSCRIBE without channels: one confirmation per subscription.
+        r.push(Plan::Subscribe { kind: SubKind::Channel, subscribe: false, remaining: None }, 1);
+        r.on_frame(b(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n"));
+        assert!(!r.is_empty(), "a second confirmation is owed");
+        r.on_frame(b(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n"));
+        assert!(r.is_empty());
+        assert!(!r.subscribed());
+        assert_eq!(r.inflight(), 0);
+        assert_eq!(out(&mut r).windows(9).filter(|w| w == b"subscribe").count(), 4);
+    }
+
+    #[test]
+    fn client_reply_modes_decide_which_commands_expect_a_reply() {
+        let mut r = queue();
+        assert_eq!(r.client_reply(Some(b"SKIP")), ClientReply::Silent);
+        assert_eq!(r.sent(Plan::Forward(1), 1), 0, "the command after SKIP gets no reply");
+        assert_eq!(r.sent(Plan::Forward(1), 1), 1, "the one after that does");
+        assert_eq!(r.client_reply(Some(b"off")), ClientReply::Silent);
+        assert_eq!(r.sent(Plan::Forward(1), 1), 0);
+        assert_eq!(r.client_reply(Some(b"SKIP")), ClientReply::Silent);
+        assert_eq!(r.reply_mode(), ReplyMode::Off, "SKIP does not turn OFF into SKIP");
+        // Subscription confirmations come even with replies off.
+        assert_eq!(r.sent(Plan::Subscribe { kind: SubKind::Channel, subscribe: true, remaining: Some(1) }, 1), 1);
+        assert_eq!(r.client_reply(Some(b"ON")), ClientReply::Answered);
+        assert_eq!(r.sent(Plan::Forward(1), 1), 1);
+        assert_eq!(r.inflight(), 3);
+    }
+}
