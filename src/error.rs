@@ -8,6 +8,9 @@
 //! the client gets, the log line and the metric, so that the three never
 //! disagree and no secret can slip into any of them.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
 use bytes::Bytes;
 
 use crate::backend::BackendError;
@@ -18,14 +21,72 @@ use crate::protocol::request::ProtocolError;
 /// An error that ends one request (or, for protocol errors, the client).
 #[derive(Debug, Clone)]
 pub enum Error {
-    /// The client's fault: malformed RESP, limits (the connection closes).
-    Client(ProtocolError),
+    /// The client's fault: malformed RESP (the connection closes), or a
+    /// malformed command that respseal answers itself.
+    Client(ClientError),
     /// respseal's policy refused the request.
     Policy(Refusal),
     /// Redis could not be reached or the link broke.
     Backend(BackendError),
-    /// A value could not be sealed.
-    Crypto(&'static str),
+    /// A value could not be sealed, or a sealed value did not open.
+    Crypto(CryptoError),
+}
+
+/// The client's mistakes, answered with Redis's own words.
+#[derive(Debug, Clone)]
+pub enum ClientError {
+    /// Malformed RESP or a request over the limits: the connection closes.
+    Protocol(ProtocolError),
+    /// A syntax error in a command respseal answers itself.
+    Syntax,
+    /// `AUTH` without arguments.
+    AuthArity,
+    /// `CLIENT SETINFO` with the wrong number of arguments.
+    SetinfoArity,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER` with spaces or special characters.
+    SetinfoValue(&'static str),
+    /// `CLIENT SETINFO` with an option Redis does not know (shown bounded).
+    SetinfoOption(String),
+    /// `HELLO` with a protocol version that is not a number.
+    HelloVersion,
+}
+
+/// Sealing and opening failures.
+#[derive(Debug, Clone)]
+pub enum CryptoError {
+    /// A value could not be sealed (no primary key …).
+    Seal(&'static str),
+    /// A sealed value did not open: reason and, when the envelope names
+    /// one, the key id (never the key name or the value).
+    Open {
+        /// Closed-set reason (`tag_mismatch`, `legacy_plaintext`, …).
+        reason: &'static str,
+        /// The envelope's key id.
+        key_id: Option<u32>,
+    },
+}
+
+impl ClientError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ClientError::Protocol(_) => "protocol",
+            _ => "command",
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            ClientError::Protocol(e) => format!("ERR {e}"),
+            ClientError::Syntax => "ERR syntax error".into(),
+            ClientError::AuthArity => "ERR wrong number of arguments for 'auth' command".into(),
+            ClientError::SetinfoArity => "ERR wrong number of arguments for 'client|setinfo' command".into(),
+            ClientError::SetinfoValue(which) => {
+                format!("ERR {which} cannot contain spaces, newlines or special characters.")
+            }
+            ClientError::SetinfoOption(opt) => format!("ERR Unrecognized option '{opt}'"),
+            ClientError::HelloVersion => "ERR Protocol version is not an integer or out of range".into(),
+        }
+    }
 }
 
 /// Why respseal refused a request.
@@ -142,14 +203,30 @@ impl Error {
         }
     }
 
-    /// The one rescue point: count the error, log it (never a key name,
-    /// value or credential: none is held here), and return the error reply.
+    /// The one rescue point: [`Error::report`] the error, then return the
+    /// error reply the client gets.
     pub fn rescue(&self) -> Bytes {
+        self.report();
         let text = match self {
+            Error::Client(e) => e.text(),
+            Error::Policy(r) => r.text(),
+            Error::Backend(e) => format!("ERR respseal: {e}"),
+            Error::Crypto(CryptoError::Seal(reason)) => format!("ERR respseal: cannot seal: {reason}"),
+            Error::Crypto(CryptoError::Open { reason, .. }) => {
+                format!("ERR respseal: sealed value could not be opened ({reason})")
+            }
+        };
+        encode::error_frame(&text)
+    }
+
+    /// Count the error and log it, without a reply (a value that did not
+    /// open under a `nil` policy is answered with a null). Nothing here
+    /// holds a key name, a value or a credential, so none can be logged.
+    pub fn report(&self) {
+        match self {
             Error::Client(e) => {
-                metrics::counter!("respseal_client_errors_total").increment(1);
-                tracing::debug!(error = %e, "client protocol error; closing the client");
-                format!("ERR {e}")
+                metrics::counter!("respseal_client_errors_total", "kind" => e.kind()).increment(1);
+                tracing::debug!(kind = e.kind(), "client error");
             }
             Error::Policy(r) => {
                 metrics::counter!("respseal_refusals_total", "reason" => r.reason()).increment(1);
@@ -157,7 +234,6 @@ impl Error {
                     metrics::counter!("respseal_auth_failures_total").increment(1);
                 }
                 tracing::debug!(reason = r.reason(), "request refused");
-                r.text()
             }
             Error::Backend(e) => {
                 let kind = match e {
@@ -168,21 +244,71 @@ impl Error {
                 };
                 metrics::counter!("respseal_backend_errors_total", "kind" => kind).increment(1);
                 tracing::debug!(error = %e, "backend error answered to the client");
-                format!("ERR respseal: {e}")
             }
-            Error::Crypto(reason) => {
+            Error::Crypto(CryptoError::Seal(reason)) => {
                 metrics::counter!("respseal_seal_failures_total", "reason" => *reason).increment(1);
                 tracing::warn!(reason, "value could not be sealed");
-                format!("ERR respseal: cannot seal: {reason}")
             }
-        };
-        encode::error_frame(&text)
+            Error::Crypto(CryptoError::Open { reason, key_id }) => {
+                metrics::counter!("respseal_open_failures_total", "reason" => *reason).increment(1);
+                if let Some(suppressed) = OPEN_FAILURE_LOG.admit() {
+                    match key_id {
+                        Some(id) => {
+                            let key_id = crate::crypto::keyring::format_key_id(*id);
+                            tracing::warn!(%key_id, reason, suppressed, "sealed value did not open")
+                        }
+                        None => tracing::warn!(reason, suppressed, "sealed value did not open"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Log lines for values that did not open, across the process.
+static OPEN_FAILURE_LOG: LogLimiter = LogLimiter::new();
+
+/// At most [`LogLimiter::PER_SECOND`] log lines a second: a flood of values
+/// that do not open (an attack, a wrong key) must not become a flood of
+/// logs. The metric counts every failure; each logged line says how many
+/// were suppressed before it.
+struct LogLimiter {
+    second: AtomicU64,
+    in_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    const PER_SECOND: u64 = 10;
+
+    const fn new() -> Self {
+        LogLimiter { second: AtomicU64::new(0), in_second: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
+    }
+
+    /// `Some(lines suppressed since the last admitted one)` if this line may be logged.
+    fn admit(&self) -> Option<u64> {
+        let now = crate::seal::now_unix();
+        if self.second.swap(now, Relaxed) != now {
+            self.in_second.store(0, Relaxed);
+        }
+        if self.in_second.fetch_add(1, Relaxed) < Self::PER_SECOND {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
     }
 }
 
 impl From<Refusal> for Error {
     fn from(r: Refusal) -> Self {
         Error::Policy(r)
+    }
+}
+
+impl From<ClientError> for Error {
+    fn from(e: ClientError) -> Self {
+        Error::Client(e)
     }
 }
 
@@ -195,6 +321,23 @@ impl From<BackendError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_logs_are_rate_limited() {
+        let l = LogLimiter::new();
+        let admitted = (0..1000).filter(|_| l.admit().is_some()).count();
+        // Within one or two clock seconds.
+        assert!((10..=20).contains(&admitted), "{admitted}");
+    }
+
+    #[test]
+    fn client_errors_use_redis_words() {
+        assert_eq!(&Error::from(ClientError::Syntax).rescue()[..], b"-ERR syntax error\r\n");
+        let e = Error::from(ClientError::SetinfoOption("X".into()));
+        assert_eq!(&e.rescue()[..], b"-ERR Unrecognized option 'X'\r\n");
+        let e = Error::Crypto(CryptoError::Open { reason: "tag_mismatch", key_id: Some(1) });
+        assert_eq!(&e.rescue()[..], b"-ERR respseal: sealed value could not be opened (tag_mismatch)\r\n");
+    }
 
     #[test]
     fn replies_name_the_command_and_rule_never_the_key() {

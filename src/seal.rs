@@ -24,7 +24,7 @@ use redis_protocol::{resp2, resp3};
 use crate::commands::Args;
 use crate::commands::table::{Command, Data, Keys, ReplyShape, Values};
 use crate::crypto::{self, Binding, Keyring};
-use crate::error::{Error, Refusal, SealedUse};
+use crate::error::{CryptoError, Error, Refusal, SealedUse};
 use crate::outbuf::OutBuf;
 use crate::protocol::{Proto, encode, parse_int};
 use crate::rules::{FailurePolicy, LegacyPolicy, Rules};
@@ -80,37 +80,6 @@ pub struct Sealer {
     rules: Rules,
     keyring: Keyring,
     namespace: Vec<u8>,
-    failure_log: LogLimiter,
-}
-
-/// At most [`LogLimiter::PER_SECOND`] log lines a second: a flood of values
-/// that do not open (an attack, a wrong key) must not become a flood of
-/// logs. The metric counts every failure; each logged line says how many
-/// were suppressed before it.
-#[derive(Default)]
-struct LogLimiter {
-    second: std::sync::atomic::AtomicU64,
-    in_second: std::sync::atomic::AtomicU64,
-    suppressed: std::sync::atomic::AtomicU64,
-}
-
-impl LogLimiter {
-    const PER_SECOND: u64 = 10;
-
-    /// `Some(lines suppressed since the last admitted one)` if this line may be logged.
-    fn admit(&self) -> Option<u64> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = now_unix();
-        if self.second.swap(now, Relaxed) != now {
-            self.in_second.store(0, Relaxed);
-        }
-        if self.in_second.fetch_add(1, Relaxed) < Self::PER_SECOND {
-            Some(self.suppressed.swap(0, Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Relaxed);
-            None
-        }
-    }
 }
 
 impl std::fmt::Debug for Sealer {
@@ -153,7 +122,7 @@ const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 impl Sealer {
     /// A sealer for these rules, keys and namespace.
     pub fn new(rules: Rules, keyring: Keyring, namespace: Vec<u8>) -> Self {
-        Sealer { rules, keyring, namespace, failure_log: LogLimiter::default() }
+        Sealer { rules, keyring, namespace }
     }
 
     /// The rules.
@@ -288,7 +257,7 @@ impl Sealer {
                         crypto::seal_into(&self.keyring, &Binding::string(&self.namespace, key), arg, now, out)
                     {
                         out.truncate(start);
-                        return Err(Error::Crypto(e.reason()));
+                        return Err(Error::Crypto(CryptoError::Seal(e.reason())));
                     }
                     out.extend_from_slice(b"\r\n");
                 }
@@ -388,24 +357,16 @@ impl Sealer {
         reason: &'static str,
         proto: Proto,
     ) -> Result<Bytes, Bytes> {
-        metrics::counter!("respseal_open_failures_total", "reason" => reason).increment(1);
-        if let Some(suppressed) = self.failure_log.admit() {
-            match key_id {
-                Some(id) => {
-                    let key_id = crypto::keyring::format_key_id(id);
-                    tracing::warn!(%key_id, reason, suppressed, "sealed value did not open")
-                }
-                None => tracing::warn!(reason, suppressed, "sealed value did not open"),
-            }
-        }
+        let e = Error::Crypto(CryptoError::Open { reason, key_id });
         match policy {
-            FailurePolicy::Nil => Ok(Bytes::from_static(match proto {
-                Proto::Resp2 => b"$-1\r\n",
-                Proto::Resp3 => b"_\r\n",
-            })),
-            FailurePolicy::Error => {
-                Err(encode::error_frame(&format!("ERR respseal: sealed value could not be opened ({reason})")))
+            FailurePolicy::Nil => {
+                e.report();
+                Ok(Bytes::from_static(match proto {
+                    Proto::Resp2 => b"$-1\r\n",
+                    Proto::Resp3 => b"_\r\n",
+                }))
             }
+            FailurePolicy::Error => Err(e.rescue()),
         }
     }
 }
@@ -471,13 +432,13 @@ pub fn split_array(frame: &Bytes) -> Option<Vec<Bytes>> {
 }
 
 /// A command name for an error message: printable ASCII only, bounded.
-fn shown(name: &[u8]) -> String {
+pub fn shown(name: &[u8]) -> String {
     name.iter().take(32).map(|&b| if b.is_ascii_graphic() { b as char } else { '?' }).collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{LogLimiter, key_indexes};
+    use super::key_indexes;
     use crate::commands::{Args, lookup, owned_args};
 
     fn keys(words: &[&str]) -> Vec<usize> {
@@ -497,13 +458,5 @@ mod tests {
         assert_eq!(keys(&["EVAL", "return 1", "x"]), Vec::<usize>::new());
         assert_eq!(keys(&["MGET"]), Vec::<usize>::new());
         assert_eq!(keys(&["PING"]), Vec::<usize>::new());
-    }
-
-    #[test]
-    fn failure_logs_are_rate_limited() {
-        let l = LogLimiter::default();
-        let admitted = (0..1000).filter(|_| l.admit().is_some()).count();
-        // Within one or two clock seconds.
-        assert!((10..=20).contains(&admitted), "{admitted}");
     }
 }

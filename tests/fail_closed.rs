@@ -380,3 +380,57 @@ fn a_rule_can_allow_plaintext_members_of_chosen_types() {
     c.assert_cmd(&["SET", "queue:cfg", "v"], b"+OK\r\n");
     assert!(redis.client().cmd(&["GET", "queue:cfg"]).starts_with(b"$57\r\n\x00RE\x01"));
 }
+
+/// A backend that answers PING with +PONG and BAD with a malformed frame,
+/// counting the connections it accepted.
+fn garbage_backend() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(50) {
+            let Ok(mut s) = s else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    for w in buf[..n].windows(4) {
+                        let reply: &[u8] = match w {
+                            b"PING" => b"+PONG\r\n",
+                            b"\nBAD" => b"?this is not RESP\r\n",
+                            _ => continue,
+                        };
+                        if s.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn a_malformed_reply_breaks_only_the_link_it_came_on() {
+    let (port, accepted) = garbage_backend();
+    let proxy = Proxy::start(port, &["--shared-links", "1", "--threads", "1"]);
+    let mut a = proxy.client();
+    let mut b = proxy.client();
+    b.assert_cmd(&["PING"], b"+PONG\r\n");
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // A's command gets an error instead of the garbage; nothing of it is
+    // forwarded, and A stays connected.
+    assert_line_prefix(&a.cmd(&["BAD"]), b"-ERR respseal: backend connection lost");
+    // The link reconnects; both clients carry on.
+    wait_until("the shared link to reconnect", Duration::from_secs(10), || {
+        (b.cmd(&["PING"]) == b"+PONG\r\n").then_some(())
+    });
+    a.assert_cmd(&["PING"], b"+PONG\r\n");
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) > before, "the broken link was not replaced");
+}

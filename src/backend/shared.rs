@@ -156,6 +156,8 @@ async fn run_connected(
     rx: &mut mpsc::Receiver<SharedRequest>,
 ) -> Option<BackendError> {
     let (rd, mut wr) = stream.into_split();
+    // One entry per request batch in flight: bounded by the sessions'
+    // `max_inflight` times `max_clients`, the queue in front by QUEUE_DEPTH.
     let pending: Arc<Mutex<VecDeque<Pending>>> = Arc::default();
     let mut reader = tokio::spawn(read_loop(rd, leftover, proto, Arc::clone(&pending)));
     let mut out = OutBuf::default();

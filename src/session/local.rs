@@ -13,7 +13,7 @@ use super::{Link, Session};
 use crate::auth::AuthOutcome;
 use crate::backend::SharedRequest;
 use crate::commands::{self, Args, LocalCmd, Route};
-use crate::error::Refusal;
+use crate::error::{ClientError, Refusal};
 use crate::plan::Plan;
 use crate::protocol::{Proto, encode, parse_int};
 
@@ -42,8 +42,8 @@ where
                 let (user, password) = match args.len() {
                     2 => (None, args.get(1).unwrap_or_default()),
                     3 => (args.get(1), args.get(2).unwrap_or_default()),
-                    1 => return self.local_error(AuthOutcome::Syntax.message("auth")),
-                    _ => return self.local_error("ERR syntax error"),
+                    1 => return self.refuse(ClientError::AuthArity.into()),
+                    _ => return self.refuse(ClientError::Syntax.into()),
                 };
                 match self.auth_attempt(user, password).await {
                     AuthOutcome::Ok => self.replies.push(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0),
@@ -99,12 +99,12 @@ where
 
     pub(super) fn client_setinfo(&mut self, args: &Args<'_>) {
         if args.len() != 4 {
-            return self.local_error("ERR wrong number of arguments for 'client|setinfo' command");
+            return self.refuse(ClientError::SetinfoArity.into());
         }
         let value = args.get(3).unwrap_or_default();
         if value.iter().any(|b| !(b'!'..=b'~').contains(b)) {
             let which = if args.is(2, "LIB-NAME") { "lib-name" } else { "lib-ver" };
-            return self.local_error(&format!("ERR {which} cannot contain spaces, newlines or special characters."));
+            return self.refuse(ClientError::SetinfoValue(which).into());
         }
         let value = Bytes::copy_from_slice(value);
         if args.is(2, "LIB-NAME") {
@@ -112,8 +112,8 @@ where
         } else if args.is(2, "LIB-VER") {
             self.lib_ver = Some(value);
         } else {
-            let opt = String::from_utf8_lossy(args.get(2).unwrap_or_default()).into_owned();
-            return self.local_error(&format!("ERR Unrecognized option '{opt}'"));
+            let opt = crate::seal::shown(args.get(2).unwrap_or_default());
+            return self.refuse(ClientError::SetinfoOption(opt).into());
         }
         self.replies.push(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
     }
@@ -153,7 +153,7 @@ where
             // nothing from a client reaches Redis before it authenticated,
             // and HELLO's AUTH arguments never do.
             Some(Some(_)) => return self.refuse(Refusal::NoProto.into()),
-            Some(None) => return self.local_error("ERR Protocol version is not an integer or out of range"),
+            Some(None) => return self.refuse(ClientError::HelloVersion.into()),
         };
         // Take AUTH out: the proxy checks it; the rest goes to Redis.
         let mut rest: Vec<&[u8]> = vec![b"HELLO"];

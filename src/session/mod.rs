@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Users;
 use crate::backend::{Backend, BackendError, DedicatedLink, LinkEvent, SharedLink};
 use crate::commands::{Args, Command, Route};
-use crate::error::{Error, Refusal};
+use crate::error::{ClientError, CryptoError, Error, Refusal};
 use crate::limits::{Budget, OutputClass, OutputLimits, OutputWatch};
 use crate::plan::Plan;
 use crate::protocol::request::{Limits, ProtocolError};
@@ -126,6 +126,9 @@ pub struct Session<R, W> {
     shared_tail: BytesMut,
     /// Replies the requests in `shared_batch` and `shared_tail` produce.
     shared_frames: u32,
+    /// Replies from shared links. Unbounded as a channel, but a link only
+    /// sends replies to requests this session sent, and the session keeps
+    /// at most `max_inflight` of those outstanding.
     reply_tx: mpsc::UnboundedSender<LinkEvent>,
     reply_rx: mpsc::UnboundedReceiver<LinkEvent>,
     /// No new requests until the plans drain (a group switch or pin).
@@ -359,19 +362,13 @@ where
     }
 
     fn protocol_error(&mut self, e: ProtocolError) {
-        self.refuse(Error::Client(e));
+        self.refuse(ClientError::Protocol(e).into());
         self.replies.push(Plan::Close, 0);
         self.replies.closing = true;
     }
 
-    /// An error reply that mimics Redis's own (syntax and argument errors
-    /// of the commands the proxy answers itself).
-    fn local_error(&mut self, msg: &str) {
-        self.replies.push(Plan::Local(encode::error_frame(msg)), 0);
-    }
-
-    /// Answer a request with an error of respseal's own, through the one
-    /// rescue point. Inside MULTI this is a queue-time error, as Redis's
+    /// Answer a request with an error (respseal's own, or Redis's words for
+    /// the commands respseal answers itself), through the one rescue point. Inside MULTI this is a queue-time error, as Redis's
     /// own: the transaction is discarded at EXEC.
     fn refuse(&mut self, e: Error) {
         if self.in_multi {
@@ -513,7 +510,7 @@ fn reencode_sealed(
 ) -> Result<(), Error> {
     match (sealer, cmd) {
         (Some(sealer), Some(cmd)) => sealer.seal_request(cmd, args, out),
-        _ => Err(Error::Crypto("no_sealer")),
+        _ => Err(Error::Crypto(CryptoError::Seal("no_sealer"))),
     }
 }
 

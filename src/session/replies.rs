@@ -21,7 +21,7 @@ use crate::commands::table::SubKind;
 use crate::error::{Error, Refusal};
 use crate::outbuf::OutBuf;
 use crate::plan::Plan;
-use crate::protocol::{Proto, encode, parse_int, reply};
+use crate::protocol::{Proto, parse_int, reply};
 use crate::seal::{OpenPlan, Reseal, Sealer};
 
 /// `CLIENT REPLY` mode.
@@ -46,8 +46,11 @@ pub enum ClientReply {
 
 /// The reply queue of one session.
 pub struct Replies {
-    /// Bytes waiting to be written to the client.
+    /// Bytes waiting to be written to the client (bounded by the output
+    /// limits and the high-water mark the session checks).
     pub out: OutBuf,
+    /// One entry per command (runs of plain ones merged): bounded by
+    /// `max_inflight`, which counts proxy-made replies too.
     plans: VecDeque<Plan>,
     /// Replies expected from Redis.
     pub awaiting: usize,
@@ -63,14 +66,17 @@ pub struct Replies {
     pub subs: [HashSet<Bytes>; 3],
     /// The link streams monitor lines.
     pub monitor: bool,
-    /// Open plans of the commands Redis queued in the current transaction.
+    /// Open plans of the commands Redis queued in the current transaction:
+    /// one small entry per queued command, as Redis keeps the command
+    /// itself (whose memory Redis's own limits bound).
     exec_queue: Vec<Option<OpenPlan>>,
     reply_mode: ReplyMode,
     /// A `Close` plan reached the front: close once the output is written.
     pub closing: bool,
     /// Redis accepted `RESET`: the session resets what it holds itself.
     pub reset_seen: bool,
-    /// Legacy values read that are to be re-sealed in Redis.
+    /// Legacy values read that are to be re-sealed in Redis: at most one per
+    /// reply, sent and emptied every loop turn.
     pub reseal: Vec<Reseal>,
     sealer: Option<Arc<Sealer>>,
 }
@@ -216,7 +222,7 @@ impl Replies {
     /// Answer every reply still expected with this error (the link is
     /// gone); proxy-made replies keep their place.
     pub fn fail_all(&mut self, error: &BackendError) {
-        let frame = encode::error_frame(&format!("ERR respseal: {error}"));
+        let frame = Error::Backend(error.clone()).rescue();
         while let Some(plan) = self.plans.front() {
             if matches!(plan, Plan::Local(_) | Plan::Close) {
                 self.drain_ready();
@@ -259,7 +265,7 @@ impl Replies {
                 }
             }
             LinkEvent::Failed { frames, error } => {
-                let frame = encode::error_frame(&format!("ERR respseal: {error}"));
+                let frame = Error::Backend(error).rescue();
                 for _ in 0..frames {
                     self.on_reply(frame.clone());
                 }
