@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
+use crate::auth::AuthOutcome;
 use crate::backend::BackendError;
 use crate::commands::DataType;
 use crate::protocol::encode;
@@ -112,8 +113,16 @@ pub enum Refusal {
     NoAuth,
     /// `HELLO` before authenticating, without `AUTH`.
     NoAuthHello,
-    /// Wrong user name or password, or another AUTH failure (Redis's text).
-    Auth(&'static str),
+    /// Wrong user name or password, or another AUTH failure, from `AUTH`
+    /// or from `HELLO … AUTH` (answered with Redis's words for each).
+    Auth {
+        /// What the check said.
+        outcome: AuthOutcome,
+        /// Whether it came with HELLO.
+        hello: bool,
+    },
+    /// `max_clients` connections are open already.
+    MaxClients,
     /// A command respseal never forwards; the text says why.
     NotForwarded(&'static str),
     /// `HELLO` with a protocol version Redis does not speak.
@@ -152,7 +161,8 @@ impl Refusal {
             },
             Refusal::Opaque { .. } => "sealed_opaque",
             Refusal::NoAuth | Refusal::NoAuthHello => "noauth",
-            Refusal::Auth(_) => "auth_failed",
+            Refusal::Auth { .. } => "auth_failed",
+            Refusal::MaxClients => "max_clients",
             Refusal::NotForwarded(_) => "not_forwarded",
             Refusal::NoProto => "noproto",
             Refusal::ExecAbort => "execabort",
@@ -181,7 +191,8 @@ impl Refusal {
             ),
             Refusal::NoAuth => "NOAUTH Authentication required.".into(),
             Refusal::NoAuthHello => "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
-            Refusal::Auth(msg) => (*msg).into(),
+            Refusal::Auth { outcome, hello } => outcome.message(if *hello { "hello" } else { "auth" }).into(),
+            Refusal::MaxClients => "ERR max number of clients reached".into(),
             Refusal::NotForwarded(why) => format!("ERR respseal: {why}"),
             Refusal::NoProto => "NOPROTO unsupported protocol version".into(),
             Refusal::ExecAbort => "EXECABORT Transaction discarded because of previous errors.".into(),
@@ -230,7 +241,7 @@ impl Error {
             }
             Error::Policy(r) => {
                 metrics::counter!("respseal_refusals_total", "reason" => r.reason()).increment(1);
-                if let Refusal::Auth(_) = r {
+                if let Refusal::Auth { .. } = r {
                     metrics::counter!("respseal_auth_failures_total").increment(1);
                 }
                 tracing::debug!(reason = r.reason(), "request refused");

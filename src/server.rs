@@ -167,9 +167,10 @@ pub async fn run(listener: TcpListener, workers: Workers, opts: ServeOptions, sh
         let id = next_id;
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::warn!(%peer, "max clients reached; refusing connection");
+            let reply = crate::error::Error::from(crate::error::Refusal::MaxClients).rescue();
             tracker.spawn(async move {
                 let mut stream = stream;
-                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                let _ = stream.write_all(&reply).await;
                 let _ = stream.shutdown().await;
             });
             continue;

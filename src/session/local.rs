@@ -47,7 +47,7 @@ where
                 };
                 match self.auth_attempt(user, password).await {
                     AuthOutcome::Ok => self.replies.push(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0),
-                    other => self.refuse(Refusal::Auth(other.message("auth")).into()),
+                    outcome => self.refuse(Refusal::Auth { outcome, hello: false }.into()),
                 }
             }
             LocalCmd::ClientSetinfo => self.client_setinfo(&args),
@@ -162,7 +162,7 @@ where
             if i >= 2 && args.is(i, "AUTH") && i + 2 < args.len() {
                 let outcome = self.auth_attempt(args.get(i + 1), args.get(i + 2).unwrap_or_default()).await;
                 if outcome != AuthOutcome::Ok {
-                    return self.refuse(Refusal::Auth(outcome.message("hello")).into());
+                    return self.refuse(Refusal::Auth { outcome, hello: true }.into());
                 }
                 self.authenticated = true;
                 i += 3;
