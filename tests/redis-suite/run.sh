@@ -10,8 +10,8 @@
 #                              present, else target/debug/respseal)
 #   RESPSEAL_SUITE_DIR         cache dir (default: <repo>/target/redis-suite)
 #   RESPSEAL_SUITE_UNITS       space-separated units (default: the 9 below)
-#   RESPSEAL_SUITE_MODES       proxy modes to run (default: "default dedicated";
-#                              empty: direct run only)
+#   RESPSEAL_SUITE_MODES       proxy modes to run, never empty (default: "default dedicated";
+#                              empty is refused: it would not test respseal)
 #   RESPSEAL_SUITE_TAGS        value for runtest --tags (default: "-slow")
 #   RESPSEAL_SUITE_TEST_TIMEOUT   runtest --timeout, seconds without progress (default 60)
 #   RESPSEAL_SUITE_UNIT_TIMEOUT   hard wall-clock bound per unit run (default 300)
@@ -460,6 +460,11 @@ load_exceptions() {
 }
 
 main() {
+    # A run with no proxy mode proves nothing about respseal: set but empty
+    # (or only blanks) is a failure, not "0 passed, 0 failed".
+    if [[ -z "${MODES//[[:space:]]/}" ]]; then
+        die "RESPSEAL_SUITE_MODES is empty: no run through respseal would happen"
+    fi
     mkdir -p "$SUITE_DIR"
     # One run at a time per cache dir: runs share the prepared suite, logs
     # and results (and runtest cleans its tests/tmp on start).
@@ -472,10 +477,8 @@ main() {
     ensure_tools
     prepare_suite
     load_exceptions
-    if [[ -n "$MODES" ]]; then
-        [[ -x "$PROXY_BIN" ]] || die "respseal binary not found or not executable: $PROXY_BIN (set RESPSEAL_BIN or build it)"
-        log "proxy binary: $PROXY_BIN"
-    fi
+    [[ -x "$PROXY_BIN" ]] || die "respseal binary not found or not executable: $PROXY_BIN (set RESPSEAL_BIN or build it)"
+    log "proxy binary: $PROXY_BIN"
     log "units: $UNITS"
     log "runtest --tags \"$TAGS\" --timeout $TEST_TIMEOUT; bounds: ${UNIT_TIMEOUT}s/unit, ${TARGET_TIMEOUT}s/target"
     log "logs: $LOG_DIR"
@@ -606,6 +609,10 @@ main() {
 
     if ((direct_total == 0)); then
         log "ERROR: the direct run passed zero tests; the harness is broken (see $LOG_DIR/direct/)"
+        rc=2
+    elif ((total_pass == 0)); then
+        log "ERROR: no test passed through respseal in any mode (see $LOG_DIR/)"
+        total_fail=$((total_fail + 1))
         rc=2
     elif ((${#zero_units[@]} > 0)); then
         log "ERROR: the direct run passed zero tests in: ${zero_units[*]} (see $LOG_DIR/direct/)"
