@@ -514,3 +514,107 @@ fn sealing_configuration_errors_exit_64() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// Every command the README lists as refused on sealed keys (the list is
+/// generated from the table, so the test walks the table): refused with
+/// an error naming the command and the rule, never the key; and Redis never
+/// sees it.
+#[test]
+fn every_refusal_in_the_readme_list_has_its_error() {
+    use respseal::commands::table::{COMMANDS, Data, Keys};
+    let (redis, proxy, _dir) = sealed_setup();
+    let mut c = proxy.client();
+    let mut monitor = redis.client();
+    monitor.assert_cmd(&["MONITOR"], b"+OK\r\n");
+    let mut checked = 0;
+    for cmd in COMMANDS {
+        if !matches!(cmd.data, Data::Inspect | Data::Move | Data::Script | Data::Hash | Data::Collection(_)) {
+            continue;
+        }
+        let mut args: Vec<String> = vec![cmd.name.to_string(), "1".into(), "1".into(), "1".into(), "1".into()];
+        match cmd.keys {
+            Keys::Range { first, .. } => args[first as usize] = "sess:secret-name".into(),
+            Keys::NumKeys { at } => args[at as usize + 1] = "sess:secret-name".into(),
+            Keys::Any | Keys::None => args[2] = "sess:secret-name".into(),
+        }
+        let r = c.cmd(&args);
+        let text = String::from_utf8_lossy(&r).into_owned();
+        let want = match cmd.data {
+            Data::Inspect => "is not allowed on sealed keys: Redis only holds ciphertext",
+            Data::Move => "is not supported on sealed keys: sealed values are bound to their key",
+            Data::Script => "cannot be used on sealed keys: scripts would see ciphertext",
+            Data::Hash => "is not supported on sealed keys yet: only string values are sealed",
+            _ => "members under a sealed key (allow_plaintext",
+        };
+        assert!(
+            text.starts_with(&format!("-ERR respseal: {} ", cmd.name)) && text.contains(want),
+            "{args:?} -> {text}"
+        );
+        assert!(text.trim_end().ends_with("(rule 'sess:*')") || text.contains("(allow_plaintext"), "{text}");
+        assert!(!text.contains("secret-name"), "the error names the key: {text}");
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} refused rows");
+    // Unknown commands (modules) naming a sealed key.
+    assert_line_prefix(
+        &c.cmd(&["JSON.SET", "sess:secret-name", "$", "1"]),
+        b"-ERR respseal: unknown command 'JSON.SET' refused: an argument matches sealed key rule 'sess:*'",
+    );
+    // None of them reached Redis.
+    c.assert_cmd(&["ECHO", "end-of-refusals"], b"$15\r\nend-of-refusals\r\n");
+    let mut seen = Vec::new();
+    while !common::contains(&seen, b"end-of-refusals") {
+        seen.extend(monitor.read_frame());
+    }
+    assert!(!common::contains(&seen, b"secret-name"), "a refused command reached Redis: {}", show(&seen));
+}
+
+/// Values that do not open — tampered, copied from another key, legacy
+/// plaintext — read through every command that returns a value, and
+/// inside an EXEC result: each is a null (the default policy), never the
+/// bytes Redis holds, and a write in the same command still seals.
+#[test]
+fn open_failures_through_every_reading_command_and_exec() {
+    let (redis, proxy, _dir) = sealed_setup();
+    let mut c = proxy.client();
+    let mut d = redis.client();
+    c.assert_cmd(&["SET", "sess:good", "good-value"], b"+OK\r\n");
+    let sealed = raw(&redis, "sess:good");
+    let mut tampered = sealed.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let set_raw = |d: &mut Client, key: &str, value: &[u8]| {
+        assert_bytes(&d.cmd(&[&b"SET"[..], key.as_bytes(), value]), b"+OK\r\n");
+    };
+    let bad: [(&str, Vec<u8>); 3] =
+        [("tampered", tampered), ("copied", sealed.clone()), ("legacy", b"{\"user\":\"plaintext\"}".to_vec())];
+    let readers: &[&[&str]] = &[
+        &["GETDEL", "K"],
+        &["GETEX", "K", "PERSIST"],
+        &["GETSET", "K", "new-value"],
+        &["SET", "K", "new-value", "GET"],
+        &["GET", "K"],
+    ];
+    for (kind, value) in &bad {
+        for reader in readers {
+            let key = format!("sess:{kind}");
+            set_raw(&mut d, &key, value);
+            let args: Vec<&str> = reader.iter().map(|a| if *a == "K" { key.as_str() } else { a }).collect();
+            c.assert_cmd(&args, b"$-1\r\n");
+            if args.contains(&"new-value") {
+                // The write in the same command sealed the new value.
+                let now = raw(&redis, &key);
+                assert!(now.starts_with(MAGIC_V1), "{kind} {args:?} left {}", show(&now));
+                c.assert_cmd(&["GET", &key], b"$9\r\nnew-value\r\n");
+            }
+        }
+        // Inside a transaction, element by element.
+        let key = format!("sess:{kind}");
+        set_raw(&mut d, &key, value);
+        c.assert_cmd(&["MULTI"], b"+OK\r\n");
+        c.assert_cmd(&["GET", &key], b"+QUEUED\r\n");
+        c.assert_cmd(&["GET", "sess:good"], b"+QUEUED\r\n");
+        c.assert_cmd(&["GETDEL", &key], b"+QUEUED\r\n");
+        c.assert_cmd(&["EXEC"], b"*3\r\n$-1\r\n$10\r\ngood-value\r\n$-1\r\n");
+    }
+}
