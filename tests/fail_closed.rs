@@ -434,3 +434,61 @@ fn a_malformed_reply_breaks_only_the_link_it_came_on() {
     a.assert_cmd(&["PING"], b"+PONG\r\n");
     assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) > before, "the broken link was not replaced");
 }
+
+#[test]
+fn logs_at_debug_and_trace_hold_no_secret() {
+    for level in ["debug", "trace"] {
+        let redis = RedisServer::start();
+        let mut admin = redis.client();
+        admin.assert_cmd(&["CONFIG", "SET", "requirepass", "backend-secret-pw"], b"+OK\r\n");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (key, _) = keygen(dir.path(), "k.key");
+        let material = std::fs::read_to_string(&key).expect("key file");
+        let hex: String = material
+            .lines()
+            .find_map(|l| {
+                l.split_once('=')
+                    .filter(|(k, _)| k.trim() == "material")
+                    .map(|(_, v)| v.trim().trim_matches('"').to_string())
+            })
+            .expect("material in the key file");
+        let config =
+            "[[rule]]\npattern = \"sess:*\"\n[[users]]\nname = \"default\"\npassword_env = \"RESPSEAL_TEST_PW\"\n";
+        let env = [("RESPSEAL_TEST_PW", "user-secret-pw".to_string())];
+        let args = ["--key-file", key.to_str().expect("utf-8 path"), "--log", level];
+        let proxy = Proxy::launch(Launch {
+            backend: Some(format!("redis://:backend-secret-pw@127.0.0.1:{}", redis.port)),
+            args: &args,
+            config: Some(config),
+            env: &env,
+            ..Default::default()
+        });
+        let mut c = proxy.client();
+        assert_line_prefix(&c.cmd(&["AUTH", "wrong-guess-pw"]), b"-WRONGPASS");
+        c.assert_cmd(&["AUTH", "user-secret-pw"], b"+OK\r\n");
+        c.assert_cmd(&["SET", "sess:secret-keyname", "value-canary-9876"], b"+OK\r\n");
+        c.assert_cmd(&["GET", "sess:secret-keyname"], b"$17\r\nvalue-canary-9876\r\n");
+        assert_line_prefix(&c.cmd(&["APPEND", "sess:secret-keyname", "x"]), b"-ERR respseal: APPEND");
+        assert_line_prefix(&c.cmd(&["HELLO", "3", "AUTH", "default", "hello-guess-pw"]), b"-WRONGPASS");
+        c.assert_cmd(&["MULTI"], b"+OK\r\n");
+        c.assert_cmd(&["GET", "sess:secret-keyname"], b"+QUEUED\r\n");
+        c.assert_cmd(&["EXEC"], b"*1\r\n$17\r\nvalue-canary-9876\r\n");
+        drop(c);
+        // The debug line of the pin (MULTI) shows the level took effect.
+        let log = wait_until("the proxy to log at debug", Duration::from_secs(10), || {
+            let log = proxy.log();
+            log.contains("pinned").then_some(log)
+        });
+        for secret in [
+            "backend-secret-pw",
+            "user-secret-pw",
+            "wrong-guess-pw",
+            "hello-guess-pw",
+            "value-canary-9876",
+            "secret-keyname",
+        ] {
+            assert!(!log.contains(secret), "{level} log holds {secret:?}:\n{log}");
+        }
+        assert!(!log.to_ascii_lowercase().contains(&hex.to_ascii_lowercase()), "{level} log holds the key material");
+    }
+}

@@ -575,7 +575,9 @@ fn random_garbage_never_takes_the_proxy_down(mode: &[&str]) {
             // Junk can spell HELLO 3: RESP3 replies this RESP2 test client
             // cannot parse, still complete frames from the proxy.
             Err(ReadError::Invalid(..)) => answered += 1,
-            Err(ReadError::Timeout(b)) => panic!("round {round}: connection neither answered nor closed ({})", show(&b)),
+            Err(ReadError::Timeout(b)) => {
+                panic!("round {round}: connection neither answered nor closed ({})", show(&b))
+            }
             Err(ReadError::Closed(b)) => panic!("round {round}: closed in the middle of a frame ({})", show(&b)),
             Err(ReadError::Io(e)) => panic!("round {round}: {e}"),
         }
