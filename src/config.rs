@@ -144,6 +144,13 @@ pub struct LimitsConfig {
 pub struct TimeoutsConfig {
     /// Backend connect + handshake deadline in milliseconds. Default 2000.
     pub connect_ms: Option<u64>,
+    /// Longest wait, in milliseconds, for the next reply from Redis while
+    /// commands are in flight; past it they get `-ERR respseal: backend
+    /// timeout` and the connection is replaced (a shared link reconnects, a
+    /// dedicated link's client is closed). Blocking commands, subscribers,
+    /// MONITOR and replication streams are exempt. 0 = never. Default
+    /// 30000.
+    pub command_ms: Option<u64>,
     /// Close clients idle this many seconds; 0 = never (Redis's default).
     /// Default 0.
     pub idle_secs: Option<u64>,
@@ -224,6 +231,8 @@ pub struct Config {
     pub output: OutputLimits,
     /// Backend connect deadline.
     pub connect_timeout: Duration,
+    /// Backend command timeout (none: never).
+    pub command_timeout: Option<Duration>,
     /// Idle client timeout.
     pub idle_timeout: Option<Duration>,
     /// Shutdown grace period.
@@ -373,6 +382,7 @@ impl Config {
                 max_buffered_bytes,
                 output,
                 connect_timeout: Duration::from_millis(connect_ms),
+                command_timeout: Some(t.command_ms.unwrap_or(30_000)).filter(|&ms| ms > 0).map(Duration::from_millis),
                 idle_timeout,
                 shutdown_grace,
                 users: Users::new(users),

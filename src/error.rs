@@ -252,6 +252,7 @@ impl Error {
                     BackendError::Timeout => "timeout",
                     BackendError::Handshake(_) => "handshake",
                     BackendError::Lost => "lost",
+                    BackendError::CommandTimeout => "command_timeout",
                 };
                 metrics::counter!("respseal_backend_errors_total", "kind" => kind).increment(1);
                 tracing::debug!(error = %e, "backend error answered to the client");

@@ -179,7 +179,11 @@ fn contexts(cfg: &mut Config) -> Vec<Arc<Context>> {
     let spares = (!cfg.dedicated).then(|| Arc::new(Spares::default()));
     (0..cfg.threads)
         .map(|n| {
-            let settings = ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout };
+            let settings = ConnSettings {
+                url: cfg.backend.clone(),
+                connect_timeout: cfg.connect_timeout,
+                command_timeout: cfg.command_timeout,
+            };
             // The group's links divided among the workers, at least one each.
             let links = cfg.shared_links / cfg.threads + usize::from(n < cfg.shared_links % cfg.threads);
             Arc::new(Context {
@@ -187,6 +191,7 @@ fn contexts(cfg: &mut Config) -> Vec<Arc<Context>> {
                 limits: Limits { max_bulk: cfg.max_bulk_bytes, max_frame: cfg.max_frame_bytes, max_args: cfg.max_args },
                 max_inflight: cfg.max_inflight,
                 output: cfg.output,
+                command_timeout: cfg.command_timeout,
                 budget: Arc::clone(&budget),
                 dedicated_mode: cfg.dedicated,
                 idle_timeout: cfg.idle_timeout,
@@ -238,7 +243,11 @@ fn check(cfg: Config) -> ExitCode {
             cfg.backend,
             if cfg.dedicated { "dedicated" } else { "shared" }
         );
-        let settings = Arc::new(ConnSettings { url: cfg.backend.clone(), connect_timeout: cfg.connect_timeout });
+        let settings = Arc::new(ConnSettings {
+            url: cfg.backend.clone(),
+            connect_timeout: cfg.connect_timeout,
+            command_timeout: cfg.command_timeout,
+        });
         match respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2).await {
             Ok(_) => {
                 println!("backend: ok");

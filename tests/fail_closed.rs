@@ -492,3 +492,83 @@ fn logs_at_debug_and_trace_hold_no_secret() {
         assert!(!log.to_ascii_lowercase().contains(&hex.to_ascii_lowercase()), "{level} log holds the key material");
     }
 }
+
+/// A backend that answers the first `answered` PINGs of each connection,
+/// then reads and never writes again; counts connections.
+fn silent_backend(answered: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(50) {
+            let Ok(mut s) = s else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut buf = [0u8; 4096];
+                let mut left = answered;
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    for _ in buf[..n].windows(4).filter(|w| w == b"PING") {
+                        if left > 0 {
+                            left -= 1;
+                            let _ = s.write_all(b"+PONG\r\n");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn a_backend_that_stops_answering_cannot_hang_a_client() {
+    let config = "[timeouts]\ncommand_ms = 300\n";
+    for mode in [&[][..], &["--dedicated"][..]] {
+        // Never answers.
+        let (port, accepted) = silent_backend(0);
+        let proxy = Proxy::start_with_config(port, config, mode);
+        let mut c = proxy.client();
+        c.send_cmd(&["PING"]);
+        let r = c.try_read_frame(Duration::from_secs(10)).expect("an answer, not a hang");
+        assert_bytes(&r, b"-ERR respseal: backend timeout\r\n");
+        if mode.is_empty() {
+            // The shared link was replaced, and the client carries on.
+            wait_until("a new backend connection", Duration::from_secs(10), || {
+                (accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(())
+            });
+            assert_line_prefix(&c.cmd(&["PING"]), b"-ERR respseal: backend timeout");
+        } else {
+            // The dedicated link's state is gone: the client is closed.
+            assert!(matches!(c.try_read_frame(Duration::from_secs(10)), Err(ReadError::Closed(_))));
+        }
+        // Stops in the middle of a pipeline: what was answered arrives,
+        // the rest gets the timeout.
+        let (port, _) = silent_backend(3);
+        let proxy = Proxy::start_with_config(port, config, mode);
+        let mut c = proxy.client();
+        c.send(&resp(&["PING"]).repeat(5));
+        let frames: Vec<Vec<u8>> =
+            (0..5).map(|_| c.try_read_frame(Duration::from_secs(10)).expect("an answer, not a hang")).collect();
+        for f in &frames[..3] {
+            assert_bytes(f, b"+PONG\r\n");
+        }
+        for f in &frames[3..] {
+            assert_bytes(f, b"-ERR respseal: backend timeout\r\n");
+        }
+    }
+}
+
+#[test]
+fn blocking_commands_are_not_cut_by_the_command_timeout() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with_config(redis.port, "[timeouts]\ncommand_ms = 200\n", &[]);
+    let mut c = proxy.client();
+    // BLPOP waits 1 s, five times the command timeout, and gets its nil.
+    c.assert_cmd(&["BLPOP", "nothing-here", "1"], b"*-1\r\n");
+    c.assert_cmd(&["PING"], b"+PONG\r\n");
+}

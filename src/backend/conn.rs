@@ -29,6 +29,10 @@ pub enum BackendError {
     /// The connection broke.
     #[error("backend connection lost")]
     Lost,
+    /// Commands were in flight longer than `timeouts.command_ms` with no
+    /// reply: the connection is given up.
+    #[error("backend timeout")]
+    CommandTimeout,
 }
 
 /// Settings every backend connection is opened with.
@@ -38,6 +42,9 @@ pub struct ConnSettings {
     pub url: BackendUrl,
     /// Deadline for TCP connect plus handshake.
     pub connect_timeout: Duration,
+    /// Longest wait for the next reply while commands are in flight (none:
+    /// wait forever).
+    pub command_timeout: Option<Duration>,
 }
 
 /// A dedicated link: one backend connection owned by one session.

@@ -78,6 +78,9 @@ pub struct SharedRequest {
 struct Pending {
     frames_left: u32,
     reply: ReplyTx,
+    /// When it was written, or when its last reply arrived: the command
+    /// timeout counts from here.
+    since: tokio::time::Instant,
 }
 
 /// Handle to a shared link; cheap to clone.
@@ -121,7 +124,7 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
                 }
                 was_up = true;
                 backoff = BACKOFF_MIN;
-                match run_connected(stream, leftover, proto, &mut rx).await {
+                match run_connected(stream, leftover, proto, settings.command_timeout, &mut rx).await {
                     Some(e) => e,
                     None => return,
                 }
@@ -153,6 +156,7 @@ async fn run_connected(
     stream: tokio::net::TcpStream,
     leftover: BytesMut,
     proto: Proto,
+    command_timeout: Option<Duration>,
     rx: &mut mpsc::Receiver<SharedRequest>,
 ) -> Option<BackendError> {
     let (rd, mut wr) = stream.into_split();
@@ -162,10 +166,27 @@ async fn run_connected(
     let mut reader = tokio::spawn(read_loop(rd, leftover, proto, Arc::clone(&pending)));
     let mut out = OutBuf::default();
     let mut batch: Vec<SharedRequest> = Vec::with_capacity(64);
+    // The command timeout is checked a few times per period, not with a
+    // timer per request: a request's timer would cost more than the check.
+    let check_every = command_timeout.map_or(Duration::from_secs(3600), |t| (t / 4).max(Duration::from_millis(5)));
+    let mut check = tokio::time::interval(check_every);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         tokio::select! {
             biased;
             _ = &mut reader => break Some(BackendError::Lost),
+            now = check.tick(), if command_timeout.is_some() => {
+                let limit = command_timeout.expect("checked is_some");
+                let stuck = pending
+                    .lock()
+                    .expect("pending FIFO lock is never poisoned")
+                    .front()
+                    .is_some_and(|p| now.duration_since(p.since) >= limit);
+                if stuck {
+                    tracing::warn!(timeout_ms = limit.as_millis() as u64, "no reply from Redis in time; replacing the shared link");
+                    break Some(BackendError::CommandTimeout);
+                }
+            }
             n = rx.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
                     break None;
@@ -183,13 +204,14 @@ async fn run_connected(
                     }
                 }
                 {
+                    let since = tokio::time::Instant::now();
                     let mut q = pending.lock().expect("pending FIFO lock is never poisoned: no panics while held");
                     for req in batch.drain(..) {
                         for part in req.data {
                             out.push(part);
                         }
                         if req.frames > 0 {
-                            q.push_back(Pending { frames_left: req.frames, reply: req.reply });
+                            q.push_back(Pending { frames_left: req.frames, reply: req.reply, since });
                         }
                     }
                 }
@@ -201,8 +223,9 @@ async fn run_connected(
     };
     reader.abort();
     let drained: Vec<Pending> = pending.lock().expect("pending FIFO lock is never poisoned").drain(..).collect();
+    let error = result.clone().unwrap_or(BackendError::Lost);
     for p in drained {
-        fail(&p.reply, p.frames_left, BackendError::Lost);
+        fail(&p.reply, p.frames_left, error.clone());
     }
     result
 }
@@ -281,6 +304,10 @@ fn route(reader: &mut FrameReader, proto: Proto, pending: &Mutex<VecDeque<Pendin
         let _ = front.reply.send(LinkEvent::Replies { data, frames });
         if front.frames_left == 0 {
             q.pop_front();
+        }
+        // Progress: the wait for the next reply starts over.
+        if let Some(next) = q.front_mut() {
+            next.since = tokio::time::Instant::now();
         }
     }
 }

@@ -90,7 +90,12 @@ where
                 self.shared_batch.push(data);
                 self.shared_frames += frames;
             }
-            Link::Dedicated(d) => d.queue(data),
+            Link::Dedicated(d) => {
+                d.queue(data);
+                if frames > 0 && self.wait_start.is_none() {
+                    self.wait_start = Some(tokio::time::Instant::now());
+                }
+            }
             Link::None => {
                 // Only reachable if pinning failed; the error reply is queued.
                 if frames > 0 {

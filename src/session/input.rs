@@ -202,6 +202,16 @@ where
         }
         let dedicated = matches!(self.link, Link::Dedicated(_));
         let class = cmd.map(|c| c.class);
+        // Blocking commands may wait as long as they like: no command
+        // timeout while one is in flight (XREAD … BLOCK included).
+        let blocking = match class {
+            Some(Class::Stateful(State::Blocking)) => true,
+            Some(Class::PinIf(word)) => args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word.as_bytes())),
+            _ => false,
+        };
+        if blocking && !self.in_multi {
+            self.blocking_sent = true;
+        }
         let (plan, frames) = match class {
             Some(Class::Stateful(State::Subscribe(kind))) if dedicated => {
                 let n = (args.len() as u32).saturating_sub(1).max(1);

@@ -67,6 +67,9 @@ pub struct Context {
     pub max_inflight: usize,
     /// Per-client output limits, by class.
     pub output: OutputLimits,
+    /// Longest wait for the next reply on a dedicated link (shared links
+    /// check their own); none: forever.
+    pub command_timeout: Option<Duration>,
     /// Bytes buffered from all clients together (shared by every worker).
     pub budget: Arc<Budget>,
     /// Pin every session to a dedicated link at connect.
@@ -146,6 +149,11 @@ pub struct Session<R, W> {
     auth_failures: u32,
     /// Time over the soft output limit.
     out_watch: OutputWatch,
+    /// Since when the dedicated link owes replies without sending any.
+    wait_start: Option<tokio::time::Instant>,
+    /// A blocking command is in flight on the dedicated link: it may wait
+    /// for as long as it likes (no command timeout).
+    blocking_sent: bool,
     /// Bytes of `rbuf` taken from the proxy-wide budget.
     charged: usize,
     /// Open plan for the request being forwarded by `forward_one`.
@@ -192,6 +200,8 @@ where
             multi_aborted: false,
             auth_failures: 0,
             out_watch: OutputWatch::default(),
+            wait_start: None,
+            blocking_sent: false,
             charged: 0,
             next_open: None,
             raw: false,
@@ -250,6 +260,14 @@ where
             // Redis holds the rest (respseal stops reading from it); other
             // classes are disconnected at their limit below.
             let can_read_backend = below_high_water || self.output_class() != OutputClass::Normal;
+            let command_deadline = match (&self.link, self.ctx.command_timeout, self.wait_start) {
+                (Link::Dedicated(_), Some(limit), Some(start))
+                    if !self.blocking_sent && !self.raw && !self.replies.monitor && !self.replies.subscribed() =>
+                {
+                    Some(start + limit)
+                }
+                _ => None,
+            };
             let rbuf = &mut self.rbuf;
             tokio::select! {
                 biased;
@@ -264,7 +282,13 @@ where
                 }
                 r = read_dedicated(&mut self.link), if can_read_backend => match r {
                     Ok(0) => self.backend_lost(BackendError::Lost),
-                    Ok(_) => self.on_dedicated_data(),
+                    Ok(_) => {
+                        // Progress: the wait for the next reply starts over.
+                        if self.wait_start.is_some() {
+                            self.wait_start = Some(tokio::time::Instant::now());
+                        }
+                        self.on_dedicated_data();
+                    }
                     Err(_) => self.backend_lost(BackendError::Lost),
                 },
                 r = self.replies.out.write_once(&mut self.wr), if !self.replies.out.is_empty() => {
@@ -277,10 +301,18 @@ where
                     Err(_) => return,
                     Ok(_) => self.process_input().await,
                 },
+                _ = sleep_until_or_never(command_deadline) => {
+                    tracing::warn!("no reply from Redis in time on a dedicated link; closing the client");
+                    self.backend_lost(BackendError::CommandTimeout);
+                }
                 _ = sleep_or_never(idle) => {
                     tracing::debug!("idle timeout");
                     return;
                 }
+            }
+            if self.replies.awaiting == 0 {
+                self.wait_start = None;
+                self.blocking_sent = false;
             }
             if self.replies.reset_seen {
                 self.replies.reset_seen = false;
@@ -518,6 +550,13 @@ async fn read_dedicated(link: &mut Link) -> std::io::Result<usize> {
     match link {
         Link::Dedicated(d) => d.read().await,
         _ => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_or_never(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
