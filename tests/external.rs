@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -32,6 +33,9 @@ fn run_script(script: &str, args: &[&str], timeout: Duration) {
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("dup"))
         .stderr(out)
+        // Its own process group: on a timeout every redis-server, respseal
+        // and tclsh it started is stopped with it.
+        .process_group(0)
         .spawn()
         .expect("spawning bash");
     let status = wait_child(&mut child, timeout);
@@ -41,11 +45,23 @@ fn run_script(script: &str, args: &[&str], timeout: Duration) {
         Some(s) if s.success() => {}
         Some(s) => panic!("{script} failed ({s}):\n{output}"),
         None => {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_group(&mut child);
             panic!("{script} still running after {timeout:?}:\n{output}");
         }
     }
+}
+
+/// SIGTERM to the child's whole process group, then SIGKILL to what is
+/// left after a few seconds; the child is reaped.
+fn stop_group(child: &mut std::process::Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    if wait_child(child, Duration::from_secs(5)).is_none() {
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = child.wait();
+    }
+    // Members that outlived the leader still get the KILL.
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
 }
 
 fn real_clients(mode: &[&str]) {
@@ -72,4 +88,25 @@ fn express_session_example_end_to_end() {
 #[test]
 fn redis_own_test_suite_passes_through_respseal() {
     run_script("tests/redis-suite/run.sh", &[], Duration::from_secs(40 * 60));
+}
+
+#[test]
+fn a_timed_out_harness_takes_its_whole_process_group_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!("sleep 300 & echo $! > {}; wait", pidfile.display()))
+        .process_group(0)
+        .spawn()
+        .expect("bash");
+    let grandchild: u32 = wait_until("the grandchild's pid", Duration::from_secs(10), || {
+        std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok())
+    });
+    stop_group(&mut child);
+    wait_until("the grandchild to be gone", Duration::from_secs(10), || {
+        let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for init to reap it.
+        (stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")).then_some(())
+    });
 }

@@ -445,7 +445,10 @@ fn blpop_waits_without_stalling_other_clients(mode: &[&str]) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(slowest < Duration::from_millis(500), "a client waited {slowest:?} while another was in BLPOP");
+    // A client stuck behind the BLPOP would wait until the LPUSH below (it
+    // would never come); a second is a margin that holds on a loaded 2-core
+    // machine.
+    assert!(slowest < Duration::from_secs(1), "a client waited {slowest:?} while another was in BLPOP");
     blocked.assert_silent(Duration::from_millis(10));
 
     others[0].assert_cmd(&["LPUSH", "q", "v"], b":1\r\n");
@@ -681,8 +684,11 @@ fn thousand_clients_share_the_configured_links() {
     let clients = many_clients_pipelining(proxy.port, 1000);
     // Every client is still connected; Redis sees exactly the two shared
     // links of the (db 0, RESP2) group.
-    let links = redis.client_list_others();
-    assert_eq!(links.len(), 2, "backend connections: {links:#?}");
+    // Counted by polling: a connection closing elsewhere (the readiness
+    // probe's) may still be listed for a moment.
+    wait_until("exactly the two shared links", Duration::from_secs(10), || {
+        (redis.client_list_others().len() == 2).then_some(())
+    });
     {
         let mut d = direct(redis.port);
         d.assert_cmd(&["GET", "ctr:0"], b"$2\r\n50\r\n");
@@ -694,8 +700,10 @@ fn thousand_clients_share_the_configured_links() {
     let mut c3 = Client::connect(proxy.port);
     c3.hello3();
     c3.assert_cmd(&["GET", "missing"], b"_\r\n");
-    let links = redis.client_list_others();
-    assert_eq!(links.len(), 4, "backend connections: {links:#?}");
+    let links = wait_until("four links, two of them RESP3", Duration::from_secs(10), || {
+        let links = redis.client_list_others();
+        (links.len() == 4).then_some(links)
+    });
     assert_eq!(links.iter().filter(|l| l.ends_with("resp=3")).count(), 2, "{links:#?}");
     drop(clients);
 }
@@ -710,8 +718,11 @@ fn worker_threads_divide_the_shared_links_among_them() {
         let clients = many_clients_pipelining(proxy.port, 100);
         // Each worker has its share of the links, and at least one.
         let expected = links.max(threads);
-        let seen = redis.client_list_others();
-        assert_eq!(seen.len(), expected, "{links} links on {threads} threads: {seen:#?}");
+        wait_until(
+            &format!("{expected} links for {links} links on {threads} threads"),
+            Duration::from_secs(10),
+            || (redis.client_list_others().len() == expected).then_some(()),
+        );
         drop(clients);
     }
 }

@@ -51,13 +51,54 @@ macro_rules! both_modes {
 
 // ----- small helpers ---------------------------------------------------------
 
-/// A port nobody listens on right now (bind 127.0.0.1:0, read it, release it).
-/// Callers retry on the rare race where someone else takes it meanwhile.
+/// A port nobody listens on right now, from below the kernel's ephemeral
+/// range (`ip_local_port_range`): the kernel never hands such a port to an
+/// outgoing connection, so between this check and the server binding it
+/// only another test could take it, and ports are handed out in turn across
+/// this process's threads (each test binary starts at its own offset).
+/// Callers still retry on a failed start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding 127.0.0.1:0 works on a test machine")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u32>().ok()))
+        .unwrap_or(32768);
+    let (base, span) = (10_000u32, low_ephemeral.saturating_sub(10_000).max(1000));
+    let offset = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let port = base + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).expect("below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {low_ephemeral}");
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`
+/// (from /proc/net/tcp and the process's file descriptors): a server found
+/// on a port is the one the test started, not a leftover.
+pub fn pid_listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let want = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1] == want && f[3] == "0A").then(|| f[9].to_string())
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).filter_map(|e| std::fs::read_link(e.path()).ok()).any(|target| {
+        let t = target.to_string_lossy();
+        inodes.iter().any(|i| t == format!("socket:[{i}]"))
+    })
 }
 
 /// Printable form of RESP bytes for assertion messages.
@@ -465,6 +506,14 @@ fn start_redis(dir: &Path, port: u16) -> Result<Child, String> {
             if let Ok(f) = c.try_read_frame(Duration::from_secs(1))
                 && f == b"+PONG\r\n"
             {
+                // The Redis answering is the one just started, not another
+                // process on a reused port.
+                let info = c.cmd(&["INFO", "server"]);
+                let pid = format!("process_id:{}\r\n", child.id());
+                if !String::from_utf8_lossy(&info).contains(&pid) {
+                    kill_and_reap(&mut child);
+                    return Err(format!("port {port} is answered by another redis-server"));
+                }
                 return Ok(child);
             }
         }
@@ -660,6 +709,10 @@ fn wait_proxy_ready(child: &mut Child, port: u16) -> Result<(), String> {
             if let Ok(frames) = c.read_until_closed(Duration::from_secs(5))
                 && frames.len() == 2
             {
+                // The one answering is the respseal just started.
+                if !pid_listens_on(child.id(), port) {
+                    return Err(format!("port {port} is answered by another process"));
+                }
                 return Ok(());
             }
         }
