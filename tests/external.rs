@@ -70,6 +70,24 @@ fn real_clients(mode: &[&str]) {
     run_script("tests/clients/run-all.sh", &[&proxy.port.to_string()], Duration::from_secs(300));
 }
 
+/// The same clients a second time, through a respseal that seals `sess:*`:
+/// their ordinary checks still pass with sealing on, and their writes of
+/// sealed keys are envelopes in Redis while their reads are plaintext.
+fn real_clients_sealing(mode: &[&str]) {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let mut args = vec!["--seal", "sess:*", "--key-file", key.to_str().expect("utf-8 path")];
+    args.extend_from_slice(mode);
+    let proxy = Proxy::start(redis.port, &args);
+    run_script("tests/clients/run-all.sh", &[&proxy.port.to_string()], Duration::from_secs(300));
+    run_script(
+        "tests/clients/run-sealed.sh",
+        &[&proxy.port.to_string(), &redis.port.to_string()],
+        Duration::from_secs(300),
+    );
+}
+
 #[test]
 fn real_clients_through_shared_links() {
     real_clients(&[]);
@@ -78,6 +96,16 @@ fn real_clients_through_shared_links() {
 #[test]
 fn real_clients_through_dedicated_links() {
     real_clients(&["--dedicated"]);
+}
+
+#[test]
+fn real_clients_sealing_through_shared_links() {
+    real_clients_sealing(&[]);
+}
+
+#[test]
+fn real_clients_sealing_through_dedicated_links() {
+    real_clients_sealing(&["--dedicated"]);
 }
 
 #[test]
