@@ -496,4 +496,52 @@ mod tests {
         }
         assert!(checked > 4000, "the reference decoder checked only {checked} frames");
     }
+
+    /// Realistic replies: a 1 MiB GET, an MGET of 5,000 values, an HGETALL
+    /// as a RESP3 map, a 100,000-element LRANGE, fed in random cuts to one
+    /// resuming scanner: each frame's end is found exactly once, where it is.
+    #[test]
+    fn realistic_replies_in_random_cuts() {
+        let mut frames: Vec<(Vec<u8>, Proto)> = Vec::new();
+        let mut f = format!("${}\r\n", 1 << 20).into_bytes();
+        f.extend(std::iter::repeat_n(b'x', 1 << 20));
+        f.extend_from_slice(b"\r\n");
+        frames.push((f, Proto::Resp2));
+        let mut f = b"*5000\r\n".to_vec();
+        for i in 0..5000 {
+            if i % 7 == 0 {
+                f.extend_from_slice(b"$-1\r\n");
+            } else {
+                let v = format!("value-{i}");
+                f.extend_from_slice(format!("${}\r\n{v}\r\n", v.len()).as_bytes());
+            }
+        }
+        frames.push((f, Proto::Resp2));
+        let mut f = b"%3\r\n".to_vec();
+        for (k, v) in [("sessionAttr:user", "ada"), ("creationTime", "1700000000000"), ("data", "x")] {
+            f.extend_from_slice(format!("${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len()).as_bytes());
+        }
+        frames.push((f, Proto::Resp3));
+        let mut f = b"*100000\r\n".to_vec();
+        for i in 0..100_000 {
+            let v = format!("element-{i:07}");
+            f.extend_from_slice(format!("${}\r\n{v}\r\n", v.len()).as_bytes());
+        }
+        frames.push((f, Proto::Resp2));
+        let mut g = crate::protocol::Garbage::new(0xfeed_beef_0102_0304);
+        for (frame, proto) in &frames {
+            let mut s = ReplyScanner::new();
+            let mut fed = 0;
+            loop {
+                fed = (fed + 1 + g.below(70_000) as usize).min(frame.len());
+                match s.scan(&frame[..fed], *proto).expect("valid") {
+                    Some(n) => {
+                        assert_eq!((n, fed), (frame.len(), frame.len()), "ended early");
+                        break;
+                    }
+                    None => assert!(fed < frame.len(), "complete but not found"),
+                }
+            }
+        }
+    }
 }

@@ -407,4 +407,64 @@ mod tests {
         };
         assert_eq!(&frame[..], b"*1\r\n$4\r\nPING\r\n");
     }
+
+    /// Realistic sizes: session blobs of 4 KiB to 1 MiB, MSETs of thousands
+    /// of keys, pipelines of hundreds of commands. Each stream is fed in
+    /// random cuts, as reads deliver it: every request comes out whole, with
+    /// the arguments that went in, and `need` never asks for less than the
+    /// next attempt can use.
+    #[test]
+    fn realistic_requests_in_random_cuts() {
+        let big = Limits { max_bulk: 512 << 20, max_frame: 512 << 20, max_args: 1 << 20 };
+        let mut g = crate::protocol::Garbage::new(0x1234_5678_9abc_def1);
+        let mut commands: Vec<Vec<Vec<u8>>> = Vec::new();
+        for size in [4 << 10, 64 << 10, 1 << 20] {
+            let value: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+            commands.push(vec![b"SET".to_vec(), b"sess:big".to_vec(), value, b"EX".to_vec(), b"86400".to_vec()]);
+        }
+        let mut mset = vec![b"MSET".to_vec()];
+        for i in 0..5000 {
+            mset.push(format!("key:{i}").into_bytes());
+            mset.push(format!("value-{i}").into_bytes());
+        }
+        commands.push(mset);
+        for i in 0..300 {
+            commands.push(vec![b"GET".to_vec(), format!("sess:{i}").into_bytes()]);
+        }
+        let mut stream = Vec::new();
+        for c in &commands {
+            let words: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
+            stream.extend_from_slice(&encode::command(&words));
+        }
+        for _ in 0..5 {
+            let mut buf: Vec<u8> = Vec::new();
+            let mut fed = 0;
+            let mut got = 0;
+            let mut args = Vec::new();
+            let mut need = 0;
+            while got < commands.len() {
+                if buf.len() < need.max(1) || fed < stream.len() && g.below(3) == 0 {
+                    let cut = (fed + 1 + g.below(200_000) as usize).min(stream.len());
+                    buf.extend_from_slice(&stream[fed..cut]);
+                    fed = cut;
+                }
+                match parse(&buf, &big, &mut args).expect("valid stream") {
+                    Parsed::Command { len, inline: None } => {
+                        let words: Vec<&[u8]> = args.iter().map(|r| &buf[r.clone()]).collect();
+                        assert_eq!(words, commands[got].iter().map(Vec::as_slice).collect::<Vec<_>>(), "command {got}");
+                        buf.drain(..len);
+                        got += 1;
+                        need = 0;
+                    }
+                    Parsed::Incomplete { need: n } => {
+                        assert!(n > buf.len(), "need {n} with {} buffered", buf.len());
+                        assert!(fed < stream.len(), "incomplete at the end of the stream");
+                        need = n;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(buf.is_empty());
+        }
+    }
 }
