@@ -281,7 +281,11 @@ impl Sealer {
             OpenPlan::PerKey(keys) => {
                 let elements = match split_array(&frame) {
                     Some(e) if e.len() == keys.len() => e,
-                    _ => return out.push(frame),
+                    // Redis's own error (WRONGTYPE, OOM …) is passed on.
+                    _ if is_error(&frame, proto) => return out.push(frame),
+                    // Not the array the plan expects: nothing of it reaches
+                    // the client.
+                    _ => return out.push(self.bad_shape(keys.iter().flatten().map(|k| k.rule), keys.len(), proto)),
                 };
                 let mark = out.mark();
                 out.array_header(elements.len());
@@ -300,6 +304,37 @@ impl Sealer {
         }
     }
 
+    /// The rules of the sealed keys an open plan covers.
+    pub fn plan_rules(plan: &OpenPlan) -> Vec<usize> {
+        match plan {
+            OpenPlan::Value(sk) => vec![sk.rule],
+            OpenPlan::PerKey(keys) => keys.iter().flatten().map(|k| k.rule).collect(),
+        }
+    }
+
+    /// The reply for an aggregate that does not have the shape its plan
+    /// expects (an MGET or EXEC array of the wrong length, or no array at
+    /// all): counted as an open failure `bad_shape`; an error if any of the
+    /// rules involved says so, otherwise `n` nulls (what the client sees for
+    /// values that do not open).
+    pub fn bad_shape(&self, rules: impl Iterator<Item = usize>, n: usize, proto: Proto) -> Bytes {
+        let error = rules.into_iter().any(|r| self.rules.get(r).on_failure == FailurePolicy::Error);
+        let e = Error::Crypto(CryptoError::Open { reason: "bad_shape", key_id: None });
+        if error {
+            return e.rescue();
+        }
+        e.report();
+        let null: &[u8] = match proto {
+            Proto::Resp2 => b"$-1\r\n",
+            Proto::Resp3 => b"_\r\n",
+        };
+        let mut v = format!("*{n}\r\n").into_bytes();
+        for _ in 0..n {
+            v.extend_from_slice(null);
+        }
+        v.into()
+    }
+
     /// Open one bulk string and queue it. `Err` carries a whole-reply error
     /// frame (error policy); a nil policy queues a null.
     fn open_element(
@@ -311,11 +346,22 @@ impl Sealer {
         reseal: &mut Vec<Reseal>,
         out: &mut OutBuf,
     ) -> Result<(), Bytes> {
-        let Some(payload) = bulk_payload(&el, proto) else {
-            out.push(el);
-            return Ok(());
-        };
         let rule = self.rules.get(sk.rule);
+        // Only a bulk string is opened; a null (no such key) and Redis's own
+        // errors pass on. Any other shape (a simple string, an integer, a
+        // double, a verbatim string, an aggregate …) is not a value Redis
+        // holds for a sealed key: an open failure, never forwarded raw.
+        let payload = match value_shape(&el, proto) {
+            Shape::Bulk(payload) => payload,
+            Shape::Null | Shape::Error => {
+                out.push(el);
+                return Ok(());
+            }
+            Shape::Other => {
+                out.push(self.failure(rule.on_failure, None, "bad_shape", proto)?);
+                return Ok(());
+            }
+        };
         let binding = Binding::string(&self.namespace, &sk.key);
         if !crypto::is_sealed(&payload) {
             match rule.legacy_at(now) {
@@ -395,6 +441,42 @@ pub fn key_indexes(spec: Keys, args: &Args<'_>) -> std::iter::StepBy<std::ops::R
         }
     };
     (start..end).step_by(step)
+}
+
+/// What a reply frame for one sealed value is.
+enum Shape {
+    /// A bulk string, with its payload.
+    Bulk(Bytes),
+    /// A null: the key does not exist.
+    Null,
+    /// Redis's own error.
+    Error,
+    /// Anything else.
+    Other,
+}
+
+fn value_shape(frame: &Bytes, proto: Proto) -> Shape {
+    match frame.first() {
+        Some(b'$') if frame.starts_with(b"$-1\r\n") => Shape::Null,
+        Some(b'$') => bulk_payload(frame, proto).map_or(Shape::Other, Shape::Bulk),
+        Some(b'_') if proto == Proto::Resp3 => Shape::Null,
+        _ if is_error(frame, proto) => Shape::Error,
+        _ => Shape::Other,
+    }
+}
+
+/// Whether a frame is an error reply (`-…`, or a RESP3 blob error).
+pub fn is_error(frame: &[u8], proto: Proto) -> bool {
+    match frame.first() {
+        Some(b'-') => true,
+        Some(b'!') => proto == Proto::Resp3,
+        _ => false,
+    }
+}
+
+/// Whether a frame is a null of any kind (`$-1`, `*-1`, `_`).
+pub fn is_null(frame: &[u8]) -> bool {
+    frame == b"$-1\r\n" || frame == b"*-1\r\n" || frame == b"_\r\n"
 }
 
 /// The payload of a bulk string frame, decoded with the decoder of the

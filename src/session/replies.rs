@@ -398,10 +398,10 @@ impl Replies {
             }
             Plan::Exec => {
                 let queue = std::mem::take(&mut self.exec_queue);
-                match (&self.sealer, crate::seal::split_array(&frame)) {
-                    (Some(sealer), Some(elements))
-                        if elements.len() == queue.len() && queue.iter().any(Option::is_some) =>
-                    {
+                let sealer = self.sealer.as_deref().filter(|_| queue.iter().any(Option::is_some));
+                match (sealer, crate::seal::split_array(&frame)) {
+                    (None, _) => self.out.push(frame),
+                    (Some(sealer), Some(elements)) if elements.len() == queue.len() => {
                         self.out.array_header(elements.len());
                         for (el, open) in elements.into_iter().zip(&queue) {
                             match open {
@@ -410,7 +410,16 @@ impl Replies {
                             }
                         }
                     }
-                    _ => self.out.push(frame),
+                    // EXECABORT, or a transaction WATCH aborted: nothing to open.
+                    (Some(_), _) if crate::seal::is_error(&frame, self.proto) || crate::seal::is_null(&frame) => {
+                        self.out.push(frame)
+                    }
+                    // An array of the wrong length, or no array: none of its
+                    // elements can be matched to its plan, so none is passed on.
+                    (Some(sealer), _) => {
+                        let rules = queue.iter().flatten().flat_map(Sealer::plan_rules);
+                        self.out.push(sealer.bad_shape(rules, queue.len(), self.proto));
+                    }
                 }
             }
             Plan::Subscribe { remaining, .. } => {
