@@ -64,8 +64,10 @@ pub enum Plan {
     /// EXEC after a command was refused inside MULTI: respseal sent DISCARD
     /// instead; its reply is replaced by EXECABORT, and the queue cleared.
     ExecAbort,
-    /// EXEC or DISCARD: EXEC's array is opened element by element with the
-    /// queued plans; either way the queue is cleared.
+    /// DISCARD: its reply is forwarded and the transaction's queue cleared.
+    Discard,
+    /// EXEC: its array is opened element by element with the queued plans
+    /// (an array of another shape is an open failure); the queue is cleared.
     Exec,
 }
 
@@ -75,7 +77,7 @@ impl Plan {
     pub fn frames(&self) -> Option<u32> {
         match self {
             Plan::Forward(n) | Plan::Drop(n) => Some(*n),
-            Plan::Open(_) | Plan::Queued(_) | Plan::Exec | Plan::ExecAbort => Some(1),
+            Plan::Open(_) | Plan::Queued(_) | Plan::Exec | Plan::ExecAbort | Plan::Discard => Some(1),
             Plan::Local(_) | Plan::Close => Some(0),
             Plan::Select { restore, first_done, .. } => Some(1 + u32::from(*restore) - u32::from(*first_done)),
             Plan::Hello { .. } | Plan::Reset | Plan::Monitor | Plan::Raw => Some(1),

@@ -237,7 +237,7 @@ where
             _ if self.in_multi && (args.is(0, "EXEC") || args.is(0, "DISCARD")) => {
                 self.in_multi = false;
                 self.multi_aborted = false;
-                (Plan::Exec, 1)
+                (if args.is(0, "EXEC") { Plan::Exec } else { Plan::Discard }, 1)
             }
             _ if self.in_multi => (Plan::Queued(self.next_open.take()), 1),
             Some(Class::Stateful(State::Transaction)) if dedicated => {

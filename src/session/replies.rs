@@ -391,6 +391,10 @@ impl Replies {
                 }
                 self.out.push(frame);
             }
+            Plan::Discard => {
+                self.exec_queue.clear();
+                self.out.push(frame);
+            }
             Plan::ExecAbort => {
                 // Redis's reply to our DISCARD is not the client's.
                 self.exec_queue.clear();
@@ -652,6 +656,18 @@ mod tests {
             b"-ERR wrong number of arguments\r\n-EXECABORT Transaction discarded because of previous errors.\r\n"
         );
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn discard_clears_the_queue_and_passes_its_reply() {
+        let (sealer, _) = sealing();
+        let mut r = Replies::new(Some(sealer), 0);
+        r.push(Plan::Queued(Some(OpenPlan::Value(SealedKey { rule: 0, key: b(b"sess:a") }))), 1);
+        r.on_reply(b(b"+QUEUED\r\n"));
+        r.push(Plan::Discard, 1);
+        r.on_reply(b(b"+OK\r\n"));
+        assert_eq!(out(&mut r), b"+QUEUED\r\n+OK\r\n");
+        assert!(r.exec_queue.is_empty());
     }
 
     #[test]
