@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::auth::{User, Users};
 use crate::backend::BackendUrl;
 use crate::commands::DataType;
+use crate::crypto::keyring::FileCheck;
 use crate::crypto::{KeySource, KeySpec, KeyState, Keyring};
 use crate::limits::{OutputLimit, OutputLimits};
 use crate::rules::{FailurePolicy, LegacyPolicy, Rule, Rules};
@@ -196,6 +197,10 @@ pub struct Overrides {
     /// `--key-file PATH` / `RESPSEAL_KEY_FILE`: the primary key (a primary
     /// from the file becomes decrypt-only).
     pub key_file: Option<PathBuf>,
+    /// `--allow-insecure-key-file` / `RESPSEAL_ALLOW_INSECURE_KEY_FILE`:
+    /// load key files that group or others can read or write, or that
+    /// another user owns (logged at start).
+    pub allow_insecure_key_file: bool,
 }
 
 /// Fully validated configuration.
@@ -239,6 +244,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Proxy users.
     pub users: Users,
+    /// Things allowed against advice, logged once logging is set up
+    /// (insecure key files under `--allow-insecure-key-file`).
+    pub warnings: Vec<String>,
     /// Rules and keys; `None` when no rule is configured.
     pub sealer: Option<Sealer>,
 }
@@ -364,7 +372,8 @@ impl Config {
                 Err(e) => errors.push(e),
             }
         }
-        let sealer = build_sealer(&file, ov, &mut errors);
+        let mut warnings = Vec::new();
+        let sealer = build_sealer(&file, ov, &mut errors, &mut warnings);
         match (listen, backend, errors.is_empty()) {
             (Some(listen), Some(backend), true) => Ok(Config {
                 listen,
@@ -386,6 +395,7 @@ impl Config {
                 idle_timeout,
                 shutdown_grace,
                 users: Users::new(users),
+                warnings,
                 sealer,
             }),
             _ => Err(ConfigErrors(errors)),
@@ -393,7 +403,12 @@ impl Config {
     }
 }
 
-fn build_sealer(file: &FileConfig, ov: &Overrides, errors: &mut Vec<String>) -> Option<Sealer> {
+fn build_sealer(
+    file: &FileConfig,
+    ov: &Overrides,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Sealer> {
     let mut rules = Vec::new();
     for (i, r) in file.rule.iter().enumerate() {
         let what = format!("rule[{i}] ({})", r.pattern);
@@ -474,8 +489,12 @@ fn build_sealer(file: &FileConfig, ov: &Overrides, errors: &mut Vec<String>) -> 
     let keyring = if specs.is_empty() {
         Keyring::new()
     } else {
-        match Keyring::from_specs(&specs) {
-            Ok(k) => k,
+        let check = if ov.allow_insecure_key_file { FileCheck::AllowInsecure } else { FileCheck::Strict };
+        match Keyring::from_specs_checked(&specs, check) {
+            Ok((k, allowed)) => {
+                warnings.extend(allowed.into_iter().map(|p| format!("insecure key file allowed by --allow-insecure-key-file: {p}")));
+                k
+            }
             Err(e) => {
                 errors.push(format!("keyring: {e}"));
                 return None;

@@ -82,6 +82,11 @@ struct ServeArgs {
     /// Key file (from `respseal keygen`) used as the primary key.
     #[arg(long, env = "RESPSEAL_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// Load key files that group or others can read or write, or that
+    /// another user owns (refused by default, as ssh refuses such private
+    /// keys); each one is named in the log.
+    #[arg(long, env = "RESPSEAL_ALLOW_INSECURE_KEY_FILE")]
+    allow_insecure_key_file: bool,
 }
 
 impl ServeArgs {
@@ -97,6 +102,7 @@ impl ServeArgs {
             log: self.log.clone(),
             seal: self.seal.clone(),
             key_file: self.key_file.clone(),
+            allow_insecure_key_file: self.allow_insecure_key_file,
         }
     }
 }
@@ -152,6 +158,9 @@ fn with_config(args: &ServeArgs, f: fn(Config) -> ExitCode) -> ExitCode {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(std::io::stderr)
                 .init();
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
             f(cfg)
         }
         Err(errors) => {

@@ -499,6 +499,7 @@ fn sealing_configuration_errors_exit_64() {
     assert!(err.contains("no primary key"), "{err}");
     // Key material is never accepted inline, and bad files are named.
     let bad = write_file(dir.path(), "bad.key", "id = \"00000000\"\nmaterial = \"zz\"\n");
+    chmod(&bad, 0o600);
     let (status, _, err) = run_respseal(
         &["serve", "--seal", "sess:*", "--key-file", bad.to_str().expect("utf-8")],
         &[],
@@ -618,5 +619,42 @@ fn open_failures_through_every_reading_command_and_exec() {
         c.assert_cmd(&["GET", "sess:good"], b"+QUEUED\r\n");
         c.assert_cmd(&["GETDEL", &key], b"+QUEUED\r\n");
         c.assert_cmd(&["EXEC"], b"*3\r\n$-1\r\n$10\r\ngood-value\r\n$-1\r\n");
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A key file that group or others can read or write is refused with a
+/// clear error, as ssh refuses such private keys; `--allow-insecure-key-file`
+/// loads it and says so in the log.
+#[test]
+fn key_files_readable_by_others_are_refused_unless_allowed() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let path = key.to_str().expect("utf-8 path");
+    for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
+        chmod(&key, mode);
+        let (status, _, err) = run_respseal(&["check", "--seal", "sess:*", "--key-file", path], &[], Duration::from_secs(10));
+        assert_eq!(status.code(), Some(64), "mode {mode:o}: {err}");
+        assert!(err.contains("lets group or others read or write it") && err.contains("k.key"), "{err}");
+        assert!(err.contains("--allow-insecure-key-file"), "{err}");
+    }
+    chmod(&key, 0o644);
+    let proxy = Proxy::start(redis.port, &["--seal", "sess:*", "--key-file", path, "--allow-insecure-key-file"]);
+    proxy.client().assert_cmd(&["SET", "sess:a", "v"], b"+OK\r\n");
+    let log = wait_until("the warning in the log", Duration::from_secs(10), || {
+        let log = proxy.log();
+        log.contains("insecure key file allowed").then_some(log)
+    });
+    assert!(log.contains("k.key") && log.contains("mode 0644"), "{log}");
+    // 0600 and 0400 are fine without the flag.
+    for mode in [0o600, 0o400] {
+        chmod(&key, mode);
+        let p = Proxy::start(redis.port, &["--seal", "sess:*", "--key-file", path]);
+        p.client().assert_cmd(&["GET", "sess:a"], b"$1\r\nv\r\n");
     }
 }

@@ -169,6 +169,15 @@ pub enum KeySourceError {
         /// The I/O error.
         source: io::Error,
     },
+    /// The file's permissions or owner would let someone else read or
+    /// replace the key (as ssh refuses such private keys).
+    #[error("{origin}: {reason}; fix it (chmod 600, owned by the user respseal runs as) or pass --allow-insecure-key-file")]
+    Insecure {
+        /// Which file.
+        origin: KeyOrigin,
+        /// What is wrong, in words (no key material).
+        reason: String,
+    },
     /// `generate_key_file` refuses to replace an existing file.
     #[error("{origin}: already exists, refusing to overwrite it")]
     AlreadyExists {
@@ -294,12 +303,75 @@ fn random_key_id() -> Result<u32, KeySourceError> {
 ///
 /// Only the entries `id` (exactly 8 hex digits, non-zero) and `material`
 /// (exactly 64 hex digits) are accepted, both as TOML strings; comments are
-/// allowed. The file's permissions are not checked.
+/// allowed. A file readable or writable by group or others, or owned by
+/// another user, is refused ([`KeySourceError::Insecure`]).
 ///
 /// # Errors
 /// [`KeySourceError::Read`], [`KeySourceError::Syntax`],
 /// [`KeySourceError::InvalidId`] or [`KeySourceError::InvalidMaterial`].
 pub fn load_key_file(path: &Path) -> Result<(u32, KeyMaterial), KeySourceError> {
+    load_key_file_checked(path, FileCheck::Strict).map(|(id, material, _)| (id, material))
+}
+
+/// How key files' permissions are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileCheck {
+    /// A file readable or writable by group or others, or owned by another
+    /// user, is refused.
+    Strict,
+    /// Such a file is loaded; the problem is returned so that it is logged
+    /// (`--allow-insecure-key-file`).
+    AllowInsecure,
+}
+
+/// What is wrong with a key file's owner or permissions, if anything.
+pub fn key_file_problem(path: &Path) -> Result<Option<String>, io::Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path)?;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Ok(Some(format!("mode {mode:04o} lets group or others read or write it")));
+    }
+    if let Some(me) = effective_uid()
+        && meta.uid() != me
+    {
+        return Ok(Some(format!("owned by uid {}, not by uid {me} that respseal runs as", meta.uid())));
+    }
+    Ok(None)
+}
+
+/// This process's effective user id (from /proc: no libc needed).
+fn effective_uid() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// [`load_key_file`] with the permission check `check`; also returns the
+/// problem that was allowed, if any, for the log.
+///
+/// # Errors
+/// As [`load_key_file`], and [`KeySourceError::Insecure`] under
+/// [`FileCheck::Strict`].
+pub fn load_key_file_checked(
+    path: &Path,
+    check: FileCheck,
+) -> Result<(u32, KeyMaterial, Option<String>), KeySourceError> {
+    let origin = KeyOrigin::File(path.to_path_buf());
+    let problem = match key_file_problem(path) {
+        Ok(p) => p,
+        Err(source) => return Err(KeySourceError::Read { origin, source }),
+    };
+    if let Some(reason) = &problem
+        && check == FileCheck::Strict
+    {
+        return Err(KeySourceError::Insecure { origin, reason: reason.clone() });
+    }
+    let (id, material) = load_key_file_unchecked(path)?;
+    Ok((id, material, problem))
+}
+
+fn load_key_file_unchecked(path: &Path) -> Result<(u32, KeyMaterial), KeySourceError> {
     let origin = KeyOrigin::File(path.to_path_buf());
     let text = match fs::read_to_string(path) {
         Ok(text) => Zeroizing::new(text),
@@ -576,12 +648,25 @@ impl Keyring {
     /// Any [`KeyringError`], including [`KeyringError::Source`] naming the
     /// file or variable that could not be loaded.
     pub fn from_specs(specs: &[KeySpec]) -> Result<Self, KeyringError> {
+        Self::from_specs_checked(specs, FileCheck::Strict).map(|(k, _)| k)
+    }
+
+    /// [`Keyring::from_specs`] with the key-file check `check`; also returns
+    /// the problems allowed (file and reason), for the log.
+    ///
+    /// # Errors
+    /// As [`Keyring::from_specs`].
+    pub fn from_specs_checked(specs: &[KeySpec], check: FileCheck) -> Result<(Self, Vec<String>), KeyringError> {
         let mut keyring = Self::new();
+        let mut allowed = Vec::new();
         for spec in specs {
-            let (id, material) = spec.load()?;
+            let (id, material, problem) = spec.load(check)?;
+            if let (Some(problem), Some(source)) = (problem, &spec.source) {
+                allowed.push(format!("{}: {problem}", source.origin()));
+            }
             keyring.insert(id, spec.state, material)?;
         }
-        Ok(keyring)
+        Ok((keyring, allowed))
     }
 
     /// The key with this id, if known (in any state).
@@ -660,7 +745,7 @@ pub struct KeySpec {
 
 impl KeySpec {
     /// Resolves the id and loads the material of this spec.
-    fn load(&self) -> Result<(u32, Option<KeyMaterial>), KeyringError> {
+    fn load(&self, check: FileCheck) -> Result<(u32, Option<KeyMaterial>, Option<String>), KeyringError> {
         if self.state == KeyState::Destroyed
             && let Some(source) = &self.source
         {
@@ -668,16 +753,16 @@ impl KeySpec {
         }
         match (&self.source, self.id) {
             (None, None) | (Some(KeySource::Env(_)), None) => Err(KeyringError::MissingId { state: self.state }),
-            (None, Some(id)) => Ok((id, None)),
-            (Some(KeySource::Env(var)), Some(id)) => Ok((id, Some(material_from_env(var)?))),
+            (None, Some(id)) => Ok((id, None, None)),
+            (Some(KeySource::Env(var)), Some(id)) => Ok((id, Some(material_from_env(var)?), None)),
             (Some(KeySource::File(path)), expected) => {
-                let (found, material) = load_key_file(path)?;
+                let (found, material, problem) = load_key_file_checked(path, check)?;
                 if let Some(expected) = expected
                     && expected != found
                 {
                     return Err(KeyringError::IdMismatch { origin: KeyOrigin::File(path.clone()), expected, found });
                 }
-                Ok((found, Some(material)))
+                Ok((found, Some(material), problem))
             }
         }
     }
