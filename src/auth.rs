@@ -10,17 +10,24 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
-/// One configured user.
+/// One configured user. The digest is wiped from memory when the user is
+/// dropped (it is all a password guess needs to be checked offline).
 pub struct User {
     name: String,
-    digest: [u8; 32],
+    digest: Zeroizing<[u8; 32]>,
 }
 
 impl User {
-    /// A user with the given password.
+    /// A user with the given password (the caller wipes its own copy).
     pub fn new(name: String, password: &[u8]) -> Self {
-        User { name, digest: Sha256::digest(password).into() }
+        User { name, digest: Zeroizing::new(Sha256::digest(password).into()) }
+    }
+
+    /// The user name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -86,7 +93,7 @@ impl Users {
             };
         }
         let name = user.unwrap_or(b"default");
-        let digest: [u8; 32] = Sha256::digest(password).into();
+        let digest: Zeroizing<[u8; 32]> = Zeroizing::new(Sha256::digest(password).into());
         let name_digest: [u8; 32] = Sha256::digest(name).into();
         let mut ok = subtle::Choice::from(0);
         for u in &self.users {
@@ -94,7 +101,7 @@ impl Users {
             // so an unknown user costs the same as a wrong password and
             // timing does not reveal which user exists or matched.
             let user_digest: [u8; 32] = Sha256::digest(u.name.as_bytes()).into();
-            ok |= user_digest.ct_eq(&name_digest) & u.digest.ct_eq(&digest);
+            ok |= user_digest.ct_eq(&name_digest) & u.digest.ct_eq(&*digest);
         }
         if bool::from(ok) { AuthOutcome::Ok } else { AuthOutcome::WrongPass }
     }

@@ -87,6 +87,10 @@ pub struct RuleConfig {
     /// Values sealed more than this many seconds ago do not open. Default:
     /// no limit.
     pub max_age_secs: Option<u64>,
+    /// With `max_age_secs`: seconds a value's `issued_at` may lie in the
+    /// future (clock skew between proxies) before it does not open
+    /// (reason `future`). Default 300.
+    pub max_future_skew_secs: Option<u64>,
     /// Collection types whose members may be stored as plaintext under
     /// names this rule matches: any of `list`, `set`, `zset`, `stream`,
     /// `geo`, `hyperloglog`. Default: none (such commands on a sealed name
@@ -357,12 +361,18 @@ impl Config {
         let mut users = Vec::new();
         for (i, u) in file.users.iter().enumerate() {
             let what = format!("users[{i}] ({})", u.name);
-            let password = match (&u.password_env, &u.password_file) {
-                (Some(var), None) => {
-                    std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))
-                }
+            if file.users[..i].iter().any(|other| other.name == u.name) {
+                errors.push(format!("{what}: user name given twice"));
+                continue;
+            }
+            // Passwords live in memory that is wiped when dropped.
+            let password: Result<zeroize::Zeroizing<String>, String> = match (&u.password_env, &u.password_file) {
+                (Some(var), None) => std::env::var(var)
+                    .map(zeroize::Zeroizing::new)
+                    .map_err(|_| format!("{what}: environment variable {var} is not set")),
                 (None, Some(path)) => std::fs::read_to_string(path)
-                    .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                    .map(zeroize::Zeroizing::new)
+                    .map(|s| zeroize::Zeroizing::new(s.trim_end_matches(['\r', '\n']).to_string()))
                     .map_err(|e| format!("{what}: cannot read password file {}: {}", path.display(), e.kind())),
                 _ => Err(format!("{what}: give exactly one of password_env or password_file")),
             };
@@ -437,6 +447,12 @@ fn build_sealer(
             errors.push(format!("{what}: legacy_until only applies with legacy = \"pass\" or \"reseal\""));
         }
         rule.max_age = r.max_age_secs;
+        if let Some(skew) = r.max_future_skew_secs {
+            if r.max_age_secs.is_none() {
+                errors.push(format!("{what}: max_future_skew_secs only applies with max_age_secs"));
+            }
+            rule.future_skew = skew;
+        }
         for t in r.allow_plaintext.iter().flatten() {
             match DataType::ALL.into_iter().find(|d| d.name() == t) {
                 Some(d) => rule.allow_plaintext.push(d),
@@ -492,7 +508,9 @@ fn build_sealer(
         let check = if ov.allow_insecure_key_file { FileCheck::AllowInsecure } else { FileCheck::Strict };
         match Keyring::from_specs_checked(&specs, check) {
             Ok((k, allowed)) => {
-                warnings.extend(allowed.into_iter().map(|p| format!("insecure key file allowed by --allow-insecure-key-file: {p}")));
+                warnings.extend(
+                    allowed.into_iter().map(|p| format!("insecure key file allowed by --allow-insecure-key-file: {p}")),
+                );
                 k
             }
             Err(e) => {

@@ -152,6 +152,10 @@ fn keygen(out: &std::path::Path) -> ExitCode {
 fn with_config(args: &ServeArgs, f: fn(Config) -> ExitCode) -> ExitCode {
     match Config::load(args.config.as_deref(), &args.overrides()) {
         Ok(cfg) => {
+            if let Err(e) = respseal::seal::check_clock() {
+                eprintln!("respseal: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
             let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
             tracing_subscriber::fmt()
                 .with_env_filter(filter)

@@ -78,6 +78,9 @@ pub struct Rule {
     pub legacy_until: Option<u64>,
     /// Values sealed longer ago than this many seconds do not open.
     pub max_age: Option<u64>,
+    /// With `max_age`: how many seconds a value's `issued_at` may lie in the
+    /// future (clock skew) before it does not open (reason `future`).
+    pub future_skew: u64,
     /// Collection types whose plaintext members may live under names this
     /// rule matches (`allow_plaintext`; none by default: a list, set,
     /// sorted set, stream, geo index or HyperLogLog on a sealed name is
@@ -95,8 +98,14 @@ impl Rule {
             legacy: LegacyPolicy::Reject,
             legacy_until: None,
             max_age: None,
+            future_skew: crate::crypto::Freshness::DEFAULT_SKEW,
             allow_plaintext: Vec::new(),
         }
+    }
+
+    /// The freshness check values of this rule get, if any.
+    pub fn freshness(&self) -> Option<crate::crypto::Freshness> {
+        self.max_age.map(|max_age| crate::crypto::Freshness { max_age, future_skew: self.future_skew })
     }
 
     /// Whether plaintext members of `t` may live under names this rule matches.

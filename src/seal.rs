@@ -88,8 +88,30 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
+/// Seconds since 1970 at `t`; a time before 1970 is an error, never 0 (a
+/// value stamped 0 would be decades old, or make every value look fresh).
+pub fn unix_seconds(t: SystemTime) -> Result<u64, String> {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| "the system clock reads a time before 1970: sealed values need a correct clock".to_string())
+}
+
+/// Checked once at start: respseal does not run on a clock before 1970.
+pub fn check_clock() -> Result<u64, String> {
+    unix_seconds(SystemTime::now())
+}
+
+/// The clock, or the last good reading if it jumped before 1970 since the
+/// start check.
 fn system_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    static LAST_GOOD: AtomicU64 = AtomicU64::new(0);
+    match unix_seconds(SystemTime::now()) {
+        Ok(t) => {
+            LAST_GOOD.store(t, Ordering::Relaxed);
+            t
+        }
+        Err(_) => LAST_GOOD.load(Ordering::Relaxed),
+    }
 }
 
 /// Current unix time in seconds, at most [`CLOCK_TICK`] old.
@@ -371,7 +393,7 @@ impl Sealer {
                 policy => {
                     metrics::counter!("respseal_legacy_plaintext_total").increment(1);
                     if policy == LegacyPolicy::Reseal
-                        && let Ok(sealed) = crypto::seal(&self.keyring, &binding, &payload, now)
+                        && let Ok(sealed) = crypto::seal_resealed(&self.keyring, &binding, &payload, now)
                     {
                         reseal.push(Reseal { key: sk.key.clone(), plain: payload, sealed: sealed.into() });
                     }
@@ -382,7 +404,7 @@ impl Sealer {
         }
         let mark = out.mark();
         out.bulk_header(payload.len().saturating_sub(crypto::OVERHEAD));
-        match crypto::open_into(&self.keyring, &binding, &payload, now, rule.max_age, out.tail()) {
+        match crypto::open_into(&self.keyring, &binding, &payload, now, rule.freshness(), out.tail()) {
             Ok(()) => {
                 out.push_slice(b"\r\n");
                 Ok(())
@@ -527,6 +549,14 @@ mod tests {
         let (buf, ranges) = owned_args(words);
         let cmd = lookup(words[0].as_bytes()).expect("known command");
         key_indexes(cmd.keys, &Args::new(&buf, &ranges)).collect()
+    }
+
+    #[test]
+    fn a_clock_before_1970_is_an_error_not_zero() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert!(super::unix_seconds(UNIX_EPOCH - Duration::from_secs(1)).is_err());
+        assert_eq!(super::unix_seconds(UNIX_EPOCH + Duration::from_secs(5)), Ok(5));
+        assert!(super::check_clock().is_ok());
     }
 
     #[test]

@@ -307,3 +307,17 @@ fn hello_auth_setname_with_proxy_users() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[test]
+fn a_user_name_given_twice_is_a_configuration_error() {
+    let config = "[[users]]\nname = \"app\"\npassword_env = \"RESPSEAL_TEST_PW\"\n\
+                  [[users]]\nname = \"app\"\npassword_env = \"RESPSEAL_TEST_PW2\"\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(dir.path(), "c.toml", config);
+    let env = [("RESPSEAL_TEST_PW", "pw-first-7731".to_string()), ("RESPSEAL_TEST_PW2", "pw-second-7732".to_string())];
+    let (status, _, err) =
+        run_respseal(&["check", "--config", path.to_str().expect("utf-8")], &env, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(64), "{err}");
+    assert!(err.contains("users[1] (app): user name given twice"), "{err}");
+    assert!(!err.contains("pw-first") && !err.contains("pw-second"), "a password in the error: {err}");
+}

@@ -222,8 +222,9 @@ fn error_policy_and_migration_mode_per_rule() {
     assert_eq!(raw(&redis, "migrate:a"), b"legacy", "pass mode leaves the value as it is");
     c.assert_cmd(&["GET", "reseal:a"], b"$6\r\nlegacy\r\n");
     // The re-seal is a compare-and-set that keeps the TTL.
+    // Sealed in place, with the re-sealed flag in its authenticated header.
     wait_until("reseal:a sealed in place", Duration::from_secs(5), || {
-        raw(&redis, "reseal:a").starts_with(MAGIC_V1).then_some(())
+        raw(&redis, "reseal:a").starts_with(b"\x00RE\x81").then_some(())
     });
     let ttl = d.cmd(&["TTL", "reseal:a"]);
     assert!(ttl.starts_with(b":9") || ttl.starts_with(b":1000"), "TTL lost: {}", show(&ttl));
@@ -638,7 +639,8 @@ fn key_files_readable_by_others_are_refused_unless_allowed() {
     let path = key.to_str().expect("utf-8 path");
     for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
         chmod(&key, mode);
-        let (status, _, err) = run_respseal(&["check", "--seal", "sess:*", "--key-file", path], &[], Duration::from_secs(10));
+        let (status, _, err) =
+            run_respseal(&["check", "--seal", "sess:*", "--key-file", path], &[], Duration::from_secs(10));
         assert_eq!(status.code(), Some(64), "mode {mode:o}: {err}");
         assert!(err.contains("lets group or others read or write it") && err.contains("k.key"), "{err}");
         assert!(err.contains("--allow-insecure-key-file"), "{err}");

@@ -41,6 +41,8 @@
 //! Opening tries exactly one key, the one named by the header, never several.
 
 use std::cell::Cell;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use zeroize::Zeroize;
@@ -54,6 +56,12 @@ pub const MAGIC: [u8; 3] = [0x00, 0x52, 0x45];
 pub const VERSION_XAES_256_GCM: u8 = 0x01;
 /// Length of the clear header (magic, version, key id, issued_at).
 pub const HEADER_LEN: usize = 16;
+/// Flag in the version byte: the value was legacy plaintext re-sealed on
+/// read (`legacy = "reseal"`). It is part of the authenticated header, so
+/// it cannot be removed without failing the tag; re-sealed values can be
+/// found and dropped later (they may be forgeries written during the
+/// migration).
+pub const FLAG_RESEALED: u8 = 0x80;
 /// Bytes a sealed value adds to its plaintext: header, nonce and tag.
 pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 
@@ -104,8 +112,11 @@ impl<'a> Binding<'a> {
 /// metrics, rotation progress, re-seal decisions), never as proof.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvelopeInfo {
-    /// Format version (currently always [`VERSION_XAES_256_GCM`]).
+    /// Format version (currently always [`VERSION_XAES_256_GCM`]), without
+    /// flags.
     pub version: u8,
+    /// Re-sealed from legacy plaintext ([`FLAG_RESEALED`]).
+    pub resealed: bool,
     /// Id of the key that sealed the value.
     pub key_id: u32,
     /// Unix seconds at sealing time.
@@ -144,6 +155,10 @@ pub enum OpenError {
     /// The value is authentic but older than the allowed maximum age.
     #[error("sealed value is older than the allowed maximum age")]
     TooOld,
+    /// `issued_at` lies further in the future than the allowed clock skew
+    /// (with a maximum age set): a value stamped ahead would outlive it.
+    #[error("sealed value is stamped further in the future than the allowed clock skew")]
+    Future,
 }
 
 impl OpenError {
@@ -158,6 +173,7 @@ impl OpenError {
             OpenError::KeyNotOpen => "key_not_open",
             OpenError::TagMismatch => "tag_mismatch",
             OpenError::TooOld => "too_old",
+            OpenError::Future => "future",
         }
     }
 }
@@ -188,6 +204,26 @@ impl SealError {
 }
 
 /// Whether `bytes` starts with the sealed-value magic. Says nothing about
+/// How old, and how far ahead of the clock, an authentic value may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Most seconds since `issued_at`.
+    pub max_age: u64,
+    /// Most seconds `issued_at` may lie in the future (clock skew between
+    /// proxies).
+    pub future_skew: u64,
+}
+
+impl Freshness {
+    /// Default allowed clock skew: 300 s.
+    pub const DEFAULT_SKEW: u64 = 300;
+
+    /// `max_age` seconds, with the default skew.
+    pub fn max_age(max_age: u64) -> Self {
+        Freshness { max_age, future_skew: Self::DEFAULT_SKEW }
+    }
+}
+
 /// whether the rest is well formed or authentic.
 pub fn is_sealed(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC)
@@ -207,7 +243,9 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, OpenError> {
     if !is_sealed(bytes) {
         return Err(OpenError::NotSealed);
     }
-    let version = *bytes.get(MAGIC.len()).ok_or(OpenError::TooShort)?;
+    let version_byte = *bytes.get(MAGIC.len()).ok_or(OpenError::TooShort)?;
+    let resealed = version_byte & FLAG_RESEALED != 0;
+    let version = version_byte & !FLAG_RESEALED;
     if version != VERSION_XAES_256_GCM {
         return Err(OpenError::UnknownVersion);
     }
@@ -222,7 +260,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, OpenError> {
         return Err(OpenError::Malformed);
     }
     Ok(Parsed {
-        info: EnvelopeInfo { version, key_id, issued_at: u64::from_be_bytes(*issued_at) },
+        info: EnvelopeInfo { version, resealed, key_id, issued_at: u64::from_be_bytes(*issued_at) },
         header,
         nonce,
         ciphertext,
@@ -240,10 +278,10 @@ pub fn inspect(bytes: &[u8]) -> Result<EnvelopeInfo, OpenError> {
     parse(bytes).map(|parsed| parsed.info)
 }
 
-fn encode_header(key_id: u32, issued_at: u64) -> [u8; HEADER_LEN] {
+fn encode_header(key_id: u32, issued_at: u64, flags: u8) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
     header[..3].copy_from_slice(&MAGIC);
-    header[3] = VERSION_XAES_256_GCM;
+    header[3] = VERSION_XAES_256_GCM | flags;
     header[4..8].copy_from_slice(&key_id.to_be_bytes());
     header[8..].copy_from_slice(&issued_at.to_be_bytes());
     header
@@ -307,26 +345,67 @@ pub fn seal_into(
     out: &mut BytesMut,
 ) -> Result<(), SealError> {
     let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
-    seal_with_nonce(cipher, key_id, binding, plaintext, now_unix, &fresh_nonce(), out)
+    seal_with_nonce(cipher, key_id, binding, plaintext, now_unix, &fresh_nonce(), 0, out)
+}
+
+/// [`seal`] for legacy plaintext re-sealed on read: the header carries
+/// [`FLAG_RESEALED`].
+///
+/// # Errors
+/// As [`seal`].
+pub fn seal_resealed(
+    keyring: &Keyring,
+    binding: &Binding<'_>,
+    plaintext: &[u8],
+    now_unix: u64,
+) -> Result<Vec<u8>, SealError> {
+    let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
+    let mut out = BytesMut::new();
+    seal_with_nonce(cipher, key_id, binding, plaintext, now_unix, &fresh_nonce(), FLAG_RESEALED, &mut out)?;
+    Ok(out.into())
 }
 
 thread_local! {
-    /// This thread's nonce prefix and how many more values may use it.
-    static NONCE_PREFIX: Cell<([u8; 12], u32)> = const { Cell::new(([0; 12], 0)) };
+    /// This thread's nonce prefix, how many more values may use it, and the
+    /// fork generation it was drawn in.
+    static NONCE_PREFIX: Cell<([u8; 12], u32, u64)> = const { Cell::new(([0; 12], 0, 0)) };
+}
+
+/// Bumped in a child process right after `fork()`: parent and child then
+/// hold the same prefixes and the same CSPRNG state, so each thread redraws
+/// its prefix from the OS before its next seal.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn after_fork_in_child() {
+    // Async-signal-safe: one atomic add.
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A nonce for one value: the thread's current prefix (see the module
-/// documentation) and 12 fresh random bytes. Randomness comes from the
-/// thread-local CSPRNG (ChaCha12, seeded and periodically reseeded from the
-/// OS): a system call per value would cost more than the encryption.
+/// documentation) and 12 fresh random bytes. The prefix comes straight from
+/// the OS; the 12 bytes from the thread-local CSPRNG (ChaCha12, seeded and
+/// periodically reseeded from the OS): a system call per value would cost
+/// more than the encryption. A fork redraws the prefix; a VM snapshot
+/// restored twice is not detected (DESIGN notes).
 fn fresh_nonce() -> [u8; NONCE_LEN] {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only does an atomic add; no
+        // other state is touched in the child.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        }
+    });
+    let generation = FORK_GENERATION.load(Ordering::Relaxed);
     let mut rng = rand::rng();
-    let (mut prefix, mut left) = NONCE_PREFIX.get();
-    if left == 0 {
-        rand::RngCore::fill_bytes(&mut rng, &mut prefix);
+    let (mut prefix, mut left, drawn_in) = NONCE_PREFIX.get();
+    if left == 0 || drawn_in != generation {
+        if getrandom::fill(&mut prefix).is_err() {
+            rand::RngCore::fill_bytes(&mut rng, &mut prefix);
+        }
         left = PREFIX_USES;
     }
-    NONCE_PREFIX.set((prefix, left - 1));
+    NONCE_PREFIX.set((prefix, left - 1, generation));
     let mut nonce = [0u8; NONCE_LEN];
     nonce[..12].copy_from_slice(&prefix);
     rand::RngCore::fill_bytes(&mut rng, &mut nonce[12..]);
@@ -342,9 +421,10 @@ fn seal_with_nonce(
     plaintext: &[u8],
     issued_at: u64,
     nonce: &[u8; NONCE_LEN],
+    flags: u8,
     out: &mut BytesMut,
 ) -> Result<(), SealError> {
-    let header = encode_header(key_id, issued_at);
+    let header = encode_header(key_id, issued_at, flags);
     let aad = build_aad(&header, binding).ok_or(SealError::TooLong)?;
     let total = plaintext.len().checked_add(OVERHEAD).ok_or(SealError::TooLong)?;
     let start = out.len();
@@ -370,9 +450,10 @@ fn seal_with_nonce(
 /// Opens a sealed value for `binding`: looks up the single key named in the
 /// header, authenticates header, binding and ciphertext, and decrypts.
 ///
-/// If `max_age` is `Some(secs)`, an authentic value whose `issued_at` is more
+/// If `fresh` is set, an authentic value whose `issued_at` is more
 /// than `secs` seconds before `now_unix` is rejected with
-/// [`OpenError::TooOld`] (values stamped in the future count as age 0).
+/// [`OpenError::TooOld`], and one stamped more than `future_skew` seconds
+/// ahead fails with [`OpenError::Future`].
 /// Plaintext is returned only on success.
 ///
 /// # Errors
@@ -382,10 +463,10 @@ pub fn open(
     binding: &Binding<'_>,
     sealed: &[u8],
     now_unix: u64,
-    max_age: Option<u64>,
+    fresh: Option<Freshness>,
 ) -> Result<Vec<u8>, OpenError> {
     let mut out = BytesMut::new();
-    open_into(keyring, binding, sealed, now_unix, max_age, &mut out)?;
+    open_into(keyring, binding, sealed, now_unix, fresh, &mut out)?;
     Ok(out.into())
 }
 
@@ -399,7 +480,7 @@ pub fn open_into(
     binding: &Binding<'_>,
     sealed: &[u8],
     now_unix: u64,
-    max_age: Option<u64>,
+    fresh: Option<Freshness>,
     out: &mut BytesMut,
 ) -> Result<(), OpenError> {
     let parsed = parse(sealed)?;
@@ -411,8 +492,9 @@ pub fn open_into(
     let result = match cipher.decrypt_in_place_detached(parsed.nonce, &mut out[start..], &aad, parsed.tag) {
         // On a tag mismatch the buffer still holds ciphertext; wiped anyway.
         Err(_) => Err(OpenError::TagMismatch),
-        Ok(()) => match max_age {
-            Some(max_age) if now_unix.saturating_sub(parsed.info.issued_at) > max_age => Err(OpenError::TooOld),
+        Ok(()) => match fresh {
+            Some(f) if now_unix.saturating_sub(parsed.info.issued_at) > f.max_age => Err(OpenError::TooOld),
+            Some(f) if parsed.info.issued_at.saturating_sub(now_unix) > f.future_skew => Err(OpenError::Future),
             _ => Ok(()),
         },
     };
@@ -464,7 +546,7 @@ mod tests {
         let nonce = golden_nonce();
         let binding = Binding::string(b"app", b"sess:abc");
         let mut sealed = BytesMut::new();
-        seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce, &mut sealed).unwrap();
+        seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce, 0, &mut sealed).unwrap();
         assert_eq!(hex(&sealed), GOLDEN_STRING_HEX);
         assert_eq!(sealed.len(), 5 + 56);
 
@@ -488,7 +570,10 @@ mod tests {
 
         let ring = ring_with(0x0102_0304, [0x42; 32]);
         assert_eq!(open(&ring, &binding, &sealed, NOW, None).unwrap(), b"hello");
-        assert_eq!(inspect(&sealed).unwrap(), EnvelopeInfo { version: 1, key_id: 0x0102_0304, issued_at: NOW });
+        assert_eq!(
+            inspect(&sealed).unwrap(),
+            EnvelopeInfo { version: 1, resealed: false, key_id: 0x0102_0304, issued_at: NOW }
+        );
     }
 
     const GOLDEN_HASH_HEX: &str = concat!(
@@ -506,7 +591,7 @@ mod tests {
         let nonce = golden_nonce();
         let binding = Binding::hash_field(b"app", b"user:1", b"ssn");
         let mut sealed = BytesMut::new();
-        seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce, &mut sealed).unwrap();
+        seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce, 0, &mut sealed).unwrap();
         assert_eq!(hex(&sealed), GOLDEN_HASH_HEX);
 
         let mut aad = sealed[..16].to_vec();
@@ -545,6 +630,8 @@ mod tests {
             let err = open(&ring, &b, &bad, NOW, None).unwrap_err();
             let expected = match bit / 8 {
                 0..=2 => OpenError::NotSealed,
+                // The top bit is the (authenticated) re-sealed flag.
+                3 if bit % 8 == 7 => OpenError::TagMismatch,
                 3 => OpenError::UnknownVersion,
                 4..=7 => OpenError::UnknownKey,
                 _ => OpenError::TagMismatch,
@@ -638,6 +725,38 @@ mod tests {
     }
 
     #[test]
+    fn resealed_values_carry_an_authenticated_flag() {
+        let ring = ring_with(9, [3; 32]);
+        let b = Binding::string(b"app", b"k");
+        let normal = seal(&ring, &b, b"v", NOW).unwrap();
+        let resealed = seal_resealed(&ring, &b, b"legacy", NOW).unwrap();
+        assert!(!inspect(&normal).unwrap().resealed);
+        let info = inspect(&resealed).unwrap();
+        assert!(info.resealed && info.version == VERSION_XAES_256_GCM, "{info:?}");
+        assert_eq!(open(&ring, &b, &resealed, NOW, None).unwrap(), b"legacy");
+        // The flag is authenticated: clearing it (or setting it) breaks the tag.
+        let mut cleared = resealed.clone();
+        cleared[3] &= !FLAG_RESEALED;
+        assert_eq!(open(&ring, &b, &cleared, NOW, None), Err(OpenError::TagMismatch));
+        let mut set = normal.clone();
+        set[3] |= FLAG_RESEALED;
+        assert_eq!(open(&ring, &b, &set, NOW, None), Err(OpenError::TagMismatch));
+    }
+
+    #[test]
+    fn a_fork_redraws_the_nonce_prefix_before_the_next_seal() {
+        let a = fresh_nonce();
+        let b = fresh_nonce();
+        assert_eq!(a[..12], b[..12]);
+        // What the child's atfork handler does.
+        after_fork_in_child();
+        let c = fresh_nonce();
+        assert_ne!(a[..12], c[..12], "the prefix survived a fork");
+        let d = fresh_nonce();
+        assert_eq!(c[..12], d[..12], "redrawn once, then kept");
+    }
+
+    #[test]
     fn nonce_prefix_is_per_thread_and_suffix_per_value() {
         let ring = ring_with(9, [3; 32]);
         let b = Binding::string(b"app", b"k");
@@ -666,7 +785,10 @@ mod tests {
         *bad.last_mut().unwrap() ^= 1;
         let mut out = BytesMut::from(&b"head"[..]);
         assert_eq!(open_into(&ring, &b, &bad, NOW, None, &mut out), Err(OpenError::TagMismatch));
-        assert_eq!(open_into(&ring, &b, &sealed, NOW + 100, Some(1), &mut out), Err(OpenError::TooOld));
+        assert_eq!(
+            open_into(&ring, &b, &sealed, NOW + 100, Some(Freshness::max_age(1)), &mut out),
+            Err(OpenError::TooOld)
+        );
         assert_eq!(&out[..], b"head");
         let mut out = BytesMut::from(&b"head"[..]);
         assert_eq!(seal_into(&Keyring::new(), &b, b"v", NOW, &mut out), Err(SealError::NoPrimaryKey));
@@ -678,15 +800,22 @@ mod tests {
         let ring = ring_with(9, [3; 32]);
         let b = Binding::string(b"app", b"k");
         let sealed = seal(&ring, &b, b"v", NOW).unwrap();
-        assert_eq!(open(&ring, &b, &sealed, NOW + 60, Some(60)).unwrap(), b"v");
-        assert_eq!(open(&ring, &b, &sealed, NOW + 61, Some(60)), Err(OpenError::TooOld));
+        assert_eq!(open(&ring, &b, &sealed, NOW + 60, Some(Freshness::max_age(60))).unwrap(), b"v");
+        assert_eq!(open(&ring, &b, &sealed, NOW + 61, Some(Freshness::max_age(60))), Err(OpenError::TooOld));
         assert_eq!(open(&ring, &b, &sealed, NOW + 10_000, None).unwrap(), b"v");
-        // Clock behind the issuer: age counts as zero.
-        assert_eq!(open(&ring, &b, &sealed, NOW - 5, Some(0)).unwrap(), b"v");
+        // Clock behind the issuer by less than the skew: age counts as zero.
+        assert_eq!(open(&ring, &b, &sealed, NOW - 5, Some(Freshness::max_age(0))).unwrap(), b"v");
+        assert_eq!(open(&ring, &b, &sealed, NOW - 300, Some(Freshness::max_age(60))).unwrap(), b"v");
+        // Stamped further ahead than the skew: it would outlive max_age.
+        assert_eq!(open(&ring, &b, &sealed, NOW - 301, Some(Freshness::max_age(60))), Err(OpenError::Future));
+        let tight = Freshness { max_age: 60, future_skew: 10 };
+        assert_eq!(open(&ring, &b, &sealed, NOW - 11, Some(tight)), Err(OpenError::Future));
+        // Without max_age there is no freshness check at all.
+        assert_eq!(open(&ring, &b, &sealed, NOW - 100_000, None).unwrap(), b"v");
         // A forged issued_at is caught by the tag, not reported as too old.
         let mut forged = sealed.clone();
         forged[8..16].copy_from_slice(&0u64.to_be_bytes());
-        assert_eq!(open(&ring, &b, &forged, NOW, Some(60)), Err(OpenError::TagMismatch));
+        assert_eq!(open(&ring, &b, &forged, NOW, Some(Freshness::max_age(60))), Err(OpenError::TagMismatch));
     }
 
     #[test]
@@ -720,6 +849,7 @@ mod tests {
             OpenError::KeyNotOpen,
             OpenError::TagMismatch,
             OpenError::TooOld,
+            OpenError::Future,
         ];
         let reasons: HashSet<&str> = all.iter().map(OpenError::reason).collect();
         assert_eq!(reasons.len(), all.len());

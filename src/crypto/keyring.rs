@@ -171,7 +171,9 @@ pub enum KeySourceError {
     },
     /// The file's permissions or owner would let someone else read or
     /// replace the key (as ssh refuses such private keys).
-    #[error("{origin}: {reason}; fix it (chmod 600, owned by the user respseal runs as) or pass --allow-insecure-key-file")]
+    #[error(
+        "{origin}: {reason}; fix it (chmod 600, owned by the user respseal runs as) or pass --allow-insecure-key-file"
+    )]
     Insecure {
         /// Which file.
         origin: KeyOrigin,
@@ -776,10 +778,29 @@ mod tests {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A key file only its owner can read (as keygen writes them).
     fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let path = dir.join(name);
         fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         path
+    }
+
+    #[test]
+    fn key_files_others_can_read_or_write_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "k.key", &format!("id = \"0a1b2c3d\"\nmaterial = \"{GOOD_MATERIAL}\"\n"));
+        assert!(load_key_file(&path).is_ok());
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o666] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_key_file(&path).unwrap_err();
+            assert!(matches!(err, KeySourceError::Insecure { .. }), "mode {mode:o}: {err}");
+            assert!(err.to_string().contains(&format!("mode {mode:04o}")), "{err}");
+            let (_, _, allowed) = load_key_file_checked(&path, FileCheck::AllowInsecure).unwrap();
+            assert!(allowed.is_some_and(|p| p.contains("group or others")));
+        }
     }
 
     const GOOD_MATERIAL: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";

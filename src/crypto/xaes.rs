@@ -106,12 +106,19 @@ struct Derived {
     gcm: Aes256GcmEnc,
 }
 
-#[derive(Default)]
 struct DerivedCache {
     epoch: u64,
+    /// Allocated at its full size once: a reallocation would move key
+    /// schedules and leave copies of them in freed memory, unwiped.
     entries: Vec<Derived>,
     /// Next slot to replace once full (round robin).
     next: usize,
+}
+
+impl Default for DerivedCache {
+    fn default() -> Self {
+        DerivedCache { epoch: 0, entries: Vec::with_capacity(CACHE_ENTRIES), next: 0 }
+    }
 }
 
 thread_local! {
@@ -576,5 +583,26 @@ mod tests {
         let mut digest = [0u8; 32];
         acc.squeeze(&mut digest);
         assert_eq!(hex(&digest), "e6b9edf2df6cec60c8cbd864e2211b597fb69a529160cd040d56c0c210081939");
+    }
+
+    #[test]
+    fn the_derived_key_cache_never_reallocates() {
+        // On a thread of its own, so that the cache starts empty.
+        std::thread::spawn(|| {
+            let x = Xaes256Gcm::new(&[7; 32]);
+            let mut first_ptr = None;
+            for i in 0..(CACHE_ENTRIES as u8 * 3) {
+                let mut nonce = [0u8; 24];
+                nonce[0] = i;
+                x.encrypt(&nonce, b"v", b"").expect("encrypt");
+                DERIVED.with_borrow(|c| {
+                    assert_eq!(c.entries.capacity(), CACHE_ENTRIES, "allocated at its full size");
+                    let ptr = c.entries.as_ptr();
+                    assert_eq!(*first_ptr.get_or_insert(ptr), ptr, "the cache moved");
+                });
+            }
+        })
+        .join()
+        .expect("cache thread");
     }
 }
