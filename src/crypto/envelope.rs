@@ -345,7 +345,7 @@ pub fn seal_into(
     out: &mut BytesMut,
 ) -> Result<(), SealError> {
     let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
-    seal_with_nonce(cipher, key_id, binding, plaintext, now_unix, &fresh_nonce(), 0, out)
+    seal_with_nonce(cipher, encode_header(key_id, now_unix, 0), binding, plaintext, &fresh_nonce(), out)
 }
 
 /// [`seal`] for legacy plaintext re-sealed on read: the header carries
@@ -361,7 +361,8 @@ pub fn seal_resealed(
 ) -> Result<Vec<u8>, SealError> {
     let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
     let mut out = BytesMut::new();
-    seal_with_nonce(cipher, key_id, binding, plaintext, now_unix, &fresh_nonce(), FLAG_RESEALED, &mut out)?;
+    let header = encode_header(key_id, now_unix, FLAG_RESEALED);
+    seal_with_nonce(cipher, header, binding, plaintext, &fresh_nonce(), &mut out)?;
     Ok(out.into())
 }
 
@@ -416,15 +417,12 @@ fn fresh_nonce() -> [u8; NONCE_LEN] {
 /// pick nonces.
 fn seal_with_nonce(
     cipher: &Xaes256Gcm,
-    key_id: u32,
+    header: [u8; HEADER_LEN],
     binding: &Binding<'_>,
     plaintext: &[u8],
-    issued_at: u64,
     nonce: &[u8; NONCE_LEN],
-    flags: u8,
     out: &mut BytesMut,
 ) -> Result<(), SealError> {
-    let header = encode_header(key_id, issued_at, flags);
     let aad = build_aad(&header, binding).ok_or(SealError::TooLong)?;
     let total = plaintext.len().checked_add(OVERHEAD).ok_or(SealError::TooLong)?;
     let start = out.len();
@@ -546,7 +544,7 @@ mod tests {
         let nonce = golden_nonce();
         let binding = Binding::string(b"app", b"sess:abc");
         let mut sealed = BytesMut::new();
-        seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce, 0, &mut sealed).unwrap();
+        seal_with_nonce(&cipher, encode_header(0x0102_0304, NOW, 0), &binding, b"hello", &nonce, &mut sealed).unwrap();
         assert_eq!(hex(&sealed), GOLDEN_STRING_HEX);
         assert_eq!(sealed.len(), 5 + 56);
 
@@ -591,7 +589,7 @@ mod tests {
         let nonce = golden_nonce();
         let binding = Binding::hash_field(b"app", b"user:1", b"ssn");
         let mut sealed = BytesMut::new();
-        seal_with_nonce(&cipher, 0x0102_0304, &binding, b"hello", NOW, &nonce, 0, &mut sealed).unwrap();
+        seal_with_nonce(&cipher, encode_header(0x0102_0304, NOW, 0), &binding, b"hello", &nonce, &mut sealed).unwrap();
         assert_eq!(hex(&sealed), GOLDEN_HASH_HEX);
 
         let mut aad = sealed[..16].to_vec();
