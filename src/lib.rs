@@ -40,6 +40,8 @@
 //! * [`auth`]: the proxy's own users (client AUTH), never forwarded.
 //! * [`crypto`]: XAES-256-GCM, the sealed-value envelope and the keyring.
 //!   Knows nothing about Redis or sessions.
+//! * [`inspect`]: `respseal inspect`, envelope metadata of stored values
+//!   (never plaintext); lists or drops values re-sealed from legacy plaintext.
 //! * [`outbuf`]: output queue turning many frames into few syscalls.
 
 pub mod auth;
@@ -49,6 +51,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod idle;
+pub mod inspect;
 pub mod limits;
 pub mod outbuf;
 pub mod plan;

@@ -34,12 +34,31 @@ enum Cmd {
     Serve(ServeArgs),
     /// Validate the configuration and check that the backend answers.
     Check(ServeArgs),
+    /// Envelope metadata (version, key id, age, re-sealed flag) of the values
+    /// under sealed names, read from Redis; never a value.
+    Inspect(InspectArgs),
     /// Write a new key file (32 random bytes, random key id), mode 0600.
     Keygen {
         /// Where to write it; an existing file is never overwritten.
         #[arg(long, short)]
         out: PathBuf,
     },
+}
+
+#[derive(Args, Clone)]
+struct InspectArgs {
+    /// Only values re-sealed from legacy plaintext (`legacy = "reseal"`).
+    #[arg(long)]
+    resealed: bool,
+    /// Delete the values re-sealed from legacy plaintext (each with a
+    /// compare-and-delete: a value rewritten meanwhile is kept).
+    #[arg(long, conflicts_with = "resealed")]
+    drop_resealed: bool,
+    /// Key patterns to walk [default: the configured rules' patterns].
+    #[arg(value_name = "PATTERN")]
+    patterns: Vec<String>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Args, Clone, Default)]
@@ -131,6 +150,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::Keygen { out }) => keygen(&out),
         Some(Cmd::Check(args)) => with_config(&args, check),
+        Some(Cmd::Inspect(args)) => inspect(&args),
         Some(Cmd::Serve(args)) => with_config(&args, serve),
         None => with_config(&cli.serve, serve),
     }
@@ -244,6 +264,60 @@ fn serve(mut cfg: Config) -> ExitCode {
         server::run(listener, workers, opts, shutdown_signal()).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
+    })
+}
+
+fn inspect(args: &InspectArgs) -> ExitCode {
+    let cfg = match Config::load(args.serve.config.as_deref(), &args.serve.overrides()) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprint!("respseal: {errors}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let patterns: Vec<String> = if args.patterns.is_empty() {
+        cfg.sealer.as_ref().map(|s| s.rules().patterns().map(str::to_string).collect()).unwrap_or_default()
+    } else {
+        args.patterns.clone()
+    };
+    if patterns.is_empty() {
+        eprintln!("respseal: inspect: give a PATTERN or configure rules");
+        return ExitCode::from(EX_USAGE);
+    }
+    let select = match (args.resealed, args.drop_resealed) {
+        (_, true) => respseal::inspect::Select::DropResealed,
+        (true, _) => respseal::inspect::Select::Resealed,
+        _ => respseal::inspect::Select::All,
+    };
+    let settings = Arc::new(ConnSettings {
+        url: cfg.backend.clone(),
+        connect_timeout: cfg.connect_timeout,
+        command_timeout: cfg.command_timeout,
+    });
+    let now = respseal::seal::now_unix();
+    runtime().block_on(async move {
+        let mut stdout = std::io::stdout();
+        match respseal::inspect::run(&settings, &patterns, select, now, &mut stdout).await {
+            Ok(s) => {
+                println!(
+                    "{} keys: {} sealed ({} re-sealed from legacy plaintext), {} without an envelope{}",
+                    s.keys,
+                    s.sealed,
+                    s.resealed,
+                    s.plaintext,
+                    if select == respseal::inspect::Select::DropResealed {
+                        format!(", {} re-sealed values dropped", s.dropped)
+                    } else {
+                        String::new()
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("respseal: inspect: {e}");
+                ExitCode::from(EX_UNAVAILABLE)
+            }
+        }
     })
 }
 

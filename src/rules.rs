@@ -147,6 +147,11 @@ impl Rules {
         Rules { rules }
     }
 
+    /// The patterns as configured, in order.
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.source.as_str())
+    }
+
     /// No rules: nothing is sealed.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()

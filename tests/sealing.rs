@@ -660,3 +660,52 @@ fn key_files_readable_by_others_are_refused_unless_allowed() {
         p.client().assert_cmd(&["GET", "sess:a"], b"$1\r\nv\r\n");
     }
 }
+
+/// Values re-sealed from legacy plaintext during a migration can be found
+/// and dropped afterwards with `respseal inspect`, which never prints a
+/// value.
+#[test]
+fn inspect_lists_and_drops_values_resealed_from_legacy_plaintext() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let config = write_file(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "backend = \"{}\"\n[[rule]]\npattern = \"reseal:*\"\nlegacy = \"reseal\"\nlegacy_until = \"2999-01-01\"\n\
+             [[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+            redis.url(),
+            key.display()
+        ),
+    );
+    let proxy = Proxy::start_with_config(redis.port, &std::fs::read_to_string(&config).expect("config"), &[]);
+    let mut d = redis.client();
+    d.assert_cmd(&["SET", "reseal:forged", "legacy-value-written-directly"], b"+OK\r\n");
+    let mut c = proxy.client();
+    c.assert_cmd(&["GET", "reseal:forged"], b"$29\r\nlegacy-value-written-directly\r\n");
+    c.assert_cmd(&["SET", "reseal:fresh", "written-through-respseal"], b"+OK\r\n");
+    wait_until("reseal:forged re-sealed", Duration::from_secs(5), || {
+        raw(&redis, "reseal:forged").starts_with(b"\x00RE\x81").then_some(())
+    });
+    d.assert_cmd(&["SET", "reseal:legacy", "still-plain"], b"+OK\r\n");
+    let cfg = config.to_str().expect("utf-8");
+    let (status, out, err) = run_respseal(&["inspect", "--config", cfg], &[], Duration::from_secs(20));
+    assert!(status.success(), "{err}");
+    assert!(out.contains("reseal:forged  sealed v1 key=") && out.contains("resealed from legacy plaintext"), "{out}");
+    assert!(out.contains("reseal:fresh  sealed v1"), "{out}");
+    assert!(out.contains("reseal:legacy  plaintext (no envelope)"), "{out}");
+    assert!(out.contains("3 keys: 2 sealed (1 re-sealed from legacy plaintext), 1 without an envelope"), "{out}");
+    for secret in ["legacy-value-written-directly", "written-through-respseal", "still-plain"] {
+        assert!(!out.contains(secret) && !err.contains(secret), "inspect printed a value: {out}");
+    }
+    let (status, out, _) = run_respseal(&["inspect", "--config", cfg, "--resealed"], &[], Duration::from_secs(20));
+    assert!(status.success());
+    assert!(out.contains("reseal:forged") && !out.contains("reseal:fresh"), "{out}");
+    let (status, out, err) =
+        run_respseal(&["inspect", "--config", cfg, "--drop-resealed", "reseal:*"], &[], Duration::from_secs(20));
+    assert!(status.success(), "{err}");
+    assert!(out.contains("1 re-sealed values dropped"), "{out}");
+    d.assert_cmd(&["EXISTS", "reseal:forged", "reseal:fresh", "reseal:legacy"], b":2\r\n");
+    c.assert_cmd(&["GET", "reseal:fresh"], b"$24\r\nwritten-through-respseal\r\n");
+}

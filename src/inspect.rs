@@ -1,0 +1,156 @@
+//! `respseal inspect`: envelope metadata of the values under sealed names
+//! (version, key id, age, whether re-sealed from legacy plaintext) read
+//! straight from Redis. It never opens a value and never prints one.
+//!
+//! With `--resealed` only values re-sealed from legacy plaintext are listed
+//! (the ones a forgery written during a migration could have become); with
+//! `--drop-resealed` they are deleted, each with a compare-and-delete so a
+//! value the application rewrote in the meantime is kept.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::backend::BackendError;
+use crate::backend::conn::{self, ConnSettings};
+use crate::crypto;
+use crate::protocol::{Proto, encode, reply};
+
+/// What to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select {
+    /// Every value under the patterns.
+    All,
+    /// Only values re-sealed from legacy plaintext.
+    Resealed,
+    /// Re-sealed values, deleted.
+    DropResealed,
+}
+
+/// Counts of what was found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Keys looked at.
+    pub keys: u64,
+    /// Sealed values.
+    pub sealed: u64,
+    /// Of which re-sealed from legacy plaintext.
+    pub resealed: u64,
+    /// Values without the envelope (legacy plaintext or foreign).
+    pub plaintext: u64,
+    /// Re-sealed values deleted.
+    pub dropped: u64,
+}
+
+/// A minimal RESP2 connection for the operator commands.
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    async fn cmd(&mut self, args: &[&[u8]]) -> Result<Vec<u8>, BackendError> {
+        self.stream.write_all(&encode::command(args)).await.map_err(|_| BackendError::Lost)?;
+        loop {
+            match reply::frame_len(&self.buf, Proto::Resp2) {
+                Ok(Some(len)) => {
+                    let frame = self.buf[..len].to_vec();
+                    self.buf.advance(len);
+                    return Ok(frame);
+                }
+                Ok(None) => {
+                    if self.stream.read_buf(&mut self.buf).await.map_err(|_| BackendError::Lost)? == 0 {
+                        return Err(BackendError::Lost);
+                    }
+                }
+                Err(e) => return Err(BackendError::Handshake(e.to_string())),
+            }
+        }
+    }
+}
+
+/// The payload of a RESP2 bulk string (None for a null or anything else).
+fn bulk(frame: &[u8]) -> Option<&[u8]> {
+    let rest = frame.strip_prefix(b"$")?;
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let len: usize = std::str::from_utf8(&rest[..nl.checked_sub(1)?]).ok()?.parse().ok()?;
+    rest.get(nl + 1..nl + 1 + len)
+}
+
+/// The elements of a RESP2 array of bulk strings.
+fn bulks(frame: &[u8]) -> Vec<Vec<u8>> {
+    crate::seal::split_array(&bytes::Bytes::copy_from_slice(frame))
+        .map(|elements| elements.iter().filter_map(|e| bulk(e).map(<[u8]>::to_vec)).collect())
+        .unwrap_or_default()
+}
+
+/// Walk every key matching `patterns` in the backend's database and print
+/// one line per value: `key  sealed v1 key=xxxxxxxx age=Ns [resealed]`, or
+/// `key  plaintext` / `key  not a string`. Values are never printed.
+pub async fn run(
+    settings: &Arc<ConnSettings>,
+    patterns: &[String],
+    select: Select,
+    now: u64,
+    out: &mut impl std::io::Write,
+) -> Result<Summary, BackendError> {
+    let (stream, buf) = conn::open(settings, settings.url.db, Proto::Resp2).await?;
+    let mut c = Conn { stream, buf };
+    let mut s = Summary::default();
+    const DROP: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+    for pattern in patterns {
+        let mut cursor = b"0".to_vec();
+        loop {
+            let page = c.cmd(&[b"SCAN", &cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000"]).await?;
+            let parts = crate::seal::split_array(&bytes::Bytes::from(page)).unwrap_or_default();
+            let (Some(next), Some(keys)) = (parts.first().and_then(|f| bulk(f)), parts.get(1)) else {
+                return Err(BackendError::Handshake("SCAN gave no cursor".into()));
+            };
+            let next = next.to_vec();
+            for key in bulks(keys) {
+                s.keys += 1;
+                let shown = String::from_utf8_lossy(&key).into_owned();
+                let value = c.cmd(&[b"GET", &key]).await?;
+                let Some(v) = bulk(&value) else {
+                    if select == Select::All {
+                        let _ = writeln!(out, "{shown}  not a string");
+                    }
+                    continue;
+                };
+                let Ok(info) = crypto::inspect(v) else {
+                    s.plaintext += 1;
+                    if select == Select::All {
+                        let _ = writeln!(out, "{shown}  plaintext (no envelope)");
+                    }
+                    continue;
+                };
+                s.sealed += 1;
+                s.resealed += u64::from(info.resealed);
+                if select != Select::All && !info.resealed {
+                    continue;
+                }
+                let key_id = crypto::keyring::format_key_id(info.key_id);
+                let age = now.saturating_sub(info.issued_at);
+                let flag = if info.resealed { "  resealed from legacy plaintext" } else { "" };
+                let mut line = format!("{shown}  sealed v{} key={key_id} age={age}s{flag}", info.version);
+                if select == Select::DropResealed {
+                    let r = c.cmd(&[b"EVAL", DROP.as_bytes(), b"1", &key, v]).await?;
+                    if r == b":1\r\n" {
+                        s.dropped += 1;
+                        line.push_str("  dropped");
+                    } else {
+                        line.push_str("  changed meanwhile, kept");
+                    }
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            if next == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(s)
+}
