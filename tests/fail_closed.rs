@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -115,41 +114,19 @@ fn a_lua_reply_nested_8000_deep_reaches_its_client_and_breaks_no_one_else() {
 }
 
 /// A backend that answers every request with a reply nested 100,000 deep.
-fn deep_backend() -> (u16, std::thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let handle = std::thread::spawn(move || {
-        listener.set_nonblocking(false).expect("blocking");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut reply = b"*1\r\n".repeat(100_000);
-        reply.extend_from_slice(b":1\r\n");
-        while Instant::now() < deadline {
-            let Ok((mut s, _)) = listener.accept() else { return };
-            let reply = reply.clone();
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        return;
-                    }
-                    // One reply per request (requests here are PINGs).
-                    let count = buf[..n].windows(4).filter(|w| w == b"PING").count();
-                    for _ in 0..count {
-                        if s.write_all(&reply).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (port, handle)
+fn deep_backend() -> u16 {
+    let mut reply = b"*1\r\n".repeat(100_000);
+    reply.extend_from_slice(b":1\r\n");
+    fake_redis(move || {
+        let reply = reply.clone();
+        move |_: &[Vec<u8>]| Some(reply.clone())
+    })
+    .0
 }
 
 #[test]
 fn replies_nested_100000_deep_are_forwarded_on_shared_and_dedicated_links() {
-    let (port, _backend) = deep_backend();
+    let port = deep_backend();
     for mode in [&[][..], &["--dedicated"][..]] {
         let proxy = Proxy::start(port, mode);
         let mut c = proxy.client();
@@ -162,8 +139,7 @@ fn replies_nested_100000_deep_are_forwarded_on_shared_and_dedicated_links() {
     }
 }
 
-fn proxy_with_user(redis: &RedisServer, dir: &std::path::Path) -> Proxy {
-    let _ = dir;
+fn proxy_with_user(redis: &RedisServer) -> Proxy {
     let config = "[[users]]\nname = \"default\"\npassword_env = \"RESPSEAL_TEST_PW\"\n";
     let env = [("RESPSEAL_TEST_PW", "right-password".to_string())];
     Proxy::launch(Launch { backend: Some(redis.url()), config: Some(config), env: &env, ..Default::default() })
@@ -172,8 +148,7 @@ fn proxy_with_user(redis: &RedisServer, dir: &std::path::Path) -> Proxy {
 #[test]
 fn nothing_reaches_redis_before_auth_hello_included() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let proxy = proxy_with_user(&redis, dir.path());
+    let proxy = proxy_with_user(&redis);
     let mut monitor = redis.client();
     monitor.assert_cmd(&["MONITOR"], b"+OK\r\n");
     let mut c = proxy.client();
@@ -198,8 +173,7 @@ fn nothing_reaches_redis_before_auth_hello_included() {
 #[test]
 fn pipelined_password_guessing_is_slowed_per_connection() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let proxy = proxy_with_user(&redis, dir.path());
+    let proxy = proxy_with_user(&redis);
     let mut c = proxy.client();
     let guesses = 100_000;
     let mut w = c.writer();
@@ -381,39 +355,14 @@ fn a_rule_can_allow_plaintext_members_of_chosen_types() {
     assert!(redis.client().cmd(&["GET", "queue:cfg"]).starts_with(b"$57\r\n\x00RE\x01"));
 }
 
-/// A backend that answers PING with +PONG and BAD with a malformed frame,
-/// counting the connections it accepted.
+/// A backend that answers BAD with a malformed frame and anything else
+/// with +PONG, counting the connections it accepted.
 fn garbage_backend() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = std::sync::Arc::clone(&accepted);
-    std::thread::spawn(move || {
-        for s in listener.incoming().take(50) {
-            let Ok(mut s) = s else { return };
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        return;
-                    }
-                    for w in buf[..n].windows(4) {
-                        let reply: &[u8] = match w {
-                            b"PING" => b"+PONG\r\n",
-                            b"\nBAD" => b"?this is not RESP\r\n",
-                            _ => continue,
-                        };
-                        if s.write_all(reply).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+    fake_redis(|| {
+        |args: &[Vec<u8>]| {
+            Some(if args[0] == b"BAD" { b"?this is not RESP\r\n".to_vec() } else { b"+PONG\r\n".to_vec() })
         }
-    });
-    (port, accepted)
+    })
 }
 
 #[test]
@@ -493,36 +442,18 @@ fn logs_at_debug_and_trace_hold_no_secret() {
     }
 }
 
-/// A backend that answers the first `answered` PINGs of each connection,
+/// A backend that answers the first `answered` requests of each connection,
 /// then reads and never writes again; counts connections.
 fn silent_backend(answered: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = std::sync::Arc::clone(&accepted);
-    std::thread::spawn(move || {
-        for s in listener.incoming().take(50) {
-            let Ok(mut s) = s else { return };
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut buf = [0u8; 4096];
-                let mut left = answered;
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        return;
-                    }
-                    for _ in buf[..n].windows(4).filter(|w| w == b"PING") {
-                        if left > 0 {
-                            left -= 1;
-                            let _ = s.write_all(b"+PONG\r\n");
-                        }
-                    }
-                }
-            });
+    fake_redis(move || {
+        let mut left = answered;
+        move |_: &[Vec<u8>]| {
+            (left > 0).then(|| {
+                left -= 1;
+                b"+PONG\r\n".to_vec()
+            })
         }
-    });
-    (port, accepted)
+    })
 }
 
 #[test]

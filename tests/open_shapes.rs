@@ -6,62 +6,38 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::*;
-use respseal::protocol::request::{self, Limits, Parsed};
 
 type Replies = Arc<Mutex<HashMap<&'static str, Vec<u8>>>>;
 
 /// A fake Redis: PING, MULTI/EXEC queueing, and GET/MGET/EXEC/HGETALL
 /// answered with whatever the test put in `replies`.
-fn fake_redis() -> (u16, Replies) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+fn fake_backend() -> (u16, Replies) {
     let replies: Replies = Arc::default();
     let shared = Arc::clone(&replies);
-    std::thread::spawn(move || {
-        for s in listener.incoming().take(100) {
-            let Ok(mut s) = s else { return };
-            let replies = Arc::clone(&shared);
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                let limits = Limits { max_bulk: 1 << 20, max_frame: 1 << 20, max_args: 1024 };
-                let (mut buf, mut args, mut in_multi) = (Vec::new(), Vec::new(), false);
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = s.read(&mut chunk) {
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Ok(Parsed::Command { len, .. }) = request::parse(&buf, &limits, &mut args) {
-                        let name = String::from_utf8_lossy(&buf[args[0].clone()]).to_ascii_uppercase();
-                        let canned =
-                            |k: &str| replies.lock().expect("lock").get(k).cloned().unwrap_or(b"+OK\r\n".to_vec());
-                        let reply = match name.as_str() {
-                            "PING" => b"+PONG\r\n".to_vec(),
-                            "MULTI" => {
-                                in_multi = true;
-                                b"+OK\r\n".to_vec()
-                            }
-                            "EXEC" => {
-                                in_multi = false;
-                                canned("EXEC")
-                            }
-                            _ if in_multi => b"+QUEUED\r\n".to_vec(),
-                            "GET" | "MGET" | "HGETALL" => canned(if name == "GET" { "GET" } else { "MGET" }),
-                            _ => b"+OK\r\n".to_vec(),
-                        };
-                        buf.drain(..len);
-                        if s.write_all(&reply).is_err() {
-                            return;
-                        }
-                    }
+    let (port, _) = fake_redis(move || {
+        let replies = Arc::clone(&shared);
+        let mut in_multi = false;
+        move |args: &[Vec<u8>]| {
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            let canned = |k: &str| replies.lock().expect("lock").get(k).cloned().unwrap_or(b"+OK\r\n".to_vec());
+            Some(match name.as_str() {
+                "PING" => b"+PONG\r\n".to_vec(),
+                "MULTI" => {
+                    in_multi = true;
+                    b"+OK\r\n".to_vec()
                 }
-            });
+                "EXEC" => {
+                    in_multi = false;
+                    canned("EXEC")
+                }
+                _ if in_multi => b"+QUEUED\r\n".to_vec(),
+                "GET" => canned("GET"),
+                "MGET" | "HGETALL" => canned("MGET"),
+                _ => b"+OK\r\n".to_vec(),
+            })
         }
     });
     (port, replies)
@@ -79,7 +55,7 @@ const WRONG_VALUES: &[&[u8]] =
 
 #[test]
 fn a_sealed_get_answered_with_a_wrong_shape_never_reaches_the_client() {
-    let (port, replies) = fake_redis();
+    let (port, replies) = fake_backend();
     let dir = tempfile::tempdir().expect("tempdir");
     for (policy, want) in
         [("nil", &b"$-1\r\n"[..]), ("error", &b"-ERR respseal: sealed value could not be opened (bad_shape)\r\n"[..])]
@@ -113,7 +89,7 @@ fn a_sealed_get_answered_with_a_wrong_shape_never_reaches_the_client() {
 
 #[test]
 fn an_mget_or_exec_array_of_the_wrong_shape_is_not_passed_on() {
-    let (port, replies) = fake_redis();
+    let (port, replies) = fake_backend();
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = proxy_for(port, "nil", dir.path());
     let mut c = proxy.client();
@@ -152,7 +128,7 @@ fn an_mget_or_exec_array_of_the_wrong_shape_is_not_passed_on() {
 
 #[test]
 fn resp3_shapes_that_are_not_blob_strings_are_open_failures() {
-    let (port, replies) = fake_redis();
+    let (port, replies) = fake_backend();
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = proxy_for(port, "nil", dir.path());
     // The fake answers HELLO with +OK: respseal then speaks RESP3 with the
