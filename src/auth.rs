@@ -16,13 +16,17 @@ use zeroize::Zeroizing;
 /// dropped (it is all a password guess needs to be checked offline).
 pub struct User {
     name: String,
+    /// SHA-256 of the name, computed once: names are compared in constant
+    /// time through it.
+    name_digest: [u8; 32],
     digest: Zeroizing<[u8; 32]>,
 }
 
 impl User {
     /// A user with the given password (the caller wipes its own copy).
     pub fn new(name: String, password: &[u8]) -> Self {
-        User { name, digest: Zeroizing::new(Sha256::digest(password).into()) }
+        let name_digest = Sha256::digest(name.as_bytes()).into();
+        User { name, name_digest, digest: Zeroizing::new(Sha256::digest(password).into()) }
     }
 
     /// The user name.
@@ -100,8 +104,7 @@ impl Users {
             // Every user is compared, names and passwords in constant time,
             // so an unknown user costs the same as a wrong password and
             // timing does not reveal which user exists or matched.
-            let user_digest: [u8; 32] = Sha256::digest(u.name.as_bytes()).into();
-            ok |= user_digest.ct_eq(&name_digest) & u.digest.ct_eq(&*digest);
+            ok |= u.name_digest.ct_eq(&name_digest) & u.digest.ct_eq(&*digest);
         }
         if bool::from(ok) { AuthOutcome::Ok } else { AuthOutcome::WrongPass }
     }

@@ -346,10 +346,7 @@ impl Sealer {
             return e.rescue();
         }
         e.report();
-        let null: &[u8] = match proto {
-            Proto::Resp2 => b"$-1\r\n",
-            Proto::Resp3 => b"_\r\n",
-        };
+        let null = null_frame(proto);
         let mut v = format!("*{n}\r\n").into_bytes();
         for _ in 0..n {
             v.extend_from_slice(null);
@@ -429,10 +426,7 @@ impl Sealer {
         match policy {
             FailurePolicy::Nil => {
                 e.report();
-                Ok(Bytes::from_static(match proto {
-                    Proto::Resp2 => b"$-1\r\n",
-                    Proto::Resp3 => b"_\r\n",
-                }))
+                Ok(Bytes::from_static(null_frame(proto)))
             }
             FailurePolicy::Error => Err(e.rescue()),
         }
@@ -493,6 +487,15 @@ pub fn is_error(frame: &[u8], proto: Proto) -> bool {
         Some(b'-') => true,
         Some(b'!') => proto == Proto::Resp3,
         _ => false,
+    }
+}
+
+/// A null value in the stream's own protocol: what a value that does not
+/// open becomes under the `nil` policy.
+fn null_frame(proto: Proto) -> &'static [u8] {
+    match proto {
+        Proto::Resp2 => b"$-1\r\n",
+        Proto::Resp3 => b"_\r\n",
     }
 }
 
