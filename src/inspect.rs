@@ -72,17 +72,14 @@ impl Conn {
 }
 
 /// The payload of a RESP2 bulk string (None for a null or anything else).
-fn bulk(frame: &[u8]) -> Option<&[u8]> {
-    let rest = frame.strip_prefix(b"$")?;
-    let nl = rest.iter().position(|&b| b == b'\n')?;
-    let len: usize = std::str::from_utf8(&rest[..nl.checked_sub(1)?]).ok()?.parse().ok()?;
-    rest.get(nl + 1..nl + 1 + len)
+fn bulk(frame: &[u8]) -> Option<bytes::Bytes> {
+    crate::seal::bulk_payload(&bytes::Bytes::copy_from_slice(frame), Proto::Resp2)
 }
 
 /// The elements of a RESP2 array of bulk strings.
 fn bulks(frame: &[u8]) -> Vec<Vec<u8>> {
     crate::seal::split_array(&bytes::Bytes::copy_from_slice(frame))
-        .map(|elements| elements.iter().filter_map(|e| bulk(e).map(<[u8]>::to_vec)).collect())
+        .map(|elements| elements.iter().filter_map(|e| bulk(e).map(|b| b.to_vec())).collect())
         .unwrap_or_default()
 }
 
@@ -119,7 +116,7 @@ pub async fn run(
                     }
                     continue;
                 };
-                let Ok(info) = crypto::inspect(v) else {
+                let Ok(info) = crypto::inspect(&v) else {
                     s.plaintext += 1;
                     if select == Select::All {
                         let _ = writeln!(out, "{shown}  plaintext (no envelope)");
@@ -136,7 +133,7 @@ pub async fn run(
                 let flag = if info.resealed { "  resealed from legacy plaintext" } else { "" };
                 let mut line = format!("{shown}  sealed v{} key={key_id} age={age}s{flag}", info.version);
                 if select == Select::DropResealed {
-                    let r = c.cmd(&[b"EVAL", DROP.as_bytes(), b"1", &key, v]).await?;
+                    let r = c.cmd(&[b"EVAL", DROP.as_bytes(), b"1", &key, &v]).await?;
                     if r == b":1\r\n" {
                         s.dropped += 1;
                         line.push_str("  dropped");

@@ -507,7 +507,7 @@ pub fn is_null(frame: &[u8]) -> bool {
 /// The payload of a bulk string frame, decoded with the decoder of the
 /// stream's own protocol (a RESP2 stream is never decoded as RESP3). The
 /// payload shares the frame's memory.
-fn bulk_payload(frame: &Bytes, proto: Proto) -> Option<Bytes> {
+pub(crate) fn bulk_payload(frame: &Bytes, proto: Proto) -> Option<Bytes> {
     match proto {
         Proto::Resp2 => match resp2::decode::decode_bytes(frame) {
             Ok(Some((resp2::types::BytesFrame::BulkString(b), _))) => Some(b),
