@@ -212,11 +212,7 @@ fn contexts(cfg: &mut Config) -> Vec<Arc<Context>> {
     let spares = (!cfg.dedicated).then(|| Arc::new(Spares::default()));
     (0..cfg.threads)
         .map(|n| {
-            let settings = ConnSettings {
-                url: cfg.backend.clone(),
-                connect_timeout: cfg.connect_timeout,
-                command_timeout: cfg.command_timeout,
-            };
+            let settings = conn_settings(cfg);
             // The group's links divided among the workers, at least one each.
             let links = cfg.shared_links / cfg.threads + usize::from(n < cfg.shared_links % cfg.threads);
             Arc::new(Context {
@@ -267,6 +263,15 @@ fn serve(mut cfg: Config) -> ExitCode {
     })
 }
 
+/// How every backend connection is opened, from the configuration.
+fn conn_settings(cfg: &Config) -> ConnSettings {
+    ConnSettings {
+        url: cfg.backend.clone(),
+        connect_timeout: cfg.connect_timeout,
+        command_timeout: cfg.command_timeout,
+    }
+}
+
 fn inspect(args: &InspectArgs) -> ExitCode {
     let cfg = match Config::load(args.serve.config.as_deref(), &args.serve.overrides()) {
         Ok(cfg) => cfg,
@@ -289,11 +294,7 @@ fn inspect(args: &InspectArgs) -> ExitCode {
         (true, _) => respseal::inspect::Select::Resealed,
         _ => respseal::inspect::Select::All,
     };
-    let settings = Arc::new(ConnSettings {
-        url: cfg.backend.clone(),
-        connect_timeout: cfg.connect_timeout,
-        command_timeout: cfg.command_timeout,
-    });
+    let settings = Arc::new(conn_settings(&cfg));
     let now = respseal::seal::now_unix();
     runtime().block_on(async move {
         let mut stdout = std::io::stdout();
@@ -330,11 +331,7 @@ fn check(cfg: Config) -> ExitCode {
             cfg.backend,
             if cfg.dedicated { "dedicated" } else { "shared" }
         );
-        let settings = Arc::new(ConnSettings {
-            url: cfg.backend.clone(),
-            connect_timeout: cfg.connect_timeout,
-            command_timeout: cfg.command_timeout,
-        });
+        let settings = Arc::new(conn_settings(&cfg));
         match respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2).await {
             Ok(_) => {
                 println!("backend: ok");
