@@ -47,6 +47,12 @@ impl<'a> Args<'a> {
         self.ranges.iter().map(move |r| &buf[r.clone()])
     }
 
+    /// Whether any argument after the command name equals `word`, ignoring
+    /// ASCII case (XREAD … BLOCK, SCRIPT KILL).
+    pub fn has_word(&self, word: &str) -> bool {
+        self.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word.as_bytes()))
+    }
+
     /// Whether argument `i` equals `word`, ignoring ASCII case.
     pub fn is(&self, i: usize, word: &str) -> bool {
         self.get(i).is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
@@ -109,15 +115,13 @@ pub fn classify_command(cmd: Option<&'static Command>, args: &Args<'_>) -> Route
         Class::Client => Route::Pin,
         Class::Stateful(_) => Route::Pin,
         Class::PinIf(word) => {
-            if args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word.as_bytes())) {
+            if args.has_word(word) {
                 Route::Pin
             } else {
                 Route::Forward
             }
         }
-        Class::ControlIf(word) if args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word.as_bytes())) => {
-            Route::Control
-        }
+        Class::ControlIf(word) if args.has_word(word) => Route::Control,
         Class::Refused(why) => Route::Refuse(why),
         _ => Route::Forward,
     }

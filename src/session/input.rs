@@ -206,7 +206,7 @@ where
         // timeout while one is in flight (XREAD … BLOCK included).
         let blocking = match class {
             Some(Class::Stateful(State::Blocking)) => true,
-            Some(Class::PinIf(word)) => args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word.as_bytes())),
+            Some(Class::PinIf(word)) => args.has_word(word),
             _ => false,
         };
         if blocking && !self.in_multi {
