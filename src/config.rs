@@ -21,6 +21,7 @@ use crate::crypto::{KeySource, KeySpec, KeyState, Keyring};
 use crate::limits::{OutputLimit, OutputLimits};
 use crate::rules::{FailurePolicy, LegacyPolicy, Rule, Rules};
 use crate::seal::Sealer;
+use crate::tls::{self, BackendTls};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6380";
@@ -48,6 +49,13 @@ pub struct FileConfig {
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
     /// Default `info`.
     pub log: Option<String>,
+    /// Address of the admin HTTP listener (`/metrics`, `/healthz`,
+    /// `/readyz`). Default: off.
+    pub admin_listen: Option<String>,
+    /// TLS for clients: `listen` then speaks TLS only. Default: off.
+    pub tls: Option<TlsConfig>,
+    /// TLS towards Redis, for a `rediss://` backend.
+    pub backend_tls: Option<BackendTlsConfig>,
     /// Size and count limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -96,6 +104,36 @@ pub struct RuleConfig {
     /// `geo`, `hyperloglog`. Default: none (such commands on a sealed name
     /// are refused, because their members are never sealed).
     pub allow_plaintext: Option<Vec<String>>,
+}
+
+/// `[tls]`: clients connect with TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// Private key, PEM.
+    pub key_file: PathBuf,
+    /// CA that signs the client certificates: with it, clients must
+    /// present one (mutual TLS). Default: none.
+    pub client_ca_file: Option<PathBuf>,
+    /// A second, plaintext listener beside the TLS one (e.g. for local
+    /// health checks). Default: none.
+    pub plaintext_listen: Option<String>,
+}
+
+/// `[backend_tls]`: how a `rediss://` backend is verified.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTlsConfig {
+    /// CA certificate(s) that sign Redis's certificate, PEM. Required.
+    pub ca_file: PathBuf,
+    /// Client certificate for Redis's `tls-auth-clients`. Default: none.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key.
+    pub key_file: Option<PathBuf>,
+    /// Name Redis's certificate must carry. Default: the URL's host.
+    pub server_name: Option<String>,
 }
 
 /// `[[key]]`: one key of the keyring.
@@ -195,6 +233,8 @@ pub struct Overrides {
     pub max_clients: Option<usize>,
     /// `--log` / `RESPSEAL_LOG`.
     pub log: Option<String>,
+    /// `--admin-listen` / `RESPSEAL_ADMIN_LISTEN`.
+    pub admin_listen: Option<String>,
     /// `--seal PATTERN` (repeatable) / `RESPSEAL_SEAL` (comma-separated):
     /// rules added after the file's.
     pub seal: Vec<String>,
@@ -210,8 +250,16 @@ pub struct Overrides {
 /// Fully validated configuration.
 #[derive(Debug)]
 pub struct Config {
-    /// Listen address.
+    /// Listen address (TLS when `tls` is set).
     pub listen: SocketAddr,
+    /// Plaintext listener beside the TLS one.
+    pub plaintext_listen: Option<SocketAddr>,
+    /// Client-side TLS.
+    pub tls: Option<crate::tls::Acceptor>,
+    /// TLS towards Redis (`rediss://`).
+    pub backend_tls: Option<BackendTls>,
+    /// Admin HTTP listener.
+    pub admin_listen: Option<SocketAddr>,
     /// Backend.
     pub backend: BackendUrl,
     /// Pin every session at connect.
@@ -253,6 +301,26 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Rules and keys; `None` when no rule is configured.
     pub sealer: Option<Sealer>,
+}
+
+impl Config {
+    /// The settings a reload cannot change, as one comparable line
+    /// (no secrets: the backend URL is shown redacted).
+    pub fn summary(&self) -> String {
+        format!(
+            "listen={} plaintext={:?} backend={} mode={} threads={} links={} admin={:?} clients={} timeouts={:?}/{:?}",
+            self.listen,
+            self.plaintext_listen,
+            self.backend,
+            if self.dedicated { "dedicated" } else { "shared" },
+            self.threads,
+            self.shared_links,
+            self.admin_listen,
+            self.max_clients,
+            self.connect_timeout,
+            self.command_timeout,
+        )
+    }
 }
 
 /// Every problem found, one per line.
@@ -300,8 +368,51 @@ impl Config {
                 None
             }
         };
+        let mut addr = |what: &str, given: Option<String>| -> Option<SocketAddr> {
+            let text = given?;
+            match text.to_socket_addrs().map(|mut a| a.next()) {
+                Ok(Some(a)) => Some(a),
+                _ => {
+                    errors.push(format!("{what}: {text:?} is not a host:port address"));
+                    None
+                }
+            }
+        };
+        let admin_listen = addr("admin_listen", ov.admin_listen.clone().or(file.admin_listen.clone()));
+        let plaintext_listen = addr("tls.plaintext_listen", file.tls.as_ref().and_then(|t| t.plaintext_listen.clone()));
+        let tls = file.tls.as_ref().and_then(|t| {
+            let files = tls::ServerFiles {
+                cert_file: t.cert_file.clone(),
+                key_file: t.key_file.clone(),
+                client_ca_file: t.client_ca_file.clone(),
+            };
+            tls::acceptor(&files).map_err(|e| errors.push(format!("tls: {e}"))).ok()
+        });
         let backend_s = ov.backend.clone().or(file.backend.clone()).unwrap_or_else(|| DEFAULT_BACKEND.into());
         let backend = BackendUrl::parse(&backend_s).map_err(|e| errors.push(format!("backend: {e}"))).ok();
+        let backend_tls = match (&backend, &file.backend_tls) {
+            (Some(b), Some(t)) if b.tls => {
+                let client = match (&t.cert_file, &t.key_file) {
+                    (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                    (None, None) => None,
+                    _ => {
+                        errors.push("backend_tls: give both cert_file and key_file, or neither".into());
+                        None
+                    }
+                };
+                let name = t.server_name.clone().unwrap_or_else(|| b.host().to_string());
+                tls::connector(&t.ca_file, client, &name).map_err(|e| errors.push(format!("backend_tls: {e}"))).ok()
+            }
+            (Some(b), None) if b.tls => {
+                errors.push("backend: rediss:// needs [backend_tls] with ca_file".into());
+                None
+            }
+            (Some(_), Some(_)) => {
+                errors.push("backend_tls: only applies to a rediss:// backend".into());
+                None
+            }
+            _ => None,
+        };
         let mode = ov.mode.clone().or(file.mode.clone()).unwrap_or_else(|| "shared".into());
         let dedicated = match mode.as_str() {
             "shared" => false,
@@ -387,6 +498,10 @@ impl Config {
         match (listen, backend, errors.is_empty()) {
             (Some(listen), Some(backend), true) => Ok(Config {
                 listen,
+                plaintext_listen,
+                tls,
+                backend_tls,
+                admin_listen,
                 backend,
                 dedicated,
                 shared_links,

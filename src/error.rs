@@ -247,14 +247,7 @@ impl Error {
                 tracing::debug!(reason = r.reason(), "request refused");
             }
             Error::Backend(e) => {
-                let kind = match e {
-                    BackendError::Connect(_) => "connect",
-                    BackendError::Timeout => "timeout",
-                    BackendError::Handshake(_) => "handshake",
-                    BackendError::Lost => "lost",
-                    BackendError::CommandTimeout => "command_timeout",
-                };
-                metrics::counter!("respseal_backend_errors_total", "kind" => kind).increment(1);
+                metrics::counter!("respseal_backend_errors_total", "kind" => e.kind()).increment(1);
                 tracing::debug!(error = %e, "backend error answered to the client");
             }
             Error::Crypto(CryptoError::Seal(reason)) => {

@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
+use crate::backend::stream::BackendStream;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::backend::BackendError;
 use crate::backend::conn::{self, ConnSettings};
@@ -46,7 +46,7 @@ pub struct Summary {
 
 /// A minimal RESP2 connection for the operator commands.
 struct Conn {
-    stream: TcpStream,
+    stream: BackendStream,
     buf: BytesMut,
 }
 

@@ -43,7 +43,10 @@
 //! * [`inspect`]: `respseal inspect`, envelope metadata of stored values
 //!   (never plaintext); lists or drops values re-sealed from legacy plaintext.
 //! * [`outbuf`]: output queue turning many frames into few syscalls.
+//! * [`stats`]: hot-path counters, per thread, summed at scrape time.
+//! * [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
 
+pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod commands;
@@ -53,6 +56,7 @@ pub mod error;
 pub mod idle;
 pub mod inspect;
 pub mod limits;
+pub mod live;
 pub mod outbuf;
 pub mod plan;
 pub mod protocol;
@@ -60,3 +64,5 @@ pub mod rules;
 pub mod seal;
 pub mod server;
 pub mod session;
+pub mod stats;
+pub mod tls;

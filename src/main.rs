@@ -10,6 +10,7 @@ use respseal::backend::Backend;
 use respseal::backend::conn::ConnSettings;
 use respseal::backend::pool::Spares;
 use respseal::config::{Config, Overrides};
+use respseal::live::{Live, Reloadable};
 use respseal::protocol::request::Limits;
 use respseal::server::{self, ServeOptions, Workers};
 use respseal::session::Context;
@@ -95,6 +96,9 @@ struct ServeArgs {
     /// Log filter: error, warn, info, debug or a tracing filter [default: info].
     #[arg(long, env = "RESPSEAL_LOG")]
     log: Option<String>,
+    /// Serve /metrics, /healthz and /readyz on this address [default: off].
+    #[arg(long, env = "RESPSEAL_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// Seal keys matching this Redis glob pattern (repeatable), e.g. 'sess:*'.
     #[arg(long = "seal", value_name = "PATTERN", env = "RESPSEAL_SEAL", value_delimiter = ',')]
     seal: Vec<String>,
@@ -119,6 +123,7 @@ impl ServeArgs {
             idle_yield: self.idle_yield,
             max_clients: self.max_clients,
             log: self.log.clone(),
+            admin_listen: self.admin_listen.clone(),
             seal: self.seal.clone(),
             key_file: self.key_file.clone(),
             allow_insecure_key_file: self.allow_insecure_key_file,
@@ -151,8 +156,8 @@ fn main() -> ExitCode {
         Some(Cmd::Keygen { out }) => keygen(&out),
         Some(Cmd::Check(args)) => with_config(&args, check),
         Some(Cmd::Inspect(args)) => inspect(&args),
-        Some(Cmd::Serve(args)) => with_config(&args, serve),
-        None => with_config(&cli.serve, serve),
+        Some(Cmd::Serve(args)) => with_config(&args, |cfg| serve(cfg, &args)),
+        None => with_config(&cli.serve, |cfg| serve(cfg, &cli.serve)),
     }
 }
 
@@ -169,7 +174,7 @@ fn keygen(out: &std::path::Path) -> ExitCode {
     }
 }
 
-fn with_config(args: &ServeArgs, f: fn(Config) -> ExitCode) -> ExitCode {
+fn with_config(args: &ServeArgs, f: impl FnOnce(Config) -> ExitCode) -> ExitCode {
     match Config::load(args.config.as_deref(), &args.overrides()) {
         Ok(cfg) => {
             if let Err(e) = respseal::seal::check_clock() {
@@ -202,14 +207,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("the tokio runtime starts: it only needs threads and an epoll fd")
 }
 
+/// The reloadable part of a configuration (taken out of it).
+fn reloadable(cfg: &mut Config) -> Reloadable {
+    Reloadable {
+        sealer: cfg.sealer.take().map(Arc::new),
+        users: Arc::new(std::mem::take(&mut cfg.users)),
+        tls: cfg.tls.take(),
+    }
+}
+
 /// One context per worker thread: each has its own backend (its share of
-/// the shared links); users and the sealer are shared.
-fn contexts(cfg: &mut Config) -> Vec<Arc<Context>> {
-    let users = Arc::new(std::mem::take(&mut cfg.users));
+/// the shared links); the reloadable settings are shared.
+fn contexts(cfg: &Config, live: &Arc<Live>) -> Vec<Arc<Context>> {
     let budget = Arc::new(respseal::limits::Budget::new(cfg.max_buffered_bytes));
-    let sealer = cfg.sealer.take().map(Arc::new);
-    // Ready connections for pinning: one pool for all workers.
-    let spares = (!cfg.dedicated).then(|| Arc::new(Spares::default()));
+    // Ready connections for pinning: one pool for all workers (plain TCP
+    // only: a TLS session cannot move between workers).
+    let spares = (!cfg.dedicated && cfg.backend_tls.is_none()).then(|| Arc::new(Spares::default()));
     (0..cfg.threads)
         .map(|n| {
             let settings = conn_settings(cfg);
@@ -224,32 +237,78 @@ fn contexts(cfg: &mut Config) -> Vec<Arc<Context>> {
                 budget: Arc::clone(&budget),
                 dedicated_mode: cfg.dedicated,
                 idle_timeout: cfg.idle_timeout,
-                users: Arc::clone(&users),
-                sealer: sealer.clone(),
+                live: Arc::clone(live),
             })
         })
         .collect()
 }
 
-fn serve(mut cfg: Config) -> ExitCode {
+fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
     let rt = runtime();
+    let args = args.clone();
     rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+        let bind = |addr| async move {
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                tracing::error!(listen = %addr, error = %e, "cannot listen");
+                ExitCode::from(EX_UNAVAILABLE)
+            })
+        };
+        let main = match bind(cfg.listen).await {
             Ok(l) => l,
+            Err(code) => return code,
+        };
+        let plaintext = match cfg.plaintext_listen {
+            Some(addr) => match bind(addr).await {
+                Ok(l) => Some(l),
+                Err(code) => return code,
+            },
+            None => None,
+        };
+        let admin = match cfg.admin_listen {
+            Some(addr) => match bind(addr).await {
+                Ok(l) => Some(l),
+                Err(code) => return code,
+            },
+            None => None,
+        };
+        // The recorder first, so that everything counted from here on shows.
+        let admin = match admin.map(|l| respseal::admin::install_recorder().map(|h| (l, h))).transpose() {
+            Ok(a) => a,
             Err(e) => {
-                tracing::error!(listen = %cfg.listen, error = %e, "cannot listen");
+                tracing::error!(error = %e, "cannot install the metrics recorder");
                 return ExitCode::from(EX_UNAVAILABLE);
             }
         };
-        let workers = match Workers::start(contexts(&mut cfg), cfg.idle_yield) {
+        let main_tls = cfg.tls.is_some();
+        let live = Arc::new(Live::new(reloadable(&mut cfg)));
+        let workers = match Workers::start(contexts(&cfg, &live), cfg.idle_yield) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start worker threads");
                 return ExitCode::from(EX_UNAVAILABLE);
             }
         };
+        let stop = tokio_util::sync::CancellationToken::new();
+        if let Some((listener, handle)) = admin {
+            let ready_live = Arc::clone(&live);
+            let state = respseal::admin::AdminState {
+                handle,
+                backend: Arc::new(conn_settings(&cfg)),
+                ready: Arc::new(move || {
+                    let (_, cur) = ready_live.load();
+                    match &cur.sealer {
+                        Some(s) if s.keyring().primary().is_none() => Some("the keyring has no primary key".into()),
+                        _ => None,
+                    }
+                }),
+            };
+            tracing::info!(admin_listen = ?listener.local_addr().ok(), "admin endpoints ready");
+            tokio::spawn(respseal::admin::serve(listener, state, stop.clone().cancelled_owned()));
+        }
+        tokio::spawn(reload_on_sighup(args, Arc::clone(&live), cfg.summary()));
         tracing::info!(
             listen = %cfg.listen,
+            tls = main_tls,
             backend = %cfg.backend,
             mode = if cfg.dedicated { "dedicated" } else { "shared" },
             threads = cfg.threads,
@@ -257,10 +316,50 @@ fn serve(mut cfg: Config) -> ExitCode {
             "respseal ready"
         );
         let opts = ServeOptions { max_clients: cfg.max_clients, shutdown_grace: cfg.shutdown_grace };
-        server::run(listener, workers, opts, shutdown_signal()).await;
+        let listeners = server::Listeners { main, main_tls, plaintext };
+        server::run(listeners, workers, opts, live, shutdown_signal()).await;
+        stop.cancel();
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Reload the configuration on every SIGHUP: the keyring, rules, users
+/// and TLS certificates are replaced for every connection; an invalid file
+/// changes nothing. Settings that need a restart are named in the log.
+async fn reload_on_sighup(args: ServeArgs, live: Arc<Live>, started: String) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install a SIGHUP handler; reload is unavailable");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match Config::load(args.config.as_deref(), &args.overrides()) {
+            Ok(mut cfg) => {
+                for w in &cfg.warnings {
+                    tracing::warn!("{w}");
+                }
+                if cfg.summary() != started {
+                    tracing::warn!(
+                        "reload: listen, backend, mode, threads, limits, timeouts and admin_listen \
+                         take effect at the next restart; the keyring, rules, users and TLS \
+                         certificates are reloaded"
+                    );
+                }
+                let keys = cfg.sealer.as_ref().map(|s| s.keyring().describe()).unwrap_or_default();
+                let generation = live.store(reloadable(&mut cfg));
+                metrics::counter!("respseal_config_reloads_total", "outcome" => "ok").increment(1);
+                tracing::info!(generation, keys = %keys, "configuration reloaded");
+            }
+            Err(errors) => {
+                metrics::counter!("respseal_config_reloads_total", "outcome" => "error").increment(1);
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "reload rejected");
+                }
+                tracing::error!(count = errors.0.len(), "configuration not reloaded; the running one is kept");
+            }
+        }
+    }
 }
 
 /// How every backend connection is opened, from the configuration.
@@ -269,6 +368,7 @@ fn conn_settings(cfg: &Config) -> ConnSettings {
         url: cfg.backend.clone(),
         connect_timeout: cfg.connect_timeout,
         command_timeout: cfg.command_timeout,
+        tls: cfg.backend_tls.clone(),
     }
 }
 

@@ -28,6 +28,7 @@ use crate::error::{CryptoError, Error, Refusal, SealedUse};
 use crate::outbuf::OutBuf;
 use crate::protocol::{Proto, encode, parse_int};
 use crate::rules::{FailurePolicy, LegacyPolicy, Rules};
+use crate::stats;
 
 /// A sealed key a reply value belongs to.
 #[derive(Debug, Clone)]
@@ -150,6 +151,16 @@ impl Sealer {
     /// The rules.
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The namespace bound into every sealed value.
+    pub fn namespace(&self) -> &[u8] {
+        &self.namespace
     }
 
     /// Decide what to do with one request.
@@ -282,6 +293,7 @@ impl Sealer {
                         return Err(Error::Crypto(CryptoError::Seal(e.reason())));
                     }
                     out.extend_from_slice(b"\r\n");
+                    stats::add(stats::Counter::Sealed, 1);
                 }
                 None => encode::bulk(out, arg),
             }
@@ -404,6 +416,7 @@ impl Sealer {
         match crypto::open_into(&self.keyring, &binding, &payload, now, rule.freshness(), out.tail()) {
             Ok(()) => {
                 out.push_slice(b"\r\n");
+                stats::add(stats::Counter::Opened, 1);
                 Ok(())
             }
             Err(e) => {

@@ -46,12 +46,28 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
 }
 
+/// Longest a client gets to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An accepted client on its way to a worker.
 struct Job {
     stream: std::net::TcpStream,
     peer: SocketAddr,
     id: u64,
     permit: OwnedSemaphorePermit,
+    /// The TLS acceptor current when it was accepted, on a TLS listener.
+    tls: Option<crate::tls::Acceptor>,
+}
+
+/// The client listeners: the main one (TLS when configured) and an
+/// optional plaintext one beside it.
+pub struct Listeners {
+    /// `listen`.
+    pub main: TcpListener,
+    /// Whether `main` speaks TLS.
+    pub main_tls: bool,
+    /// `tls.plaintext_listen`.
+    pub plaintext: Option<TcpListener>,
 }
 
 /// The worker threads.
@@ -96,6 +112,13 @@ impl Workers {
     }
 }
 
+async fn accept_or_never(l: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Called each time a worker has nothing left to run, just before it waits
 /// for I/O; see [`crate::idle`].
 fn before_wait() {
@@ -113,7 +136,7 @@ async fn worker(
     stop: CancellationToken,
 ) {
     while let Some(job) = jobs.recv().await {
-        let Job { stream, peer, id, permit } = job;
+        let Job { stream, peer, id, permit, tls } = job;
         let stream = match TcpStream::from_std(stream) {
             Ok(s) => s,
             Err(e) => {
@@ -127,8 +150,30 @@ async fn worker(
         tracker.spawn(
             async move {
                 tracing::debug!("accepted");
-                let (rd, wr) = stream.into_split();
-                Session::new(ctx, id, rd, wr).run(drain).await;
+                metrics::gauge!("respseal_clients_connected").increment(1.0);
+                match tls {
+                    None => {
+                        let (rd, wr) = stream.into_split();
+                        Session::new(ctx, id, rd, wr).run(drain).await;
+                    }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.0.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                let (rd, wr) = tokio::io::split(tls);
+                                Session::new(ctx, id, rd, wr).run(drain).await;
+                            }
+                            Ok(Err(e)) => {
+                                metrics::counter!("respseal_tls_handshake_failures_total").increment(1);
+                                tracing::info!(error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                metrics::counter!("respseal_tls_handshake_failures_total").increment(1);
+                                tracing::info!("TLS handshake timed out");
+                            }
+                        }
+                    }
+                }
+                metrics::gauge!("respseal_clients_connected").decrement(1.0);
                 tracing::debug!("closed");
                 drop(permit);
             }
@@ -140,17 +185,26 @@ async fn worker(
     stop.cancelled().await;
 }
 
-/// Serve clients from `listener` on `workers` until `shutdown` completes,
-/// then drain.
-pub async fn run(listener: TcpListener, workers: Workers, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
+/// Serve clients from `listeners` on `workers` until `shutdown` completes,
+/// then drain. TLS clients get the acceptor current in `live` when they
+/// connect (a reload changes it for new connections).
+pub async fn run(
+    listeners: Listeners,
+    workers: Workers,
+    opts: ServeOptions,
+    live: Arc<crate::live::Live>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let Listeners { main, main_tls, plaintext } = listeners;
     let Workers { jobs, threads, tracker, drain, stop } = workers;
     let slots = Arc::new(Semaphore::new(opts.max_clients));
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
+        let (accepted, tls) = tokio::select! {
             _ = &mut shutdown => break,
-            r = listener.accept() => r,
+            r = main.accept() => (r, main_tls),
+            r = accept_or_never(plaintext.as_ref()) => (r, false),
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -163,10 +217,12 @@ pub async fn run(listener: TcpListener, workers: Workers, opts: ServeOptions, sh
             }
         };
         let _ = stream.set_nodelay(true);
+        metrics::counter!("respseal_clients_accepted_total").increment(1);
         next_id += 1;
         let id = next_id;
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::warn!(%peer, "max clients reached; refusing connection");
+            metrics::counter!("respseal_clients_refused_total", "reason" => "max_clients").increment(1);
             let reply = crate::error::Error::from(crate::error::Refusal::MaxClients).rescue();
             tracker.spawn(async move {
                 let mut stream = stream;
@@ -181,9 +237,11 @@ pub async fn run(listener: TcpListener, workers: Workers, opts: ServeOptions, sh
         // Round robin; a worker that is gone (it cannot be, short of a
         // panic) drops the connection.
         let worker = &jobs[(id % jobs.len() as u64) as usize];
-        let _ = worker.send(Job { stream, peer, id, permit });
+        let tls = if tls { live.load().1.tls.clone() } else { None };
+        let _ = worker.send(Job { stream, peer, id, permit, tls });
     }
-    drop(listener);
+    drop(main);
+    drop(plaintext);
     drop(jobs);
     tracing::info!(sessions = tracker.len(), "shutting down: draining sessions");
     drain.cancel();

@@ -8,10 +8,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use super::stream::{BackendStream, ReadHalf, WriteHalf};
 use super::url::BackendUrl;
 use crate::protocol::{Proto, encode, reply};
+use crate::tls::BackendTls;
 
 /// Why a backend connection could not be used. Messages never contain
 /// credentials; Redis's own error text is included when Redis refused.
@@ -35,6 +36,19 @@ pub enum BackendError {
     CommandTimeout,
 }
 
+impl BackendError {
+    /// The metrics label: a closed set.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendError::Connect(_) => "connect",
+            BackendError::Timeout => "timeout",
+            BackendError::Handshake(_) => "handshake",
+            BackendError::Lost => "lost",
+            BackendError::CommandTimeout => "command_timeout",
+        }
+    }
+}
+
 /// Settings every backend connection is opened with.
 #[derive(Debug)]
 pub struct ConnSettings {
@@ -45,30 +59,45 @@ pub struct ConnSettings {
     /// Longest wait for the next reply while commands are in flight (none:
     /// wait forever).
     pub command_timeout: Option<Duration>,
+    /// TLS towards Redis (`rediss://`).
+    pub tls: Option<BackendTls>,
 }
 
 /// A dedicated link: one backend connection owned by one session.
 pub struct Dedicated {
     /// Read half.
-    pub rd: OwnedReadHalf,
+    pub rd: ReadHalf,
     /// Write half.
-    pub wr: OwnedWriteHalf,
+    pub wr: WriteHalf,
     /// Bytes read from Redis not yet consumed (may hold the start of a
     /// reply that arrived with the handshake replies).
     pub buf: BytesMut,
 }
 
 /// Connect and handshake.
-pub async fn open(settings: &Arc<ConnSettings>, db: u32, proto: Proto) -> Result<(TcpStream, BytesMut), BackendError> {
+pub async fn open(
+    settings: &Arc<ConnSettings>,
+    db: u32,
+    proto: Proto,
+) -> Result<(BackendStream, BytesMut), BackendError> {
     tokio::time::timeout(settings.connect_timeout, open_inner(settings, db, proto))
         .await
         .map_err(|_| BackendError::Timeout)?
 }
 
-async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(TcpStream, BytesMut), BackendError> {
-    let mut stream =
-        TcpStream::connect(&settings.url.addr).await.map_err(|e| BackendError::Connect(e.kind().to_string()))?;
-    stream.set_nodelay(true).map_err(|e| BackendError::Connect(e.kind().to_string()))?;
+async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(BackendStream, BytesMut), BackendError> {
+    let tcp = TcpStream::connect(&settings.url.addr).await.map_err(|e| BackendError::Connect(e.kind().to_string()))?;
+    tcp.set_nodelay(true).map_err(|e| BackendError::Connect(e.kind().to_string()))?;
+    let mut stream = match &settings.tls {
+        None => BackendStream::Tcp(tcp),
+        Some(tls) => {
+            let s = tls.connector.connect(tls.server_name.clone(), tcp).await.map_err(|e| {
+                // rustls's words (certificate problems), never key material.
+                BackendError::Connect(format!("TLS: {e}"))
+            })?;
+            BackendStream::Tls(Box::new(s))
+        }
+    };
 
     let url = &settings.url;
     let mut hs = BytesMut::new();

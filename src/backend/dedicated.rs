@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::conn::{BackendError, Dedicated};
+use super::stream::{ReadHalf, WriteHalf};
 use crate::outbuf::OutBuf;
 use crate::protocol::Proto;
 use crate::protocol::framed::FrameReader;
@@ -17,8 +17,8 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// A session's own backend connection.
 pub struct DedicatedLink {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: ReadHalf,
+    wr: WriteHalf,
     reader: FrameReader,
     out: OutBuf,
 }

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod dedicated;
 pub mod pool;
 pub mod shared;
+pub mod stream;
 pub mod url;
 
 pub use conn::{BackendError, Dedicated};

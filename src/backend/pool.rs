@@ -111,7 +111,7 @@ impl Backend {
                 && alive(&stream, &mut buf)
                 && let Ok(stream) = tokio::net::TcpStream::from_std(stream)
             {
-                let (rd, wr) = stream.into_split();
+                let (rd, wr) = super::stream::BackendStream::Tcp(stream).into_split();
                 return Ok(Dedicated { rd, wr, buf });
             }
         }
@@ -123,8 +123,13 @@ impl Backend {
         let settings = Arc::clone(&self.settings);
         tokio::spawn(async move {
             // Deregistered from this worker's runtime, so any worker can take it.
-            let opened = conn::open(&settings, db, proto).await.and_then(|(stream, buf)| {
-                stream.into_std().map(|s| (s, buf)).map_err(|e| BackendError::Connect(e.kind().to_string()))
+            let opened = conn::open(&settings, db, proto).await.and_then(|(stream, buf)| match stream {
+                super::stream::BackendStream::Tcp(s) => {
+                    s.into_std().map(|s| (s, buf)).map_err(|e| BackendError::Connect(e.kind().to_string()))
+                }
+                // A TLS session is tied to the runtime that drives it: TLS
+                // backends keep no ready connection (pins connect).
+                super::stream::BackendStream::Tls(_) => Err(BackendError::Lost),
             });
             let mut pool = spares.0.lock().expect("spare pool lock is never poisoned");
             match opened {

@@ -20,9 +20,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::stream::{BackendStream, ReadHalf};
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::conn::{self, BackendError, ConnSettings};
@@ -49,6 +49,8 @@ pub enum LinkEvent {
         data: Bytes,
         /// How many frames `data` holds.
         frames: u32,
+        /// How many of them are error replies (for the command counters).
+        errors: u32,
     },
     /// `frames` expected replies will never come.
     Failed {
@@ -121,10 +123,14 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
             Ok((stream, leftover)) => {
                 if !was_up {
                     tracing::info!(db, proto = proto.number(), "shared link reconnected");
+                    metrics::counter!("respseal_backend_reconnects_total", "link" => "shared").increment(1);
                 }
                 was_up = true;
                 backoff = BACKOFF_MIN;
-                match run_connected(stream, leftover, proto, settings.command_timeout, &mut rx).await {
+                metrics::gauge!("respseal_backend_links_up", "link" => "shared").increment(1.0);
+                let ended = run_connected(stream, leftover, proto, settings.command_timeout, &mut rx).await;
+                metrics::gauge!("respseal_backend_links_up", "link" => "shared").decrement(1.0);
+                match ended {
                     Some(e) => e,
                     None => return,
                 }
@@ -132,6 +138,8 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
             Err(e) => e,
         };
         if was_up {
+            metrics::counter!("respseal_backend_link_failures_total", "link" => "shared", "kind" => error.kind())
+                .increment(1);
             tracing::warn!(db, proto = proto.number(), error = %error, "shared link down");
             was_up = false;
         }
@@ -153,7 +161,7 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
 /// Serve one connection until it fails (`Some(error)`) or every handle is
 /// gone (`None`).
 async fn run_connected(
-    stream: tokio::net::TcpStream,
+    stream: BackendStream,
     leftover: BytesMut,
     proto: Proto,
     command_timeout: Option<Duration>,
@@ -230,7 +238,7 @@ async fn run_connected(
     result
 }
 
-async fn read_loop(mut rd: OwnedReadHalf, buf: BytesMut, proto: Proto, pending: Arc<Mutex<VecDeque<Pending>>>) {
+async fn read_loop(mut rd: ReadHalf, buf: BytesMut, proto: Proto, pending: Arc<Mutex<VecDeque<Pending>>>) {
     // Kept across reads: a reply arriving in many reads is scanned once.
     let mut reader = FrameReader::new(buf, READ_CHUNK);
     loop {
@@ -257,6 +265,7 @@ fn route(reader: &mut FrameReader, proto: Proto, pending: &Mutex<VecDeque<Pendin
     loop {
         let mut end = 0;
         let mut frames = 0u32;
+        let mut errors = 0u32;
         let Some(front) = q.front_mut() else {
             return match reader.frame_at(0, proto) {
                 Ok(None) => true,
@@ -286,6 +295,9 @@ fn route(reader: &mut FrameReader, proto: Proto, pending: &Mutex<VecDeque<Pendin
                     if push {
                         break;
                     }
+                    if matches!(reader.buffered()[end], b'-' | b'!') {
+                        errors += 1;
+                    }
                     end += len;
                     frames += 1;
                 }
@@ -301,7 +313,7 @@ fn route(reader: &mut FrameReader, proto: Proto, pending: &Mutex<VecDeque<Pendin
         }
         let data = reader.split_to(end);
         front.frames_left -= frames;
-        let _ = front.reply.send(LinkEvent::Replies { data, frames });
+        let _ = front.reply.send(LinkEvent::Replies { data, frames, errors });
         if front.frames_left == 0 {
             q.pop_front();
         }

@@ -1,4 +1,5 @@
-//! The backend URL: `redis://[user[:password]@]host[:port][/db]`.
+//! The backend URL: `redis[s]://[user[:password]@]host[:port][/db]`
+//! (`rediss://`: TLS, configured in `[backend_tls]`).
 
 use std::fmt;
 
@@ -14,17 +15,26 @@ pub struct BackendUrl {
     pub password: Option<String>,
     /// Database selected on every backend connection by default.
     pub db: u32,
+    /// `rediss://`: connections speak TLS.
+    pub tls: bool,
 }
 
 impl BackendUrl {
+    /// The host part of `addr` (what a TLS certificate is checked against
+    /// unless `backend_tls.server_name` says otherwise).
+    pub fn host(&self) -> &str {
+        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+
     /// Parse a URL; the error says what is wrong without echoing a password.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = if let Some(r) = url.strip_prefix("redis://") {
-            r
-        } else if url.starts_with("rediss://") {
-            return Err("rediss:// (TLS to the backend) is not supported yet".into());
+        let (rest, tls) = if let Some(r) = url.strip_prefix("redis://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("rediss://") {
+            (r, true)
         } else {
-            return Err("backend URL must start with redis://".into());
+            return Err("backend URL must start with redis:// or rediss://".into());
         };
         let (auth, hostpart) = match rest.rfind('@') {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
@@ -70,7 +80,7 @@ impl BackendUrl {
                 }
             }
         };
-        Ok(BackendUrl { addr, username, password, db })
+        Ok(BackendUrl { addr, username, password, db, tls })
     }
 }
 
@@ -82,7 +92,7 @@ impl fmt::Debug for BackendUrl {
 
 impl fmt::Display for BackendUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "redis://")?;
+        write!(f, "{}", if self.tls { "rediss://" } else { "redis://" })?;
         match (&self.username, &self.password) {
             (Some(u), Some(_)) => write!(f, "{u}:[REDACTED]@")?,
             (None, Some(_)) => write!(f, ":[REDACTED]@")?,
@@ -128,6 +138,8 @@ mod tests {
         let u = BackendUrl::parse("redis://:pw@h").expect("valid");
         assert_eq!((u.addr.as_str(), u.username, u.password.as_deref()), ("h:6379", None, Some("pw")));
         assert!(BackendUrl::parse("http://x").is_err());
+        let u = BackendUrl::parse("rediss://h:6390/1").expect("valid");
+        assert!(u.tls && u.addr == "h:6390" && u.to_string() == "rediss://h:6390/1");
         assert!(BackendUrl::parse("redis://h:notaport").is_err());
         assert!(BackendUrl::parse("redis://h/x").is_err());
     }

@@ -697,6 +697,12 @@ impl Keyring {
         self.keys.values()
     }
 
+    /// The key ids and their states, for the log (`0badf00d primary,
+    /// 1234abcd decrypt-only`): never material.
+    pub fn describe(&self) -> String {
+        self.keys().map(|k| format!("{} {}", format_key_id(k.id), k.state)).collect::<Vec<_>>().join(", ")
+    }
+
     /// Number of keys (in any state).
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -44,7 +44,7 @@ where
             tail.reserve(need + (rest + rest / 8).min(TAIL_RESERVE_MAX));
         }
         let result = if seal {
-            reencode_sealed(self.ctx.sealer.as_deref(), cmd, &args, tail)
+            reencode_sealed(self.cur.sealer.as_deref(), cmd, &args, tail)
         } else {
             tail.extend_from_slice(src);
             Ok(())

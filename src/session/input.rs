@@ -16,6 +16,7 @@ use crate::plan::Plan;
 use crate::protocol::encode;
 use crate::protocol::request::{self, Limits, Parsed};
 use crate::seal::Inspect;
+use crate::stats::{self, Family};
 
 impl<R, W> Session<R, W>
 where
@@ -29,6 +30,7 @@ where
         let mut run_len = 0usize;
         let mut run_frames = 0u32;
         let limits = self.ctx.limits;
+        let at = stats::now_us();
         loop {
             if self.replies.closing
                 || self.stalled
@@ -43,6 +45,7 @@ where
             match parsed {
                 Err(e) => {
                     self.flush_run(&mut run_len, &mut run_frames).await;
+                    self.replies.current = (Family::Other, at);
                     self.protocol_error(e);
                     break;
                 }
@@ -84,18 +87,21 @@ where
                         } else {
                             commands::classify_command(cmd, &args)
                         };
-                        let sealing = match (&self.ctx.sealer, route) {
+                        let sealing = match (&self.cur.sealer, route) {
                             (Some(sealer), Route::Forward | Route::Pin) => sealer.inspect(cmd, &args),
                             _ => Inspect::Untouched,
                         };
                         (route, sealing, cmd)
                     };
                     let untouched = matches!(sealing, Inspect::Untouched);
+                    let family = Family::of(cmd);
                     if untouched && route == Route::Forward && inline.is_none() && self.plain_forward_ok() {
                         run_len += len;
                         run_frames += 1;
+                        self.replies.tag(family, at);
                         continue;
                     }
+                    self.replies.current = (family, at);
                     self.flush_run(&mut run_len, &mut run_frames).await;
                     // The request now starts at rbuf[0] (or is `inline`), where
                     // `self.args` points.
@@ -116,7 +122,7 @@ where
                                 let src: &[u8] = inline.as_deref().unwrap_or(&self.rbuf[..len]);
                                 let mut f = BytesMut::new();
                                 if let Err(e) = reencode_sealed(
-                                    self.ctx.sealer.as_deref(),
+                                    self.cur.sealer.as_deref(),
                                     cmd,
                                     &Args::new(src, &self.args),
                                     &mut f,
@@ -269,7 +275,8 @@ where
         *run_len = 0;
         *run_frames = 0;
         if frames > 0 {
-            self.replies.push(Plan::Forward(frames), frames as usize);
+            // Tagged as they were parsed.
+            self.replies.push_untagged(Plan::Forward(frames), frames as usize);
         }
         self.send(data, frames).await;
     }

@@ -86,11 +86,11 @@ where
             let _ = self.replies.out.write_to(&mut self.wr).await;
             tokio::time::sleep(delay).await;
         }
-        let outcome = self.ctx.users.check(user, password);
+        let outcome = self.cur.users.check(user, password);
         if outcome == AuthOutcome::Ok {
             self.authenticated = true;
             self.auth_failures = 0;
-        } else if outcome == AuthOutcome::WrongPass && self.ctx.users.required() {
+        } else if outcome == AuthOutcome::WrongPass && self.cur.users.required() {
             // Counted only with users: without them there is no password to guess.
             self.auth_failures = self.auth_failures.saturating_add(1);
         }

@@ -36,15 +36,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Users;
 use crate::backend::{Backend, BackendError, DedicatedLink, LinkEvent, SharedLink};
 use crate::commands::{Args, Command, Route};
 use crate::error::{ClientError, CryptoError, Error, Refusal};
 use crate::limits::{Budget, OutputClass, OutputLimits, OutputWatch};
+use crate::live::{Live, Reloadable};
 use crate::plan::Plan;
 use crate::protocol::request::{Limits, ProtocolError};
 use crate::protocol::{Proto, encode};
 use crate::seal::{OpenPlan, Sealer};
+use crate::stats::{self, Counter};
 use replies::Replies;
 
 /// Stop reading from a client while this many bytes of replies wait to be
@@ -77,10 +78,9 @@ pub struct Context {
     /// Close a client that sent nothing for this long (never while it waits
     /// for replies, is subscribed or is monitoring).
     pub idle_timeout: Option<Duration>,
-    /// The proxy's own users (AUTH, HELLO … AUTH).
-    pub users: Arc<Users>,
-    /// Rules and keys; `None` when nothing is sealed.
-    pub sealer: Option<Arc<Sealer>>,
+    /// Sealer, users and TLS: replaced by a reload, picked up by each
+    /// session before its next batch of requests.
+    pub live: Arc<Live>,
 }
 
 enum Link {
@@ -104,6 +104,9 @@ struct Deferred {
 /// A client session.
 pub struct Session<R, W> {
     ctx: Arc<Context>,
+    /// The reloadable settings this session uses now, and their generation.
+    cur: Arc<Reloadable>,
+    generation: u64,
     id: u64,
     rd: R,
     wr: W,
@@ -172,10 +175,13 @@ where
     pub fn new(ctx: Arc<Context>, id: u64, rd: R, wr: W) -> Self {
         let (reply_tx, reply_rx) = mpsc::unbounded_channel();
         let db = ctx.backend.default_db();
-        let authenticated = !ctx.users.required();
-        let sealer = ctx.sealer.clone();
+        let (generation, cur) = ctx.live.load();
+        let authenticated = !cur.users.required();
+        let sealer = cur.sealer.clone();
         Session {
             ctx,
+            cur,
+            generation,
             id,
             rd,
             wr,
@@ -277,12 +283,14 @@ where
                 ev = self.reply_rx.recv() => {
                     // The session holds a sender itself, so the channel never closes.
                     if let Some(ev) = ev {
+                        self.replies.now_us = stats::now_us();
                         self.replies.on_link_event(ev);
                     }
                 }
                 r = read_dedicated(&mut self.link), if can_read_backend => match r {
                     Ok(0) => self.backend_lost(BackendError::Lost),
                     Ok(_) => {
+                        self.replies.now_us = stats::now_us();
                         // Progress: the wait for the next reply starts over.
                         if self.wait_start.is_some() {
                             self.wait_start = Some(tokio::time::Instant::now());
@@ -291,15 +299,18 @@ where
                     }
                     Err(_) => self.backend_lost(BackendError::Lost),
                 },
-                r = self.replies.out.write_once(&mut self.wr), if !self.replies.out.is_empty() => {
-                    if r.is_err() {
-                        return;
-                    }
-                }
+                r = self.replies.out.write_once(&mut self.wr), if !self.replies.out.is_empty() => match r {
+                    Ok(n) => stats::add(Counter::BytesOut, n as u64),
+                    Err(_) => return,
+                },
                 r = self.rd.read_buf(rbuf), if can_read => match r {
                     Ok(0) => self.eof = true,
                     Err(_) => return,
-                    Ok(_) => self.process_input().await,
+                    Ok(n) => {
+                        stats::add(Counter::BytesIn, n as u64);
+                        self.refresh();
+                        self.process_input().await
+                    }
                 },
                 _ = sleep_until_or_never(command_deadline) => {
                     tracing::warn!("no reply from Redis in time on a dedicated link; closing the client");
@@ -417,6 +428,7 @@ where
         match self.ctx.backend.dedicated(self.replies.db, self.replies.proto).await {
             Ok(conn) => {
                 tracing::debug!("session pinned to a dedicated link");
+                metrics::gauge!("respseal_pinned_sessions").increment(1.0);
                 self.link = Link::Dedicated(Box::new(DedicatedLink::new(conn)));
                 // Replay what the client told the proxy about itself; Redis
                 // before 7.2 refuses SETINFO, so the replies are dropped.
@@ -467,7 +479,11 @@ where
             return;
         }
         tracing::info!(error = %error, "dedicated link lost; closing the client");
+        metrics::gauge!("respseal_pinned_sessions").decrement(1.0);
+        metrics::counter!("respseal_backend_link_failures_total", "link" => "dedicated", "kind" => error.kind())
+            .increment(1);
         self.link = Link::None;
+        self.replies.now_us = stats::now_us();
         self.replies.fail_all(&error);
         self.replies.push(Plan::Close, 0);
         self.replies.closing = true;
@@ -522,13 +538,29 @@ where
         self.lib_ver = None;
         self.in_multi = false;
         self.multi_aborted = false;
-        self.authenticated = !self.ctx.users.required();
+        self.authenticated = !self.cur.users.required();
+    }
+
+    /// Take up a reloaded configuration, if there is one. Replies to
+    /// requests sent before are opened with the new keyring too: a reload
+    /// that drops a key still in use is what `respseal check` catches.
+    fn refresh(&mut self) {
+        if self.ctx.live.generation() == self.generation {
+            return;
+        }
+        let (generation, cur) = self.ctx.live.load();
+        self.generation = generation;
+        self.replies.set_sealer(cur.sealer.clone());
+        self.cur = cur;
     }
 }
 
 impl<R, W> Drop for Session<R, W> {
     fn drop(&mut self) {
         self.ctx.budget.give(self.charged);
+        if matches!(self.link, Link::Dedicated(_)) {
+            metrics::gauge!("respseal_pinned_sessions").decrement(1.0);
+        }
     }
 }
 

@@ -23,6 +23,16 @@ use crate::outbuf::OutBuf;
 use crate::plan::Plan;
 use crate::protocol::{Proto, parse_int, reply};
 use crate::seal::{OpenPlan, Reseal, Sealer};
+use crate::stats::{self, Family, Outcome};
+
+/// A command sent to Redis whose reply has not come: what the command
+/// counters need when it does.
+#[derive(Debug, Clone, Copy)]
+struct Tag {
+    family: Family,
+    /// When its request arrived ([`stats::now_us`]).
+    at: u64,
+}
 
 /// `CLIENT REPLY` mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +89,16 @@ pub struct Replies {
     /// reply, sent and emptied every loop turn.
     pub reseal: Vec<Reseal>,
     sealer: Option<Arc<Sealer>>,
+    /// One per command sent to Redis and not answered yet, in order
+    /// (bounded like the plans, by `max_inflight`).
+    tags: VecDeque<Tag>,
+    /// When the replies being handled arrived ([`stats::now_us`]).
+    pub now_us: u64,
+    /// The family of the command being handled, and when its request
+    /// arrived: plans pushed for it are counted under it.
+    pub current: (Family, u64),
+    /// The replies being handled are respseal's errors for a lost backend.
+    failing: bool,
 }
 
 impl Replies {
@@ -100,7 +120,34 @@ impl Replies {
             reset_seen: false,
             reseal: Vec::new(),
             sealer,
+            tags: VecDeque::new(),
+            now_us: 0,
+            current: (Family::Other, 0),
+            failing: false,
         }
+    }
+
+    /// A command of `family`, whose request arrived at `at`, was sent and
+    /// will be answered (call after [`Replies::sent`] returned non-zero, or
+    /// with the plan pushed for it).
+    pub fn tag(&mut self, family: Family, at: u64) {
+        self.tags.push_back(Tag { family, at });
+    }
+
+    /// The oldest tagged command got its reply.
+    fn answered(&mut self, error: bool) {
+        let Some(tag) = self.tags.pop_front() else { return };
+        let outcome = match (self.failing, error) {
+            (true, _) => Outcome::BackendError,
+            (false, true) => Outcome::RedisError,
+            (false, false) => Outcome::Ok,
+        };
+        stats::command(tag.family, outcome, Some(self.now_us.saturating_sub(tag.at)));
+    }
+
+    /// Replace the sealer (after a configuration reload).
+    pub fn set_sealer(&mut self, sealer: Option<Arc<Sealer>>) {
+        self.sealer = sealer;
     }
 
     /// Nothing owed to the client.
@@ -120,6 +167,7 @@ impl Replies {
 
     /// The front plan is SYNC/PSYNC's: from now on bytes are relayed raw.
     pub fn start_raw(&mut self) {
+        self.answered(false);
         self.plans.pop_front();
         self.awaiting = self.awaiting.saturating_sub(1);
     }
@@ -184,8 +232,25 @@ impl Replies {
         self.exec_queue.clear();
     }
 
-    /// Queue a plan for `frames` replies from Redis (0 for proxy-made ones).
+    /// Queue a plan for `frames` replies from Redis (0 for proxy-made ones),
+    /// for the command in [`Replies::current`]: a proxy-made reply counts
+    /// it at once, a plan for Redis's reply tags it.
     pub fn push(&mut self, plan: Plan, frames: usize) {
+        match &plan {
+            Plan::Local(b) => {
+                let outcome = if b.first() == Some(&b'-') { Outcome::Refused } else { Outcome::Ok };
+                stats::command(self.current.0, outcome, None);
+            }
+            Plan::Drop(_) | Plan::Close => {}
+            _ if frames > 0 => self.tag(self.current.0, self.current.1),
+            _ => {}
+        }
+        self.push_untagged(plan, frames);
+    }
+
+    /// [`Replies::push`] for a run of plain commands, tagged one by one
+    /// as they were parsed.
+    pub fn push_untagged(&mut self, plan: Plan, frames: usize) {
         self.awaiting += frames;
         if matches!(plan, Plan::Local(_)) {
             self.local_pending += 1;
@@ -223,6 +288,7 @@ impl Replies {
     /// gone); proxy-made replies keep their place.
     pub fn fail_all(&mut self, error: &BackendError) {
         let frame = Error::Backend(error.clone()).rescue();
+        self.failing = true;
         while let Some(plan) = self.plans.front() {
             if matches!(plan, Plan::Local(_) | Plan::Close) {
                 self.drain_ready();
@@ -233,20 +299,25 @@ impl Replies {
             }
             self.on_reply(frame.clone());
         }
+        self.failing = false;
         self.awaiting = 0;
     }
 
     /// Replies (or failures) handed over by the shared link.
     pub fn on_link_event(&mut self, ev: LinkEvent) {
         match ev {
-            LinkEvent::Replies { data, frames } => {
+            LinkEvent::Replies { data, frames, errors } => {
                 if let Some(Plan::Forward(n)) = self.plans.front_mut()
                     && *n >= frames
+                    && errors == 0
                 {
                     // Fast path: the whole chunk is forwarded as is.
                     *n -= frames;
                     if *n == 0 {
                         self.plans.pop_front();
+                    }
+                    for _ in 0..frames {
+                        self.answered(false);
                     }
                     self.awaiting -= frames as usize;
                     self.out.push(data);
@@ -266,9 +337,11 @@ impl Replies {
             }
             LinkEvent::Failed { frames, error } => {
                 let frame = Error::Backend(error).rescue();
+                self.failing = true;
                 for _ in 0..frames {
                     self.on_reply(frame.clone());
                 }
+                self.failing = false;
             }
         }
     }
@@ -314,6 +387,7 @@ impl Replies {
                         let done = *r == 0;
                         self.awaiting -= 1;
                         if done {
+                            self.answered(false);
                             self.plans.pop_front();
                         }
                         self.out.push(frame);
@@ -342,6 +416,9 @@ impl Replies {
             return self.out.push(frame);
         };
         let mut pop = true;
+        // Whether this reply answers one of the client's commands (not a
+        // reply respseal asked for itself).
+        let mut answers = true;
         match plan {
             Plan::Forward(n) => {
                 *n -= 1;
@@ -351,8 +428,10 @@ impl Replies {
             Plan::Drop(n) => {
                 *n -= 1;
                 pop = *n == 0;
+                answers = false;
             }
             Plan::Select { db, restore, first_done } => {
+                answers = !*first_done;
                 if !*first_done {
                     if &frame[..] == b"+OK\r\n" {
                         self.db = *db;
@@ -441,6 +520,9 @@ impl Replies {
             }
         }
         self.awaiting = self.awaiting.saturating_sub(1);
+        if answers {
+            self.answered(is_error);
+        }
         if pop {
             self.plans.pop_front();
         }

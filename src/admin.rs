@@ -1,0 +1,126 @@
+//! The admin HTTP listener (`admin_listen`): `/metrics` in the Prometheus
+//! text format, `/healthz` (200 while the process lives) and `/readyz`
+//! (200 when the keyring is loaded and Redis answers a PING, 503 with the
+//! reason otherwise). Off unless configured.
+//!
+//! HTTP is axum's; rendering is metrics-exporter-prometheus's. The hot-path
+//! counters live per thread in [`crate::stats`]: a scrape sums them and
+//! hands the sums to the exporter as absolute counter values, then appends
+//! the command latency histogram, which the exporter cannot take as
+//! pre-aggregated buckets, in the same exposition format.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::backend::conn::{self, ConnSettings};
+use crate::stats::{self, Counter, Family, LATENCY_BOUNDS_US, Outcome};
+
+/// Install the Prometheus recorder for the whole process (once; without
+/// it every `metrics` macro is a no-op).
+///
+/// # Errors
+/// When a recorder is already installed.
+pub fn install_recorder() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new().install_recorder().map_err(|e| e.to_string())
+}
+
+/// Whether the proxy can serve: `None` when ready, or why not.
+pub type ReadyCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The installed recorder.
+    pub handle: PrometheusHandle,
+    /// How `/readyz` reaches Redis.
+    pub backend: Arc<ConnSettings>,
+    /// respseal's own readiness (the keyring is loaded …).
+    pub ready: ReadyCheck,
+}
+
+/// Serve the admin endpoints on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::error!(error = %e, "admin listener failed");
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    let body = render(&state.handle);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    if let Some(why) = (state.ready)() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"));
+    }
+    match conn::oneshot(&state.backend, b"*1\r\n$4\r\nPING\r\n").await {
+        Ok(reply) if reply.first() == Some(&b'+') => (StatusCode::OK, "ready\n".to_string()),
+        Ok(reply) if reply.starts_with(b"-LOADING") => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: Redis is loading its dataset\n".into())
+        }
+        // Redis's words are not echoed: they could carry anything.
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: Redis refused PING\n".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+    }
+}
+
+/// The whole exposition: the exporter's output with the per-thread sums
+/// folded in, then the latency histogram.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let snap = stats::snapshot();
+    for f in Family::ALL {
+        for o in Outcome::ALL {
+            let v = snap.commands[f as usize][o as usize];
+            if v > 0 {
+                metrics::counter!("respseal_commands_total", "family" => f.name(), "outcome" => o.name()).absolute(v);
+            }
+        }
+    }
+    for (name, c) in [
+        ("respseal_client_read_bytes_total", Counter::BytesIn),
+        ("respseal_client_written_bytes_total", Counter::BytesOut),
+        ("respseal_values_sealed_total", Counter::Sealed),
+        ("respseal_values_opened_total", Counter::Opened),
+    ] {
+        metrics::counter!(name).absolute(snap.counters[c as usize]);
+    }
+    let mut out = handle.render();
+    let name = "respseal_command_duration_seconds";
+    let _ = writeln!(out, "# HELP {name} Time from a request's arrival to its reply's, by command family.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for f in Family::ALL {
+        let buckets = &snap.latency[f as usize];
+        let count: u64 = buckets.iter().sum();
+        if count == 0 {
+            continue;
+        }
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cumulative += buckets[i];
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{family=\"{}\",le=\"{le}\"}} {cumulative}", f.name());
+        }
+        let _ = writeln!(out, "{name}_bucket{{family=\"{}\",le=\"+Inf\"}} {count}", f.name());
+        let sum = snap.latency_sum_us[f as usize] as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{family=\"{}\"}} {sum}", f.name());
+        let _ = writeln!(out, "{name}_count{{family=\"{}\"}} {count}", f.name());
+    }
+    out
+}
