@@ -612,6 +612,18 @@ impl Proxy {
         self.child.as_ref().expect("proxy is running").id()
     }
 
+    /// The config file given with `--config` (rewrite it, then [`Proxy::sighup`]).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("respseal.toml")
+    }
+
+    /// Send SIGHUP: reload the configuration.
+    pub fn sighup(&self) {
+        let status =
+            Command::new("kill").args(["-HUP", &self.pid().to_string()]).status().expect("kill(1) is available");
+        assert!(status.success(), "kill -HUP {} failed", self.pid());
+    }
+
     /// Send SIGTERM (through kill(1): no extra dependency for a syscall).
     pub fn sigterm(&self) {
         let status =
@@ -747,6 +759,27 @@ pub fn run_respseal(args: &[&str], env: &[(&str, String)], timeout: Duration) ->
     };
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
     (status, read("out"), read("err"))
+}
+
+/// `GET path` on 127.0.0.1:`port` over HTTP/1.1: (status code, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The value of one sample in a Prometheus exposition (`name{labels}`
+/// exactly as rendered, labels in the exporter's order), 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.rsplit_once(' ').filter(|(s, _)| *s == series).and_then(|(_, v)| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 /// Write `text` to a file in `dir` and return its path as a string.

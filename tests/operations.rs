@@ -1,0 +1,383 @@
+//! Operating respseal: the admin endpoints and their metrics, SIGHUP
+//! reload, and TLS on both sides, against real Redis servers and real
+//! clients (redis-cli with `--tls`).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// The key id in a sealed value's envelope (bytes 4..8), as hex.
+fn key_id_in_redis(redis: &RedisServer, key: &str) -> String {
+    let r = redis.client().cmd(&["GET", key]);
+    let start = r.iter().position(|&b| b == b'\n').expect("bulk header") + 1;
+    r[start + 4..start + 8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn scrape(port: u16) -> String {
+    let (status, body) = http_get(port, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn keyring_config(rule: &str, keys: &[(&Path, &str)]) -> String {
+    let mut c = format!("[[rule]]\npattern = \"{rule}\"\n");
+    for (file, state) in keys {
+        c.push_str(&format!("[[key]]\nfile = \"{}\"\nstate = \"{state}\"\n", file.display()));
+    }
+    c
+}
+
+#[test]
+fn metrics_count_commands_values_and_connections_and_readyz_follows_redis() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let proxy = Proxy::start(
+        redis.port,
+        &["--seal", "sess:*", "--key-file", key.to_str().expect("utf-8"), "--admin-listen", &admin_addr],
+    );
+    assert_eq!(http_get(admin, "/healthz").expect("healthz").0, 200);
+    assert_eq!(http_get(admin, "/readyz").expect("readyz"), (200, "ready\n".into()));
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "sess:a", "secret-value"], b"+OK\r\n");
+    c.assert_cmd(&["GET", "sess:a"], b"$12\r\nsecret-value\r\n");
+    c.assert_cmd(&["SET", "plain", "x"], b"+OK\r\n");
+    // A Redis error, and a refusal.
+    assert_line_prefix(&c.cmd(&["INCR", "plain"]), b"-ERR value is not an integer");
+    assert_line_prefix(&c.cmd(&["INCR", "sess:a"]), b"-ERR respseal: INCR is not allowed on sealed keys");
+    // A pipeline of plain commands, answered in one chunk.
+    c.send(&[resp(&["GET", "plain"]), resp(&["EXISTS", "plain"]), resp(&["TTL", "plain"])].concat());
+    c.read_frames(3);
+    let m = scrape(admin);
+    let series = |s: &str| metric(&m, s);
+    assert_eq!(series(r#"respseal_commands_total{family="string",outcome="ok"}"#), 4.0, "{m}");
+    assert_eq!(series(r#"respseal_commands_total{family="string",outcome="redis_error"}"#), 1.0, "{m}");
+    assert_eq!(series(r#"respseal_commands_total{family="string",outcome="refused"}"#), 1.0, "{m}");
+    assert_eq!(series(r#"respseal_commands_total{family="keyspace",outcome="ok"}"#), 2.0, "{m}");
+    assert_eq!(series("respseal_values_sealed_total"), 1.0, "{m}");
+    assert_eq!(series("respseal_values_opened_total"), 1.0, "{m}");
+    assert_eq!(series(r#"respseal_refusals_total{reason="sealed_inspect"}"#), 1.0, "{m}");
+    assert_eq!(series("respseal_clients_connected"), 1.0, "{m}");
+    assert!(series("respseal_clients_accepted_total") >= 2.0, "the readiness probe and this client: {m}");
+    assert!(series("respseal_client_read_bytes_total") > 100.0, "{m}");
+    assert!(series("respseal_client_written_bytes_total") > 30.0, "{m}");
+    assert_eq!(series(r#"respseal_backend_links_up{link="shared"}"#), 2.0, "{m}");
+    assert_eq!(series("respseal_config_generation"), 1.0, "{m}");
+    // The histogram: every answered string command in +Inf, cumulative buckets.
+    assert_eq!(series(r#"respseal_command_duration_seconds_count{family="string"}"#), 5.0, "{m}");
+    assert_eq!(series(r#"respseal_command_duration_seconds_bucket{family="string",le="+Inf"}"#), 5.0, "{m}");
+    assert!(m.contains("# TYPE respseal_command_duration_seconds histogram"), "{m}");
+    // Closed label sets: no key name, value or address in the exposition.
+    for leak in ["sess:a", "secret-value", "plain\"", "127.0.0.1"] {
+        assert!(!m.contains(leak), "{leak} in /metrics: {m}");
+    }
+    // An open failure is counted by reason.
+    redis.client().assert_cmd(&["SET", "sess:forged", "not-an-envelope"], b"+OK\r\n");
+    c.assert_cmd(&["GET", "sess:forged"], b"$-1\r\n");
+    let m = scrape(admin);
+    assert_eq!(metric(&m, r#"respseal_open_failures_total{reason="legacy_plaintext"}"#), 1.0, "{m}");
+    // Redis goes away: not ready, with the reason; still alive.
+    redis.kill();
+    let (status, body) = wait_until("readyz turns 503", Duration::from_secs(10), || {
+        http_get(admin, "/readyz").ok().filter(|(s, _)| *s == 503)
+    });
+    assert_eq!(status, 503);
+    assert!(body.starts_with("not ready: backend unavailable"), "{body}");
+    assert_eq!(http_get(admin, "/healthz").expect("healthz").0, 200);
+    assert_line_prefix(&c.cmd(&["GET", "plain"]), b"-ERR respseal: backend");
+    let m = scrape(admin);
+    assert!(metric(&m, r#"respseal_commands_total{family="string",outcome="backend_error"}"#) >= 1.0, "{m}");
+    redis.restart_same_port();
+    wait_until("readyz back to 200", Duration::from_secs(10), || {
+        http_get(admin, "/readyz").ok().filter(|(s, _)| *s == 200)
+    });
+}
+
+#[test]
+fn the_admin_listener_is_off_unless_configured() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port, &[]);
+    let log = proxy.log();
+    assert!(!log.contains("admin endpoints ready"), "{log}");
+}
+
+#[test]
+fn sighup_reloads_the_keyring_for_open_connections_and_keeps_the_old_one_on_errors() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, old_id) = keygen(dir.path(), "old.key");
+    let (new, new_id) = keygen(dir.path(), "new.key");
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let proxy = Proxy::start_with_config(
+        redis.port,
+        &keyring_config("sess:*", &[(&old, "primary")]),
+        &["--admin-listen", &admin_addr],
+    );
+    // One connection held across every reload.
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "sess:1", "under-old"], b"+OK\r\n");
+    assert_eq!(key_id_in_redis(&redis, "sess:1"), old_id);
+
+    let reload = |text: &str, generation: f64| {
+        std::fs::write(proxy.config_path(), text).expect("rewrite config");
+        proxy.sighup();
+        wait_until("reload done", Duration::from_secs(10), || {
+            let m = scrape(admin);
+            let ok = metric(&m, r#"respseal_config_reloads_total{outcome="ok"}"#);
+            let err = metric(&m, r#"respseal_config_reloads_total{outcome="error"}"#);
+            (ok + err + 1.0 >= generation).then_some(m)
+        })
+    };
+    // Add the new key as decrypt-only: nothing changes for sealing.
+    reload(&keyring_config("sess:*", &[(&old, "primary"), (&new, "decrypt-only")]), 2.0);
+    c.assert_cmd(&["SET", "sess:2", "still-old"], b"+OK\r\n");
+    assert_eq!(key_id_in_redis(&redis, "sess:2"), old_id);
+    // Promote it: the same connection now seals under the new key and
+    // still opens the old values.
+    let m = reload(&keyring_config("sess:*", &[(&old, "decrypt-only"), (&new, "primary")]), 3.0);
+    assert_eq!(metric(&m, "respseal_config_generation"), 3.0, "{m}");
+    c.assert_cmd(&["SET", "sess:3", "under-new"], b"+OK\r\n");
+    assert_eq!(key_id_in_redis(&redis, "sess:3"), new_id);
+    c.assert_cmd(&["GET", "sess:1"], b"$9\r\nunder-old\r\n");
+    // An invalid file (two primaries, a missing key file): rejected with
+    // every error logged, the running configuration kept.
+    let bad = format!(
+        "{}[[key]]\nfile = \"{}\"\nstate = \"primary\"\n[[rule]]\npattern = \"\"\n",
+        keyring_config("sess:*", &[(&old, "primary"), (&new, "primary")]),
+        dir.path().join("missing.key").display()
+    );
+    let m = reload(&bad, 4.0);
+    assert_eq!(metric(&m, r#"respseal_config_reloads_total{outcome="error"}"#), 1.0, "{m}");
+    assert_eq!(metric(&m, "respseal_config_generation"), 3.0, "{m}");
+    let log = wait_until("rejection logged", Duration::from_secs(5), || {
+        let l = proxy.log();
+        l.contains("configuration not reloaded").then_some(l)
+    });
+    assert!(log.contains("reload rejected") && log.contains("pattern is empty"), "{log}");
+    c.assert_cmd(&["SET", "sess:4", "kept"], b"+OK\r\n");
+    assert_eq!(key_id_in_redis(&redis, "sess:4"), new_id);
+    c.assert_cmd(&["GET", "sess:2"], b"$9\r\nstill-old\r\n");
+    // Users are reloaded too: a new user can log in on a new connection,
+    // while the connection that is already open stays logged in.
+    let users = format!(
+        "{}[[users]]\nname = \"app\"\npassword_file = \"{}\"\n",
+        keyring_config("sess:*", &[(&old, "decrypt-only"), (&new, "primary")]),
+        write_file(dir.path(), "pw", "reloaded-password\n").display()
+    );
+    reload(&users, 5.0);
+    let mut fresh = proxy.client();
+    assert_line_prefix(&fresh.cmd(&["GET", "sess:1"]), b"-NOAUTH");
+    fresh.assert_cmd(&["AUTH", "app", "reloaded-password"], b"+OK\r\n");
+    fresh.assert_cmd(&["GET", "sess:1"], b"$9\r\nunder-old\r\n");
+    c.assert_cmd(&["GET", "sess:3"], b"$9\r\nunder-new\r\n");
+}
+
+// ----- TLS -------------------------------------------------------------------
+
+/// Certificates made with openssl(1) for one test: a CA, a server
+/// certificate for 127.0.0.1/localhost, a client certificate from the CA,
+/// and a client certificate from another CA.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl is installed");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        for ca in ["ca", "rogue-ca"] {
+            run(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=respseal test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+            ]);
+        }
+        std::fs::write(dir.path().join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext");
+        for (name, ca) in [("server", "ca"), ("client", "ca"), ("rogue", "rogue-ca")] {
+            run(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                &format!("{ca}.crt"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                &format!("{name}.crt"),
+            ]);
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().expect("utf-8").to_string()
+    }
+}
+
+/// A redis-server that speaks TLS only, requiring client certificates.
+struct TlsRedis {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn start(pki: &Pki) -> TlsRedis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--tls-cert-file", &pki.path("server.crt"), "--tls-key-file", &pki.path("server.key")])
+            .args(["--tls-ca-cert-file", &pki.path("ca.crt"), "--tls-auth-clients", "yes"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let r = TlsRedis { port, child, _dir: dir };
+        wait_until("TLS redis-server ready", START_TIMEOUT, || {
+            let out = r.cli(pki, r.port, &["PING"], true);
+            (out == "PONG").then_some(())
+        });
+        r
+    }
+
+    /// redis-cli --tls against `port`, with the client certificate if `cert`.
+    fn cli(&self, pki: &Pki, port: u16, args: &[&str], cert: bool) -> String {
+        tls_cli(pki, port, args, if cert { Some("client") } else { None })
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_cli(pki: &Pki, port: u16, args: &[&str], cert: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--tls", "--cacert", &pki.path("ca.crt")]);
+    if let Some(name) = cert {
+        cmd.args(["--cert", &pki.path(&format!("{name}.crt")), "--key", &pki.path(&format!("{name}.key"))]);
+    }
+    let out = cmd.args(args).stdin(std::process::Stdio::null()).output().expect("redis-cli");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_string()
+}
+
+#[test]
+fn tls_on_both_sides_with_mutual_authentication() {
+    let pki = Pki::new();
+    let redis = TlsRedis::start(&pki);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let plain = free_port();
+    let config = format!(
+        "backend = \"rediss://127.0.0.1:{}\"\n\
+         [tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\nplaintext_listen = \"127.0.0.1:{plain}\"\n\
+         [backend_tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n{}",
+        redis.port,
+        pki.path("server.crt"),
+        pki.path("server.key"),
+        pki.path("ca.crt"),
+        pki.path("ca.crt"),
+        pki.path("client.crt"),
+        pki.path("client.key"),
+        keyring_config("sess:*", &[(&key, "primary")]),
+    );
+    let cfg = write_file(dir.path(), "tls.toml", &config);
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("log")).expect("log");
+    let mut child = respseal_command()
+        .args(["serve", "--config", cfg.to_str().expect("utf-8"), "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("respseal");
+    let read_log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    wait_until("respseal with TLS ready", START_TIMEOUT, || {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("respseal exited {s}: {}", read_log());
+        }
+        (tls_cli(&pki, port, &["PING"], Some("client")) == "PONG").then_some(())
+    });
+    // Through respseal with a certificate from the CA: sealed in Redis.
+    assert_eq!(tls_cli(&pki, port, &["SET", "sess:tls", "over-tls"], Some("client")), "OK");
+    assert_eq!(tls_cli(&pki, port, &["GET", "sess:tls"], Some("client")), "over-tls");
+    let stored = redis.cli(&pki, redis.port, &["GET", "sess:tls"], true);
+    assert!(!stored.contains("over-tls") && stored.starts_with("\0RE"), "{stored:?}");
+    // A certificate the CA did not sign, or none, is refused.
+    for cert in [Some("rogue"), None] {
+        let out = tls_cli(&pki, port, &["GET", "sess:tls"], cert);
+        assert_ne!(out, "over-tls", "{cert:?} got through");
+        assert!(out.contains("rror") || out.is_empty() || out.contains("closed"), "{cert:?}: {out}");
+    }
+    // The plaintext listener beside it serves the same data.
+    let mut c = Client::connect(plain);
+    c.assert_cmd(&["GET", "sess:tls"], b"$8\r\nover-tls\r\n");
+    // Plaintext on the TLS port gets nowhere.
+    let mut p = Client::connect(port);
+    p.send(&resp(&["GET", "sess:tls"]));
+    let r = p.try_read_frame(Duration::from_secs(3));
+    assert!(!matches!(&r, Ok(f) if f.ends_with(b"over-tls\r\n")), "plaintext answered on the TLS port: {r:?}");
+    // Certificates are reloaded on SIGHUP: a broken certificate file is
+    // rejected (the old one kept), a new pair is taken for new connections.
+    std::fs::write(pki.path("server.crt"), "not a certificate").expect("break cert");
+    let _ = std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
+    wait_until("bad certificate rejected", Duration::from_secs(10), || {
+        read_log().contains("configuration not reloaded").then_some(())
+    });
+    assert!(read_log().contains("no certificate in") || read_log().contains("certificate"), "{}", read_log());
+    assert_eq!(tls_cli(&pki, port, &["GET", "sess:tls"], Some("client")), "over-tls");
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = read_log();
+    for secret in [std::fs::read_to_string(pki.path("server.key")).expect("key"), "over-tls".into()] {
+        let body = secret.lines().nth(1).unwrap_or(&secret).to_string();
+        assert!(!log.contains(&body), "secret in the log: {log}");
+    }
+}
