@@ -44,14 +44,36 @@ pub struct Summary {
     pub dropped: u64,
 }
 
-/// A minimal RESP2 connection for the operator commands.
-struct Conn {
+/// A minimal RESP2 connection for the operator commands (`inspect`,
+/// `check`, `rewrap`), in the backend URL's database.
+pub(crate) struct Conn {
     stream: BackendStream,
     buf: BytesMut,
 }
 
 impl Conn {
-    async fn cmd(&mut self, args: &[&[u8]]) -> Result<Vec<u8>, BackendError> {
+    /// Connect and log in as every backend connection does.
+    pub(crate) async fn open(settings: &Arc<ConnSettings>) -> Result<Conn, BackendError> {
+        let (stream, buf) = conn::open(settings, settings.url.db, Proto::Resp2).await?;
+        Ok(Conn { stream, buf })
+    }
+
+    /// One page of `SCAN cursor MATCH pattern`: the next cursor and the keys.
+    pub(crate) async fn scan_page(
+        &mut self,
+        cursor: &[u8],
+        pattern: &str,
+    ) -> Result<(Vec<u8>, Vec<Vec<u8>>), BackendError> {
+        let page = self.cmd(&[b"SCAN", cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000"]).await?;
+        let parts = crate::seal::split_array(&bytes::Bytes::from(page)).unwrap_or_default();
+        let (Some(next), Some(keys)) = (parts.first().and_then(|f| bulk(f)), parts.get(1)) else {
+            return Err(BackendError::Handshake("SCAN gave no cursor".into()));
+        };
+        Ok((next.to_vec(), bulks(keys)))
+    }
+
+    /// One command; its whole reply frame.
+    pub(crate) async fn cmd(&mut self, args: &[&[u8]]) -> Result<Vec<u8>, BackendError> {
         self.stream.write_all(&encode::command(args)).await.map_err(|_| BackendError::Lost)?;
         loop {
             match reply::frame_len(&self.buf, Proto::Resp2) {
@@ -72,7 +94,7 @@ impl Conn {
 }
 
 /// The payload of a RESP2 bulk string (None for a null or anything else).
-fn bulk(frame: &[u8]) -> Option<bytes::Bytes> {
+pub(crate) fn bulk(frame: &[u8]) -> Option<bytes::Bytes> {
     crate::seal::bulk_payload(&bytes::Bytes::copy_from_slice(frame), Proto::Resp2)
 }
 
@@ -84,29 +106,25 @@ fn bulks(frame: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Walk every key matching `patterns` in the backend's database and print
-/// one line per value: `key  sealed v1 key=xxxxxxxx age=Ns [resealed]`, or
+/// one line per value: `key  sealed v1 key=xxxxxxxx state=primary age=Ns
+/// size=N [resealed]` (the key's state in `keyring`), or
 /// `key  plaintext` / `key  not a string`. Values are never printed.
 pub async fn run(
     settings: &Arc<ConnSettings>,
     patterns: &[String],
     select: Select,
+    keyring: Option<&crate::crypto::Keyring>,
     now: u64,
     out: &mut impl std::io::Write,
 ) -> Result<Summary, BackendError> {
-    let (stream, buf) = conn::open(settings, settings.url.db, Proto::Resp2).await?;
-    let mut c = Conn { stream, buf };
+    let mut c = Conn::open(settings).await?;
     let mut s = Summary::default();
     const DROP: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
     for pattern in patterns {
         let mut cursor = b"0".to_vec();
         loop {
-            let page = c.cmd(&[b"SCAN", &cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000"]).await?;
-            let parts = crate::seal::split_array(&bytes::Bytes::from(page)).unwrap_or_default();
-            let (Some(next), Some(keys)) = (parts.first().and_then(|f| bulk(f)), parts.get(1)) else {
-                return Err(BackendError::Handshake("SCAN gave no cursor".into()));
-            };
-            let next = next.to_vec();
-            for key in bulks(keys) {
+            let (next, keys) = c.scan_page(&cursor, pattern).await?;
+            for key in keys {
                 s.keys += 1;
                 let shown = String::from_utf8_lossy(&key).into_owned();
                 let value = c.cmd(&[b"GET", &key]).await?;
@@ -129,9 +147,18 @@ pub async fn run(
                     continue;
                 }
                 let key_id = crypto::keyring::format_key_id(info.key_id);
+                let state = match keyring.map(|k| k.get(info.key_id)) {
+                    None => "unchecked".to_string(),
+                    Some(None) => "not-in-keyring".to_string(),
+                    Some(Some(k)) => k.state().to_string(),
+                };
                 let age = now.saturating_sub(info.issued_at);
                 let flag = if info.resealed { "  resealed from legacy plaintext" } else { "" };
-                let mut line = format!("{shown}  sealed v{} key={key_id} age={age}s{flag}", info.version);
+                let size = v.len();
+                let mut line = format!(
+                    "{shown}  sealed v{} key={key_id} state={state} age={age}s size={size}{flag}",
+                    info.version
+                );
                 if select == Select::DropResealed {
                     let r = c.cmd(&[b"EVAL", DROP.as_bytes(), b"1", &key, &v]).await?;
                     if r == b":1\r\n" {

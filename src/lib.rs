@@ -42,6 +42,8 @@
 //!   Knows nothing about Redis or sessions.
 //! * [`inspect`]: `respseal inspect`, envelope metadata of stored values
 //!   (never plaintext); lists or drops values re-sealed from legacy plaintext.
+//! * [`rewrap`]: `respseal rewrap` (online re-encryption under the primary
+//!   key, compare-and-set, resumable) and `respseal check`'s sample.
 //! * [`outbuf`]: output queue turning many frames into few syscalls.
 //! * [`stats`]: hot-path counters, per thread, summed at scrape time.
 //! * [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
@@ -60,6 +62,7 @@ pub mod live;
 pub mod outbuf;
 pub mod plan;
 pub mod protocol;
+pub mod rewrap;
 pub mod rules;
 pub mod seal;
 pub mod server;

@@ -17,6 +17,8 @@ use respseal::session::Context;
 
 /// EX_USAGE: invalid configuration or command line.
 const EX_USAGE: u8 = 64;
+/// EX_DATAERR: values in Redis that the configured keyring does not open.
+const EX_DATAERR: u8 = 65;
 /// EX_UNAVAILABLE: a required service (listen port, backend) is unavailable.
 const EX_UNAVAILABLE: u8 = 69;
 
@@ -33,8 +35,12 @@ struct Cli {
 enum Cmd {
     /// Run the proxy (the default).
     Serve(ServeArgs),
-    /// Validate the configuration and check that the backend answers.
-    Check(ServeArgs),
+    /// Validate the configuration, check that the backend answers, and open
+    /// a sample of the sealed values in Redis with the configured keyring.
+    Check(CheckArgs),
+    /// Re-seal every value that is not under the primary key (after a key
+    /// rotation), with compare-and-set; resumable.
+    Rewrap(RewrapArgs),
     /// Envelope metadata (version, key id, age, re-sealed flag) of the values
     /// under sealed names, read from Redis; never a value.
     Inspect(InspectArgs),
@@ -44,6 +50,38 @@ enum Cmd {
         #[arg(long, short)]
         out: PathBuf,
     },
+}
+
+#[derive(Args, Clone)]
+struct CheckArgs {
+    /// Sealed values opened per rule pattern (0: none).
+    #[arg(long, default_value_t = 100)]
+    sample: u64,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Args, Clone)]
+struct RewrapArgs {
+    /// Also seal values that have no envelope (legacy plaintext); they are
+    /// marked as re-sealed from legacy plaintext.
+    #[arg(long)]
+    legacy: bool,
+    /// Delete values re-sealed from legacy plaintext instead of rewrapping
+    /// them (compare-and-delete).
+    #[arg(long)]
+    drop_resealed: bool,
+    /// Most keys looked at per second [default: no limit].
+    #[arg(long)]
+    max_per_sec: Option<u32>,
+    /// Resume from a cursor printed by an earlier run (PATTERN:CURSOR).
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Key patterns to walk [default: the configured rules' patterns].
+    #[arg(value_name = "PATTERN")]
+    patterns: Vec<String>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Args, Clone)]
@@ -154,7 +192,8 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         Some(Cmd::Keygen { out }) => keygen(&out),
-        Some(Cmd::Check(args)) => with_config(&args, check),
+        Some(Cmd::Check(args)) => with_config(&args.serve, |cfg| check(cfg, args.sample)),
+        Some(Cmd::Rewrap(args)) => rewrap(&args),
         Some(Cmd::Inspect(args)) => inspect(&args),
         Some(Cmd::Serve(args)) => with_config(&args, |cfg| serve(cfg, &args)),
         None => with_config(&cli.serve, |cfg| serve(cfg, &cli.serve)),
@@ -398,7 +437,8 @@ fn inspect(args: &InspectArgs) -> ExitCode {
     let now = respseal::seal::now_unix();
     runtime().block_on(async move {
         let mut stdout = std::io::stdout();
-        match respseal::inspect::run(&settings, &patterns, select, now, &mut stdout).await {
+        let keyring = cfg.sealer.as_ref().map(|s| s.keyring());
+        match respseal::inspect::run(&settings, &patterns, select, keyring, now, &mut stdout).await {
             Ok(s) => {
                 println!(
                     "{} keys: {} sealed ({} re-sealed from legacy plaintext), {} without an envelope{}",
@@ -422,7 +462,7 @@ fn inspect(args: &InspectArgs) -> ExitCode {
     })
 }
 
-fn check(cfg: Config) -> ExitCode {
+fn check(cfg: Config, sample: u64) -> ExitCode {
     let rt = runtime();
     rt.block_on(async move {
         println!(
@@ -431,18 +471,123 @@ fn check(cfg: Config) -> ExitCode {
             cfg.backend,
             if cfg.dedicated { "dedicated" } else { "shared" }
         );
+        if let Some(s) = &cfg.sealer {
+            println!("keyring: {}", s.keyring().describe());
+        }
         let settings = Arc::new(conn_settings(&cfg));
-        match respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2).await {
-            Ok(_) => {
-                println!("backend: ok");
+        if let Err(e) = respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2).await
+        {
+            println!("backend: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+        println!("backend: ok");
+        let Some(sealer) = cfg.sealer.as_ref().filter(|_| sample > 0) else {
+            return ExitCode::SUCCESS;
+        };
+        let patterns: Vec<String> = sealer.rules().patterns().map(str::to_string).collect();
+        match respseal::rewrap::sample(&settings, sealer, &patterns, sample).await {
+            Ok((opened, failed)) if failed.is_empty() => {
+                println!("sample: {opened} sealed values opened, 0 failed");
                 ExitCode::SUCCESS
             }
+            Ok((opened, failed)) => {
+                let reasons: Vec<String> = failed.iter().map(|(r, n)| format!("{r}={n}")).collect();
+                let total: u64 = failed.values().sum();
+                println!("sample: {opened} sealed values opened, {total} failed ({})", reasons.join(", "));
+                println!("the configured keyring does not open values in Redis: do not deploy it");
+                ExitCode::from(EX_DATAERR)
+            }
             Err(e) => {
-                println!("backend: {e}");
+                println!("sample: {e}");
                 ExitCode::from(EX_UNAVAILABLE)
             }
         }
     })
+}
+
+fn rewrap(args: &RewrapArgs) -> ExitCode {
+    use respseal::rewrap::{Counts, Cursor, End, Options};
+    let cfg = match Config::load(args.serve.config.as_deref(), &args.serve.overrides()) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprint!("respseal: {errors}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let Some(sealer) = cfg.sealer.as_ref() else {
+        eprintln!("respseal: rewrap: no rules are configured, so there is nothing to rewrap");
+        return ExitCode::from(EX_USAGE);
+    };
+    let cursor = match args.cursor.as_deref().map(Cursor::parse) {
+        None => Cursor::start(),
+        Some(Some(c)) => c,
+        Some(None) => {
+            eprintln!("respseal: rewrap: --cursor must be PATTERN:CURSOR as printed by rewrap");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let patterns = if args.patterns.is_empty() {
+        sealer.rules().patterns().map(str::to_string).collect()
+    } else {
+        args.patterns.clone()
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opts = Options {
+        patterns,
+        legacy: args.legacy,
+        drop_resealed: args.drop_resealed,
+        max_per_sec: args.max_per_sec,
+        cursor,
+        stop: Arc::clone(&stop),
+    };
+    let settings = Arc::new(conn_settings(&cfg));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = terminal.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        b
+    });
+    let mut last_line = std::time::Instant::now();
+    let mut counts = Counts::default();
+    let mut last_cursor = opts.cursor.clone();
+    let result = runtime().block_on(async {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        respseal::rewrap::run(&settings, sealer, &opts, &mut counts, |c, cur| {
+            last_cursor.clone_from(cur);
+            match &bar {
+                Some(b) => b.set_message(format!("{c}  cursor {cur}")),
+                None if last_line.elapsed() >= std::time::Duration::from_secs(2) => {
+                    last_line = std::time::Instant::now();
+                    eprintln!("rewrap: {c}  cursor {cur}");
+                }
+                None => {}
+            }
+        })
+        .await
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    println!("rewrap: {counts}");
+    match result {
+        Ok(End::Done) if counts.failures() == 0 => ExitCode::SUCCESS,
+        Ok(End::Done) => {
+            println!("some values did not open with the configured keyring: they were left as they are");
+            ExitCode::from(EX_DATAERR)
+        }
+        Ok(End::Stopped(cur)) => {
+            println!("interrupted; resume with --cursor {cur}");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            println!("rewrap: {e}; resume with --cursor {last_cursor}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -381,3 +381,105 @@ fn tls_on_both_sides_with_mutual_authentication() {
         assert!(!log.contains(&body), "secret in the log: {log}");
     }
 }
+
+// ----- rewrap, check, inspect --------------------------------------------------
+
+#[test]
+fn rewrap_moves_every_value_to_the_primary_with_ttls_kept_and_a_second_run_changes_nothing() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, old_id) = keygen(dir.path(), "old.key");
+    let (new, new_id) = keygen(dir.path(), "new.key");
+    let two_rules = |keys: &[(&Path, &str)]| {
+        format!("backend = \"{}\"\n[[rule]]\npattern = \"b:*\"\n{}", redis.url(), keyring_config("a:*", keys))
+    };
+    {
+        let p = Proxy::start_with_config(redis.port, &two_rules(&[(&old, "primary")]), &[]);
+        let mut c = p.client();
+        for i in 0..30 {
+            c.assert_cmd(&["SET", &format!("a:{i}"), &format!("value-a-{i}"), "EX", "1000"], b"+OK\r\n");
+            c.assert_cmd(&["SET", &format!("b:{i}"), &format!("value-b-{i}")], b"+OK\r\n");
+        }
+    }
+    let cfg = write_file(dir.path(), "new.toml", &two_rules(&[(&old, "decrypt-only"), (&new, "primary")]));
+    let cfg = cfg.to_str().expect("utf-8");
+    // check with the rotated keyring opens everything it samples.
+    let (status, out, _) = run_respseal(&["check", "--config", cfg], &[], Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    assert!(out.contains("sample: 60 sealed values opened, 0 failed"), "{out}");
+    // Legacy plaintext (which a `reject` rule does not serve: check counts
+    // it as not_sealed) and a value that is not a string.
+    let mut d = redis.client();
+    d.assert_cmd(&["SET", "a:legacy", "legacy-plaintext"], b"+OK\r\n");
+    d.assert_cmd(&["RPUSH", "a:list", "x"], b":1\r\n");
+    // A cursor past the first pattern (b:*) walks only the second (a:*).
+    let (status, out, err) =
+        run_respseal(&["rewrap", "--config", cfg, "--cursor", "1:0"], &[], Duration::from_secs(30));
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("scanned 32, rewrapped 30, already current 0, legacy sealed 0, legacy left 1"), "{out}");
+    assert_eq!(key_id_in_redis(&redis, "a:0"), new_id);
+    assert_eq!(key_id_in_redis(&redis, "b:0"), old_id);
+    let (status, out, err) =
+        run_respseal(&["rewrap", "--config", cfg, "--max-per-sec", "1000"], &[], Duration::from_secs(30));
+    assert!(status.success(), "{out}{err}");
+    assert!(
+        out.contains("scanned 62, rewrapped 30, already current 30, legacy sealed 0, legacy left 1")
+            && out.contains("not strings 1, failed 0"),
+        "{out}"
+    );
+    for i in 0..30 {
+        assert_eq!(key_id_in_redis(&redis, &format!("a:{i}")), new_id);
+        let ttl = d.cmd(&["TTL", &format!("a:{i}")]);
+        let ttl: i64 = std::str::from_utf8(&ttl[1..ttl.len() - 2]).expect("int").parse().expect("int");
+        assert!(ttl > 900, "the TTL survives a rewrap: {ttl}");
+    }
+    // Again: nothing changes.
+    let before = d.cmd(&["GET", "a:7"]);
+    let (status, out, _) = run_respseal(&["rewrap", "--config", cfg], &[], Duration::from_secs(30));
+    assert!(status.success() && out.contains("rewrapped 0, already current 60"), "{out}");
+    assert_eq!(d.cmd(&["GET", "a:7"]), before);
+    // --legacy seals the plaintext too, flagged as re-sealed.
+    let (status, out, _) = run_respseal(&["rewrap", "--config", cfg, "--legacy"], &[], Duration::from_secs(30));
+    assert!(status.success() && out.contains("legacy sealed 1"), "{out}");
+    let (_, out, _) = run_respseal(&["inspect", "--config", cfg, "--resealed"], &[], Duration::from_secs(20));
+    assert!(out.contains("a:legacy  sealed v1 key=") && out.contains("resealed from legacy plaintext"), "{out}");
+    // With the old key disabled everything still opens through respseal.
+    let final_cfg = two_rules(&[(&old, "disabled"), (&new, "primary")]);
+    let p = Proxy::start_with_config(redis.port, &final_cfg, &[]);
+    let mut c = p.client();
+    c.assert_cmd(&["GET", "a:29"], b"$10\r\nvalue-a-29\r\n");
+    c.assert_cmd(&["GET", "b:0"], b"$9\r\nvalue-b-0\r\n");
+    c.assert_cmd(&["GET", "a:legacy"], b"$16\r\nlegacy-plaintext\r\n");
+    // inspect KEY: version, key id and state, age and size; never the value.
+    let final_path = write_file(dir.path(), "final.toml", &final_cfg);
+    let (status, out, _) = run_respseal(
+        &["inspect", "--config", final_path.to_str().expect("utf-8"), "a:3"],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert!(status.success(), "{out}");
+    assert!(out.starts_with(&format!("a:3  sealed v1 key={new_id} state=primary age=")), "{out}");
+    assert!(out.contains(&format!("size={}", 9 + respseal::crypto::OVERHEAD)) && !out.contains("value-a-3"), "{out}");
+}
+
+#[test]
+fn check_catches_a_keyring_that_does_not_open_what_redis_holds() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, _) = keygen(dir.path(), "old.key");
+    let (new, _) = keygen(dir.path(), "new.key");
+    {
+        let p = Proxy::start_with_config(redis.port, &keyring_config("sess:*", &[(&old, "primary")]), &[]);
+        let mut c = p.client();
+        for i in 0..5 {
+            c.assert_cmd(&["SET", &format!("sess:{i}"), "v"], b"+OK\r\n");
+        }
+    }
+    // The old key forgotten: every sampled value fails, and check says so.
+    let wrong = format!("backend = \"{}\"\n{}", redis.url(), keyring_config("sess:*", &[(&new, "primary")]));
+    let cfg = write_file(dir.path(), "wrong.toml", &wrong);
+    let (status, out, _) =
+        run_respseal(&["check", "--config", cfg.to_str().expect("utf-8")], &[], Duration::from_secs(20));
+    assert_eq!(status.code(), Some(65), "{out}");
+    assert!(out.contains("sample: 0 sealed values opened, 5 failed (unknown_key=5)"), "{out}");
+}

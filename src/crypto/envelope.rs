@@ -366,6 +366,45 @@ pub fn seal_resealed(
     Ok(out.into())
 }
 
+/// Re-seal a stored value under the keyring's primary key (`respseal
+/// rewrap`): opened with whichever key sealed it, sealed again with a fresh
+/// nonce, keeping its `issued_at` (its age does not restart) and its
+/// re-sealed flag. The plaintext lives only in a buffer wiped on drop.
+///
+/// # Errors
+/// [`RewrapError::Open`] when the value does not open (no freshness limit
+/// applies here), [`RewrapError::Seal`] when there is no primary key.
+pub fn rewrap(keyring: &Keyring, binding: &Binding<'_>, sealed: &[u8]) -> Result<Vec<u8>, RewrapError> {
+    let info = inspect(sealed).map_err(RewrapError::Open)?;
+    /// Wiped on every way out.
+    struct Wiped(BytesMut);
+    impl Drop for Wiped {
+        fn drop(&mut self) {
+            self.0[..].zeroize();
+        }
+    }
+    let mut plain = Wiped(BytesMut::new());
+    open_into(keyring, binding, sealed, info.issued_at, None, &mut plain.0).map_err(RewrapError::Open)?;
+    let plain = &plain;
+    let (key_id, cipher) = keyring.sealing_key().ok_or(RewrapError::Seal(SealError::NoPrimaryKey))?;
+    let flags = if info.resealed { FLAG_RESEALED } else { 0 };
+    let mut out = BytesMut::new();
+    seal_with_nonce(cipher, encode_header(key_id, info.issued_at, flags), binding, &plain.0, &fresh_nonce(), &mut out)
+        .map_err(RewrapError::Seal)?;
+    Ok(out.into())
+}
+
+/// Why [`rewrap`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RewrapError {
+    /// The value did not open.
+    #[error("does not open: {0}")]
+    Open(OpenError),
+    /// It could not be sealed again.
+    #[error("cannot seal: {0}")]
+    Seal(SealError),
+}
+
 thread_local! {
     /// This thread's nonce prefix, how many more values may use it, and the
     /// fork generation it was drawn in.
@@ -825,6 +864,38 @@ mod tests {
             assert_eq!(open(&ring, &b, legacy, NOW, None), Err(OpenError::NotSealed));
             assert_eq!(inspect(legacy), Err(OpenError::NotSealed));
         }
+    }
+
+    #[test]
+    fn rewrap_moves_a_value_to_the_primary_keeping_its_age_and_flag() {
+        let b = Binding::string(b"app", b"sess:1");
+        let old = ring_with(1, [1; 32]);
+        let plain_v = seal(&old, &b, b"the session", NOW - 500).unwrap();
+        let flagged = seal_resealed(&old, &b, b"was legacy", NOW - 900).unwrap();
+        let mut ring = Keyring::new();
+        ring.insert(1, KeyState::DecryptOnly, Some(KeyMaterial::from_bytes([1; 32]))).unwrap();
+        ring.insert(2, KeyState::Primary, Some(KeyMaterial::from_bytes([2; 32]))).unwrap();
+        for (v, text, issued, resealed) in
+            [(&plain_v, &b"the session"[..], NOW - 500, false), (&flagged, b"was legacy", NOW - 900, true)]
+        {
+            let w = rewrap(&ring, &b, v).unwrap();
+            let info = inspect(&w).unwrap();
+            assert_eq!((info.key_id, info.issued_at, info.resealed), (2, issued, resealed));
+            assert_eq!(open(&ring, &b, &w, NOW, None).unwrap(), text);
+            assert_ne!(&w[..], &v[..]);
+            // Bound to the same key name: it does not open under another.
+            assert!(open(&ring, &Binding::string(b"app", b"sess:2"), &w, NOW, None).is_err());
+        }
+        // Under the wrong binding, or with the old key disabled, nothing is written.
+        assert_eq!(
+            rewrap(&ring, &Binding::string(b"app", b"other"), &plain_v),
+            Err(RewrapError::Open(OpenError::TagMismatch))
+        );
+        let mut disabled = Keyring::new();
+        disabled.insert(1, KeyState::Disabled, None).unwrap();
+        disabled.insert(2, KeyState::Primary, Some(KeyMaterial::from_bytes([2; 32]))).unwrap();
+        assert_eq!(rewrap(&disabled, &b, &plain_v), Err(RewrapError::Open(OpenError::KeyNotOpen)));
+        assert_eq!(rewrap(&ring, &b, b"legacy"), Err(RewrapError::Open(OpenError::NotSealed)));
     }
 
     #[test]

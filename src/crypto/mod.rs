@@ -19,8 +19,8 @@ pub mod keyring;
 pub mod xaes;
 
 pub use envelope::{
-    Binding, EnvelopeInfo, Freshness, OVERHEAD, OpenError, SealError, ValueKind, inspect, is_sealed, open, open_into,
-    seal, seal_into, seal_resealed,
+    Binding, EnvelopeInfo, Freshness, OVERHEAD, OpenError, RewrapError, SealError, ValueKind, inspect, is_sealed, open,
+    open_into, rewrap, seal, seal_into, seal_resealed,
 };
 pub use keyring::{
     Key, KeyMaterial, KeyOrigin, KeySource, KeySourceError, KeySpec, KeyState, Keyring, KeyringError,
