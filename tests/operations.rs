@@ -483,3 +483,110 @@ fn check_catches_a_keyring_that_does_not_open_what_redis_holds() {
     assert_eq!(status.code(), Some(65), "{out}");
     assert!(out.contains("sample: 0 sealed values opened, 5 failed (unknown_key=5)"), "{out}");
 }
+
+// ----- key rotation end to end -----------------------------------------------
+
+/// A child process killed (and reaped) on drop.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The operator's runbook, while the express-session example serves a
+/// load of at least 50 requests a second through respseal: add the new
+/// key as decrypt-only and reload; promote it and reload; rewrap; disable
+/// the old key and reload. No request may fail, every session keeps
+/// counting, and every value in Redis ends under the new key.
+#[test]
+fn key_rotation_under_load_loses_no_session() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, old_id) = keygen(dir.path(), "old.key");
+    let (new, new_id) = keygen(dir.path(), "new.key");
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let config = |keys: &[(&Path, &str)]| format!("backend = \"{}\"\n{}", redis.url(), keyring_config("sess:*", keys));
+    let proxy = Proxy::start_with_config(redis.port, &config(&[(&old, "primary")]), &["--admin-listen", &admin_addr]);
+    let app_port = free_port();
+    let app_log = std::fs::File::create(dir.path().join("app.log")).expect("log");
+    let _app = Reaped(
+        std::process::Command::new("node")
+            .arg(root.join("examples/express-session/app.js"))
+            .env("REDIS_URL", format!("redis://127.0.0.1:{}", proxy.port))
+            .env("PORT", app_port.to_string())
+            .stdout(app_log.try_clone().expect("dup"))
+            .stderr(app_log)
+            .spawn()
+            .expect("node"),
+    );
+    wait_until("the app answers", START_TIMEOUT, || http_get(app_port, "/").ok().filter(|(s, _)| *s == 200));
+    let stop = dir.path().join("stop");
+    let load_out = std::fs::File::create(dir.path().join("load.json")).expect("out");
+    let mut load = Reaped(
+        std::process::Command::new("python3")
+            .arg(root.join("tests/rotation/load.py"))
+            .args([&app_port.to_string(), "8", "100", stop.to_str().expect("utf-8")])
+            .stdout(load_out)
+            .spawn()
+            .expect("python3"),
+    );
+    let sealed = || metric(&scrape(admin), "respseal_values_sealed_total");
+    // Let the load run for `n` more sealed session writes.
+    let run_for = |n: f64| {
+        let from = sealed();
+        wait_until("the load goes on", Duration::from_secs(30), || (sealed() >= from + n).then_some(()));
+    };
+    let reload = |text: String, generation: f64| {
+        std::fs::write(proxy.config_path(), text).expect("config");
+        proxy.sighup();
+        wait_until("reloaded", Duration::from_secs(10), || {
+            (metric(&scrape(admin), "respseal_config_generation") == generation).then_some(())
+        });
+    };
+    run_for(150.0);
+    reload(config(&[(&old, "primary"), (&new, "decrypt-only")]), 2.0);
+    run_for(150.0);
+    reload(config(&[(&old, "decrypt-only"), (&new, "primary")]), 3.0);
+    run_for(150.0);
+    let cfg = proxy.config_path();
+    let (status, out, err) =
+        run_respseal(&["rewrap", "--config", cfg.to_str().expect("utf-8")], &[], Duration::from_secs(60));
+    assert!(status.success(), "rewrap: {out}{err}");
+    assert!(out.contains("failed 0"), "{out}");
+    run_for(150.0);
+    reload(config(&[(&old, "disabled"), (&new, "primary")]), 4.0);
+    run_for(150.0);
+    std::fs::write(&stop, "").expect("stop file");
+    wait_child(&mut load.0, Duration::from_secs(30)).expect("the load stops");
+    let result = std::fs::read_to_string(dir.path().join("load.json")).expect("load result");
+    let field = |name: &str| -> f64 {
+        let at = result.find(&format!("\"{name}\": ")).unwrap_or_else(|| panic!("{name} in {result}"));
+        result[at + name.len() + 4..].split([',', '}']).next().and_then(|v| v.trim().parse().ok()).expect("number")
+    };
+    assert_eq!(field("failures"), 0.0, "{result}");
+    assert!(field("rate") >= 50.0, "at least 50 requests a second: {result}");
+    assert!(field("requests") >= 750.0, "{result}");
+    // Every browser's counter equals its number of requests (the first
+    // request of each starts its session at 1).
+    for user in result.split("{\"requests\": ").skip(2) {
+        let (requests, rest) = user.split_once(", \"last\": ").expect("user entry");
+        let last = rest.split('}').next().expect("last");
+        assert_eq!(requests, last, "a session lost its count: {result}");
+    }
+    // Every session value in Redis is under the new key.
+    let mut d = redis.client();
+    let keys = d.cmd(&["KEYS", "sess:*"]);
+    let keys: Vec<String> =
+        String::from_utf8_lossy(&keys).split("\r\n").filter(|l| l.starts_with("sess:")).map(str::to_string).collect();
+    // One per browser, and the readiness probe's (written under the old key
+    // before the rotation began, so rewrap moved it).
+    assert_eq!(keys.len(), 9, "one session per browser and the probe's: {keys:?}");
+    for k in &keys {
+        assert_eq!(key_id_in_redis(&redis, k), new_id, "{k} not under the new key (old was {old_id})");
+    }
+}
