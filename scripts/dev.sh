@@ -3,10 +3,11 @@
 #
 # * Backend: $RESPSEAL_BACKEND if set; otherwise a Redis on 127.0.0.1:6379,
 #   installed (Debian) and started if none answers there.
-# * Key: $RESPSEAL_KEY_FILE if set; otherwise .dev/respseal-dev.key, created
-#   on first run (a DEVELOPMENT key: never use it in production).
-# * Sealed keys: $RESPSEAL_SEAL if set (comma-separated globs); otherwise
-#   connect-redis's sessions, `sess:*`.
+# * Configuration: config.toml (sealing connect-redis's sessions, `sess:*`;
+#   admin endpoints on 127.0.0.1:9180). $RESPSEAL_SEAL adds rules.
+# * Key: config.toml's .dev/respseal-dev.key, created on first run (a
+#   DEVELOPMENT key: never use it in production). With $RESPSEAL_KEY_FILE
+#   that key seals instead and the development key only opens.
 # Extra arguments go to `respseal serve` (e.g. --listen 0.0.0.0:6380).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,18 +31,22 @@ if [ -z "${RESPSEAL_BACKEND:-}" ]; then
     export RESPSEAL_BACKEND=redis://127.0.0.1:6379
 fi
 
-cargo build --release --quiet
-BIN=target/release/respseal
+if [ -n "${RESPSEAL_BIN:-}" ]; then
+    BIN=$RESPSEAL_BIN # a binary built already (the tests)
+else
+    cargo build --release --quiet
+    BIN=target/release/respseal
+fi
 
-if [ -z "${RESPSEAL_KEY_FILE:-}" ]; then
-    export RESPSEAL_KEY_FILE=.dev/respseal-dev.key
-    if [ ! -f "$RESPSEAL_KEY_FILE" ]; then
+DEV_KEY=.dev/respseal-dev.key # the [[key]] in config.toml
+if [ -z "${RESPSEAL_KEY_FILE:-}" ] || [ ! -f "$DEV_KEY" ]; then
+    if [ ! -f "$DEV_KEY" ]; then
         mkdir -p .dev
-        "$BIN" keygen --out "$RESPSEAL_KEY_FILE"
+        "$BIN" keygen --out "$DEV_KEY"
         cat >&2 <<WARN
 
   ############################################################################
-  #  WARNING: created a DEVELOPMENT key in $RESPSEAL_KEY_FILE
+  #  WARNING: created a DEVELOPMENT key in $DEV_KEY
   #  Values sealed with it are only as safe as that file. Never use it in
   #  production: generate a key with 'respseal keygen --out PATH' and keep it
   #  out of the repository (see README, "Keys").
@@ -49,9 +54,8 @@ if [ -z "${RESPSEAL_KEY_FILE:-}" ]; then
 
 WARN
     else
-        echo "dev: using DEVELOPMENT key $RESPSEAL_KEY_FILE (not for production)" >&2
+        echo "dev: using DEVELOPMENT key $DEV_KEY (not for production)" >&2
     fi
 fi
-export RESPSEAL_SEAL="${RESPSEAL_SEAL:-sess:*}"
-echo "dev: respseal on 127.0.0.1:6380 -> $RESPSEAL_BACKEND, sealing '$RESPSEAL_SEAL'" >&2
-exec "$BIN" serve "$@"
+echo "dev: respseal on 127.0.0.1:6380 -> $RESPSEAL_BACKEND, sealing 'sess:*'${RESPSEAL_SEAL:+ and '$RESPSEAL_SEAL'}; metrics on http://127.0.0.1:9180/metrics" >&2
+exec "$BIN" serve --config config.toml "$@"

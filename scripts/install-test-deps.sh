@@ -11,6 +11,8 @@ command -v tclsh >/dev/null || need_apt+=(tcl)
 command -v dpkg-source >/dev/null || need_apt+=(dpkg-dev)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v openssl >/dev/null || need_apt+=(openssl)          # TLS test certificates
+command -v docker-compose >/dev/null || need_apt+=(docker-compose) # validates docker-compose.yml
 if ((${#need_apt[@]})); then
     echo "install-test-deps: apt-get install ${need_apt[*]}"
     apt-get update -qq

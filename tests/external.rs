@@ -138,3 +138,101 @@ fn a_timed_out_harness_takes_its_whole_process_group_with_it() {
         (stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")).then_some(())
     });
 }
+
+/// docker-compose.yml is valid (no container engine is needed for this;
+/// `scripts/compose-smoke.sh` runs the stack where one can).
+#[test]
+fn the_compose_file_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The secret file it names must exist for `config` to pass.
+    let key = root.join(".dev/respseal-dev.key");
+    if !key.exists() {
+        std::fs::create_dir_all(root.join(".dev")).expect(".dev");
+        let (status, _, err) =
+            run_respseal(&["keygen", "--out", key.to_str().expect("utf-8")], &[], Duration::from_secs(10));
+        assert!(status.success() || key.exists(), "{err}");
+    }
+    let out = Command::new("docker-compose")
+        .args(["config", "-q"])
+        .current_dir(root)
+        .output()
+        .expect("docker-compose is installed (scripts/install-test-deps.sh)");
+    assert!(out.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The container's entrypoint, run outside a container: it checks the
+/// configuration, takes the key from the secret path's variable and
+/// serves; a broken configuration stops it with the problems listed.
+#[test]
+fn the_container_entrypoint_serves_with_the_mounted_config_and_secret() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, key_id) = keygen(dir.path(), "secret.key");
+    let port = free_port();
+    let env = |cmd: &mut Command| {
+        cmd.env("RESPSEAL_BIN", BIN)
+            .env("RESPSEAL_CONFIG", root.join("deploy/config.toml"))
+            .env("RESPSEAL_KEY_FILE", &key)
+            .env("RESPSEAL_BACKEND", redis.url())
+            .env("RESPSEAL_LISTEN", format!("127.0.0.1:{port}"))
+            .env_remove("RESPSEAL_ADMIN_LISTEN");
+    };
+    let mut cmd = Command::new("sh");
+    cmd.arg(root.join("scripts/entrypoint.sh")).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+    env(&mut cmd);
+    let mut child = cmd.spawn().expect("sh");
+    let mut c = wait_until("entrypoint serving", START_TIMEOUT, || Client::try_connect(port).ok());
+    c.assert_cmd(&["SET", "sess:container", "sealed-in-the-container"], b"+OK\r\n");
+    c.assert_cmd(&["GET", "sess:container"], b"$23\r\nsealed-in-the-container\r\n");
+    let raw = redis.client().cmd(&["GET", "sess:container"]);
+    assert!(contains(&raw, b"\x00RE") && !contains(&raw, b"sealed-in-the-container"), "{}", show(&raw));
+    let id_at = raw.iter().position(|&b| b == b'\n').expect("header") + 5;
+    let id: String = raw[id_at..id_at + 4].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(id, key_id);
+    stop_group(&mut child);
+    // A configuration that does not validate: the entrypoint exits 64.
+    let bad = write_file(dir.path(), "bad.toml", "[[rule]]\npattern = \"\"\n");
+    let mut cmd = Command::new("sh");
+    cmd.arg(root.join("scripts/entrypoint.sh"));
+    env(&mut cmd);
+    let out = cmd.env("RESPSEAL_CONFIG", &bad).stdin(Stdio::null()).output().expect("sh");
+    assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pattern is empty"), "{out:?}");
+}
+
+/// The README's run command (`scripts/dev.sh`, here with a test Redis and
+/// the debug binary), then `respseal check --config config.toml`.
+#[test]
+fn the_run_command_serves_config_toml_and_check_passes_after_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let redis = RedisServer::start();
+    let port = free_port();
+    let admin = free_port();
+    let mut child = Command::new("bash")
+        .arg(root.join("scripts/dev.sh"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .env("RESPSEAL_BIN", BIN)
+        .env("RESPSEAL_BACKEND", redis.url())
+        .env_remove("RESPSEAL_KEY_FILE")
+        .env_remove("RESPSEAL_SEAL")
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("bash");
+    let mut c = wait_until("dev.sh serving", Duration::from_secs(60), || Client::try_connect(port).ok());
+    c.assert_cmd(&["SET", "sess:dev", "{\"views\":1}"], b"+OK\r\n");
+    let raw = redis.client().cmd(&["GET", "sess:dev"]);
+    assert!(contains(&raw, b"\x00RE") && !contains(&raw, b"views"), "{}", show(&raw));
+    assert_eq!(http_get(admin, "/readyz").expect("readyz").0, 200);
+    let (status, out, err) = run_respseal(
+        &["check", "--config", root.join("config.toml").to_str().expect("utf-8")],
+        &[("RESPSEAL_BACKEND", redis.url())],
+        Duration::from_secs(20),
+    );
+    stop_group(&mut child);
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("sample: 1 sealed values opened, 0 failed"), "{out}");
+}

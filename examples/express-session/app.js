@@ -9,6 +9,7 @@ const {
   REDIS_URL = 'redis://127.0.0.1:6380', // respseal, in front of Redis on 6379
   REDIS_CLIENT = 'redis6', // redis6 = node-redis 6 (`redis`), redis5 = node-redis 5 (`redis5`)
   PORT = '3000',
+  HOST = '127.0.0.1', // 0.0.0.0 in a container
   SESSION_SECRET = 'keyboard cat',
   SESSION_CANARY = 'CANARY-plaintext-session-data', // must never show up in Redis itself
 } = process.env;
@@ -45,7 +46,7 @@ app.get('/', (req, res) => {
   res.type('text').send(`Counter: ${req.session.views}`);
 });
 
-app.listen(Number(PORT), '127.0.0.1', (err) => {
+app.listen(Number(PORT), HOST, (err) => {
   if (err) throw err;
-  console.log(`listening on http://127.0.0.1:${PORT}`);
+  console.log(`listening on http://${HOST}:${PORT}`);
 });
