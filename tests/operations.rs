@@ -590,3 +590,108 @@ fn key_rotation_under_load_loses_no_session() {
         assert_eq!(key_id_in_redis(&redis, k), new_id, "{k} not under the new key (old was {old_id})");
     }
 }
+
+// ----- secret hygiene --------------------------------------------------------
+
+/// A workload at the most verbose log level, with canaries planted: key
+/// material, a sealed value, a sealed key name, the proxy's and Redis's
+/// passwords and the TLS private key. None may appear in the logs,
+/// `/metrics`, `inspect` or `check` output, or any error reply.
+#[test]
+fn no_secret_reaches_logs_metrics_operator_output_or_error_replies() {
+    let pki = Pki::new();
+    let redis = RedisServer::start();
+    let backend_pw = "BACKEND-PW-canary-91c2";
+    redis.client().assert_cmd(&["CONFIG", "SET", "requirepass", backend_pw], b"+OK\r\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let key_text = std::fs::read_to_string(&key).expect("key file");
+    let material = key_text.split('"').nth(3).expect("material").to_string();
+    let proxy_pw = "PROXY-PW-canary-5e7a";
+    let sealed_name = "sess:NAME-canary-33d0";
+    let sealed_value = "VALUE-canary-0b9f";
+    let tls_key = std::fs::read_to_string(pki.path("server.key")).expect("tls key");
+    let tls_key_line = tls_key.lines().nth(1).expect("pem body").to_string();
+    let admin = free_port();
+    let plain = free_port();
+    let config = format!(
+        "backend = \"redis://:{backend_pw}@127.0.0.1:{}\"\nlog = \"trace\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+         [tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nplaintext_listen = \"127.0.0.1:{plain}\"\n\
+         [[users]]\nname = \"default\"\npassword_file = \"{}\"\n{}",
+        redis.port,
+        pki.path("server.crt"),
+        pki.path("server.key"),
+        write_file(dir.path(), "pw", proxy_pw).display(),
+        keyring_config("sess:*", &[(&key, "primary")]),
+    );
+    let cfg = write_file(dir.path(), "c.toml", &config);
+    let port = free_port();
+    let log_path = dir.path().join("log");
+    let mut child = Reaped(
+        respseal_command()
+            .args(["serve", "--config", cfg.to_str().expect("utf-8"), "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::fs::File::create(dir.path().join("stdout")).expect("stdout"))
+            .stderr(std::fs::File::create(&log_path).expect("log"))
+            .spawn()
+            .expect("respseal"),
+    );
+    let mut c = wait_until("respseal ready", START_TIMEOUT, || Client::try_connect(plain).ok());
+    let mut replies = Vec::new();
+    replies.push(c.cmd(&["AUTH", "wrong-password"]));
+    replies.push(c.cmd(&["AUTH", "default", "also-wrong"]));
+    replies.push(c.cmd(&["GET", sealed_name]));
+    c.assert_cmd(&["AUTH", proxy_pw], b"+OK\r\n");
+    c.assert_cmd(&["SET", sealed_name, sealed_value], b"+OK\r\n");
+    assert_eq!(c.cmd(&["GET", sealed_name]), format!("${}\r\n{sealed_value}\r\n", sealed_value.len()).into_bytes());
+    for refused in [
+        vec!["APPEND", sealed_name, sealed_value],
+        vec!["HSET", sealed_name, "f", sealed_value],
+        vec!["EVAL", "return 1", "1", sealed_name],
+        vec!["SORT", "x", "BY", sealed_name],
+        vec!["RENAME", sealed_name, "other"],
+        vec!["SET", sealed_name],
+        vec!["CLIENT", "SETINFO", "LIB-NAME", sealed_value],
+    ] {
+        replies.push(c.cmd(&refused));
+    }
+    // A value that does not open, and one Redis refuses.
+    let mut d = redis.client();
+    d.assert_cmd(&["AUTH", backend_pw], b"+OK\r\n");
+    d.assert_cmd(&["SET", "sess:forged-canary", sealed_value], b"+OK\r\n");
+    replies.push(c.cmd(&["GET", "sess:forged-canary"]));
+    replies.push(c.cmd(&["INCRBY", "n", sealed_value]));
+    let metrics = scrape(admin);
+    let (_, inspect_out, inspect_err) =
+        run_respseal(&["inspect", "--config", cfg.to_str().expect("utf-8")], &[], Duration::from_secs(20));
+    let (_, check_out, check_err) =
+        run_respseal(&["check", "--config", cfg.to_str().expect("utf-8")], &[], Duration::from_secs(20));
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log is at its most verbose: {log}");
+    let replies: String = replies.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect();
+    let places = [
+        ("the log", log.as_str()),
+        ("/metrics", metrics.as_str()),
+        ("inspect", &format!("{inspect_out}{inspect_err}")),
+        ("check", &format!("{check_out}{check_err}")),
+        ("error replies", replies.as_str()),
+    ];
+    let canaries = [
+        ("key material", material.as_str()),
+        ("the sealed value", sealed_value),
+        ("the proxy password", proxy_pw),
+        ("the backend password", backend_pw),
+        ("the TLS private key", tls_key_line.as_str()),
+    ];
+    for (where_, text) in places {
+        for (what, canary) in canaries {
+            assert!(!text.contains(canary), "{what} in {where_}:\n{text}");
+        }
+    }
+    // The sealed key name may be named to the operator who asked for it
+    // (inspect lists keys), but never in logs, metrics or replies.
+    for (where_, text) in [("the log", log.as_str()), ("/metrics", metrics.as_str()), ("error replies", &replies)] {
+        assert!(!text.contains("NAME-canary"), "the sealed key name in {where_}:\n{text}");
+    }
+}
