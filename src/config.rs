@@ -76,12 +76,22 @@ pub struct FileConfig {
     pub key: Vec<KeyConfig>,
 }
 
-/// `[[rule]]`: keys matching `pattern` are sealed.
+/// `[[rule]]`: keys matching `pattern` are sealed (or, with `channel`,
+/// pub/sub payloads on matching channels).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
-    /// Redis glob pattern, e.g. `sess:*`.
-    pub pattern: String,
+    /// Redis glob pattern of key names, e.g. `sess:*`.
+    pub pattern: Option<String>,
+    /// Instead of `pattern`: a glob of pub/sub channels whose PUBLISH and
+    /// SPUBLISH payloads are sealed (bound to the channel).
+    pub channel: Option<String>,
+    /// A hash rule: the values of the hash fields matching this glob are
+    /// sealed (bound to key and field), e.g. `sessionAttr:*` or `*`.
+    pub fields: Option<String>,
+    /// `false`: what this rule matches is exempt from the rules after it
+    /// (first match wins). Default true.
+    pub seal: Option<bool>,
     /// `nil` (default: the client sees no value) or `error`, when a sealed
     /// value does not open.
     pub on_failure: Option<String>,
@@ -535,11 +545,27 @@ fn build_sealer(
     warnings: &mut Vec<String>,
 ) -> Option<Sealer> {
     let mut rules = Vec::new();
+    let mut channels = Vec::new();
     for (i, r) in file.rule.iter().enumerate() {
-        let what = format!("rule[{i}] ({})", r.pattern);
-        let mut rule = Rule::new(&r.pattern);
-        if r.pattern.is_empty() {
+        let (glob, is_channel) = match (&r.pattern, &r.channel) {
+            (Some(p), None) => (p.as_str(), false),
+            (None, Some(c)) => (c.as_str(), true),
+            _ => {
+                errors.push(format!("rule[{i}]: give exactly one of pattern or channel"));
+                continue;
+            }
+        };
+        let what = format!("rule[{i}] ({glob})");
+        let mut rule = Rule::new(glob);
+        if glob.is_empty() {
             errors.push(format!("{what}: pattern is empty"));
+        }
+        rule.seal = r.seal.unwrap_or(true);
+        match (&r.fields, is_channel) {
+            (Some(f), false) if !f.is_empty() => rule.fields = Some(crate::rules::Pattern::new(f)),
+            (Some(_), false) => errors.push(format!("{what}: fields is empty")),
+            (Some(_), true) => errors.push(format!("{what}: fields only applies to a key pattern, not a channel")),
+            (None, _) => {}
         }
         match r.on_failure.as_deref() {
             None | Some("nil") => {}
@@ -568,6 +594,9 @@ fn build_sealer(
             }
             rule.future_skew = skew;
         }
+        if is_channel && (r.legacy.is_some() || r.allow_plaintext.is_some()) {
+            errors.push(format!("{what}: legacy and allow_plaintext only apply to key patterns"));
+        }
         for t in r.allow_plaintext.iter().flatten() {
             match DataType::ALL.into_iter().find(|d| d.name() == t) {
                 Some(d) => rule.allow_plaintext.push(d),
@@ -576,7 +605,11 @@ fn build_sealer(
                 )),
             }
         }
-        rules.push(rule);
+        if is_channel {
+            channels.push(rule);
+        } else {
+            rules.push(rule);
+        }
     }
     for p in &ov.seal {
         if p.is_empty() {
@@ -634,7 +667,7 @@ fn build_sealer(
             }
         }
     };
-    if rules.is_empty() {
+    if rules.is_empty() && channels.is_empty() {
         return None;
     }
     if keyring.primary().is_none() {
@@ -642,7 +675,7 @@ fn build_sealer(
         return None;
     }
     let namespace = file.namespace.clone().unwrap_or_else(|| "respseal".into()).into_bytes();
-    Some(Sealer::new(Rules::new(rules), keyring, namespace))
+    Some(Sealer::new(Rules::with_channels(rules, channels), keyring, namespace))
 }
 
 /// `YYYY-MM-DD` (UTC midnight) as unix seconds.

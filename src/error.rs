@@ -129,6 +129,9 @@ pub enum Refusal {
     NoProto,
     /// A transaction was discarded because a command in it was refused.
     ExecAbort,
+    /// RENAME/RENAMENX/COPY of a sealed name inside MULTI: respseal carries
+    /// these out itself, which cannot be queued in the client's transaction.
+    MoveInMulti,
     /// The proxy-wide input buffer budget is used up.
     BufferBudget,
 }
@@ -142,7 +145,8 @@ pub enum SealedUse {
     Move,
     /// Run a script that could read or write it.
     Script,
-    /// Hash fields (hash rules come later).
+    /// Hash fields, on a rule without `fields` (or a hash command
+    /// respseal does not know how to seal).
     Hash,
     /// Store plaintext members of a collection type.
     Collection(DataType),
@@ -166,6 +170,7 @@ impl Refusal {
             Refusal::NotForwarded(_) => "not_forwarded",
             Refusal::NoProto => "noproto",
             Refusal::ExecAbort => "execabort",
+            Refusal::MoveInMulti => "move_in_multi",
             Refusal::BufferBudget => "buffer_budget",
         }
     }
@@ -177,7 +182,9 @@ impl Refusal {
                     SealedUse::Inspect => "is not allowed on sealed keys: Redis only holds ciphertext".to_string(),
                     SealedUse::Move => "is not supported on sealed keys: sealed values are bound to their key".into(),
                     SealedUse::Script => "cannot be used on sealed keys: scripts would see ciphertext".into(),
-                    SealedUse::Hash => "is not supported on sealed keys yet: only string values are sealed".into(),
+                    SealedUse::Hash => {
+                        "is not supported on sealed keys unless the rule seals hash fields (`fields`)".into()
+                    }
                     SealedUse::Collection(t) => format!(
                         "would keep plaintext {} members under a sealed key (allow_plaintext = [\"{}\"] on the rule allows it)",
                         t.name(),
@@ -196,6 +203,9 @@ impl Refusal {
             Refusal::NotForwarded(why) => format!("ERR respseal: {why}"),
             Refusal::NoProto => "NOPROTO unsupported protocol version".into(),
             Refusal::ExecAbort => "EXECABORT Transaction discarded because of previous errors.".into(),
+            Refusal::MoveInMulti => "ERR respseal: RENAME, RENAMENX and COPY of sealed keys are carried out by \
+                                     respseal and cannot be queued inside MULTI; send them outside the transaction"
+                .into(),
             Refusal::BufferBudget => {
                 "ERR respseal: request refused: the proxy's input buffers are full (limits.max_buffered_bytes)".into()
             }

@@ -54,8 +54,23 @@ pub(crate) struct Conn {
 impl Conn {
     /// Connect and log in as every backend connection does.
     pub(crate) async fn open(settings: &Arc<ConnSettings>) -> Result<Conn, BackendError> {
-        let (stream, buf) = conn::open(settings, settings.url.db, Proto::Resp2).await?;
+        Self::open_in(settings, settings.url.db).await
+    }
+
+    /// [`Conn::open`] in database `db`.
+    pub(crate) async fn open_in(settings: &Arc<ConnSettings>, db: u32) -> Result<Conn, BackendError> {
+        let (stream, buf) = conn::open(settings, db, Proto::Resp2).await?;
         Ok(Conn { stream, buf })
+    }
+
+    /// Send `requests` (already encoded) in one write and read `n` replies.
+    pub(crate) async fn pipeline(&mut self, requests: &[u8], n: usize) -> Result<Vec<Vec<u8>>, BackendError> {
+        self.stream.write_all(requests).await.map_err(|_| BackendError::Lost)?;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            out.push(self.read_reply().await?);
+        }
+        Ok(out)
     }
 
     /// One page of `SCAN cursor MATCH pattern`: the next cursor and the keys.
@@ -75,6 +90,10 @@ impl Conn {
     /// One command; its whole reply frame.
     pub(crate) async fn cmd(&mut self, args: &[&[u8]]) -> Result<Vec<u8>, BackendError> {
         self.stream.write_all(&encode::command(args)).await.map_err(|_| BackendError::Lost)?;
+        self.read_reply().await
+    }
+
+    async fn read_reply(&mut self) -> Result<Vec<u8>, BackendError> {
         loop {
             match reply::frame_len(&self.buf, Proto::Resp2) {
                 Ok(Some(len)) => {

@@ -34,6 +34,9 @@
 //! * [`backend`]: the Redis side — connection handshake, shared multiplexed
 //!   links, dedicated links (their I/O), the group pool. Both kinds of link
 //!   read replies through `protocol::framed`.
+//! * [`moves`]: RENAME/RENAMENX/COPY of sealed keys, carried out by
+//!   respseal (open under the source, seal under the destination, WATCH …
+//!   MULTI … EXEC).
 //! * [`rules`]: which keys are sealed (glob patterns, per-rule policies).
 //! * [`seal`]: sealing in the request/reply path — which request arguments
 //!   are sealed, how replies are opened, what is refused on sealed keys.
@@ -59,6 +62,7 @@ pub mod idle;
 pub mod inspect;
 pub mod limits;
 pub mod live;
+pub mod moves;
 pub mod outbuf;
 pub mod plan;
 pub mod protocol;

@@ -86,6 +86,13 @@ pub struct Rule {
     /// sorted set, stream, geo index or HyperLogLog on a sealed name is
     /// refused, since its members could never be sealed).
     pub allow_plaintext: Vec<DataType>,
+    /// `seal = false`: names this rule matches are exempt from the rules
+    /// after it (first match wins). Default true.
+    pub seal: bool,
+    /// `fields = "GLOB"`: a hash rule; the values of the hash fields this
+    /// glob matches are sealed (bound to key and field). None: hash
+    /// commands on the rule's names are refused.
+    pub fields: Option<Pattern>,
 }
 
 impl Rule {
@@ -100,7 +107,14 @@ impl Rule {
             max_age: None,
             future_skew: crate::crypto::Freshness::DEFAULT_SKEW,
             allow_plaintext: Vec::new(),
+            seal: true,
+            fields: None,
         }
+    }
+
+    /// Whether the value of hash field `field` under this rule's names is sealed.
+    pub fn seals_field(&self, field: &[u8]) -> bool {
+        self.fields.as_ref().is_some_and(|f| f.matches(field))
     }
 
     /// The freshness check values of this rule get, if any.
@@ -135,38 +149,70 @@ impl Rule {
     }
 }
 
-/// The configured rules, first match wins.
+/// The configured rules, first match wins: key rules, and channel rules
+/// (`channel = "GLOB"`) for pub/sub payloads.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     rules: Vec<Rule>,
+    channels: Vec<Rule>,
 }
 
 impl Rules {
-    /// Rules in priority order.
+    /// Key rules in priority order.
     pub fn new(rules: Vec<Rule>) -> Self {
-        Rules { rules }
+        Rules { rules, channels: Vec::new() }
     }
 
-    /// The patterns as configured, in order.
+    /// Key rules and channel rules, each in priority order.
+    pub fn with_channels(rules: Vec<Rule>, channels: Vec<Rule>) -> Self {
+        Rules { rules, channels }
+    }
+
+    /// The patterns of the sealing key rules, in order (what `inspect`,
+    /// `check` and `rewrap` walk; exemptions are not walked).
     pub fn patterns(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|r| r.source.as_str())
+        self.rules.iter().filter(|r| r.seal).map(|r| r.source.as_str())
     }
 
     /// No rules: nothing is sealed.
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && self.channels.is_empty()
     }
 
-    /// The index of the first rule matching `key`.
+    /// The index of the first rule matching `key`, if it seals (a
+    /// `seal = false` rule that matches first exempts the name).
     pub fn find(&self, key: &[u8]) -> Option<usize> {
-        self.rules.iter().position(|r| r.pattern.matches(key))
+        let i = self.rules.iter().position(|r| r.pattern.matches(key))?;
+        self.rules[i].seal.then_some(i)
+    }
+
+    /// Whether the first rule matching `key` is a `seal = false` exemption
+    /// (such a name may receive a sealed value's plaintext by RENAME/COPY).
+    pub fn exempts(&self, key: &[u8]) -> bool {
+        self.rules.iter().find(|r| r.pattern.matches(key)).is_some_and(|r| !r.seal)
+    }
+
+    /// The index of the first channel rule matching `channel`, if it seals.
+    pub fn find_channel(&self, channel: &[u8]) -> Option<usize> {
+        let i = self.channels.iter().position(|r| r.pattern.matches(channel))?;
+        self.channels[i].seal.then_some(i)
+    }
+
+    /// Channel rule by index (as returned by [`Rules::find_channel`]).
+    pub fn channel(&self, i: usize) -> &Rule {
+        &self.channels[i]
+    }
+
+    /// Whether any channel rule is configured.
+    pub fn has_channels(&self) -> bool {
+        !self.channels.is_empty()
     }
 
     /// The first rule that `arg` matches or, for a script body, names
     /// (contains the literal part of).
     pub fn find_in_script(&self, arg: &[u8]) -> Option<usize> {
         self.find(arg).or_else(|| {
-            self.rules.iter().position(|r| r.needle().is_some_and(|n| arg.windows(n.len()).any(|w| w == n)))
+            self.rules.iter().position(|r| r.seal && r.needle().is_some_and(|n| arg.windows(n.len()).any(|w| w == n)))
         })
     }
 

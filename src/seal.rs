@@ -27,7 +27,7 @@ use crate::crypto::{self, Binding, Keyring};
 use crate::error::{CryptoError, Error, Refusal, SealedUse};
 use crate::outbuf::OutBuf;
 use crate::protocol::{Proto, encode, parse_int};
-use crate::rules::{FailurePolicy, LegacyPolicy, Rules};
+use crate::rules::{FailurePolicy, LegacyPolicy, Rule, Rules};
 use crate::stats;
 
 /// A sealed key a reply value belongs to.
@@ -46,6 +46,34 @@ pub enum OpenPlan {
     Value(SealedKey),
     /// An array aligned with the keys (MGET); `None` entries are not sealed.
     PerKey(Vec<Option<SealedKey>>),
+    /// One hash field's value (HGET).
+    Field(SealedKey, Bytes),
+    /// An array aligned with the fields (HMGET); `None`: a field whose
+    /// value is not sealed.
+    Fields(SealedKey, Vec<Option<Bytes>>),
+    /// Field/value pairs of a sealed hash, in the reply's shape.
+    Hash(SealedKey, HashReply),
+}
+
+/// The shape of a reply carrying a hash's field/value pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashReply {
+    /// HGETALL: a flat array (RESP2) or a map (RESP3).
+    All,
+    /// HVALS, sent as HGETALL: the values only, as an array.
+    Values,
+    /// HSCAN: `[cursor, [field, value, …]]`.
+    Scan,
+    /// HRANDFIELD … WITHVALUES: a flat array (RESP2) or an array of
+    /// `[field, value]` pairs (RESP3).
+    Random,
+}
+
+/// A value opened, or passed on as it was (a null, Redis's error, legacy
+/// plaintext allowed by the rule: `Some(payload)`).
+enum Opened {
+    Done,
+    Legacy(Bytes),
 }
 
 /// What to do with a request.
@@ -55,6 +83,9 @@ pub enum Inspect {
     Untouched,
     /// Refused, for this reason.
     Refuse(Refusal),
+    /// RENAME, RENAMENX or COPY with a sealed name: carried out by
+    /// respseal ([`crate::moves`]).
+    Move,
     /// Forward, re-encoded with its values sealed if `seal` is set
     /// ([`Sealer::seal_request`]), and open the reply with `open` if set.
     Forward {
@@ -211,8 +242,9 @@ impl Sealer {
         match cmd.data {
             Data::Meta => return Inspect::Untouched,
             Data::Inspect => return refuse(rule, SealedUse::Inspect),
+            Data::Move if matches!(cmd.name, "RENAME" | "RENAMENX" | "COPY") => return Inspect::Move,
             Data::Move => return refuse(rule, SealedUse::Move),
-            Data::Hash => return refuse(rule, SealedUse::Hash),
+            Data::Hash => return self.inspect_hash(cmd, args, rule),
             Data::Collection(t) => {
                 // Every sealed name among the keys must allow the type.
                 let denied = keys
@@ -237,6 +269,50 @@ impl Sealer {
             return Inspect::Untouched;
         }
         Inspect::Forward { seal, open }
+    }
+
+    /// A hash command on a name of rule `rule`: sealed, opened, refused or
+    /// untouched, field by field.
+    fn inspect_hash(&self, cmd: &'static Command, args: &Args<'_>, rule: usize) -> Inspect {
+        let r = self.rules.get(rule);
+        let refuse = |why| Inspect::Refuse(Refusal::SealedKey { command: cmd.name, rule: self.pattern(rule), why });
+        if r.fields.is_none() {
+            return refuse(SealedUse::Hash);
+        }
+        let sk = || SealedKey { rule, key: Bytes::copy_from_slice(args.get(1).unwrap_or_default()) };
+        let sealed_field = |i: usize| args.get(i).filter(|f| r.seals_field(f)).map(Bytes::copy_from_slice);
+        let open = |plan| Inspect::Forward { seal: false, open: Some(plan) };
+        match cmd.name {
+            "HSET" | "HMSET" | "HSETNX" => {
+                if (2..args.len().saturating_sub(1)).step_by(2).any(|i| sealed_field(i).is_some()) {
+                    Inspect::Forward { seal: true, open: None }
+                } else {
+                    Inspect::Untouched
+                }
+            }
+            "HGET" => sealed_field(2).map_or(Inspect::Untouched, |f| open(OpenPlan::Field(sk(), f))),
+            "HMGET" => {
+                let fields: Vec<Option<Bytes>> = (2..args.len()).map(sealed_field).collect();
+                if fields.iter().any(Option::is_some) {
+                    open(OpenPlan::Fields(sk(), fields))
+                } else {
+                    Inspect::Untouched
+                }
+            }
+            "HGETALL" => open(OpenPlan::Hash(sk(), HashReply::All)),
+            // Sent as HGETALL: the values alone cannot be opened without
+            // their fields, which their envelopes are bound to.
+            "HVALS" => Inspect::Forward { seal: true, open: Some(OpenPlan::Hash(sk(), HashReply::Values)) },
+            "HSCAN" if args.has_word("NOVALUES") => Inspect::Untouched,
+            "HSCAN" => open(OpenPlan::Hash(sk(), HashReply::Scan)),
+            "HRANDFIELD" if args.len() == 4 && args.is(3, "WITHVALUES") => {
+                open(OpenPlan::Hash(sk(), HashReply::Random))
+            }
+            "HRANDFIELD" => Inspect::Untouched,
+            "HSTRLEN" | "HINCRBY" | "HINCRBYFLOAT" if sealed_field(2).is_some() => refuse(SealedUse::Inspect),
+            "HSTRLEN" | "HINCRBY" | "HINCRBYFLOAT" | "HDEL" | "HEXISTS" | "HKEYS" | "HLEN" => Inspect::Untouched,
+            _ => refuse(SealedUse::Hash),
+        }
     }
 
     fn pattern(&self, rule: usize) -> String {
@@ -268,7 +344,8 @@ impl Sealer {
         let values = match cmd.values {
             Values::At(_) => 1,
             Values::AfterEachKey => key_indexes(cmd.keys, args).len(),
-            Values::None | Values::FieldPairs(_) => 0,
+            Values::FieldPairs(at) => args.len().saturating_sub(at as usize) / 2,
+            Values::None => 0,
         };
         args.iter().map(|a| a.len() + 16).sum::<usize>() + 16 + values * crypto::OVERHEAD
     }
@@ -280,24 +357,53 @@ impl Sealer {
         let now = now_unix();
         let start = out.len();
         out.reserve(Self::sealed_len_bound(cmd, args));
+        if cmd.name == "HVALS" {
+            // Opened from HGETALL's pairs ([`HashReply::Values`]).
+            encode::array_header(out, 2);
+            encode::bulk(out, b"HGETALL");
+            encode::bulk(out, args.get(1).unwrap_or_default());
+            return Ok(());
+        }
+        if let Values::FieldPairs(at) = cmd.values {
+            let key = args.get(1).unwrap_or_default();
+            let rule = self.rules.find(key).map(|r| self.rules.get(r));
+            encode::array_header(out, args.len());
+            for (i, arg) in args.iter().enumerate() {
+                let field = (i > at as usize && (i - at as usize) % 2 == 1).then(|| args.get(i - 1)).flatten();
+                match field.filter(|f| rule.is_some_and(|r| r.seals_field(f))) {
+                    Some(field) => {
+                        let binding = Binding::hash_field(&self.namespace, key, field);
+                        self.seal_arg(&binding, arg, now, out).inspect_err(|_| out.truncate(start))?;
+                    }
+                    None => encode::bulk(out, arg),
+                }
+            }
+            return Ok(());
+        }
         let mut to_seal = self.sealed_values(cmd, args).peekable();
         encode::array_header(out, args.len());
         for (i, arg) in args.iter().enumerate() {
             match to_seal.next_if(|&(_, v)| v == i) {
                 Some((key, _)) => {
-                    encode::bulk_header(out, arg.len() + crypto::OVERHEAD);
-                    if let Err(e) =
-                        crypto::seal_into(&self.keyring, &Binding::string(&self.namespace, key), arg, now, out)
-                    {
-                        out.truncate(start);
-                        return Err(Error::Crypto(CryptoError::Seal(e.reason())));
-                    }
-                    out.extend_from_slice(b"\r\n");
-                    stats::add(stats::Counter::Sealed, 1);
+                    self.seal_arg(&Binding::string(&self.namespace, key), arg, now, out)
+                        .inspect_err(|_| out.truncate(start))?;
                 }
                 None => encode::bulk(out, arg),
             }
         }
+        Ok(())
+    }
+
+    /// One sealed bulk string argument.
+    fn seal_arg(&self, binding: &Binding<'_>, arg: &[u8], now: u64, out: &mut BytesMut) -> Result<(), Error> {
+        let mark = out.len();
+        encode::bulk_header(out, arg.len() + crypto::OVERHEAD);
+        if let Err(e) = crypto::seal_into(&self.keyring, binding, arg, now, out) {
+            out.truncate(mark);
+            return Err(Error::Crypto(CryptoError::Seal(e.reason())));
+        }
+        out.extend_from_slice(b"\r\n");
+        stats::add(stats::Counter::Sealed, 1);
         Ok(())
     }
 
@@ -311,6 +417,9 @@ impl Sealer {
                 if let Err(e) = self.open_element(sk, frame, proto, now, reseal, out) {
                     out.push(e);
                 }
+            }
+            OpenPlan::Field(..) | OpenPlan::Fields(..) | OpenPlan::Hash(..) => {
+                self.open_hash_reply(plan, frame, proto, now, out);
             }
             OpenPlan::PerKey(keys) => {
                 let elements = match split_array(&frame) {
@@ -341,9 +450,161 @@ impl Sealer {
     /// The rules of the sealed keys an open plan covers.
     pub fn plan_rules(plan: &OpenPlan) -> Vec<usize> {
         match plan {
-            OpenPlan::Value(sk) => vec![sk.rule],
+            OpenPlan::Value(sk) | OpenPlan::Field(sk, _) | OpenPlan::Fields(sk, _) | OpenPlan::Hash(sk, _) => {
+                vec![sk.rule]
+            }
             OpenPlan::PerKey(keys) => keys.iter().flatten().map(|k| k.rule).collect(),
         }
+    }
+
+    /// Open hash field values. If any sealed field fails to open, the
+    /// rule's policy applies to the whole reply: nothing of a session that
+    /// opened only in part reaches the client (nil: the reply of a missing
+    /// key; error: an error).
+    fn open_hash_reply(&self, plan: &OpenPlan, frame: Bytes, proto: Proto, now: u64, out: &mut OutBuf) {
+        let (sk, rule) = match plan {
+            OpenPlan::Field(sk, _) | OpenPlan::Fields(sk, _) | OpenPlan::Hash(sk, _) => (sk, self.rules.get(sk.rule)),
+            _ => return out.push(frame),
+        };
+        if is_error(&frame, proto) || is_null(&frame) {
+            return out.push(frame);
+        }
+        let mark = out.mark();
+        let result = match plan {
+            OpenPlan::Field(_, field) => self.open_field(rule, &sk.key, field, frame.clone(), proto, now, out),
+            OpenPlan::Fields(_, fields) => match split_array(&frame) {
+                Some(els) if els.len() == fields.len() => {
+                    out.array_header(els.len());
+                    els.into_iter().zip(fields).try_for_each(|(el, field)| match field {
+                        Some(f) => self.open_field(rule, &sk.key, f, el, proto, now, out),
+                        None => {
+                            out.push(el);
+                            Ok(())
+                        }
+                    })
+                }
+                _ => Err(("bad_shape", None)),
+            },
+            OpenPlan::Hash(_, shape) => self.open_pairs(rule, &sk.key, *shape, &frame, proto, now, out),
+            _ => Ok(()),
+        };
+        let Err((reason, key_id)) = result else { return };
+        out.rollback(mark);
+        let e = Error::Crypto(CryptoError::Open { reason, key_id });
+        if rule.on_failure == FailurePolicy::Error {
+            return out.push(e.rescue());
+        }
+        e.report();
+        // The reply Redis gives for a missing key.
+        match plan {
+            OpenPlan::Field(..) => out.push_slice(null_frame(proto)),
+            OpenPlan::Fields(_, fields) => {
+                out.array_header(fields.len());
+                for _ in fields {
+                    out.push_slice(null_frame(proto));
+                }
+            }
+            OpenPlan::Hash(_, HashReply::All) if proto == Proto::Resp3 => out.push_slice(b"%0\r\n"),
+            OpenPlan::Hash(_, HashReply::Scan) => {
+                let cursor = split_array(&frame).and_then(|p| p.into_iter().next());
+                out.array_header(2);
+                out.push(cursor.unwrap_or_else(|| Bytes::from_static(b"$1\r\n0\r\n")));
+                out.push_slice(b"*0\r\n");
+            }
+            _ => out.push_slice(b"*0\r\n"),
+        }
+    }
+
+    /// Field/value pairs in one of the [`HashReply`] shapes.
+    #[allow(clippy::too_many_arguments)]
+    fn open_pairs(
+        &self,
+        rule: &Rule,
+        key: &[u8],
+        shape: HashReply,
+        frame: &Bytes,
+        proto: Proto,
+        now: u64,
+        out: &mut OutBuf,
+    ) -> Result<(), (&'static str, Option<u32>)> {
+        const BAD: (&str, Option<u32>) = ("bad_shape", None);
+        let pairs_of = |frame: &Bytes| -> Option<(bool, Vec<Bytes>)> {
+            match frame.first() {
+                Some(b'%') => split_map(frame).map(|e| (true, e)),
+                Some(b'*') => split_array(frame).filter(|e| e.len() % 2 == 0).map(|e| (false, e)),
+                _ => None,
+            }
+        };
+        let pairs = |elements: Vec<Bytes>, values_only: bool, out: &mut OutBuf| {
+            let mut it = elements.into_iter();
+            while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                let field = bulk_payload(&f, proto).ok_or(BAD)?;
+                if !values_only {
+                    out.push(f);
+                }
+                if rule.seals_field(&field) {
+                    self.open_field(rule, key, &field, v, proto, now, out)?;
+                } else {
+                    out.push(v);
+                }
+            }
+            Ok(())
+        };
+        match shape {
+            HashReply::All | HashReply::Values => {
+                let (map, elements) = pairs_of(frame).ok_or(BAD)?;
+                match (shape, map) {
+                    (HashReply::Values, _) => out.array_header(elements.len() / 2),
+                    (_, true) => out.push_slice(format!("%{}\r\n", elements.len() / 2).as_bytes()),
+                    (_, false) => out.array_header(elements.len()),
+                }
+                pairs(elements, shape == HashReply::Values, out)
+            }
+            HashReply::Scan => {
+                let parts = split_array(frame).filter(|p| p.len() == 2).ok_or(BAD)?;
+                let (_, elements) = pairs_of(&parts[1]).ok_or(BAD)?;
+                out.array_header(2);
+                out.push(parts[0].clone());
+                out.array_header(elements.len());
+                pairs(elements, false, out)
+            }
+            HashReply::Random => {
+                let elements = split_array(frame).ok_or(BAD)?;
+                if elements.first().is_some_and(|e| e.first() == Some(&b'*')) {
+                    // RESP3: an array of [field, value] arrays.
+                    out.array_header(elements.len());
+                    for pair in elements {
+                        let p = split_array(&pair).filter(|p| p.len() == 2).ok_or(BAD)?;
+                        out.array_header(2);
+                        pairs(p, false, out)?;
+                    }
+                    Ok(())
+                } else if elements.len() % 2 == 0 {
+                    out.array_header(elements.len());
+                    pairs(elements, false, out)
+                } else {
+                    Err(BAD)
+                }
+            }
+        }
+    }
+
+    /// One hash field's value, bound to key and field.
+    #[allow(clippy::too_many_arguments)]
+    fn open_field(
+        &self,
+        rule: &Rule,
+        key: &[u8],
+        field: &[u8],
+        el: Bytes,
+        proto: Proto,
+        now: u64,
+        out: &mut OutBuf,
+    ) -> Result<(), (&'static str, Option<u32>)> {
+        let binding = Binding::hash_field(&self.namespace, key, field);
+        // Legacy plaintext under a `reseal` rule is passed on but not
+        // written back for hash fields.
+        self.open_one(rule, &binding, el, proto, now, out).map(|_| ())
     }
 
     /// The reply for an aggregate that does not have the shape its plan
@@ -378,52 +639,64 @@ impl Sealer {
         out: &mut OutBuf,
     ) -> Result<(), Bytes> {
         let rule = self.rules.get(sk.rule);
-        // Only a bulk string is opened; a null (no such key) and Redis's own
-        // errors pass on. Any other shape (a simple string, an integer, a
-        // double, a verbatim string, an aggregate …) is not a value Redis
-        // holds for a sealed key: an open failure, never forwarded raw.
+        let binding = Binding::string(&self.namespace, &sk.key);
+        match self.open_one(rule, &binding, el, proto, now, out) {
+            Ok(Opened::Done) => {}
+            Ok(Opened::Legacy(payload)) => {
+                if rule.legacy_at(now) == LegacyPolicy::Reseal
+                    && let Ok(sealed) = crypto::seal_resealed(&self.keyring, &binding, &payload, now)
+                {
+                    reseal.push(Reseal { key: sk.key.clone(), plain: payload, sealed: sealed.into() });
+                }
+            }
+            Err((reason, key_id)) => out.push(self.failure(rule.on_failure, key_id, reason, proto)?),
+        }
+        Ok(())
+    }
+
+    /// Open one value for `binding` into `out`, or pass it on: a null and
+    /// Redis's own errors as they are, legacy plaintext if the rule allows
+    /// it (counted). Only a bulk string is opened; any other shape (a
+    /// simple string, an integer, a double, a verbatim string, an
+    /// aggregate …) is not a value Redis holds for a sealed name: an open
+    /// failure, never forwarded raw. `Err` is the failure's reason and key
+    /// id, with nothing queued.
+    fn open_one(
+        &self,
+        rule: &Rule,
+        binding: &Binding<'_>,
+        el: Bytes,
+        proto: Proto,
+        now: u64,
+        out: &mut OutBuf,
+    ) -> Result<Opened, (&'static str, Option<u32>)> {
         let payload = match value_shape(&el, proto) {
             Shape::Bulk(payload) => payload,
             Shape::Null | Shape::Error => {
                 out.push(el);
-                return Ok(());
+                return Ok(Opened::Done);
             }
-            Shape::Other => {
-                out.push(self.failure(rule.on_failure, None, "bad_shape", proto)?);
-                return Ok(());
-            }
+            Shape::Other => return Err(("bad_shape", None)),
         };
-        let binding = Binding::string(&self.namespace, &sk.key);
         if !crypto::is_sealed(&payload) {
-            match rule.legacy_at(now) {
-                LegacyPolicy::Reject => {
-                    out.push(self.failure(rule.on_failure, None, "legacy_plaintext", proto)?);
-                }
-                policy => {
-                    metrics::counter!("respseal_legacy_plaintext_total").increment(1);
-                    if policy == LegacyPolicy::Reseal
-                        && let Ok(sealed) = crypto::seal_resealed(&self.keyring, &binding, &payload, now)
-                    {
-                        reseal.push(Reseal { key: sk.key.clone(), plain: payload, sealed: sealed.into() });
-                    }
-                    out.push(el);
-                }
+            if rule.legacy_at(now) == LegacyPolicy::Reject {
+                return Err(("legacy_plaintext", None));
             }
-            return Ok(());
+            metrics::counter!("respseal_legacy_plaintext_total").increment(1);
+            out.push(el);
+            return Ok(Opened::Legacy(payload));
         }
         let mark = out.mark();
         out.bulk_header(payload.len().saturating_sub(crypto::OVERHEAD));
-        match crypto::open_into(&self.keyring, &binding, &payload, now, rule.freshness(), out.tail()) {
+        match crypto::open_into(&self.keyring, binding, &payload, now, rule.freshness(), out.tail()) {
             Ok(()) => {
                 out.push_slice(b"\r\n");
                 stats::add(stats::Counter::Opened, 1);
-                Ok(())
+                Ok(Opened::Done)
             }
             Err(e) => {
                 out.rollback(mark);
-                let key_id = crypto::inspect(&payload).ok().map(|i| i.key_id);
-                out.push(self.failure(rule.on_failure, key_id, e.reason(), proto)?);
-                Ok(())
+                Err((e.reason(), crypto::inspect(&payload).ok().map(|i| i.key_id)))
             }
         }
     }
@@ -543,6 +816,23 @@ pub fn split_array(frame: &Bytes) -> Option<Vec<Bytes>> {
     let n = usize::try_from(parse_int(&frame[1..cr])?).ok()?;
     let mut pos = cr + 2;
     let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = crate::protocol::reply::frame_len(&frame[pos..], Proto::Resp3).ok()??;
+        out.push(frame.slice(pos..pos + len));
+        pos += len;
+    }
+    Some(out)
+}
+
+/// The elements of a RESP3 map frame, keys and values alternating.
+pub fn split_map(frame: &Bytes) -> Option<Vec<Bytes>> {
+    if frame.first() != Some(&b'%') {
+        return None;
+    }
+    let cr = frame.iter().position(|&b| b == b'\r')?;
+    let n = usize::try_from(parse_int(&frame[1..cr])?).ok()?.checked_mul(2)?;
+    let mut pos = cr + 2;
+    let mut out = Vec::with_capacity(n.min(1 << 16));
     for _ in 0..n {
         let len = crate::protocol::reply::frame_len(&frame[pos..], Proto::Resp3).ok()??;
         out.push(frame.slice(pos..pos + len));

@@ -547,7 +547,7 @@ fn every_refusal_in_the_readme_list_has_its_error() {
             Data::Inspect => "is not allowed on sealed keys: Redis only holds ciphertext",
             Data::Move => "is not supported on sealed keys: sealed values are bound to their key",
             Data::Script => "cannot be used on sealed keys: scripts would see ciphertext",
-            Data::Hash => "is not supported on sealed keys yet: only string values are sealed",
+            Data::Hash => "is not supported on sealed keys unless the rule seals hash fields (`fields`)",
             _ => "members under a sealed key (allow_plaintext",
         };
         assert!(

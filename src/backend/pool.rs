@@ -54,6 +54,11 @@ impl Backend {
         }
     }
 
+    /// How connections to this backend are opened.
+    pub fn settings(&self) -> &Arc<ConnSettings> {
+        &self.settings
+    }
+
     /// The database sessions start in (from the backend URL).
     pub fn default_db(&self) -> u32 {
         self.settings.url.db

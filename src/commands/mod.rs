@@ -72,6 +72,9 @@ pub enum Route {
     /// Sent on a one-off connection to Redis (no SELECT, no HELLO), after
     /// the session's in-flight replies; the reply is relayed in order.
     Control,
+    /// RENAME/RENAMENX/COPY of a sealed name: carried out by respseal on a
+    /// connection of its own, after the session's in-flight replies.
+    Move,
     /// The client has not authenticated: refused without reaching Redis.
     NoAuth,
     /// Refused by the proxy with an error (e.g. replication commands, which

@@ -117,7 +117,8 @@ pub enum Data {
     /// Whole string values: sealed on write (`values`), opened on read
     /// (`reply`).
     String,
-    /// Hash field values: refused on sealed keys (hash rules come later).
+    /// Hash field values: sealed and opened field by field under a rule
+    /// with `fields`; refused on sealed keys under a rule without.
     Hash,
     /// Members of a collection type: refused on sealed keys unless the
     /// rule allows plaintext members of that type.
@@ -519,7 +520,7 @@ pub fn refused_markdown() -> String {
         ("looks inside the value (Redis only holds ciphertext)", vec![]),
         ("moves the value to another name (a sealed value is bound to its key)", vec![]),
         ("scripts and functions (when any argument matches a rule or names one in the body)", vec![]),
-        ("hash commands (hash rules come later)", vec![]),
+        ("hash commands, unless the rule seals hash fields (`fields = \"GLOB\"`)", vec![]),
     ];
     let mut collections: Vec<(DataType, Vec<&str>)> = DataType::ALL.iter().map(|t| (*t, vec![])).collect();
     for c in COMMANDS {
@@ -670,7 +671,8 @@ mod tests {
 
     #[test]
     fn only_string_rows_seal_and_open() {
-        // Hash rules come later: their rows must not seal half a hash.
+        // Only string and hash rows carry values (hash field values are
+        // sealed by Sealer::seal_request field by field).
         for c in COMMANDS {
             if c.data != Data::String {
                 assert!(c.data == Data::Hash || c.values == Values::None, "{}", c.name);

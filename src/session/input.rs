@@ -93,6 +93,7 @@ where
                         };
                         (route, sealing, cmd)
                     };
+                    let route = if matches!(sealing, Inspect::Move) { Route::Move } else { route };
                     let untouched = matches!(sealing, Inspect::Untouched);
                     let family = Family::of(cmd);
                     if untouched && route == Route::Forward && inline.is_none() && self.plain_forward_ok() {
@@ -107,7 +108,7 @@ where
                     // `self.args` points.
                     let mut sealed = None;
                     match sealing {
-                        Inspect::Untouched => {}
+                        Inspect::Untouched | Inspect::Move => {}
                         Inspect::Refuse(why) => {
                             self.rbuf.advance(len);
                             self.refuse(why.into());
@@ -181,6 +182,19 @@ where
                 }
             }
             Route::Forward => self.forward_one(frame.clone(), &args, cmd).await,
+            Route::Move if self.in_multi => self.refuse(Refusal::MoveInMulti.into()),
+            Route::Move => {
+                if !self.replies.is_empty() {
+                    return self.defer(frame, ranges, route, cmd);
+                }
+                let reply = match self.cur.sealer.as_deref() {
+                    Some(sealer) => {
+                        crate::moves::run(self.ctx.backend.settings(), self.replies.db, sealer, &args).await
+                    }
+                    None => crate::error::Error::from(Refusal::NotForwarded("no sealer")).rescue(),
+                };
+                self.replies.push(Plan::Local(reply), 0);
+            }
             Route::Pin => {
                 if !matches!(self.link, Link::Dedicated(_)) {
                     if !self.replies.is_empty() {

@@ -1,0 +1,287 @@
+//! RENAME, RENAMENX and COPY of sealed keys, carried out by respseal.
+//!
+//! A sealed value is bound to its key name, so Redis's own RENAME would
+//! leave a value that no longer opens. respseal does the move itself, on a
+//! connection of its own in the client's database, as an optimistic
+//! transaction: WATCH both names, read the source (a string, or a hash's
+//! fields) and its TTL, open what is sealed under the source's rule, seal
+//! it again under the destination's (keeping each value's `issued_at`, so
+//! its age does not restart), then MULTI … EXEC the write, the TTL and the
+//! source's deletion. A change to either name in between makes EXEC fail,
+//! and the move starts over (at most [`ATTEMPTS`] times). Other clients
+//! therefore see the move as one step, as with Redis's own RENAME.
+//!
+//! The destination's rule decides: a sealed destination is sealed, an
+//! unsealed one gets plaintext only if a `seal = false` rule names it
+//! explicitly (otherwise the move is refused: a sealed value never becomes
+//! plaintext by accident). A source that does not open is not moved.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::backend::conn::ConnSettings;
+use crate::commands::Args;
+use crate::crypto::{self, Binding};
+use crate::inspect::{Conn, bulk};
+use crate::protocol::{encode, parse_int};
+use crate::seal::Sealer;
+
+/// How many times a move is tried while the names keep changing.
+pub const ATTEMPTS: usize = 10;
+
+/// Which command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rename,
+    RenameNx,
+    Copy,
+}
+
+/// A parsed move.
+struct Move<'a> {
+    kind: Kind,
+    src: &'a [u8],
+    dst: &'a [u8],
+    /// COPY … DB n.
+    dst_db: u32,
+    /// COPY … REPLACE.
+    replace: bool,
+}
+
+/// What was read from the source.
+enum Value {
+    String(Bytes),
+    Hash(Vec<(Bytes, Bytes)>),
+}
+
+fn err(text: &str) -> Bytes {
+    Bytes::from(format!("-{text}\r\n"))
+}
+
+/// Carry out RENAME / RENAMENX / COPY in database `db`; the reply frame for
+/// the client (RESP2 shapes, which RESP3 clients read the same way).
+pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, args: &Args<'_>) -> Bytes {
+    let name = args.get(0).unwrap_or_default().to_ascii_uppercase();
+    let kind = match &name[..] {
+        b"RENAME" => Kind::Rename,
+        b"RENAMENX" => Kind::RenameNx,
+        _ => Kind::Copy,
+    };
+    let lower = String::from_utf8_lossy(&name).to_lowercase();
+    let (Some(src), Some(dst)) = (args.get(1), args.get(2)) else {
+        return err(&format!("ERR wrong number of arguments for '{lower}' command"));
+    };
+    let mut m = Move { kind, src, dst, dst_db: db, replace: false };
+    if kind == Kind::Copy {
+        let mut i = 3;
+        while i < args.len() {
+            if args.is(i, "REPLACE") {
+                m.replace = true;
+            } else if args.is(i, "DB") && i + 1 < args.len() {
+                match args.get(i + 1).and_then(parse_int).and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) => m.dst_db = n,
+                    None => return err("ERR value is not an integer or out of range"),
+                }
+                i += 1;
+            } else {
+                return err("ERR syntax error");
+            }
+            i += 1;
+        }
+    } else if args.len() != 3 {
+        return err(&format!("ERR wrong number of arguments for '{lower}' command"));
+    }
+    if m.src == m.dst && m.dst_db == db {
+        return match kind {
+            Kind::Copy => err("ERR source and destination objects are the same"),
+            // Same name, same binding: Redis's own answer is right.
+            _ => passthrough(settings, db, args).await,
+        };
+    }
+    for _ in 0..ATTEMPTS {
+        match attempt(settings, db, sealer, &m).await {
+            Ok(Some(reply)) => return reply,
+            Ok(None) => continue,
+            Err(reply) => return reply,
+        }
+    }
+    metrics::counter!("respseal_moves_total", "outcome" => "gave_up").increment(1);
+    err(&format!("ERR respseal: {} gave up after {ATTEMPTS} attempts: the keys kept changing", name.escape_ascii()))
+}
+
+async fn passthrough(settings: &Arc<ConnSettings>, db: u32, args: &Args<'_>) -> Bytes {
+    let all: Vec<&[u8]> = args.iter().collect();
+    match Conn::open_in(settings, db).await {
+        Ok(mut c) => c.cmd(&all).await.map(Bytes::from).unwrap_or_else(|e| err(&format!("ERR respseal: {e}"))),
+        Err(e) => err(&format!("ERR respseal: {e}")),
+    }
+}
+
+/// One try: `Ok(Some(reply))` done, `Ok(None)` the keys changed (try
+/// again), `Err(reply)` refused or failed.
+async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Move<'_>) -> Result<Option<Bytes>, Bytes> {
+    let backend = |e| err(&format!("ERR respseal: {e}"));
+    let mut c = Conn::open_in(settings, db).await.map_err(backend)?;
+    let cmd_name = match m.kind {
+        Kind::Rename => "RENAME",
+        Kind::RenameNx => "RENAMENX",
+        Kind::Copy => "COPY",
+    };
+    let db_s = db.to_string();
+    let dst_db_s = m.dst_db.to_string();
+    if m.dst_db != db {
+        c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?;
+        c.cmd(&[b"WATCH", m.dst]).await.map_err(backend)?;
+        c.cmd(&[b"SELECT", db_s.as_bytes()]).await.map_err(backend)?;
+        c.cmd(&[b"WATCH", m.src]).await.map_err(backend)?;
+    } else {
+        c.cmd(&[b"WATCH", m.src, m.dst]).await.map_err(backend)?;
+    }
+    let ty = c.cmd(&[b"TYPE", m.src]).await.map_err(backend)?;
+    let ty = ty.get(1..ty.len().saturating_sub(2)).unwrap_or_default().to_vec();
+    if ty == b"none" {
+        return Err(match m.kind {
+            Kind::Copy => Bytes::from_static(b":0\r\n"),
+            _ => err("ERR no such key"),
+        });
+    }
+    let dst_exists = {
+        if m.dst_db != db {
+            c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?;
+        }
+        let r = c.cmd(&[b"EXISTS", m.dst]).await.map_err(backend)?;
+        if m.dst_db != db {
+            c.cmd(&[b"SELECT", db_s.as_bytes()]).await.map_err(backend)?;
+        }
+        r == b":1\r\n"
+    };
+    if dst_exists && (m.kind == Kind::RenameNx || (m.kind == Kind::Copy && !m.replace)) {
+        return Err(Bytes::from_static(b":0\r\n"));
+    }
+    let pttl = c.cmd(&[b"PTTL", m.src]).await.map_err(backend)?;
+    let pttl = pttl.get(1..pttl.len().saturating_sub(2)).and_then(parse_int).unwrap_or(-1);
+    let value = match &ty[..] {
+        b"string" => Value::String(bulk(&c.cmd(&[b"GET", m.src]).await.map_err(backend)?).unwrap_or_default()),
+        b"hash" => {
+            let all = c.cmd(&[b"HGETALL", m.src]).await.map_err(backend)?;
+            let els = crate::seal::split_array(&Bytes::from(all)).unwrap_or_default();
+            let mut pairs = Vec::with_capacity(els.len() / 2);
+            let mut it = els.iter();
+            while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                pairs.push((bulk(f).unwrap_or_default(), bulk(v).unwrap_or_default()));
+            }
+            Value::Hash(pairs)
+        }
+        other => {
+            return Err(err(&format!(
+                "ERR respseal: {cmd_name} of a sealed name holding a {} is not supported",
+                String::from_utf8_lossy(other).escape_default()
+            )));
+        }
+    };
+    let value = reseal(sealer, m, value).map_err(|why| err(&format!("ERR respseal: {cmd_name} refused: {why}")))?;
+    // The write, the TTL and (for RENAME) the source's deletion, at once.
+    let mut tx = BytesMut::new();
+    tx.extend_from_slice(&encode::command(&["MULTI"]));
+    let mut queued = 1;
+    if m.dst_db != db {
+        tx.extend_from_slice(&encode::command(&[b"SELECT".as_slice(), dst_db_s.as_bytes()]));
+        queued += 1;
+    }
+    tx.extend_from_slice(&encode::command(&[b"DEL".as_slice(), m.dst]));
+    queued += 1;
+    match &value {
+        Value::String(v) => tx.extend_from_slice(&encode::command(&[b"SET".as_slice(), m.dst, v])),
+        Value::Hash(pairs) => {
+            let mut a: Vec<&[u8]> = vec![b"HSET", m.dst];
+            for (f, v) in pairs {
+                a.push(f);
+                a.push(v);
+            }
+            tx.extend_from_slice(&encode::command(&a));
+        }
+    }
+    queued += 1;
+    if pttl > 0 {
+        tx.extend_from_slice(&encode::command(&[b"PEXPIRE".as_slice(), m.dst, pttl.to_string().as_bytes()]));
+        queued += 1;
+    }
+    if m.dst_db != db {
+        tx.extend_from_slice(&encode::command(&[b"SELECT".as_slice(), db_s.as_bytes()]));
+        queued += 1;
+    }
+    if m.kind != Kind::Copy {
+        tx.extend_from_slice(&encode::command(&[b"DEL".as_slice(), m.src]));
+        queued += 1;
+    }
+    tx.extend_from_slice(&encode::command(&["EXEC"]));
+    let replies = c.pipeline(&tx, queued + 1).await.map_err(backend)?;
+    let exec = replies.last().cloned().unwrap_or_default();
+    if exec.starts_with(b"*-1") || exec.starts_with(b"_") {
+        return Ok(None);
+    }
+    if exec.first() != Some(&b'*') {
+        return Err(err(&format!("ERR respseal: {cmd_name} failed in Redis")));
+    }
+    metrics::counter!("respseal_moves_total", "outcome" => "ok").increment(1);
+    Ok(Some(Bytes::from_static(match m.kind {
+        Kind::Rename => b"+OK\r\n",
+        _ => b":1\r\n",
+    })))
+}
+
+/// The source's value as the destination must hold it: opened under the
+/// source's rule, sealed under the destination's.
+fn reseal(sealer: &Sealer, m: &Move<'_>, value: Value) -> Result<Value, &'static str> {
+    let rules = sealer.rules();
+    let src_rule = rules.find(m.src).map(|r| rules.get(r));
+    let dst_rule = rules.find(m.dst).map(|r| rules.get(r));
+    let exempt = rules.exempts(m.dst);
+    let ns = sealer.namespace();
+    let now = crate::seal::now_unix();
+    // (plaintext, issued_at) of one value, and whether it was sealed.
+    let open = |binding: &Binding<'_>, v: &[u8], sealed: bool| -> Result<(Vec<u8>, u64, bool), &'static str> {
+        if !sealed {
+            return Ok((v.to_vec(), now, false));
+        }
+        let info = crypto::inspect(v).map_err(|_| "the source's value is not sealed")?;
+        let fresh = src_rule.and_then(|r| r.freshness());
+        let plain =
+            crypto::open(sealer.keyring(), binding, v, now, fresh).map_err(|_| "the source's value does not open")?;
+        Ok((plain, info.issued_at, true))
+    };
+    let seal = |binding: &Binding<'_>, plain: &[u8], issued_at: u64| -> Result<Bytes, &'static str> {
+        let mut out = BytesMut::new();
+        crypto::seal_into(sealer.keyring(), binding, plain, issued_at, &mut out).map_err(|_| "cannot seal")?;
+        Ok(out.freeze())
+    };
+    match value {
+        Value::String(v) => {
+            let (plain, issued_at, was_sealed) = open(&Binding::string(ns, m.src), &v, src_rule.is_some())?;
+            match dst_rule {
+                Some(_) => Ok(Value::String(seal(&Binding::string(ns, m.dst), &plain, issued_at)?)),
+                None if !was_sealed || exempt => Ok(Value::String(plain.into())),
+                None => Err("the destination is not a sealed name (a `seal = false` rule must name it)"),
+            }
+        }
+        Value::Hash(pairs) => {
+            let mut out = Vec::with_capacity(pairs.len());
+            for (f, v) in pairs {
+                let sealed_here = src_rule.is_some_and(|r| r.seals_field(&f));
+                if src_rule.is_some_and(|r| r.fields.is_none()) {
+                    return Err("the source's rule does not seal hash fields");
+                }
+                let (plain, issued_at, was_sealed) = open(&Binding::hash_field(ns, m.src, &f), &v, sealed_here)?;
+                let value = match dst_rule {
+                    Some(r) if r.seals_field(&f) => seal(&Binding::hash_field(ns, m.dst, &f), &plain, issued_at)?,
+                    Some(r) if r.fields.is_none() => return Err("the destination's rule does not seal hash fields"),
+                    _ if !was_sealed || exempt => plain.into(),
+                    _ => return Err("a sealed field would be stored in plaintext under the destination"),
+                };
+                out.push((f, value));
+            }
+            Ok(Value::Hash(out))
+        }
+    }
+}
