@@ -215,6 +215,12 @@ impl Sealer {
         let refuse = |rule: usize, why: SealedUse| {
             Inspect::Refuse(Refusal::SealedKey { command: cmd.name, rule: self.pattern(rule), why })
         };
+        if matches!(cmd.name, "PUBLISH" | "SPUBLISH")
+            && args.len() == 3
+            && args.get(1).and_then(|c| self.rules.find_channel(c)).is_some()
+        {
+            return Inspect::Forward { seal: true, open: None };
+        }
         match cmd.data {
             Data::Script => {
                 // Key names can come from ARGV or the body itself.
@@ -345,7 +351,8 @@ impl Sealer {
             Values::At(_) => 1,
             Values::AfterEachKey => key_indexes(cmd.keys, args).len(),
             Values::FieldPairs(at) => args.len().saturating_sub(at as usize) / 2,
-            Values::None => 0,
+            // A published message on a sealed channel.
+            Values::None => 1,
         };
         args.iter().map(|a| a.len() + 16).sum::<usize>() + 16 + values * crypto::OVERHEAD
     }
@@ -362,6 +369,19 @@ impl Sealer {
             encode::array_header(out, 2);
             encode::bulk(out, b"HGETALL");
             encode::bulk(out, args.get(1).unwrap_or_default());
+            return Ok(());
+        }
+        if matches!(cmd.name, "PUBLISH" | "SPUBLISH") {
+            let channel = args.get(1).unwrap_or_default();
+            encode::array_header(out, args.len());
+            for (i, arg) in args.iter().enumerate() {
+                if i == 2 {
+                    self.seal_arg(&Binding::channel(&self.namespace, channel), arg, now, out)
+                        .inspect_err(|_| out.truncate(start))?;
+                } else {
+                    encode::bulk(out, arg);
+                }
+            }
             return Ok(());
         }
         if let Values::FieldPairs(at) = cmd.values {
@@ -443,6 +463,59 @@ impl Sealer {
                         return out.push(e);
                     }
                 }
+            }
+        }
+    }
+
+    /// A pub/sub delivery (`message`, `pmessage`, `smessage`; a RESP2 array
+    /// or a RESP3 push): `None` when it is not on a sealed channel (pass it
+    /// on), `Some(Some(frame))` with its payload opened, `Some(None)` when
+    /// the payload does not open: the message is dropped (counted and
+    /// logged as an open failure), never delivered as ciphertext or as a
+    /// forgery.
+    pub fn open_message(&self, frame: &Bytes, proto: Proto) -> Option<Option<Bytes>> {
+        if !self.rules.has_channels() {
+            return None;
+        }
+        let header = &frame[..frame.iter().position(|&b| b == b'\n')? + 1];
+        let mut inner = BytesMut::from(&frame[..]);
+        inner[0] = b'*';
+        let els = split_array(&inner.freeze())?;
+        let kind = bulk_payload(els.first()?, proto)?;
+        let channel_at = match &kind[..] {
+            b"message" | b"smessage" if els.len() == 3 => 1,
+            b"pmessage" if els.len() == 4 => 2,
+            _ => return None,
+        };
+        let channel = bulk_payload(&els[channel_at], proto)?;
+        let rule = self.rules.channel(self.rules.find_channel(&channel)?);
+        let payload_el = els.last()?;
+        let now = now_unix();
+        let failed = |reason: &'static str, key_id: Option<u32>| {
+            Error::Crypto(CryptoError::Open { reason, key_id }).report();
+            Some(None)
+        };
+        let Some(payload) = bulk_payload(payload_el, proto) else { return failed("bad_shape", None) };
+        if !crypto::is_sealed(&payload) {
+            return failed("not_sealed", None);
+        }
+        let mut out = BytesMut::with_capacity(frame.len());
+        out.extend_from_slice(header);
+        for el in &els[..els.len() - 1] {
+            out.extend_from_slice(el);
+        }
+        let body = payload.len().saturating_sub(crypto::OVERHEAD);
+        encode::bulk_header(&mut out, body);
+        let binding = Binding::channel(&self.namespace, &channel);
+        match crypto::open_into(&self.keyring, &binding, &payload, now, rule.freshness(), &mut out) {
+            Ok(()) => {
+                out.extend_from_slice(b"\r\n");
+                stats::add(stats::Counter::Opened, 1);
+                Some(Some(out.freeze()))
+            }
+            Err(e) => {
+                zeroize::Zeroize::zeroize(&mut out[..]);
+                failed(e.reason(), crypto::inspect(&payload).ok().map(|i| i.key_id))
             }
         }
     }

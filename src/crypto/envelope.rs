@@ -72,6 +72,8 @@ pub const PREFIX_USES: u32 = 1 << 20;
 const KIND_STRING: u8 = 0x01;
 /// Kind byte of a hash field value in the AAD.
 const KIND_HASH_FIELD: u8 = 0x02;
+/// Kind byte of a pub/sub message in the AAD (the key is the channel).
+const KIND_CHANNEL: u8 = 0x03;
 
 /// What kind of Redis value is sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +82,9 @@ pub enum ValueKind<'a> {
     String,
     /// The value of the named field of a hash key (`HSET`/`HGET`).
     HashField(&'a [u8]),
+    /// A pub/sub message published on the channel named as the key
+    /// (`PUBLISH`/`SPUBLISH`).
+    Channel,
 }
 
 /// Where a value lives; authenticated (not encrypted) along with the value.
@@ -98,6 +103,11 @@ impl<'a> Binding<'a> {
     /// Binding for the value of string key `key`.
     pub fn string(namespace: &'a [u8], key: &'a [u8]) -> Self {
         Self { namespace, key, kind: ValueKind::String }
+    }
+
+    /// Binding for a message published on `channel`.
+    pub fn channel(namespace: &'a [u8], channel: &'a [u8]) -> Self {
+        Self { namespace, key: channel, kind: ValueKind::Channel }
     }
 
     /// Binding for field `field` of hash key `key`.
@@ -298,9 +308,10 @@ fn push_lp(aad: &mut Vec<u8>, part: &[u8]) -> Option<()> {
 /// Builds the AAD for `header` and `binding`; `None` if a binding component
 /// is 4 GiB or longer.
 fn build_aad(header: &[u8; HEADER_LEN], binding: &Binding<'_>) -> Option<Vec<u8>> {
-    let field = match binding.kind {
-        ValueKind::String => None,
-        ValueKind::HashField(field) => Some(field),
+    let (kind, field) = match binding.kind {
+        ValueKind::String => (KIND_STRING, None),
+        ValueKind::HashField(field) => (KIND_HASH_FIELD, Some(field)),
+        ValueKind::Channel => (KIND_CHANNEL, None),
     };
     let capacity = [
         HEADER_LEN + 4 + 1 + 4,
@@ -313,7 +324,7 @@ fn build_aad(header: &[u8; HEADER_LEN], binding: &Binding<'_>) -> Option<Vec<u8>
     let mut aad = Vec::with_capacity(capacity);
     aad.extend_from_slice(header);
     push_lp(&mut aad, binding.namespace)?;
-    aad.push(if field.is_some() { KIND_HASH_FIELD } else { KIND_STRING });
+    aad.push(kind);
     push_lp(&mut aad, binding.key)?;
     if let Some(field) = field {
         push_lp(&mut aad, field)?;
@@ -896,6 +907,19 @@ mod tests {
         disabled.insert(2, KeyState::Primary, Some(KeyMaterial::from_bytes([2; 32]))).unwrap();
         assert_eq!(rewrap(&disabled, &b, &plain_v), Err(RewrapError::Open(OpenError::KeyNotOpen)));
         assert_eq!(rewrap(&ring, &b, b"legacy"), Err(RewrapError::Open(OpenError::NotSealed)));
+    }
+
+    #[test]
+    fn bindings_of_different_kinds_do_not_open_each_other() {
+        let ring = ring_with(7, [7; 32]);
+        let ns = b"app";
+        let kinds = [Binding::string(ns, b"x"), Binding::hash_field(ns, b"x", b""), Binding::channel(ns, b"x")];
+        for (i, a) in kinds.iter().enumerate() {
+            let v = seal(&ring, a, b"payload", NOW).unwrap();
+            for (j, b) in kinds.iter().enumerate() {
+                assert_eq!(open(&ring, b, &v, NOW, None).is_ok(), i == j, "{a:?} opened as {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -396,7 +396,11 @@ impl Replies {
                     return self.out.push(frame);
                 }
                 if is_message(name) {
-                    return self.out.push(frame);
+                    return match self.sealer.as_deref().and_then(|s| s.open_message(&frame, self.proto)) {
+                        None => self.out.push(frame),
+                        Some(Some(opened)) => self.out.push(opened),
+                        Some(None) => {}
+                    };
                 }
             }
             if push {
