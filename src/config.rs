@@ -74,6 +74,44 @@ pub struct FileConfig {
     /// The keyring. Material is always given by reference. Default: none.
     #[serde(default)]
     pub key: Vec<KeyConfig>,
+    /// Declared scripts (allowlisted EVAL/EVALSHA with sealed ARGV).
+    #[serde(default)]
+    pub script: Vec<ScriptConfig>,
+}
+
+/// `[[script]]`: a script respseal lets through on sealed keys, sealing
+/// the ARGV values it names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptConfig {
+    /// A name for messages.
+    pub name: Option<String>,
+    /// SHA1 of the script body, 40 hex digits (`SCRIPT LOAD`'s answer).
+    pub sha1: String,
+    /// ARGV values sealed: `{ argv = N, key = K }` (the string value of
+    /// KEYS[K]) or `{ argv = N, key = K, field = "F" }` (field F of hash
+    /// KEYS[K]); positions 1-based, as in Lua.
+    #[serde(default)]
+    pub seal_argv: Vec<ScriptValueConfig>,
+    /// Reply elements opened: `{ key = K [, field = "F"] }` for a reply
+    /// that is one value, or `{ index = I, key = K [, field = "F"] }` for
+    /// element I (0-based) of an array reply.
+    #[serde(default)]
+    pub open_reply: Vec<ScriptValueConfig>,
+}
+
+/// One position of a `[[script]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptValueConfig {
+    /// ARGV position (seal_argv), 1-based.
+    pub argv: Option<usize>,
+    /// Reply element (open_reply), 0-based.
+    pub index: Option<usize>,
+    /// KEYS position, 1-based.
+    pub key: usize,
+    /// Hash field.
+    pub field: Option<String>,
 }
 
 /// `[[rule]]`: keys matching `pattern` are sealed (or, with `channel`,
@@ -675,7 +713,38 @@ fn build_sealer(
         return None;
     }
     let namespace = file.namespace.clone().unwrap_or_else(|| "respseal".into()).into_bytes();
-    Some(Sealer::new(Rules::with_channels(rules, channels), keyring, namespace))
+    let mut scripts = Vec::new();
+    for (i, sc) in file.script.iter().enumerate() {
+        let name = sc.name.clone().unwrap_or_else(|| format!("script[{i}]"));
+        let what = format!("script[{i}] ({name})");
+        let sha = sc.sha1.to_ascii_lowercase();
+        let mut sha1 = [0u8; 20];
+        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            errors.push(format!("{what}: sha1 must be 40 hex digits"));
+            continue;
+        }
+        for (j, b) in sha1.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&sha[2 * j..2 * j + 2], 16).unwrap_or(0);
+        }
+        let mut convert = |list: &[ScriptValueConfig], seal: bool| -> Vec<crate::seal::ScriptValue> {
+            list.iter()
+                .filter_map(|v| {
+                    let at = if seal { v.argv } else { v.index };
+                    if v.key == 0 || (seal && v.argv.is_none_or(|a| a == 0)) || (seal && v.index.is_some()) {
+                        errors.push(format!(
+                            "{what}: seal_argv entries need argv and key (1-based), open_reply entries key and an optional index"
+                        ));
+                        return None;
+                    }
+                    Some(crate::seal::ScriptValue { at, key: v.key, field: v.field.clone().map(String::into_bytes) })
+                })
+                .collect()
+        };
+        let seal_argv = convert(&sc.seal_argv, true);
+        let open_reply = convert(&sc.open_reply, false);
+        scripts.push(crate::seal::ScriptProfile { name, sha1, seal_argv, open_reply });
+    }
+    Some(Sealer::new(Rules::with_channels(rules, channels), keyring, namespace).with_scripts(scripts))
 }
 
 /// `YYYY-MM-DD` (UTC midnight) as unix seconds.

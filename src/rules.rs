@@ -211,6 +211,10 @@ impl Rules {
     /// The first rule that `arg` matches or, for a script body, names
     /// (contains the literal part of).
     pub fn find_in_script(&self, arg: &[u8]) -> Option<usize> {
+        if self.exempts(arg) {
+            // A name a `seal = false` rule exempts (phpredis's *_LOCK keys).
+            return None;
+        }
         self.find(arg).or_else(|| {
             self.rules.iter().position(|r| r.seal && r.needle().is_some_and(|n| arg.windows(n.len()).any(|w| w == n)))
         })

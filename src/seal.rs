@@ -53,6 +53,8 @@ pub enum OpenPlan {
     Fields(SealedKey, Vec<Option<Bytes>>),
     /// Field/value pairs of a sealed hash, in the reply's shape.
     Hash(SealedKey, HashReply),
+    /// Elements of a declared script's array reply: (index, key, field).
+    Elements(Vec<(usize, SealedKey, Option<Bytes>)>),
 }
 
 /// The shape of a reply carrying a hash's field/value pairs.
@@ -107,11 +109,39 @@ pub struct Reseal {
     pub sealed: Bytes,
 }
 
-/// Rules + keyring + namespace.
+/// A declared script (`[[script]]`): scripts on this allowlist run with
+/// the named ARGV values sealed, and the named reply elements opened.
+#[derive(Debug, Clone)]
+pub struct ScriptProfile {
+    /// Name for messages.
+    pub name: String,
+    /// SHA1 of the script body (what EVALSHA names).
+    pub sha1: [u8; 20],
+    /// ARGV positions (1-based) sealed for KEYS positions (1-based), as the
+    /// value of that key's string, or of a field of that hash.
+    pub seal_argv: Vec<ScriptValue>,
+    /// Reply elements opened: `index` None = the reply is one value.
+    pub open_reply: Vec<ScriptValue>,
+}
+
+/// One sealed position of a declared script.
+#[derive(Debug, Clone)]
+pub struct ScriptValue {
+    /// ARGV position (1-based) for `seal_argv`, reply element (0-based, or
+    /// None for the whole reply) for `open_reply`.
+    pub at: Option<usize>,
+    /// KEYS position (1-based) whose binding the value has.
+    pub key: usize,
+    /// Hash field of that key, if the value is a field's.
+    pub field: Option<Vec<u8>>,
+}
+
+/// Rules + keyring + namespace (+ declared scripts).
 pub struct Sealer {
     rules: Rules,
     keyring: Keyring,
     namespace: Vec<u8>,
+    scripts: Vec<ScriptProfile>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -176,7 +206,100 @@ const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 impl Sealer {
     /// A sealer for these rules, keys and namespace.
     pub fn new(rules: Rules, keyring: Keyring, namespace: Vec<u8>) -> Self {
-        Sealer { rules, keyring, namespace }
+        Sealer { rules, keyring, namespace, scripts: Vec::new() }
+    }
+
+    /// With declared scripts.
+    pub fn with_scripts(mut self, scripts: Vec<ScriptProfile>) -> Self {
+        self.scripts = scripts;
+        self
+    }
+
+    /// The declared script an EVAL/EVALSHA (or _RO) runs, if any.
+    fn script_profile(&self, cmd: &Command, args: &Args<'_>) -> Option<&ScriptProfile> {
+        if self.scripts.is_empty() {
+            return None;
+        }
+        let body_or_sha = args.get(1)?;
+        let sha: [u8; 20] = match cmd.name {
+            "EVAL" | "EVAL_RO" => {
+                use sha1::Digest;
+                sha1::Sha1::digest(body_or_sha).into()
+            }
+            "EVALSHA" | "EVALSHA_RO" if body_or_sha.len() == 40 => {
+                let mut out = [0u8; 20];
+                for (i, pair) in body_or_sha.chunks(2).enumerate() {
+                    out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+                }
+                out
+            }
+            _ => return None,
+        };
+        self.scripts.iter().find(|s| s.sha1 == sha)
+    }
+
+    /// The argument index of KEYS[k] and ARGV[a] (1-based) of a script call.
+    fn script_positions(args: &Args<'_>) -> Option<(usize, usize)> {
+        let numkeys = usize::try_from(args.get(2).and_then(parse_int)?).ok()?;
+        (3 + numkeys <= args.len()).then_some((3, 3 + numkeys))
+    }
+
+    /// A declared script's values to seal: (argument index, binding key,
+    /// field), for the entries whose key is a sealed name.
+    fn script_seals<'a>(
+        &'a self,
+        p: &'a ScriptProfile,
+        args: &'a Args<'_>,
+    ) -> Vec<(usize, &'a [u8], Option<&'a [u8]>)> {
+        let Some((keys_at, argv_at)) = Self::script_positions(args) else { return Vec::new() };
+        p.seal_argv
+            .iter()
+            .filter_map(|v| {
+                let key = args.get(keys_at + v.key.checked_sub(1)?).filter(|_| keys_at + v.key - 1 < argv_at)?;
+                let at = argv_at + v.at?.checked_sub(1)?;
+                args.get(at)?;
+                let rule = self.rules.get(self.rules.find(key)?);
+                match &v.field {
+                    Some(f) if rule.seals_field(f) => Some((at, key, Some(&f[..]))),
+                    Some(_) => None,
+                    None => Some((at, key, None)),
+                }
+            })
+            .collect()
+    }
+
+    /// What a declared script's call becomes.
+    fn inspect_script(&self, p: &ScriptProfile, args: &Args<'_>) -> Inspect {
+        let Some((keys_at, argv_at)) = Self::script_positions(args) else {
+            // Redis answers a bad numkeys itself; nothing to seal.
+            return Inspect::Untouched;
+        };
+        let seal = !self.script_seals(p, args).is_empty();
+        let sealed_key = |v: &ScriptValue| -> Option<(SealedKey, Option<Bytes>)> {
+            let i = keys_at + v.key.checked_sub(1)?;
+            if i >= argv_at {
+                return None;
+            }
+            let sk = self.sealed_key(args, i)?;
+            let field = v.field.as_ref().map(|f| Bytes::copy_from_slice(f));
+            Some((sk, field))
+        };
+        let open = match p.open_reply.as_slice() {
+            [] => None,
+            [one] if one.at.is_none() => sealed_key(one).map(|(sk, field)| match field {
+                Some(f) => OpenPlan::Field(sk, f),
+                None => OpenPlan::Value(sk),
+            }),
+            many => {
+                let els: Vec<(usize, SealedKey, Option<Bytes>)> =
+                    many.iter().filter_map(|v| sealed_key(v).and_then(|(sk, f)| Some((v.at?, sk, f)))).collect();
+                (!els.is_empty()).then_some(OpenPlan::Elements(els))
+            }
+        };
+        if !seal && open.is_none() {
+            return Inspect::Untouched;
+        }
+        Inspect::Forward { seal, open }
     }
 
     /// The rules.
@@ -222,6 +345,9 @@ impl Sealer {
             return Inspect::Forward { seal: true, open: None };
         }
         match cmd.data {
+            Data::Script if let Some(profile) = self.script_profile(cmd, args) => {
+                return self.inspect_script(profile, args);
+            }
             Data::Script => {
                 // Key names can come from ARGV or the body itself.
                 return match args.iter().skip(1).find_map(|a| self.rules.find_in_script(a)) {
@@ -351,7 +477,8 @@ impl Sealer {
             Values::At(_) => 1,
             Values::AfterEachKey => key_indexes(cmd.keys, args).len(),
             Values::FieldPairs(at) => args.len().saturating_sub(at as usize) / 2,
-            // A published message on a sealed channel.
+            // A declared script's ARGV, or a published message.
+            Values::None if cmd.data == Data::Script => args.len(),
             Values::None => 1,
         };
         args.iter().map(|a| a.len() + 16).sum::<usize>() + 16 + values * crypto::OVERHEAD
@@ -369,6 +496,25 @@ impl Sealer {
             encode::array_header(out, 2);
             encode::bulk(out, b"HGETALL");
             encode::bulk(out, args.get(1).unwrap_or_default());
+            return Ok(());
+        }
+        if cmd.data == Data::Script
+            && let Some(profile) = self.script_profile(cmd, args)
+        {
+            let seals = self.script_seals(profile, args);
+            encode::array_header(out, args.len());
+            for (i, arg) in args.iter().enumerate() {
+                match seals.iter().find(|(at, _, _)| *at == i) {
+                    Some((_, key, field)) => {
+                        let binding = match field {
+                            Some(f) => Binding::hash_field(&self.namespace, key, f),
+                            None => Binding::string(&self.namespace, key),
+                        };
+                        self.seal_arg(&binding, arg, now, out).inspect_err(|_| out.truncate(start))?;
+                    }
+                    None => encode::bulk(out, arg),
+                }
+            }
             return Ok(());
         }
         if matches!(cmd.name, "PUBLISH" | "SPUBLISH") {
@@ -440,6 +586,39 @@ impl Sealer {
             }
             OpenPlan::Field(..) | OpenPlan::Fields(..) | OpenPlan::Hash(..) => {
                 self.open_hash_reply(plan, frame, proto, now, out);
+            }
+            OpenPlan::Elements(els) => {
+                if is_error(&frame, proto) || is_null(&frame) {
+                    return out.push(frame);
+                }
+                let Some(elements) = split_array(&frame) else {
+                    return out.push(self.bad_shape(els.iter().map(|(_, k, _)| k.rule), 1, proto));
+                };
+                let mark = out.mark();
+                out.array_header(elements.len());
+                for (i, el) in elements.into_iter().enumerate() {
+                    let Some((_, sk, field)) = els.iter().find(|(at, _, _)| *at == i) else {
+                        out.push(el);
+                        continue;
+                    };
+                    let rule = self.rules.get(sk.rule);
+                    let opened = match field {
+                        Some(f) => self.open_field(rule, &sk.key, f, el, proto, now, out),
+                        None => self
+                            .open_one(rule, &Binding::string(&self.namespace, &sk.key), el, proto, now, out)
+                            .map(|_| ()),
+                    };
+                    if let Err((reason, key_id)) = opened {
+                        // One element that does not open fails the reply.
+                        out.rollback(mark);
+                        let e = Error::Crypto(CryptoError::Open { reason, key_id });
+                        if rule.on_failure == FailurePolicy::Error {
+                            return out.push(e.rescue());
+                        }
+                        e.report();
+                        return out.push_slice(null_frame(proto));
+                    }
+                }
             }
             OpenPlan::PerKey(keys) => {
                 let elements = match split_array(&frame) {
@@ -527,6 +706,7 @@ impl Sealer {
                 vec![sk.rule]
             }
             OpenPlan::PerKey(keys) => keys.iter().flatten().map(|k| k.rule).collect(),
+            OpenPlan::Elements(els) => els.iter().map(|(_, k, _)| k.rule).collect(),
         }
     }
 
