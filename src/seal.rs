@@ -124,6 +124,9 @@ pub struct ScriptProfile {
     pub open_reply: Vec<ScriptValue>,
 }
 
+/// A declared script's value to seal: (argument index, key, field).
+type ScriptSeal<'a> = (usize, &'a [u8], Option<&'a [u8]>);
+
 /// One sealed position of a declared script.
 #[derive(Debug, Clone)]
 pub struct ScriptValue {
@@ -246,11 +249,7 @@ impl Sealer {
 
     /// A declared script's values to seal: (argument index, binding key,
     /// field), for the entries whose key is a sealed name.
-    fn script_seals<'a>(
-        &'a self,
-        p: &'a ScriptProfile,
-        args: &'a Args<'_>,
-    ) -> Vec<(usize, &'a [u8], Option<&'a [u8]>)> {
+    fn script_seals<'a>(&'a self, p: &'a ScriptProfile, args: &'a Args<'_>) -> Vec<ScriptSeal<'a>> {
         let Some((keys_at, argv_at)) = Self::script_positions(args) else { return Vec::new() };
         p.seal_argv
             .iter()
