@@ -159,8 +159,14 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     if dst_exists && (m.kind == Kind::RenameNx || (m.kind == Kind::Copy && !m.replace)) {
         return Err(Bytes::from_static(b":0\r\n"));
     }
-    let pttl = c.cmd(&[b"PTTL", m.src]).await.map_err(backend)?;
-    let pttl = pttl.get(1..pttl.len().saturating_sub(2)).and_then(parse_int).unwrap_or(-1);
+    // The expiry as an absolute time (Redis 7's PEXPIRETIME), so that it
+    // is kept to the millisecond; before Redis 7, the remaining TTL.
+    let int = |r: &[u8]| r.get(1..r.len().saturating_sub(2)).and_then(parse_int).filter(|_| r.first() == Some(&b':'));
+    let expire_at = int(&c.cmd(&[b"PEXPIRETIME", m.src]).await.map_err(backend)?);
+    let pttl = match expire_at {
+        Some(_) => -1,
+        None => int(&c.cmd(&[b"PTTL", m.src]).await.map_err(backend)?).unwrap_or(-1),
+    };
     let value = match &ty[..] {
         b"string" => Value::String(bulk(&c.cmd(&[b"GET", m.src]).await.map_err(backend)?).unwrap_or_default()),
         b"hash" => {
@@ -203,7 +209,10 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         }
     }
     queued += 1;
-    if pttl > 0 {
+    if let Some(at) = expire_at.filter(|&t| t > 0) {
+        tx.extend_from_slice(&encode::command(&[b"PEXPIREAT".as_slice(), m.dst, at.to_string().as_bytes()]));
+        queued += 1;
+    } else if pttl > 0 {
         tx.extend_from_slice(&encode::command(&[b"PEXPIRE".as_slice(), m.dst, pttl.to_string().as_bytes()]));
         queued += 1;
     }
