@@ -13,6 +13,9 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v openssl >/dev/null || need_apt+=(openssl)          # TLS test certificates
 command -v docker-compose >/dev/null || need_apt+=(docker-compose) # validates docker-compose.yml
+command -v php >/dev/null || need_apt+=(php-cli)                     # phpredis session handler flow
+php -m 2>/dev/null | grep -qx redis || need_apt+=(php-redis)
+ruby -e 'require "redis"' 2>/dev/null || need_apt+=(ruby-redis)      # Rails-style redis-rb flow
 if ((${#need_apt[@]})); then
     echo "install-test-deps: apt-get install ${need_apt[*]}"
     apt-get update -qq
@@ -37,7 +40,8 @@ for dir in tests/clients/node examples/express-session; do
     fi
 done
 
-if ! python3 -c 'import redis, sys; sys.exit(0 if redis.__version__ == "8.1.0" else 1)' 2>/dev/null; then
+if ! python3 -c 'import redis, flask, flask_session, django, sys
+sys.exit(0 if (redis.__version__, flask_session.__version__, django.__version__) == ("8.1.0", "0.8.0", "5.2.19") else 1)' 2>/dev/null; then
     echo "install-test-deps: pip install -r tests/clients/python/requirements.txt"
     python3 -m pip install -q -r tests/clients/python/requirements.txt
 fi

@@ -236,3 +236,39 @@ fn the_run_command_serves_config_toml_and_check_passes_after_it() {
     assert!(status.success(), "{out}{err}");
     assert!(out.contains("sample: 1 sealed values opened, 0 failed"), "{out}");
 }
+
+/// The session stores' own flows (`tests/clients/run-stores.sh`) through a
+/// respseal configured with their presets.
+#[test]
+fn session_stores_pass_through_unchanged() {
+    use sha1::Digest;
+    const SET_SCRIPT: &str = "redis.call('HSET', KEYS[1], 'absexp', ARGV[1], 'sldexp', ARGV[2], 'data', ARGV[4])\n\
+                              if ARGV[3] ~= '-1' then\n  redis.call('EXPIRE', KEYS[1], ARGV[3])\nend\nreturn 1";
+    let sha: String = sha1::Sha1::digest(SET_SCRIPT.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let config = format!(
+        "[[rule]]\npattern = \"spring:session:sessions:expires:*\"\nseal = false\n\
+         [[rule]]\npattern = \"spring:session:sessions:*\"\nfields = \"sessionAttr:*\"\n\
+         [[rule]]\nchannel = \"spring:session:event:*\"\n\
+         [[rule]]\npattern = \"aspnet:*\"\nfields = \"data\"\n\
+         [[rule]]\npattern = \"session:*\"\n\
+         [[rule]]\npattern = \":1:django.contrib.sessions.cache*\"\n\
+         [[rule]]\npattern = \"PHPREDIS_SESSION:*_LOCK\"\nseal = false\n\
+         [[rule]]\npattern = \"PHPREDIS_SESSION:*\"\n\
+         [[rule]]\npattern = \"rack:session:*\"\n\
+         [[script]]\nname = \"aspnet-setscript\"\nsha1 = \"{sha}\"\nseal_argv = [{{ argv = 4, key = 1, field = \"data\" }}]\n\
+         [[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        key.display()
+    );
+    for mode in [&[][..], &["--dedicated"][..]] {
+        let proxy = Proxy::start_with_config(redis.port, &config, mode);
+        run_script(
+            "tests/clients/run-stores.sh",
+            &[&proxy.port.to_string(), &redis.port.to_string(), &sha],
+            Duration::from_secs(300),
+        );
+        redis.client().assert_cmd(&["FLUSHALL"], b"+OK\r\n");
+    }
+}
