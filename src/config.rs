@@ -832,6 +832,18 @@ mod tests {
             .collect();
         let all: FileConfig = toml::from_str(&uncommented).expect("the commented-out sections are valid fields");
         assert!(all.tls.is_some() && all.backend_tls.is_some() && !all.users.is_empty() && all.key.len() == 2);
+        // The presets (indented under "# ") are valid rules too.
+        let block = &text[text.find("# Presets:").expect("a presets block")..];
+        let presets: String = block
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("#     "))
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let presets: FileConfig = toml::from_str(&presets).expect("the presets are valid rules");
+        assert_eq!(presets.rule.len(), 11, "one rule per preset line group");
+        assert!(presets.rule.iter().any(|r| r.fields.as_deref() == Some("sessionAttr:*")));
+        assert!(presets.rule.iter().any(|r| r.channel.is_some()) && presets.rule.iter().any(|r| r.seal == Some(false)));
     }
 
     /// A commented-out setting: `[section]`, `[[table]]` or `name = value`.
@@ -839,7 +851,8 @@ mod tests {
         let name_end = r.find(" = ").unwrap_or(0);
         let head = r.split('#').next().unwrap_or("").trim_end();
         (head.starts_with('[') && head.ends_with(']') && head.len() > 2)
-            || (name_end > 0 && r[..name_end].bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            || (name_end > 0
+                && r[..name_end].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
     }
 
     #[test]

@@ -373,7 +373,7 @@ impl Sealer {
         match cmd.data {
             Data::Meta => return Inspect::Untouched,
             Data::Inspect => return refuse(rule, SealedUse::Inspect),
-            Data::Move if matches!(cmd.name, "RENAME" | "RENAMENX" | "COPY") => return Inspect::Move,
+            Data::Move if crate::commands::table::CARRIED_MOVES.contains(&cmd.name) => return Inspect::Move,
             Data::Move => return refuse(rule, SealedUse::Move),
             Data::Hash => return self.inspect_hash(cmd, args, rule),
             Data::Collection(t) => {

@@ -513,19 +513,29 @@ pub static COMMANDS: &[Command] = &[
     row!("REPLCONF", Stateful(State::ClusterFlag), Meta),
 ];
 
+/// The moves respseal carries out itself on sealed names ([`crate::moves`]).
+pub const CARRIED_MOVES: [&str; 3] = ["COPY", "RENAME", "RENAMENX"];
+
 /// The README's list of what is refused on sealed keys, rendered from the
 /// table (a unit test keeps the README equal to it).
 pub fn refused_markdown() -> String {
     let mut rows: Vec<(&str, Vec<&str>)> = vec![
         ("looks inside the value (Redis only holds ciphertext)", vec![]),
-        ("moves the value to another name (a sealed value is bound to its key)", vec![]),
-        ("scripts and functions (when any argument matches a rule or names one in the body)", vec![]),
+        (
+            "moves the value to another name (a sealed value is bound to its key; `RENAME`, `RENAMENX` and `COPY` are carried out by respseal instead)",
+            vec![],
+        ),
+        (
+            "scripts and functions (when any argument matches a rule or names one in the body), unless declared in `[[script]]`",
+            vec![],
+        ),
         ("hash commands, unless the rule seals hash fields (`fields = \"GLOB\"`)", vec![]),
     ];
     let mut collections: Vec<(DataType, Vec<&str>)> = DataType::ALL.iter().map(|t| (*t, vec![])).collect();
     for c in COMMANDS {
         let slot = match c.data {
             Data::Inspect => &mut rows[0].1,
+            Data::Move if CARRIED_MOVES.contains(&c.name) => continue,
             Data::Move => &mut rows[1].1,
             Data::Script => &mut rows[2].1,
             Data::Hash => &mut rows[3].1,
