@@ -186,6 +186,11 @@ impl Rules {
         self.rules[i].seal.then_some(i)
     }
 
+    /// The first key rule that seals, if any.
+    pub fn first_sealing(&self) -> Option<usize> {
+        self.rules.iter().position(|r| r.seal)
+    }
+
     /// Whether the first rule matching `key` is a `seal = false` exemption
     /// (such a name may receive a sealed value's plaintext by RENAME/COPY).
     pub fn exempts(&self, key: &[u8]) -> bool {

@@ -347,6 +347,27 @@ impl Sealer {
             Data::Script if let Some(profile) = self.script_profile(cmd, args) => {
                 return self.inspect_script(profile, args);
             }
+            Data::Script if matches!(cmd.name, "SCRIPT" | "FUNCTION") => {
+                // These touch no key themselves: keys are touched when the
+                // code runs (EVALSHA, FCALL, checked there). What they can
+                // do is register code whose body names sealed keys, which
+                // EVALSHA/FCALL would then run unseen: a body is checked
+                // when it is loaded, and a FUNCTION RESTORE payload (whose
+                // bodies may be compressed) is refused while any key rule
+                // exists.
+                let sub = args.get(1).unwrap_or_default();
+                let hit = if sub.eq_ignore_ascii_case(b"LOAD") {
+                    args.iter().skip(2).find_map(|a| self.rules.find_in_script(a))
+                } else if sub.eq_ignore_ascii_case(b"RESTORE") {
+                    self.rules.first_sealing()
+                } else {
+                    None
+                };
+                return match hit {
+                    Some(rule) => refuse(rule, SealedUse::Script),
+                    None => Inspect::Untouched,
+                };
+            }
             Data::Script => {
                 // Key names can come from ARGV or the body itself.
                 return match args.iter().skip(1).find_map(|a| self.rules.find_in_script(a)) {

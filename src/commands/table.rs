@@ -302,6 +302,9 @@ pub static COMMANDS: &[Command] = &[
     // SORT reads other keys' values (BY, GET) and writes one (STORE).
     row!("SORT", Plain, Inspect, Keys::Any),
     row!("SORT_RO", Plain, Inspect, Keys::Any),
+    // OBJECT ENCODING reports how Redis holds the ciphertext (a sealed
+    // value is never "int", a sealed hash never "listpack"): refused
+    // rather than answered for a value the client never wrote.
     row!("OBJECT", Plain, Inspect, at2()),
     // --- hashes (hash rules come later: refused on sealed keys)
     row!("HGET", Plain, Hash, k1(), Values::None, ReplyShape::Value),
@@ -340,6 +343,24 @@ pub static COMMANDS: &[Command] = &[
     row!("SCAN", Plain, Meta),
     row!("RANDOMKEY", Plain, Meta),
     row!("DBSIZE", Plain, Meta),
+    // Server commands that name no key and write no value: an argument
+    // that happens to match a rule (INFO's "server" under a `*` rule) is
+    // not a sealed name. DEBUG (POPULATE writes values), MODULE (loads
+    // code), replication and SHUTDOWN stay unknown: refused when an
+    // argument matches a rule.
+    row!("INFO", Plain, Meta),
+    row!("CONFIG", Plain, Meta),
+    row!("TIME", Plain, Meta),
+    row!("LASTSAVE", Plain, Meta),
+    row!("SAVE", Plain, Meta),
+    row!("BGSAVE", Plain, Meta),
+    row!("BGREWRITEAOF", Plain, Meta),
+    row!("COMMAND", Plain, Meta),
+    row!("LATENCY", Plain, Meta),
+    row!("SLOWLOG", Plain, Meta),
+    row!("LOLWUT", Plain, Meta),
+    row!("ROLE", Plain, Meta),
+    row!("ACL", Plain, Meta),
     row!("RENAME", Plain, Move, k2()),
     row!("RENAMENX", Plain, Move, k2()),
     row!("COPY", Plain, Move, k2()),
