@@ -286,6 +286,12 @@ fn published_messages_on_sealed_channels_are_sealed_and_opened_in_both_protocols
     // Redis itself carries ciphertext.
     let raw = direct.read_frame();
     assert!(contains(&raw, MAGIC) && !contains(&raw, b"alice"), "{}", show(&raw));
+    // Sharded pub/sub: SPUBLISH sealed, smessage opened.
+    let mut ssub = proxy.client();
+    ssub.send_cmd(&["SSUBSCRIBE", ch]);
+    ssub.read_frame();
+    p.assert_cmd(&["SPUBLISH", ch, "sharded"], b":1\r\n");
+    assert_eq!(ssub.read_frame(), pairs(&["smessage", ch, "sharded"]));
     // A message published straight to Redis does not open: dropped.
     redis.client().assert_cmd(&["PUBLISH", ch, "forged"], b":4\r\n");
     p.assert_cmd(&["PUBLISH", ch, "after"], b":4\r\n");
@@ -304,6 +310,8 @@ fn pairs_frame(words: &[&str], n: i64) -> Vec<u8> {
 const ASPNET_SET: &str = "redis.call('HSET', KEYS[1], 'absexp', ARGV[1], 'sldexp', ARGV[2], 'data', ARGV[4])\n\
                           if ARGV[3] ~= '-1' then\n  redis.call('EXPIRE', KEYS[1], ARGV[3])\nend\nreturn 1";
 const LARAVEL_ADD: &str = "return redis.call('exists',KEYS[1])<1 and redis.call('setex',KEYS[1],ARGV[2],ARGV[1])";
+const ASPNET_GET: &str = "return redis.call('HGET', KEYS[1], 'data')";
+const PAIR: &str = "return {redis.call('HGET', KEYS[1], 'absexp'), redis.call('HGET', KEYS[1], 'data')}";
 const PHPREDIS_UNLOCK: &str =
     "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
 
@@ -315,9 +323,13 @@ fn declared_scripts_run_with_their_arguments_sealed_and_others_stay_refused() {
          [[rule]]\npattern = \"PHPREDIS_SESSION:*_LOCK\"\nseal = false\n\
          [[rule]]\npattern = \"PHPREDIS_SESSION:*\"\n\
          [[script]]\nname = \"aspnet-set\"\nsha1 = \"{}\"\nseal_argv = [{{ argv = 4, key = 1, field = \"data\" }}]\n\
-         [[script]]\nname = \"laravel-add\"\nsha1 = \"{}\"\nseal_argv = [{{ argv = 1, key = 1 }}]\n",
+         [[script]]\nname = \"laravel-add\"\nsha1 = \"{}\"\nseal_argv = [{{ argv = 1, key = 1 }}]\n\
+         [[script]]\nname = \"aspnet-get\"\nsha1 = \"{}\"\nopen_reply = [{{ key = 1, field = \"data\" }}]\n\
+         [[script]]\nname = \"pair\"\nsha1 = \"{}\"\nopen_reply = [{{ index = 1, key = 1, field = \"data\" }}]\n",
         sha1_hex(ASPNET_SET),
-        sha1_hex(LARAVEL_ADD)
+        sha1_hex(LARAVEL_ADD),
+        sha1_hex(ASPNET_GET),
+        sha1_hex(PAIR),
     );
     let (redis, proxy, _dir) = setup(&config);
     let mut c = proxy.client();
@@ -328,6 +340,9 @@ fn declared_scripts_run_with_their_arguments_sealed_and_others_stay_refused() {
     c.assert_cmd(&["HGET", "aspnet:s2", "data"], b"$11\r\npayload-two\r\n");
     assert!(raw_field(&redis, "aspnet:s1", "data").starts_with(MAGIC));
     assert_eq!(raw_field(&redis, "aspnet:s1", "absexp"), b"111");
+    // Declared reads: the reply (or one element of it) is opened.
+    c.assert_cmd(&["EVAL", ASPNET_GET, "1", "aspnet:s1"], b"$11\r\npayload-one\r\n");
+    c.assert_cmd(&["EVAL", PAIR, "1", "aspnet:s1"], &pairs(&["111", "payload-one"]));
     // Laravel's add.
     c.assert_cmd(&["EVAL", LARAVEL_ADD, "1", "laravel_cache:k", "cached", "60"], b"+OK\r\n");
     c.assert_cmd(&["GET", "laravel_cache:k"], b"$6\r\ncached\r\n");
