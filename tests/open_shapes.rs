@@ -121,9 +121,43 @@ fn an_mget_or_exec_array_of_the_wrong_shape_is_not_passed_on() {
         tx.assert_cmd(&["GET", "sess:a"], b"+QUEUED\r\n");
         tx.assert_cmd(&["EXEC"], want);
     }
-    // HGETALL on a sealed name never reaches Redis (hash rules come later).
+    // HGETALL on a sealed name under a rule without `fields` never reaches Redis.
     replies.lock().expect("lock").insert("MGET", b"*2\r\n$1\r\nf\r\n$6\r\nforged\r\n".to_vec());
-    assert_line_prefix(&c.cmd(&["HGETALL", "sess:h"]), b"-ERR respseal: HGETALL is not supported on sealed keys yet");
+    assert_line_prefix(
+        &c.cmd(&["HGETALL", "sess:h"]),
+        b"-ERR respseal: HGETALL is not supported on sealed keys unless",
+    );
+}
+
+#[test]
+fn hash_replies_of_the_wrong_shape_never_reach_the_client() {
+    let (port, replies) = fake_backend();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "h.key");
+    let config = "[[rule]]\npattern = \"h:*\"\nfields = \"*\"\n";
+    let proxy = Proxy::start_with_config(port, config, &["--key-file", key.to_str().expect("utf-8 path")]);
+    let mut c = proxy.client();
+    // A field value that is not a bulk string, an odd number of elements,
+    // a field name that is not a string, no array at all, plaintext: the
+    // whole reply is that of a missing hash, nothing of it is passed on.
+    for shape in [
+        &b"*2\r\n$1\r\nf\r\n:5\r\n"[..],
+        b"*2\r\n$1\r\nf\r\n+forged\r\n",
+        b"*3\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n",
+        b"*2\r\n:1\r\n$1\r\nv\r\n",
+        b"+OK\r\n",
+        b":7\r\n",
+        b"*2\r\n$1\r\nf\r\n$6\r\nforged\r\n",
+    ] {
+        replies.lock().expect("lock").insert("MGET", shape.to_vec());
+        c.assert_cmd(&["HGETALL", "h:x"], b"*0\r\n");
+    }
+    // Nulls (RESP2 never sends one for HGETALL, but a hostile Redis may)
+    // and Redis's own errors pass on.
+    replies.lock().expect("lock").insert("MGET", b"-WRONGTYPE Operation against a key\r\n".to_vec());
+    c.assert_cmd(&["HGETALL", "h:x"], b"-WRONGTYPE Operation against a key\r\n");
+    replies.lock().expect("lock").insert("MGET", b"*0\r\n".to_vec());
+    c.assert_cmd(&["HGETALL", "h:x"], b"*0\r\n");
 }
 
 #[test]

@@ -353,6 +353,19 @@ fn declared_scripts_run_with_their_arguments_sealed_and_others_stay_refused() {
         &c.cmd(&["EVAL", "return redis.call('get',KEYS[1])", "1", "laravel_cache:k"]),
         b"-ERR respseal: EVAL cannot be used on sealed keys",
     );
+    // SCRIPT and FUNCTION subcommands that load no code pass; loading a body
+    // that names a sealed key, or restoring functions, does not.
+    c.assert_cmd(&["SCRIPT", "EXISTS", &sha1_hex(ASPNET_SET)], b"*1\r\n:1\r\n");
+    assert!(c.cmd(&["FUNCTION", "LIST"]).starts_with(b"*"));
+    assert_line_prefix(
+        &c.cmd(&["SCRIPT", "LOAD", "return redis.call('set','laravel_cache:x','plain')"]),
+        b"-ERR respseal: SCRIPT cannot be used on sealed keys",
+    );
+    assert_line_prefix(
+        &c.cmd(&["FUNCTION", "RESTORE", "payload"]),
+        b"-ERR respseal: FUNCTION cannot be used on sealed keys",
+    );
+    c.assert_cmd(&["SCRIPT", "FLUSH"], b"+OK\r\n");
     // phpredis's lock release on its *_LOCK key passes through.
     let lock = "PHPREDIS_SESSION:abc_LOCK";
     c.assert_cmd(&["SET", lock, "token", "NX", "PX", "30000"], b"+OK\r\n");
