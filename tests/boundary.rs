@@ -13,10 +13,27 @@ use common::*;
 
 #[test]
 fn no_command_redis_knows_leaves_plaintext_under_a_sealed_name() {
+    boundary(false);
+}
+
+/// The same with a hash rule (`fields = "*"`): hash commands are now
+/// forwarded, and every field they leave under a sealed name must be an
+/// envelope.
+#[test]
+fn no_command_leaves_a_plaintext_hash_field_under_a_hash_rule() {
+    boundary(true);
+}
+
+fn boundary(hash: bool) {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, _) = keygen(dir.path(), "k.key");
-    let proxy = Proxy::start(redis.port, &["--seal", "sess:*", "--key-file", key.to_str().expect("utf-8 path")]);
+    let config = format!(
+        "[[rule]]\npattern = \"sess:*\"\n{}[[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        if hash { "fields = \"*\"\n" } else { "" },
+        key.display()
+    );
+    let proxy = Proxy::start_with_config(redis.port, &config, &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/boundary/check.py");
     let out_path = dir.path().join("out");
     let out = std::fs::File::create(&out_path).expect("output file");
@@ -24,6 +41,7 @@ fn no_command_redis_knows_leaves_plaintext_under_a_sealed_name() {
         .arg(script)
         .arg(proxy.port.to_string())
         .arg(redis.port.to_string())
+        .args(hash.then_some("--hash"))
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("dup"))
         .stderr(out)
