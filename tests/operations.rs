@@ -218,7 +218,7 @@ impl Pki {
             ]);
         }
         std::fs::write(dir.path().join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext");
-        for (name, ca) in [("server", "ca"), ("client", "ca"), ("rogue", "rogue-ca")] {
+        for (name, ca) in [("server", "ca"), ("server2", "ca"), ("client", "ca"), ("rogue", "rogue-ca")] {
             run(&[
                 "req",
                 "-newkey",
@@ -373,6 +373,26 @@ fn tls_on_both_sides_with_mutual_authentication() {
     });
     assert!(read_log().contains("no certificate in") || read_log().contains("certificate"), "{}", read_log());
     assert_eq!(tls_cli(&pki, port, &["GET", "sess:tls"], Some("client")), "over-tls");
+    // A new valid pair in place of the old files: new connections get it,
+    // the held one stays up.
+    let mut held = Client::connect(plain);
+    for (from, to) in [("server2.crt", "server.crt"), ("server2.key", "server.key")] {
+        std::fs::copy(pki.path(from), pki.path(to)).expect("swap certificate");
+    }
+    let _ = std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
+    wait_until("new certificate loaded", Duration::from_secs(10), || {
+        read_log().contains("configuration reloaded").then_some(())
+    });
+    let subject = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-CAfile", &pki.path("ca.crt")])
+        .args(["-cert", &pki.path("client.crt"), "-key", &pki.path("client.key")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text = String::from_utf8_lossy(&subject.stdout);
+    assert!(text.contains("CN = server2") || text.contains("CN=server2"), "the new certificate is served: {text}");
+    assert_eq!(tls_cli(&pki, port, &["GET", "sess:tls"], Some("client")), "over-tls");
+    held.assert_cmd(&["GET", "sess:tls"], b"$8\r\nover-tls\r\n");
     let _ = child.kill();
     let _ = child.wait();
     let log = read_log();
