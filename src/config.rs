@@ -306,6 +306,8 @@ pub struct Config {
     pub tls: Option<crate::tls::Acceptor>,
     /// TLS towards Redis (`rediss://`).
     pub backend_tls: Option<BackendTls>,
+    /// Behind Sentinel (`redis-sentinel://`): where the master is now.
+    pub topology: Option<std::sync::Arc<crate::backend::topology::Topology>>,
     /// Admin HTTP listener.
     pub admin_listen: Option<SocketAddr>,
     /// Backend.
@@ -549,6 +551,7 @@ impl Config {
                 plaintext_listen,
                 tls,
                 backend_tls,
+                topology: backend.sentinel.as_ref().map(|_| Default::default()),
                 admin_listen,
                 backend,
                 dedicated,

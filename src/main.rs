@@ -261,7 +261,8 @@ fn contexts(cfg: &Config, live: &Arc<Live>) -> Vec<Arc<Context>> {
     let budget = Arc::new(respseal::limits::Budget::new(cfg.max_buffered_bytes));
     // Ready connections for pinning: one pool for all workers (plain TCP
     // only: a TLS session cannot move between workers).
-    let spares = (!cfg.dedicated && cfg.backend_tls.is_none()).then(|| Arc::new(Spares::default()));
+    let spares =
+        (!cfg.dedicated && cfg.backend_tls.is_none() && cfg.topology.is_none()).then(|| Arc::new(Spares::default()));
     (0..cfg.threads)
         .map(|n| {
             let settings = conn_settings(cfg);
@@ -286,6 +287,7 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
     let rt = runtime();
     let args = args.clone();
     rt.block_on(async move {
+        follow_sentinels(&cfg).await;
         let bind = |addr| async move {
             tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 tracing::error!(listen = %addr, error = %e, "cannot listen");
@@ -408,6 +410,28 @@ fn conn_settings(cfg: &Config) -> ConnSettings {
         connect_timeout: cfg.connect_timeout,
         command_timeout: cfg.command_timeout,
         tls: cfg.backend_tls.clone(),
+        topology: cfg.topology.clone(),
+    }
+}
+
+/// Behind Sentinel: follow the sentinels (until the process ends) and wait,
+/// at most the connect timeout, for them to name the master.
+async fn follow_sentinels(cfg: &Config) {
+    let (Some(topology), Some(target)) = (&cfg.topology, &cfg.backend.sentinel) else { return };
+    tokio::spawn(respseal::backend::topology::follow(
+        Arc::clone(topology),
+        target.clone(),
+        cfg.backend.username.clone(),
+        cfg.backend.password.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let deadline = tokio::time::Instant::now() + cfg.connect_timeout * 2;
+    while topology.master().is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(respseal::backend::topology::POLL / 5).await;
+    }
+    match topology.master() {
+        Some(m) => tracing::info!(master = %m, "the sentinels name the master"),
+        None => tracing::warn!("no sentinel named the master yet; commands fail until one does"),
     }
 }
 
@@ -436,6 +460,7 @@ fn inspect(args: &InspectArgs) -> ExitCode {
     let settings = Arc::new(conn_settings(&cfg));
     let now = respseal::seal::now_unix();
     runtime().block_on(async move {
+        follow_sentinels(&cfg).await;
         let mut stdout = std::io::stdout();
         let keyring = cfg.sealer.as_ref().map(|s| s.keyring());
         match respseal::inspect::run(&settings, &patterns, select, keyring, now, &mut stdout).await {
@@ -474,6 +499,7 @@ fn check(cfg: Config, sample: u64) -> ExitCode {
         if let Some(s) = &cfg.sealer {
             println!("keyring: {}", s.keyring().describe());
         }
+        follow_sentinels(&cfg).await;
         let settings = Arc::new(conn_settings(&cfg));
         if let Err(e) = respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2).await
         {
@@ -551,6 +577,7 @@ fn rewrap(args: &RewrapArgs) -> ExitCode {
     let mut counts = Counts::default();
     let mut last_cursor = opts.cursor.clone();
     let result = runtime().block_on(async {
+        follow_sentinels(&cfg).await;
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -61,6 +61,17 @@ pub struct ConnSettings {
     pub command_timeout: Option<Duration>,
     /// TLS towards Redis (`rediss://`).
     pub tls: Option<BackendTls>,
+    /// Where the master is, behind Sentinel (`redis-sentinel://`).
+    pub topology: Option<Arc<super::topology::Topology>>,
+}
+
+impl ConnSettings {
+    /// The epoch of the master connections are opened to now (Sentinel):
+    /// cancelled when that server stops being the master. Taken before
+    /// opening, so a switch during the open cancels the new connection too.
+    pub fn epoch(&self) -> Option<tokio_util::sync::CancellationToken> {
+        self.topology.as_ref().map(|t| t.epoch())
+    }
 }
 
 /// A dedicated link: one backend connection owned by one session.
@@ -72,6 +83,8 @@ pub struct Dedicated {
     /// Bytes read from Redis not yet consumed (may hold the start of a
     /// reply that arrived with the handshake replies).
     pub buf: BytesMut,
+    /// Behind Sentinel: ends when this server stops being the master.
+    pub epoch: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// Connect and handshake.
@@ -86,7 +99,11 @@ pub async fn open(
 }
 
 async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(BackendStream, BytesMut), BackendError> {
-    let tcp = TcpStream::connect(&settings.url.addr).await.map_err(|e| BackendError::Connect(e.kind().to_string()))?;
+    let addr = match &settings.topology {
+        Some(t) => t.master().ok_or_else(|| BackendError::Connect("no master known to the sentinels yet".into()))?,
+        None => settings.url.addr.clone(),
+    };
+    let tcp = TcpStream::connect(&addr).await.map_err(|e| BackendError::Connect(e.kind().to_string()))?;
     tcp.set_nodelay(true).map_err(|e| BackendError::Connect(e.kind().to_string()))?;
     let mut stream = match &settings.tls {
         None => BackendStream::Tcp(tcp),
@@ -121,7 +138,7 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
         hs.extend_from_slice(&encode::command(&["SELECT", &db.to_string()]));
         total += 1;
     }
-    if total == 0 {
+    if total == 0 && settings.topology.is_none() {
         return Ok((stream, BytesMut::new()));
     }
     stream.write_all(&hs).await.map_err(|_| BackendError::Lost)?;
@@ -148,14 +165,36 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
             Err(e) => return Err(BackendError::Handshake(e.to_string())),
         }
     }
+    if settings.topology.is_some() {
+        // A sentinel's answer may be stale: use only a master.
+        stream.write_all(&encode::command(&["ROLE"])).await.map_err(|_| BackendError::Lost)?;
+        loop {
+            match reply::frame_len(&buf, Proto::Resp3) {
+                Ok(Some(len)) => {
+                    let frame = buf.split_to(len);
+                    if !frame.windows(8).any(|w| w == b"\r\nmaster") {
+                        return Err(BackendError::Handshake("the server the sentinels named is not a master".into()));
+                    }
+                    break;
+                }
+                Ok(None) => {
+                    if stream.read_buf(&mut buf).await.map_err(|_| BackendError::Lost)? == 0 {
+                        return Err(BackendError::Lost);
+                    }
+                }
+                Err(e) => return Err(BackendError::Handshake(e.to_string())),
+            }
+        }
+    }
     Ok((stream, buf))
 }
 
 /// Open a dedicated link.
 pub async fn dedicated(settings: &Arc<ConnSettings>, db: u32, proto: Proto) -> Result<Dedicated, BackendError> {
+    let epoch = settings.epoch();
     let (stream, buf) = open(settings, db, proto).await?;
     let (rd, wr) = stream.into_split();
-    Ok(Dedicated { rd, wr, buf })
+    Ok(Dedicated { rd, wr, buf, epoch })
 }
 
 /// Send one command on a connection opened for it (AUTH only: no SELECT or

@@ -21,6 +21,9 @@ pub struct DedicatedLink {
     wr: WriteHalf,
     reader: FrameReader,
     out: OutBuf,
+    /// Behind Sentinel: ends when the server stops being the master; the
+    /// link then fails (its client is closed, to reconnect).
+    epoch: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl DedicatedLink {
@@ -31,12 +34,19 @@ impl DedicatedLink {
             wr: conn.wr,
             reader: FrameReader::new(conn.buf, READ_CHUNK),
             out: OutBuf::default(),
+            epoch: conn.epoch,
         }
     }
 
     /// Read what Redis sent; `Ok(0)` when it closed the connection.
     pub async fn read(&mut self) -> std::io::Result<usize> {
-        self.rd.read_buf(self.reader.buf_mut()).await
+        match &self.epoch {
+            None => self.rd.read_buf(self.reader.buf_mut()).await,
+            Some(epoch) => tokio::select! {
+                r = self.rd.read_buf(self.reader.buf_mut()) => r,
+                _ = epoch.cancelled() => Err(std::io::Error::other("the master changed")),
+            },
+        }
     }
 
     /// The next complete reply frame.

@@ -7,6 +7,8 @@
 //!   with coalesced writes, in-order reply routing and reconnect with backoff.
 //! * [`dedicated`]: a dedicated link, a session's own connection: queued
 //!   writes, framed reads.
+//! * [`topology`]: the master behind Redis Sentinel, asked of the
+//!   sentinels with fred, and the epoch that ends at a failover.
 //! * [`pool`]: the groups of shared links by (database, protocol), and the
 //!   factory for dedicated links.
 
@@ -15,6 +17,7 @@ pub mod dedicated;
 pub mod pool;
 pub mod shared;
 pub mod stream;
+pub mod topology;
 pub mod url;
 
 pub use conn::{BackendError, Dedicated};

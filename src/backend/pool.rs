@@ -117,7 +117,7 @@ impl Backend {
                 && let Ok(stream) = tokio::net::TcpStream::from_std(stream)
             {
                 let (rd, wr) = super::stream::BackendStream::Tcp(stream).into_split();
-                return Ok(Dedicated { rd, wr, buf });
+                return Ok(Dedicated { rd, wr, buf, epoch: None });
             }
         }
         conn::dedicated(&self.settings, db, proto).await

@@ -109,6 +109,13 @@ impl SharedLink {
     }
 }
 
+async fn epoch_ended(epoch: Option<&tokio_util::sync::CancellationToken>) {
+    match epoch {
+        Some(e) => e.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn fail(reply: &ReplyTx, frames: u32, error: BackendError) {
     if frames > 0 {
         let _ = reply.send(LinkEvent::Failed { frames, error });
@@ -119,6 +126,7 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
     let mut backoff = BACKOFF_MIN;
     let mut was_up = true;
     loop {
+        let epoch = settings.epoch();
         let error = match conn::open(&settings, db, proto).await {
             Ok((stream, leftover)) => {
                 if !was_up {
@@ -128,7 +136,7 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
                 was_up = true;
                 backoff = BACKOFF_MIN;
                 metrics::gauge!("respseal_backend_links_up", "link" => "shared").increment(1.0);
-                let ended = run_connected(stream, leftover, proto, settings.command_timeout, &mut rx).await;
+                let ended = run_connected(stream, leftover, proto, settings.command_timeout, epoch, &mut rx).await;
                 metrics::gauge!("respseal_backend_links_up", "link" => "shared").decrement(1.0);
                 match ended {
                     Some(e) => e,
@@ -165,6 +173,7 @@ async fn run_connected(
     leftover: BytesMut,
     proto: Proto,
     command_timeout: Option<Duration>,
+    epoch: Option<tokio_util::sync::CancellationToken>,
     rx: &mut mpsc::Receiver<SharedRequest>,
 ) -> Option<BackendError> {
     let (rd, mut wr) = stream.into_split();
@@ -183,6 +192,10 @@ async fn run_connected(
         tokio::select! {
             biased;
             _ = &mut reader => break Some(BackendError::Lost),
+            _ = epoch_ended(epoch.as_ref()) => {
+                tracing::info!("the master changed; the shared link moves to the new one");
+                break Some(BackendError::Lost);
+            }
             now = check.tick(), if command_timeout.is_some() => {
                 let limit = command_timeout.expect("checked is_some");
                 let stuck = pending

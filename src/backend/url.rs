@@ -17,6 +17,18 @@ pub struct BackendUrl {
     pub db: u32,
     /// `rediss://`: connections speak TLS.
     pub tls: bool,
+    /// `redis-sentinel://`: the master is found through these sentinels
+    /// (`addr` is then the first sentinel's, never connected to for data).
+    pub sentinel: Option<SentinelTarget>,
+}
+
+/// The sentinels and the service name of a `redis-sentinel://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentinelTarget {
+    /// `host:port` of each sentinel.
+    pub nodes: Vec<String>,
+    /// The master's name as the sentinels know it (`sentinel monitor NAME …`).
+    pub service: String,
 }
 
 impl BackendUrl {
@@ -29,12 +41,15 @@ impl BackendUrl {
 
     /// Parse a URL; the error says what is wrong without echoing a password.
     pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(rest) = url.strip_prefix("redis-sentinel://") {
+            return Self::parse_sentinel(rest);
+        }
         let (rest, tls) = if let Some(r) = url.strip_prefix("redis://") {
             (r, false)
         } else if let Some(r) = url.strip_prefix("rediss://") {
             (r, true)
         } else {
-            return Err("backend URL must start with redis:// or rediss://".into());
+            return Err("backend URL must start with redis://, rediss:// or redis-sentinel://".into());
         };
         let (auth, hostpart) = match rest.rfind('@') {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
@@ -80,7 +95,43 @@ impl BackendUrl {
                 }
             }
         };
-        Ok(BackendUrl { addr, username, password, db, tls })
+        Ok(BackendUrl { addr, username, password, db, tls, sentinel: None })
+    }
+
+    /// `[user:pass@]host:port[,host:port…]/service_name[/db]`.
+    fn parse_sentinel(rest: &str) -> Result<Self, String> {
+        let (auth, hostpart) = match rest.rfind('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
+        };
+        let mut parts = hostpart.splitn(3, '/');
+        let hosts = parts.next().unwrap_or_default();
+        let service = parts.next().filter(|s| !s.is_empty()).ok_or("redis-sentinel:// needs /service_name")?;
+        let db = match parts.next() {
+            None | Some("") => 0,
+            Some(d) => d.parse::<u32>().map_err(|_| format!("invalid database number {d:?} in backend URL"))?,
+        };
+        let mut nodes = Vec::new();
+        for h in hosts.split(',').filter(|h| !h.is_empty()) {
+            // Each sentinel parsed like a plain host (default port 26379).
+            let one = Self::parse(&format!("redis://{h}"))?;
+            nodes.push(if h.contains(':') && !h.ends_with(']') { one.addr } else { format!("{h}:26379") });
+        }
+        if nodes.is_empty() {
+            return Err("redis-sentinel:// needs at least one sentinel host:port".into());
+        }
+        let creds = match auth {
+            Some(a) => Self::parse(&format!("redis://{a}@x"))?,
+            None => Self::parse("redis://x")?,
+        };
+        Ok(BackendUrl {
+            addr: nodes[0].clone(),
+            username: creds.username,
+            password: creds.password,
+            db,
+            tls: false,
+            sentinel: Some(SentinelTarget { nodes, service: service.to_string() }),
+        })
     }
 }
 
@@ -92,6 +143,13 @@ impl fmt::Debug for BackendUrl {
 
 impl fmt::Display for BackendUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(s) = &self.sentinel {
+            write!(f, "redis-sentinel://")?;
+            if self.password.is_some() {
+                write!(f, "{}:[REDACTED]@", self.username.as_deref().unwrap_or(""))?;
+            }
+            return write!(f, "{}/{}/{}", s.nodes.join(","), s.service, self.db);
+        }
         write!(f, "{}", if self.tls { "rediss://" } else { "redis://" })?;
         match (&self.username, &self.password) {
             (Some(u), Some(_)) => write!(f, "{u}:[REDACTED]@")?,
@@ -142,6 +200,17 @@ mod tests {
         assert!(u.tls && u.addr == "h:6390" && u.to_string() == "rediss://h:6390/1");
         assert!(BackendUrl::parse("redis://h:notaport").is_err());
         assert!(BackendUrl::parse("redis://h/x").is_err());
+    }
+
+    #[test]
+    fn parses_sentinel_urls() {
+        let u = BackendUrl::parse("redis-sentinel://:pw@127.0.0.1:26379,10.0.0.2/mymaster/2").expect("valid");
+        let s = u.sentinel.as_ref().expect("sentinel");
+        assert_eq!(s.nodes, vec!["127.0.0.1:26379".to_string(), "10.0.0.2:26379".to_string()]);
+        assert_eq!((s.service.as_str(), u.db, u.password.as_deref()), ("mymaster", 2, Some("pw")));
+        assert!(!u.to_string().contains("pw") && u.to_string().contains("mymaster"));
+        assert!(BackendUrl::parse("redis-sentinel://h:1").is_err());
+        assert!(BackendUrl::parse("redis-sentinel:///m").is_err());
     }
 
     #[test]

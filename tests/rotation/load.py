@@ -18,12 +18,15 @@ port, users, rate, stop_file = int(sys.argv[1]), int(sys.argv[2]), float(sys.arg
 MAX_SECONDS = 120
 
 lock = threading.Lock()
-result = {"requests": 0, "failures": 0, "reasons": [], "users": []}
+result = {"requests": 0, "failures": 0, "errors": 0, "lost": 0, "reasons": [], "users": []}
 
 
-def fail(why):
+def fail(why, kind):
+    """kind: "errors" (the request failed: nothing was acknowledged) or
+    "lost" (a counter went back: an acknowledged write was lost)."""
     with lock:
         result["failures"] += 1
+        result[kind] += 1
         if len(result["reasons"]) < 10:
             result["reasons"].append(why)
 
@@ -40,14 +43,14 @@ def browser(n):
             with opener.open(f"http://127.0.0.1:{port}/", timeout=5) as r:
                 body = r.read().decode()
                 if r.status != 200 or not body.startswith("Counter: "):
-                    fail(f"user {n}: {r.status} {body[:80]}")
+                    fail(f"user {n}: {r.status} {body[:80]}", "errors")
                 else:
                     count = int(body.split()[1])
                     if count != last + 1:
-                        fail(f"user {n}: counter {count} after {last}")
+                        fail(f"user {n}: counter {count} after {last}", "lost")
                     last = count
         except Exception as e:  # noqa: BLE001 - every failure is counted
-            fail(f"user {n}: {type(e).__name__}: {e}")
+            fail(f"user {n}: {type(e).__name__}: {e}", "errors")
         done += 1
         with lock:
             result["requests"] += 1

@@ -1,0 +1,191 @@
+//! respseal in front of Redis Sentinel (`redis-sentinel://`): one master,
+//! one replica and three sentinels on loopback. respseal finds the master
+//! through the sentinels (fred's sentinel client) and follows failovers,
+//! both `SENTINEL FAILOVER` and a killed master, while an express-session
+//! + connect-redis workload runs, without a restart.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A child process killed (and reaped) on drop.
+struct Reaped(Option<Child>);
+
+impl Reaped {
+    fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn redis(dir: &Path, port: u16, args: &[&str]) -> Reaped {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    wait_until("redis-server ready", START_TIMEOUT, || {
+        Client::try_connect(port).ok().and_then(|mut c| (c.cmd(&["PING"]) == b"+PONG\r\n").then_some(()))
+    });
+    Reaped(Some(child))
+}
+
+fn sentinel(dir: &Path, port: u16, master: u16) -> Reaped {
+    let conf = dir.join(format!("sentinel-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master} 2\n\
+             sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 4000\n\
+             sentinel parallel-syncs mymaster 1\n",
+            dir.display()
+        ),
+    )
+    .expect("sentinel.conf");
+    let child = Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server --sentinel");
+    Reaped(Some(child))
+}
+
+fn master_port(sentinel_port: u16) -> Option<u16> {
+    let mut c = Client::try_connect(sentinel_port).ok()?;
+    let r = c.cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"]);
+    let text = String::from_utf8_lossy(&r).into_owned();
+    text.split("\r\n").filter(|l| !l.starts_with(['*', '$'])).nth(1)?.parse().ok()
+}
+
+fn count(c: &mut Client, args: &[&str]) -> usize {
+    let r = c.cmd(args);
+    r.get(1..r.iter().position(|&b| b == b'\r').unwrap_or(1))
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Three sentinels that know the master, the replica and each other.
+fn topology(dir: &Path) -> (u16, u16, Reaped, Reaped, Vec<(u16, Reaped)>) {
+    let (a, b) = (free_port(), free_port());
+    let master = redis(dir, a, &[]);
+    let replica = redis(dir, b, &["--replicaof", "127.0.0.1", &a.to_string()]);
+    wait_until("replica in sync", Duration::from_secs(15), || {
+        let info = Client::connect(b).cmd(&["INFO", "replication"]);
+        contains(&info, b"master_link_status:up").then_some(())
+    });
+    let sentinels: Vec<(u16, Reaped)> = (0..3)
+        .map(|_| {
+            let p = free_port();
+            (p, sentinel(dir, p, a))
+        })
+        .collect();
+    wait_until("sentinels know each other and the replica", Duration::from_secs(30), || {
+        sentinels
+            .iter()
+            .all(|(p, _)| {
+                Client::try_connect(*p).is_ok_and(|mut c| {
+                    count(&mut c, &["SENTINEL", "SENTINELS", "mymaster"]) == 2
+                        && count(&mut c, &["SENTINEL", "REPLICAS", "mymaster"]) == 1
+                })
+            })
+            .then_some(())
+    });
+    (a, b, master, replica, sentinels)
+}
+
+fn url(sentinels: &[(u16, Reaped)]) -> String {
+    let nodes: Vec<String> = sentinels.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
+    format!("redis-sentinel://{}/mymaster", nodes.join(","))
+}
+
+/// A value written through respseal, retried (on a new connection each
+/// time) while a failover is under way; the connection that succeeded.
+fn set_until_ok(port: u16, key: &str, value: &str) -> Client {
+    wait_until("a write through respseal succeeds", Duration::from_secs(30), || {
+        let mut c = Client::try_connect(port).ok()?;
+        c.send_cmd(&["SET", key, value]);
+        matches!(c.try_read_frame(Duration::from_secs(2)), Ok(f) if f == b"+OK\r\n").then_some(c)
+    })
+}
+
+#[test]
+fn respseal_follows_sentinel_failovers_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b, mut master, _replica, sentinels) = topology(dir.path());
+    let (key, _) = keygen(dir.path(), "k.key");
+    let admin = free_port();
+    let config = format!(
+        "backend = \"{}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[[rule]]\npattern = \"sess:*\"\n\
+         [[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        url(&sentinels),
+        key.display()
+    );
+    let proxy = Proxy::launch(Launch { config: Some(&config), ..Default::default() });
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "sess:before", "written-to-a"], b"+OK\r\n");
+    let raw = Client::connect(a).cmd(&["GET", "sess:before"]);
+    assert!(contains(&raw, b"\x00RE\x01"), "sealed on the master: {}", show(&raw));
+    // A pinned client (its own connection, in a transaction's WATCH).
+    let mut pinned = proxy.client();
+    pinned.assert_cmd(&["WATCH", "sess:before"], b"+OK\r\n");
+
+    // 1. SENTINEL FAILOVER: the replica becomes the master.
+    Client::connect(sentinels[0].0).assert_cmd(&["SENTINEL", "FAILOVER", "mymaster"], b"+OK\r\n");
+    wait_until("the sentinels name the new master", Duration::from_secs(30), || {
+        (master_port(sentinels[0].0) == Some(b)).then_some(())
+    });
+    // Writes acknowledged by the old master between its demotion by the
+    // sentinels and respseal's next poll are lost as they would be for any
+    // Sentinel client; once respseal has moved, writes reach the new master.
+    let failovers = |n: f64| {
+        wait_until("respseal follows", Duration::from_secs(10), || {
+            let (_, m) = http_get(admin, "/metrics").ok()?;
+            (metric(&m, "respseal_backend_failovers_total") >= n).then_some(())
+        })
+    };
+    failovers(1.0);
+    drop(c);
+    let mut c = set_until_ok(proxy.port, "sess:after", "written-to-b");
+    let raw = Client::connect(b).cmd(&["GET", "sess:after"]);
+    assert!(contains(&raw, b"\x00RE\x01"), "written to the new master: {}", show(&raw));
+    c.assert_cmd(&["GET", "sess:before"], b"$12\r\nwritten-to-a\r\n");
+    // The pinned client's state lived on the old master: it is closed.
+    let closed = wait_until("the pinned client is closed", Duration::from_secs(10), || {
+        match pinned.try_read_frame(Duration::from_millis(200)) {
+            Err(ReadError::Timeout(_)) => None,
+            Err(_) => Some(true),
+            Ok(frame) => Some(
+                frame.starts_with(b"-ERR respseal: backend") && pinned.try_read_frame(Duration::from_secs(2)).is_err(),
+            ),
+        }
+    });
+    assert!(closed, "a pinned client on the old master must be closed");
+
+    // 2. The new master is killed: the old one (now its replica) takes over.
+    // `b` was started as the replica process; stop it by port.
+    let _ = Command::new("redis-cli").args(["-p", &b.to_string(), "SHUTDOWN", "NOSAVE"]).status();
+    wait_until("the sentinels promote the old master again", Duration::from_secs(40), || {
+        (master_port(sentinels[1].0) == Some(a)).then_some(())
+    });
+    failovers(2.0);
+    drop(c);
+    let mut c = set_until_ok(proxy.port, "sess:after-kill", "written-to-a-again");
+    c.assert_cmd(&["GET", "sess:after-kill"], b"$18\r\nwritten-to-a-again\r\n");
+    master.kill();
+}
