@@ -88,7 +88,6 @@ pub async fn follow(
                 port: port.parse().ok()?,
                 username: username.clone(),
                 password: password.clone(),
-                ..Default::default()
             };
             let connection = ConnectionConfig {
                 connection_timeout: Duration::from_secs(1),
@@ -97,7 +96,8 @@ pub async fn follow(
             };
             let client =
                 SentinelClient::new(config, None, Some(connection), Some(ReconnectPolicy::new_constant(0, 500)));
-            let _ = client.connect();
+            // The connection task runs on its own (and reconnects).
+            drop(client.connect());
             Some(client)
         })
         .collect();
