@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fred::clients::SentinelClient;
-use fred::interfaces::{ClientLike, SentinelInterface};
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface, SentinelInterface};
 use fred::types::config::{ConnectionConfig, ReconnectPolicy, SentinelConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -78,29 +78,58 @@ pub async fn follow(
     password: Option<String>,
     stop: CancellationToken,
 ) {
-    let clients: Vec<SentinelClient> = target
-        .nodes
-        .iter()
-        .filter_map(|node| {
-            let (host, port) = node.rsplit_once(':')?;
-            let config = SentinelConfig {
-                host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
-                port: port.parse().ok()?,
-                username: username.clone(),
-                password: password.clone(),
-            };
-            let connection = ConnectionConfig {
-                connection_timeout: Duration::from_secs(1),
-                internal_command_timeout: Duration::from_secs(1),
-                ..Default::default()
-            };
-            let client =
-                SentinelClient::new(config, None, Some(connection), Some(ReconnectPolicy::new_constant(0, 500)));
-            // The connection task runs on its own (and reconnects).
-            drop(client.connect());
-            Some(client)
-        })
-        .collect();
+    // Per sentinel: one client asks, another listens for `+switch-master`
+    // (a subscribed RESP2 connection can run nothing else).
+    let make = |node: &String| -> Option<SentinelClient> {
+        let (host, port) = node.rsplit_once(':')?;
+        let config = SentinelConfig {
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port: port.parse().ok()?,
+            username: username.clone(),
+            password: password.clone(),
+        };
+        let connection = ConnectionConfig {
+            connection_timeout: Duration::from_secs(1),
+            internal_command_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let client = SentinelClient::new(config, None, Some(connection), Some(ReconnectPolicy::new_constant(0, 500)));
+        // The connection task runs on its own (and reconnects).
+        drop(client.connect());
+        Some(client)
+    };
+    let clients: Vec<SentinelClient> = target.nodes.iter().filter_map(make).collect();
+    let listeners: Vec<SentinelClient> = target.nodes.iter().filter_map(make).collect();
+    // `+switch-master` announces a failover at once; the poll below is the
+    // fallback (a missed message, a sentinel that reconnected).
+    for c in &listeners {
+        let (c, topology, service, stop) = (c.clone(), Arc::clone(&topology), target.service.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut rx = c.message_rx();
+            if c.wait_for_connect().await.is_err() || c.subscribe("+switch-master").await.is_err() {
+                return;
+            }
+            loop {
+                let msg = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    m = rx.recv() => match m {
+                        Ok(m) => m,
+                        Err(_) => return,
+                    },
+                };
+                // "<name> <old-ip> <old-port> <new-ip> <new-port>"
+                let text = msg.value.as_string().unwrap_or_default();
+                if let [name, _, _, ip, port] = text.split_whitespace().collect::<Vec<_>>()[..]
+                    && name == service
+                {
+                    let addr = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+                    if topology.switch(addr.clone()) {
+                        tracing::info!(master = %addr, %service, "failover announced by a sentinel");
+                    }
+                }
+            }
+        });
+    }
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -125,7 +154,7 @@ pub async fn follow(
             }
         }
     }
-    for c in clients {
+    for c in clients.into_iter().chain(listeners) {
         let _ = c.quit().await;
     }
 }
