@@ -332,12 +332,15 @@ fn tls_on_both_sides_with_mutual_authentication() {
     let cfg = write_file(dir.path(), "tls.toml", &config);
     let port = free_port();
     let log = std::fs::File::create(dir.path().join("log")).expect("log");
-    let mut child = respseal_command()
-        .args(["serve", "--config", cfg.to_str().expect("utf-8"), "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("respseal");
+    let mut guard = Reaped(
+        respseal_command()
+            .args(["serve", "--config", cfg.to_str().expect("utf-8"), "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("respseal"),
+    );
+    let child = &mut guard.0;
     let read_log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
     wait_until("respseal with TLS ready", START_TIMEOUT, || {
         if let Ok(Some(s)) = child.try_wait() {

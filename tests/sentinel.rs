@@ -36,22 +36,33 @@ fn redis(dir: &Path, port: u16, args: &[&str]) -> Reaped {
         .args(args)
         .current_dir(dir)
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("redis-server");
+    // Owned before waiting: a failed start must not leave it running.
+    let reaped = Reaped(Some(child));
+    let password = args.iter().position(|a| *a == "--requirepass").and_then(|i| args.get(i + 1));
     wait_until("redis-server ready", START_TIMEOUT, || {
-        Client::try_connect(port).ok().and_then(|mut c| (c.cmd(&["PING"]) == b"+PONG\r\n").then_some(()))
+        let mut c = Client::try_connect(port).ok()?;
+        if let Some(p) = password {
+            c.cmd(&["AUTH", p]);
+        }
+        (c.cmd(&["PING"]) == b"+PONG\r\n").then_some(())
     });
-    Reaped(Some(child))
+    reaped
 }
 
-fn sentinel(dir: &Path, port: u16, master: u16) -> Reaped {
+fn sentinel(dir: &Path, port: u16, master: u16, password: Option<&str>) -> Reaped {
     let conf = dir.join(format!("sentinel-{port}.conf"));
+    let auth = password.map_or(String::new(), |p| {
+        format!("requirepass {p}\nsentinel auth-pass mymaster {p}\nsentinel sentinel-pass {p}\n")
+    });
     std::fs::write(
         &conf,
         format!(
             "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master} 2\n\
              sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 4000\n\
-             sentinel parallel-syncs mymaster 1\n",
+             sentinel parallel-syncs mymaster 1\n{auth}",
             dir.display()
         ),
     )
@@ -61,13 +72,21 @@ fn sentinel(dir: &Path, port: u16, master: u16) -> Reaped {
         .arg("--sentinel")
         .current_dir(dir)
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("redis-server --sentinel");
     Reaped(Some(child))
 }
 
 fn master_port(sentinel_port: u16) -> Option<u16> {
+    master_port_auth(sentinel_port, None)
+}
+
+fn master_port_auth(sentinel_port: u16, password: Option<&str>) -> Option<u16> {
     let mut c = Client::try_connect(sentinel_port).ok()?;
+    if let Some(p) = password {
+        c.cmd(&["AUTH", p]);
+    }
     let r = c.cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"]);
     let text = String::from_utf8_lossy(&r).into_owned();
     text.split("\r\n").filter(|l| !l.starts_with(['*', '$'])).nth(1)?.parse().ok()
@@ -82,17 +101,33 @@ fn count(c: &mut Client, args: &[&str]) -> usize {
 
 /// Three sentinels that know the master, the replica and each other.
 fn topology(dir: &Path) -> (u16, u16, Reaped, Reaped, Vec<(u16, Reaped)>) {
+    topology_auth(dir, None)
+}
+
+/// [`topology`], every server and sentinel requiring `password`.
+fn topology_auth(dir: &Path, password: Option<&str>) -> (u16, u16, Reaped, Reaped, Vec<(u16, Reaped)>) {
     let (a, b) = (free_port(), free_port());
-    let master = redis(dir, a, &[]);
-    let replica = redis(dir, b, &["--replicaof", "127.0.0.1", &a.to_string()]);
+    let auth: Vec<&str> = password.map_or(vec![], |p| vec!["--requirepass", p, "--masterauth", p]);
+    let master = redis(dir, a, &auth);
+    let mut replica_args = vec!["--replicaof", "127.0.0.1"];
+    let a_s = a.to_string();
+    replica_args.push(&a_s);
+    replica_args.extend(&auth);
+    let replica = redis(dir, b, &replica_args);
+    let login = |c: &mut Client| {
+        if let Some(p) = password {
+            c.cmd(&["AUTH", p]);
+        }
+    };
     wait_until("replica in sync", Duration::from_secs(15), || {
-        let info = Client::connect(b).cmd(&["INFO", "replication"]);
-        contains(&info, b"master_link_status:up").then_some(())
+        let mut c = Client::connect(b);
+        login(&mut c);
+        contains(&c.cmd(&["INFO", "replication"]), b"master_link_status:up").then_some(())
     });
     let sentinels: Vec<(u16, Reaped)> = (0..3)
         .map(|_| {
             let p = free_port();
-            (p, sentinel(dir, p, a))
+            (p, sentinel(dir, p, a, password))
         })
         .collect();
     wait_until("sentinels know each other and the replica", Duration::from_secs(30), || {
@@ -100,6 +135,7 @@ fn topology(dir: &Path) -> (u16, u16, Reaped, Reaped, Vec<(u16, Reaped)>) {
             .iter()
             .all(|(p, _)| {
                 Client::try_connect(*p).is_ok_and(|mut c| {
+                    login(&mut c);
                     count(&mut c, &["SENTINEL", "SENTINELS", "mymaster"]) == 2
                         && count(&mut c, &["SENTINEL", "REPLICAS", "mymaster"]) == 1
                 })
@@ -288,4 +324,32 @@ fn an_express_session_workload_survives_failovers() {
         a,
         2.0,
     );
+}
+
+/// Sentinels and servers that require a password: respseal logs in to
+/// both with the URL's credentials (fred's sentinel auth for the sentinels).
+#[test]
+fn sentinels_and_servers_with_a_password() {
+    let pw = "sentinel-and-redis-pw";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b, _master, _replica, sentinels) = topology_auth(dir.path(), Some(pw));
+    let nodes: Vec<String> = sentinels.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
+    let proxy = Proxy::launch(Launch {
+        backend: Some(format!("redis-sentinel://:{pw}@{}/mymaster", nodes.join(","))),
+        ..Default::default()
+    });
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "k", "v"], b"+OK\r\n");
+    let mut d = Client::connect(a);
+    d.assert_cmd(&["AUTH", pw], b"+OK\r\n");
+    d.assert_cmd(&["GET", "k"], b"$1\r\nv\r\n");
+    let mut s0 = Client::connect(sentinels[0].0);
+    s0.assert_cmd(&["AUTH", pw], b"+OK\r\n");
+    s0.assert_cmd(&["SENTINEL", "FAILOVER", "mymaster"], b"+OK\r\n");
+    wait_until("the new master is named", Duration::from_secs(30), || {
+        (master_port_auth(sentinels[1].0, Some(pw)) == Some(b)).then_some(())
+    });
+    let mut c = set_until_ok(proxy.port, "k2", "v2");
+    c.assert_cmd(&["GET", "k2"], b"$2\r\nv2\r\n");
+    assert!(!proxy.log().contains(pw), "the password is not logged");
 }
