@@ -277,8 +277,13 @@ fn many_huge_requests_at_once_stay_within_the_buffer_budget() {
     }
     assert!(refused >= 1, "no client was refused");
     let (peak, _) = memory(proxy.pid());
+    println!("respseal grew by {} MiB with a 32 MiB budget", peak.saturating_sub(before) >> 20);
+    // The peak RSS also holds what the allocator keeps of freed buffers and
+    // the other threads' working memory: 49-56 MiB of growth when run
+    // alone, 74 MiB once with the whole suite running beside it. Without
+    // the budget, it is the 96 MiB sent plus all of that.
     assert!(
-        peak.saturating_sub(before) < (32 + 40) << 20,
+        peak.saturating_sub(before) < (32 + 56) << 20,
         "respseal grew by {} MiB with a 32 MiB budget",
         (peak - before) >> 20
     );

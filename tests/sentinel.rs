@@ -43,11 +43,14 @@ fn redis(dir: &Path, port: u16, args: &[&str]) -> Reaped {
     let reaped = Reaped(Some(child));
     let password = args.iter().position(|a| *a == "--requirepass").and_then(|i| args.get(i + 1));
     wait_until("redis-server ready", START_TIMEOUT, || {
+        // A server still starting may reset the connection: not ready yet.
         let mut c = Client::try_connect(port).ok()?;
         if let Some(p) = password {
-            c.cmd(&["AUTH", p]);
+            c.send_cmd(&["AUTH", p]);
+            c.try_read_frame(Duration::from_secs(1)).ok()?;
         }
-        (c.cmd(&["PING"]) == b"+PONG\r\n").then_some(())
+        c.send_cmd(&["PING"]);
+        matches!(c.try_read_frame(Duration::from_secs(1)), Ok(f) if f == b"+PONG\r\n").then_some(())
     });
     reaped
 }
@@ -82,18 +85,26 @@ fn master_port(sentinel_port: u16) -> Option<u16> {
     master_port_auth(sentinel_port, None)
 }
 
-fn master_port_auth(sentinel_port: u16, password: Option<&str>) -> Option<u16> {
-    let mut c = Client::try_connect(sentinel_port).ok()?;
+/// One command on a new connection (after AUTH with `password`): `None` on
+/// any socket trouble (a server starting, stopping or failing over).
+fn ask(port: u16, password: Option<&str>, args: &[&str]) -> Option<Vec<u8>> {
+    let mut c = Client::try_connect(port).ok()?;
     if let Some(p) = password {
-        c.cmd(&["AUTH", p]);
+        c.send_cmd(&["AUTH", p]);
+        c.try_read_frame(Duration::from_secs(2)).ok()?;
     }
-    let r = c.cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"]);
+    c.send_cmd(args);
+    c.try_read_frame(Duration::from_secs(2)).ok()
+}
+
+fn master_port_auth(sentinel_port: u16, password: Option<&str>) -> Option<u16> {
+    let r = ask(sentinel_port, password, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"])?;
     let text = String::from_utf8_lossy(&r).into_owned();
     text.split("\r\n").filter(|l| !l.starts_with(['*', '$'])).nth(1)?.parse().ok()
 }
 
-fn count(c: &mut Client, args: &[&str]) -> usize {
-    let r = c.cmd(args);
+fn count(port: u16, password: Option<&str>, args: &[&str]) -> usize {
+    let Some(r) = ask(port, password, args) else { return 0 };
     r.get(1..r.iter().position(|&b| b == b'\r').unwrap_or(1))
         .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok())
         .unwrap_or(0)
@@ -114,15 +125,8 @@ fn topology_auth(dir: &Path, password: Option<&str>) -> (u16, u16, Reaped, Reape
     replica_args.push(&a_s);
     replica_args.extend(&auth);
     let replica = redis(dir, b, &replica_args);
-    let login = |c: &mut Client| {
-        if let Some(p) = password {
-            c.cmd(&["AUTH", p]);
-        }
-    };
     wait_until("replica in sync", Duration::from_secs(15), || {
-        let mut c = Client::connect(b);
-        login(&mut c);
-        contains(&c.cmd(&["INFO", "replication"]), b"master_link_status:up").then_some(())
+        contains(&ask(b, password, &["INFO", "replication"])?, b"master_link_status:up").then_some(())
     });
     let sentinels: Vec<(u16, Reaped)> = (0..3)
         .map(|_| {
@@ -134,11 +138,8 @@ fn topology_auth(dir: &Path, password: Option<&str>) -> (u16, u16, Reaped, Reape
         sentinels
             .iter()
             .all(|(p, _)| {
-                Client::try_connect(*p).is_ok_and(|mut c| {
-                    login(&mut c);
-                    count(&mut c, &["SENTINEL", "SENTINELS", "mymaster"]) == 2
-                        && count(&mut c, &["SENTINEL", "REPLICAS", "mymaster"]) == 1
-                })
+                count(*p, password, &["SENTINEL", "SENTINELS", "mymaster"]) == 2
+                    && count(*p, password, &["SENTINEL", "REPLICAS", "mymaster"]) == 1
             })
             .then_some(())
     });
