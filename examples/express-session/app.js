@@ -16,14 +16,30 @@ const {
 
 const modules = { redis6: 'redis', redis5: 'redis5' };
 if (!(REDIS_CLIENT in modules)) throw new Error(`REDIS_CLIENT must be redis6 or redis5, not ${REDIS_CLIENT}`);
-const { createClient } = await import(modules[REDIS_CLIENT]);
+const { createClient, createSentinel } = await import(modules[REDIS_CLIENT]);
 
-const redisClient = createClient({ url: REDIS_URL });
+// REDIS_SENTINEL=host:port,host:port (service mymaster): node-redis's own
+// Sentinel client straight to Redis, without respseal (the tests compare
+// what a failover costs each way).
+const { REDIS_SENTINEL } = process.env;
+const redisClient = REDIS_SENTINEL
+  ? createSentinel({
+      name: 'mymaster',
+      sentinelRootNodes: REDIS_SENTINEL.split(',').map((n) => {
+        const [host, port] = n.split(':');
+        return { host, port: Number(port) };
+      }),
+    })
+  : createClient({ url: REDIS_URL });
 redisClient.on('error', (err) => console.error('redis client error:', err));
 await redisClient.connect();
-// node-redis 6 speaks RESP3 by default (HELLO 3); node-redis 5 stays on RESP2.
-const { resp } = await redisClient.clientInfo();
-console.log(`${REDIS_CLIENT} connected to ${REDIS_URL} (CLIENT INFO resp=${resp})`);
+if (REDIS_SENTINEL) {
+  console.log(`${REDIS_CLIENT} sentinel client connected through ${REDIS_SENTINEL}`);
+} else {
+  // node-redis 6 speaks RESP3 by default (HELLO 3); node-redis 5 stays on RESP2.
+  const { resp } = await redisClient.clientInfo();
+  console.log(`${REDIS_CLIENT} connected to ${REDIS_URL} (CLIENT INFO resp=${resp})`);
+}
 
 const app = express();
 

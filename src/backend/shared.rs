@@ -39,6 +39,10 @@ const MAX_BATCH: usize = 1024;
 const READ_CHUNK: usize = 64 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Behind Sentinel, how long new requests wait for a new master before
+/// they fail (a failover takes the sentinels' down-after time plus a few
+/// seconds).
+const FAILOVER_HOLD: Duration = Duration::from_secs(10);
 
 /// What a link sends back to a session.
 #[derive(Debug)]
@@ -125,6 +129,7 @@ fn fail(reply: &ReplyTx, frames: u32, error: BackendError) {
 async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: mpsc::Receiver<SharedRequest>) {
     let mut backoff = BACKOFF_MIN;
     let mut was_up = true;
+    let mut down_since = tokio::time::Instant::now();
     loop {
         let epoch = settings.epoch();
         let error = match conn::open(&settings, db, proto).await {
@@ -150,12 +155,19 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
                 .increment(1);
             tracing::warn!(db, proto = proto.number(), error = %error, "shared link down");
             was_up = false;
+            down_since = tokio::time::Instant::now();
         }
-        // Down: answer everything at once until it is time to retry.
-        let retry_at = tokio::time::Instant::now() + backoff;
+        // Behind Sentinel a master that went away is replaced within
+        // seconds: new requests wait for it (in the bounded queue, which
+        // holds their sessions back) for up to FAILOVER_HOLD, as a Sentinel
+        // client queues its commands, instead of failing at once.
+        // Otherwise: answer everything at once until it is time to retry.
+        let now = tokio::time::Instant::now();
+        let hold_until = if settings.topology.is_some() { down_since + FAILOVER_HOLD } else { now };
+        let retry_at = now + if now < hold_until { BACKOFF_MIN } else { backoff };
         loop {
             tokio::select! {
-                req = rx.recv() => match req {
+                req = rx.recv(), if tokio::time::Instant::now() >= hold_until => match req {
                     Some(req) => fail(&req.reply, req.frames, error.clone()),
                     None => return,
                 },

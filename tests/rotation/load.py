@@ -64,6 +64,15 @@ start = time.monotonic()
 threads = [threading.Thread(target=browser, args=(i,)) for i in range(users)]
 for t in threads:
     t.start()
+# Progress for the test driving the load: requests so far, every 0.1 s.
+progress = stop_file + ".progress"
+while any(t.is_alive() for t in threads):
+    with lock:
+        done = result["requests"]
+    with open(progress + ".tmp", "w") as f:
+        f.write(str(done))
+    os.replace(progress + ".tmp", progress)
+    time.sleep(0.1)
 for t in threads:
     t.join()
 result["seconds"] = round(time.monotonic() - start, 2)
