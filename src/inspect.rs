@@ -10,13 +10,13 @@
 use std::sync::Arc;
 
 use crate::backend::stream::BackendStream;
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
 
 use crate::backend::BackendError;
 use crate::backend::conn::{self, ConnSettings};
 use crate::crypto;
-use crate::protocol::{Proto, encode, reply};
+use crate::protocol::{Proto, encode};
 
 /// What to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,21 +94,7 @@ impl Conn {
     }
 
     async fn read_reply(&mut self) -> Result<Vec<u8>, BackendError> {
-        loop {
-            match reply::frame_len(&self.buf, Proto::Resp2) {
-                Ok(Some(len)) => {
-                    let frame = self.buf[..len].to_vec();
-                    self.buf.advance(len);
-                    return Ok(frame);
-                }
-                Ok(None) => {
-                    if self.stream.read_buf(&mut self.buf).await.map_err(|_| BackendError::Lost)? == 0 {
-                        return Err(BackendError::Lost);
-                    }
-                }
-                Err(e) => return Err(BackendError::Handshake(e.to_string())),
-            }
-        }
+        conn::read_frame(&mut self.stream, &mut self.buf, Proto::Resp2).await.map(|f| f.to_vec())
     }
 }
 

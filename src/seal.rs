@@ -629,14 +629,10 @@ impl Sealer {
                             .map(|_| ()),
                     };
                     if let Err((reason, key_id)) = opened {
-                        // One element that does not open fails the reply.
+                        // One element that does not open fails the reply:
+                        // a null, or the rule's error.
                         out.rollback(mark);
-                        let e = Error::Crypto(CryptoError::Open { reason, key_id });
-                        if rule.on_failure == FailurePolicy::Error {
-                            return out.push(e.rescue());
-                        }
-                        e.report();
-                        return out.push_slice(null_frame(proto));
+                        return out.push(self.failure(rule.on_failure, key_id, reason, proto).unwrap_or_else(|e| e));
                     }
                 }
             }
@@ -677,9 +673,7 @@ impl Sealer {
             return None;
         }
         let header = &frame[..frame.iter().position(|&b| b == b'\n')? + 1];
-        let mut inner = BytesMut::from(&frame[..]);
-        inner[0] = b'*';
-        let els = split_array(&inner.freeze())?;
+        let els = split_array(frame).or_else(|| split_push(frame))?;
         let kind = bulk_payload(els.first()?, proto)?;
         let channel_at = match &kind[..] {
             b"message" | b"smessage" if els.len() == 3 => 1,
@@ -763,12 +757,11 @@ impl Sealer {
         };
         let Err((reason, key_id)) = result else { return };
         out.rollback(mark);
-        let e = Error::Crypto(CryptoError::Open { reason, key_id });
-        if rule.on_failure == FailurePolicy::Error {
-            return out.push(e.rescue());
+        if let Err(error) = self.failure(rule.on_failure, key_id, reason, proto) {
+            return out.push(error);
         }
-        e.report();
-        // The reply Redis gives for a missing key.
+        // The nil policy (counted and logged by `failure`): the reply Redis
+        // gives for a missing key.
         match plan {
             OpenPlan::Field(..) => out.push_slice(null_frame(proto)),
             OpenPlan::Fields(_, fields) => {
@@ -1082,28 +1075,27 @@ pub(crate) fn bulk_payload(frame: &Bytes, proto: Proto) -> Option<Bytes> {
 /// The elements of an array frame as separate frames (`None` if the frame
 /// is not a non-null array).
 pub fn split_array(frame: &Bytes) -> Option<Vec<Bytes>> {
-    if frame.first() != Some(&b'*') {
-        return None;
-    }
-    let cr = frame.iter().position(|&b| b == b'\r')?;
-    let n = usize::try_from(parse_int(&frame[1..cr])?).ok()?;
-    let mut pos = cr + 2;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let len = crate::protocol::reply::frame_len(&frame[pos..], Proto::Resp3).ok()??;
-        out.push(frame.slice(pos..pos + len));
-        pos += len;
-    }
-    Some(out)
+    split_aggregate(frame, b'*', 1)
 }
 
 /// The elements of a RESP3 map frame, keys and values alternating.
 pub fn split_map(frame: &Bytes) -> Option<Vec<Bytes>> {
-    if frame.first() != Some(&b'%') {
+    split_aggregate(frame, b'%', 2)
+}
+
+/// The elements of a RESP3 push frame (`>`: pub/sub deliveries).
+fn split_push(frame: &Bytes) -> Option<Vec<Bytes>> {
+    split_aggregate(frame, b'>', 1)
+}
+
+/// The elements of an aggregate whose header is `kind` followed by a count
+/// of `per_count` elements each, sharing the frame's memory.
+fn split_aggregate(frame: &Bytes, kind: u8, per_count: usize) -> Option<Vec<Bytes>> {
+    if frame.first() != Some(&kind) {
         return None;
     }
     let cr = frame.iter().position(|&b| b == b'\r')?;
-    let n = usize::try_from(parse_int(&frame[1..cr])?).ok()?.checked_mul(2)?;
+    let n = usize::try_from(parse_int(&frame[1..cr])?).ok()?.checked_mul(per_count)?;
     let mut pos = cr + 2;
     let mut out = Vec::with_capacity(n.min(1 << 16));
     for _ in 0..n {

@@ -144,49 +144,44 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
     stream.write_all(&hs).await.map_err(|_| BackendError::Lost)?;
 
     let mut buf = BytesMut::with_capacity(4096);
-    let mut seen = 0;
-    while seen < total {
+    for _ in 0..total {
         // The handshake may switch the connection to RESP3 mid-way; RESP3
         // scanning accepts every RESP2 reply too.
-        match reply::frame_len(&buf, Proto::Resp3) {
-            Ok(Some(len)) => {
-                let frame = buf.split_to(len);
-                if frame.first() == Some(&b'-') {
-                    let msg = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
-                    return Err(BackendError::Handshake(msg));
-                }
-                seen += 1;
-            }
+        let frame = read_frame(&mut stream, &mut buf, Proto::Resp3).await?;
+        if frame.first() == Some(&b'-') {
+            let msg = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
+            return Err(BackendError::Handshake(msg));
+        }
+    }
+    if settings.topology.is_some() {
+        // A sentinel's answer may be stale: use only a master.
+        stream.write_all(&encode::command(&["ROLE"])).await.map_err(|_| BackendError::Lost)?;
+        let frame = read_frame(&mut stream, &mut buf, Proto::Resp3).await?;
+        if !frame.windows(8).any(|w| w == b"\r\nmaster") {
+            return Err(BackendError::Handshake("the server the sentinels named is not a master".into()));
+        }
+    }
+    Ok((stream, buf))
+}
+
+/// The next complete reply frame on `stream`, reading into `buf` (which
+/// keeps whatever follows it) as needed.
+pub(crate) async fn read_frame(
+    stream: &mut BackendStream,
+    buf: &mut BytesMut,
+    proto: Proto,
+) -> Result<BytesMut, BackendError> {
+    loop {
+        match reply::frame_len(buf, proto) {
+            Ok(Some(len)) => return Ok(buf.split_to(len)),
             Ok(None) => {
-                if stream.read_buf(&mut buf).await.map_err(|_| BackendError::Lost)? == 0 {
+                if stream.read_buf(buf).await.map_err(|_| BackendError::Lost)? == 0 {
                     return Err(BackendError::Lost);
                 }
             }
             Err(e) => return Err(BackendError::Handshake(e.to_string())),
         }
     }
-    if settings.topology.is_some() {
-        // A sentinel's answer may be stale: use only a master.
-        stream.write_all(&encode::command(&["ROLE"])).await.map_err(|_| BackendError::Lost)?;
-        loop {
-            match reply::frame_len(&buf, Proto::Resp3) {
-                Ok(Some(len)) => {
-                    let frame = buf.split_to(len);
-                    if !frame.windows(8).any(|w| w == b"\r\nmaster") {
-                        return Err(BackendError::Handshake("the server the sentinels named is not a master".into()));
-                    }
-                    break;
-                }
-                Ok(None) => {
-                    if stream.read_buf(&mut buf).await.map_err(|_| BackendError::Lost)? == 0 {
-                        return Err(BackendError::Lost);
-                    }
-                }
-                Err(e) => return Err(BackendError::Handshake(e.to_string())),
-            }
-        }
-    }
-    Ok((stream, buf))
 }
 
 /// Open a dedicated link.
@@ -203,16 +198,7 @@ pub async fn oneshot(settings: &Arc<ConnSettings>, command: &[u8]) -> Result<Byt
     let run = async {
         let (mut stream, mut buf) = open_inner(settings, 0, Proto::Resp2).await?;
         stream.write_all(command).await.map_err(|_| BackendError::Lost)?;
-        loop {
-            if let Some(len) =
-                reply::frame_len(&buf, Proto::Resp2).map_err(|e| BackendError::Handshake(e.to_string()))?
-            {
-                return Ok(buf.split_to(len).freeze());
-            }
-            if stream.read_buf(&mut buf).await.map_err(|_| BackendError::Lost)? == 0 {
-                return Err(BackendError::Lost);
-            }
-        }
+        read_frame(&mut stream, &mut buf, Proto::Resp2).await.map(BytesMut::freeze)
     };
     tokio::time::timeout(settings.connect_timeout, run).await.map_err(|_| BackendError::Timeout)?
 }

@@ -70,6 +70,11 @@ impl Topology {
     }
 }
 
+/// `host:port` as a socket address string (IPv6 hosts bracketed).
+fn host_port(host: &str, port: &str) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
 /// Ask the sentinels for the master of `target.service` until `stop`.
 pub async fn follow(
     topology: Arc<Topology>,
@@ -122,7 +127,7 @@ pub async fn follow(
                 if let [name, _, _, ip, port] = text.split_whitespace().collect::<Vec<_>>()[..]
                     && name == service
                 {
-                    let addr = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+                    let addr = host_port(ip, port);
                     if topology.switch(addr.clone()) {
                         tracing::info!(master = %addr, %service, "failover announced by a sentinel");
                     }
@@ -146,7 +151,7 @@ pub async fn follow(
             if let Ok(Ok(Some(addr))) = asked
                 && let [host, port] = addr.as_slice()
             {
-                let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+                let addr = host_port(host, port);
                 if topology.switch(addr.clone()) {
                     tracing::info!(master = %addr, service = %target.service, "master named by the sentinels");
                 }
