@@ -509,16 +509,6 @@ fn check_catches_a_keyring_that_does_not_open_what_redis_holds() {
 
 // ----- key rotation end to end -----------------------------------------------
 
-/// A child process killed (and reaped) on drop.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The operator's runbook, while the express-session example serves a
 /// load of at least 50 requests a second through respseal: add the new
 /// key as decrypt-only and reload; promote it and reload; rewrap; disable
@@ -587,10 +577,7 @@ fn key_rotation_under_load_loses_no_session() {
     std::fs::write(&stop, "").expect("stop file");
     wait_child(&mut load.0, Duration::from_secs(30)).expect("the load stops");
     let result = std::fs::read_to_string(dir.path().join("load.json")).expect("load result");
-    let field = |name: &str| -> f64 {
-        let at = result.find(&format!("\"{name}\": ")).unwrap_or_else(|| panic!("{name} in {result}"));
-        result[at + name.len() + 4..].split([',', '}']).next().and_then(|v| v.trim().parse().ok()).expect("number")
-    };
+    let field = |name: &str| json_number(&result, name);
     assert_eq!(field("failures"), 0.0, "{result}");
     assert!(field("rate") >= 50.0, "at least 50 requests a second: {result}");
     assert!(field("requests") >= 750.0, "{result}");
@@ -688,8 +675,7 @@ fn no_secret_reaches_logs_metrics_operator_output_or_error_replies() {
         run_respseal(&["inspect", "--config", cfg.to_str().expect("utf-8")], &[], Duration::from_secs(20));
     let (_, check_out, check_err) =
         run_respseal(&["check", "--config", cfg.to_str().expect("utf-8")], &[], Duration::from_secs(20));
-    let _ = child.0.kill();
-    let _ = child.0.wait();
+    child.kill();
     let log = std::fs::read_to_string(&log_path).expect("log");
     assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log is at its most verbose: {log}");
     let replies: String = replies.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect();

@@ -7,28 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-
-/// A child process killed (and reaped) on drop.
-struct Reaped(Option<Child>);
-
-impl Reaped {
-    fn kill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn redis(dir: &Path, port: u16, args: &[&str]) -> Reaped {
     let child = Command::new("redis-server")
@@ -40,7 +22,7 @@ fn redis(dir: &Path, port: u16, args: &[&str]) -> Reaped {
         .spawn()
         .expect("redis-server");
     // Owned before waiting: a failed start must not leave it running.
-    let reaped = Reaped(Some(child));
+    let reaped = Reaped(child);
     let password = args.iter().position(|a| *a == "--requirepass").and_then(|i| args.get(i + 1));
     wait_until("redis-server ready", START_TIMEOUT, || {
         // A server still starting may reset the connection: not ready yet.
@@ -78,7 +60,7 @@ fn sentinel(dir: &Path, port: u16, master: u16, password: Option<&str>) -> Reape
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server --sentinel");
-    Reaped(Some(child))
+    Reaped(child)
 }
 
 fn master_port(sentinel_port: u16) -> Option<u16> {
@@ -151,6 +133,16 @@ fn url(sentinels: &[(u16, Reaped)]) -> String {
     format!("redis-sentinel://{}/mymaster", nodes.join(","))
 }
 
+/// respseal behind the sentinels, sealing `sess:*`, admin on `admin`.
+fn sealing_config(sentinels: &[(u16, Reaped)], key: &Path, admin: u16) -> String {
+    format!(
+        "backend = \"{}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[[rule]]\npattern = \"sess:*\"\n\
+         [[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        url(sentinels),
+        key.display()
+    )
+}
+
 /// A value written through respseal, retried (on a new connection each
 /// time) while a failover is under way; the connection that succeeded.
 fn set_until_ok(port: u16, key: &str, value: &str) -> Client {
@@ -167,12 +159,7 @@ fn respseal_follows_sentinel_failovers_without_a_restart() {
     let (a, b, mut master, _replica, sentinels) = topology(dir.path());
     let (key, _) = keygen(dir.path(), "k.key");
     let admin = free_port();
-    let config = format!(
-        "backend = \"{}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[[rule]]\npattern = \"sess:*\"\n\
-         [[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
-        url(&sentinels),
-        key.display()
-    );
+    let config = sealing_config(&sentinels, &key, admin);
     let proxy = Proxy::launch(Launch { config: Some(&config), ..Default::default() });
     let mut c = proxy.client();
     c.assert_cmd(&["SET", "sess:before", "written-to-a"], b"+OK\r\n");
@@ -246,12 +233,7 @@ fn failover_workload(via_respseal: bool) -> Vec<Phase> {
     let (a, b, _master, _replica, sentinels) = topology(dir.path());
     let (key, _) = keygen(dir.path(), "k.key");
     let admin = free_port();
-    let config = format!(
-        "backend = \"{}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[[rule]]\npattern = \"sess:*\"\n\
-         [[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
-        url(&sentinels),
-        key.display()
-    );
+    let config = sealing_config(&sentinels, &key, admin);
     let proxy = via_respseal.then(|| Proxy::launch(Launch { config: Some(&config), ..Default::default() }));
     let app_port = free_port();
     let app_log = dir.path().join("app.log");
@@ -265,7 +247,7 @@ fn failover_workload(via_respseal: bool) -> Vec<Phase> {
             app.env("REDIS_SENTINEL", nodes.join(","))
         }
     };
-    let _app = Reaped(Some(app.stdout(log.try_clone().expect("dup")).stderr(log).spawn().expect("node")));
+    let _app = Reaped(app.stdout(log.try_clone().expect("dup")).stderr(log).spawn().expect("node"));
     let started = std::time::Instant::now();
     while http_get(app_port, "/").ok().filter(|(s, _)| *s == 200).is_none() {
         assert!(
@@ -282,14 +264,14 @@ fn failover_workload(via_respseal: bool) -> Vec<Phase> {
         let stop = dir.path().join(format!("stop-{what}"));
         let progress = dir.path().join(format!("stop-{what}.progress"));
         let out = dir.path().join(format!("load-{what}.json"));
-        let mut load = Reaped(Some(
+        let mut load = Reaped(
             Command::new("python3")
                 .arg(root.join("tests/rotation/load.py"))
                 .args([&app_port.to_string(), "8", "100", stop.to_str().expect("utf-8")])
                 .stdout(std::fs::File::create(&out).expect("out"))
                 .spawn()
                 .expect("python3"),
-        ));
+        );
         let done = || std::fs::read_to_string(&progress).ok().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
         let run_for = |n: u64| {
             let from = done();
@@ -308,13 +290,10 @@ fn failover_workload(via_respseal: bool) -> Vec<Phase> {
         // Recovered: the load goes on against the new master.
         run_for(200);
         std::fs::write(&stop, "").expect("stop");
-        wait_child(load.0.as_mut().expect("load"), Duration::from_secs(30)).expect("the load stops");
+        wait_child(&mut load.0, Duration::from_secs(30)).expect("the load stops");
         let result = std::fs::read_to_string(&out).expect("load result");
         println!("{} {what}: {result}", if via_respseal { "respseal" } else { "direct" });
-        let field = |name: &str| -> f64 {
-            let at = result.find(&format!("\"{name}\": ")).unwrap_or_else(|| panic!("{name} in {result}"));
-            result[at + name.len() + 4..].split([',', '}']).next().and_then(|v| v.trim().parse().ok()).expect("number")
-        };
+        let field = |name: &str| json_number(&result, name);
         phases.push(Phase { requests: field("requests"), errors: field("errors"), lost: field("lost") });
     };
     phase(

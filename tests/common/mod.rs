@@ -782,6 +782,30 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A child process killed and reaped on drop (and by [`Reaped::kill`]).
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    /// Kill it now and wait for it (again on drop: harmless).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The number after `"name": ` in a flat JSON object (the load script's
+/// result); panics if it is missing.
+pub fn json_number(text: &str, name: &str) -> f64 {
+    let at = text.find(&format!("\"{name}\": ")).unwrap_or_else(|| panic!("{name} in {text}"));
+    text[at + name.len() + 4..].split([',', '}']).next().and_then(|v| v.trim().parse().ok()).expect("a number")
+}
+
 /// Write `text` to a file in `dir` and return its path as a string.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
