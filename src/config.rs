@@ -308,6 +308,8 @@ pub struct Config {
     pub backend_tls: Option<BackendTls>,
     /// Behind Sentinel (`redis-sentinel://`): where the master is now.
     pub topology: Option<std::sync::Arc<crate::backend::topology::Topology>>,
+    /// Behind Redis Cluster (`redis-cluster://`): where each slot is now.
+    pub cluster: Option<std::sync::Arc<crate::backend::cluster::Cluster>>,
     /// Admin HTTP listener.
     pub admin_listen: Option<SocketAddr>,
     /// Backend.
@@ -451,7 +453,9 @@ impl Config {
                     }
                 };
                 let name = t.server_name.clone().unwrap_or_else(|| b.host().to_string());
-                tls::connector(&t.ca_file, client, &name).map_err(|e| errors.push(format!("backend_tls: {e}"))).ok()
+                tls::connector(&t.ca_file, client, &name, t.server_name.is_some())
+                    .map_err(|e| errors.push(format!("backend_tls: {e}")))
+                    .ok()
             }
             (Some(b), None) if b.tls => {
                 errors.push("backend: rediss:// needs [backend_tls] with ca_file".into());
@@ -464,6 +468,12 @@ impl Config {
             _ => None,
         };
         let mode = ov.mode.clone().or(file.mode.clone()).unwrap_or_else(|| "shared".into());
+        if mode == "dedicated" && backend.as_ref().is_some_and(|b| b.cluster.is_some()) {
+            errors.push(
+                "mode: dedicated is not available behind redis-cluster:// (sessions pin to a node only when they need to)"
+                    .into(),
+            );
+        }
         let dedicated = match mode.as_str() {
             "shared" => false,
             "dedicated" => true,
@@ -552,6 +562,7 @@ impl Config {
                 tls,
                 backend_tls,
                 topology: backend.sentinel.as_ref().map(|_| Default::default()),
+                cluster: backend.cluster.as_ref().map(|_| Default::default()),
                 admin_listen,
                 backend,
                 dedicated,

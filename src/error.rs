@@ -134,6 +134,10 @@ pub enum Refusal {
     MoveInMulti,
     /// The proxy-wide input buffer budget is used up.
     BufferBudget,
+    /// Behind Redis Cluster: a key on another node than the one the
+    /// connection's transaction, WATCH or subscription is on, or a move
+    /// between slots.
+    CrossSlot,
 }
 
 /// What a command would do to a sealed name.
@@ -172,6 +176,7 @@ impl Refusal {
             Refusal::ExecAbort => "execabort",
             Refusal::MoveInMulti => "move_in_multi",
             Refusal::BufferBudget => "buffer_budget",
+            Refusal::CrossSlot => "crossslot",
         }
     }
 
@@ -205,6 +210,9 @@ impl Refusal {
             Refusal::ExecAbort => "EXECABORT Transaction discarded because of previous errors.".into(),
             Refusal::MoveInMulti => "ERR respseal: RENAME, RENAMENX and COPY of sealed keys are carried out by \
                                      respseal and cannot be queued inside MULTI; send them outside the transaction"
+                .into(),
+            Refusal::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot (respseal: behind Redis \
+                                   Cluster a transaction, WATCH or subscription stays on one node; use hash tags)"
                 .into(),
             Refusal::BufferBudget => {
                 "ERR respseal: request refused: the proxy's input buffers are full (limits.max_buffered_bytes)".into()

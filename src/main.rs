@@ -261,8 +261,8 @@ fn contexts(cfg: &Config, live: &Arc<Live>) -> Vec<Arc<Context>> {
     let budget = Arc::new(respseal::limits::Budget::new(cfg.max_buffered_bytes));
     // Ready connections for pinning: one pool for all workers (plain TCP
     // only: a TLS session cannot move between workers).
-    let spares =
-        (!cfg.dedicated && cfg.backend_tls.is_none() && cfg.topology.is_none()).then(|| Arc::new(Spares::default()));
+    let spares = (!cfg.dedicated && cfg.backend_tls.is_none() && cfg.topology.is_none() && cfg.cluster.is_none())
+        .then(|| Arc::new(Spares::default()));
     (0..cfg.threads)
         .map(|n| {
             let settings = conn_settings(cfg);
@@ -411,12 +411,33 @@ fn conn_settings(cfg: &Config) -> ConnSettings {
         command_timeout: cfg.command_timeout,
         tls: cfg.backend_tls.clone(),
         topology: cfg.topology.clone(),
+        cluster: cfg.cluster.clone(),
     }
 }
 
-/// Behind Sentinel: follow the sentinels (until the process ends) and wait,
-/// at most the connect timeout, for them to name the master.
+/// Behind Sentinel or Redis Cluster: follow the topology (until the
+/// process ends) and wait, at most twice the connect timeout, for the
+/// master (the slot map) to be known.
 async fn follow_sentinels(cfg: &Config) {
+    if let (Some(cluster), Some(seeds)) = (&cfg.cluster, &cfg.backend.cluster) {
+        tokio::spawn(respseal::backend::cluster::follow(
+            Arc::clone(cluster),
+            seeds.clone(),
+            cfg.backend.username.clone(),
+            cfg.backend.password.clone(),
+            cfg.backend_tls.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let deadline = tokio::time::Instant::now() + cfg.connect_timeout * 2;
+        while cluster.version() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        match cluster.version() {
+            0 => tracing::warn!("the cluster's slot map is not known yet; commands fail until it is"),
+            _ => tracing::info!(masters = ?cluster.map().masters, "following the cluster"),
+        }
+        return;
+    }
     let (Some(topology), Some(target)) = (&cfg.topology, &cfg.backend.sentinel) else { return };
     tokio::spawn(respseal::backend::topology::follow(
         Arc::clone(topology),

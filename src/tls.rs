@@ -39,6 +39,9 @@ pub struct BackendTls {
     pub connector: tokio_rustls::TlsConnector,
     /// The name the Redis certificate must carry.
     pub server_name: ServerName<'static>,
+    /// The name was configured (`backend_tls.server_name`), not taken from
+    /// the URL's host: cluster nodes are checked against it too.
+    pub named: bool,
 }
 
 impl std::fmt::Debug for BackendTls {
@@ -109,7 +112,12 @@ pub fn acceptor(files: &ServerFiles) -> Result<Acceptor, String> {
 /// # Errors
 /// A file that cannot be read or does not hold what it should, or an
 /// invalid server name.
-pub fn connector(ca_file: &Path, client: Option<(&Path, &Path)>, server_name: &str) -> Result<BackendTls, String> {
+pub fn connector(
+    ca_file: &Path,
+    client: Option<(&Path, &Path)>,
+    server_name: &str,
+    named: bool,
+) -> Result<BackendTls, String> {
     let builder = ClientConfig::builder().with_root_certificates(roots(ca_file)?);
     let config = match client {
         Some((cert, key_file)) => builder
@@ -119,5 +127,5 @@ pub fn connector(ca_file: &Path, client: Option<(&Path, &Path)>, server_name: &s
     };
     let server_name = ServerName::try_from(server_name.to_string())
         .map_err(|_| format!("backend_tls server_name {server_name:?} is not a DNS name or IP address"))?;
-    Ok(BackendTls { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), server_name })
+    Ok(BackendTls { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), server_name, named })
 }

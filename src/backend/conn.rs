@@ -63,6 +63,8 @@ pub struct ConnSettings {
     pub tls: Option<BackendTls>,
     /// Where the master is, behind Sentinel (`redis-sentinel://`).
     pub topology: Option<Arc<super::topology::Topology>>,
+    /// Where each slot is, behind Redis Cluster (`redis-cluster://`).
+    pub cluster: Option<Arc<super::cluster::Cluster>>,
 }
 
 impl ConnSettings {
@@ -71,6 +73,30 @@ impl ConnSettings {
     /// opening, so a switch during the open cancels the new connection too.
     pub fn epoch(&self) -> Option<tokio_util::sync::CancellationToken> {
         self.topology.as_ref().map(|t| t.epoch())
+    }
+
+    /// The settings for one node of a cluster: the same credentials, TLS
+    /// checked against the node's own host unless a server name is set.
+    pub fn for_node(&self, addr: &str) -> ConnSettings {
+        let mut url = self.url.clone();
+        url.addr = addr.to_string();
+        let tls = self.tls.as_ref().map(|t| {
+            let mut t = t.clone();
+            if !t.named
+                && let Ok(name) = rustls::pki_types::ServerName::try_from(url.host().to_string())
+            {
+                t.server_name = name;
+            }
+            t
+        });
+        ConnSettings {
+            url,
+            connect_timeout: self.connect_timeout,
+            command_timeout: self.command_timeout,
+            tls,
+            topology: None,
+            cluster: None,
+        }
     }
 }
 

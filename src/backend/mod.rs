@@ -9,12 +9,17 @@
 //!   writes, framed reads.
 //! * [`topology`]: the master behind Redis Sentinel, asked of the
 //!   sentinels with fred, and the epoch that ends at a failover.
+//! * [`cluster`]: the slot map of a Redis Cluster, kept by fred.
+//! * [`route`]: a session's link into a Redis Cluster (routing by slot,
+//!   split commands, SCAN across masters, redirects).
 //! * [`pool`]: the groups of shared links by (database, protocol), and the
 //!   factory for dedicated links.
 
+pub mod cluster;
 pub mod conn;
 pub mod dedicated;
 pub mod pool;
+pub mod route;
 pub mod shared;
 pub mod stream;
 pub mod topology;
@@ -22,6 +27,6 @@ pub mod url;
 
 pub use conn::{BackendError, Dedicated};
 pub use dedicated::DedicatedLink;
-pub use pool::Backend;
+pub use pool::{Backend, Shared};
 pub use shared::{LinkEvent, SharedLink, SharedRequest};
 pub use url::BackendUrl;

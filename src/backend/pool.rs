@@ -19,15 +19,36 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::conn::{self, BackendError, ConnSettings, Dedicated};
+use super::route::{ClusterLink, Nodes};
 use super::shared::SharedLink;
 use crate::protocol::Proto;
 
-/// Shared and dedicated links to one Redis.
+/// Shared and dedicated links to one Redis, or to the nodes of a cluster.
 pub struct Backend {
     settings: Arc<ConnSettings>,
     links_per_group: usize,
     groups: DashMap<(u32, Proto), Arc<[SharedLink]>>,
     spares: Option<Arc<Spares>>,
+    /// Behind Redis Cluster: the nodes and the slot map.
+    nodes: Option<Arc<Nodes>>,
+}
+
+/// The link a session's plain requests take.
+pub enum Shared {
+    /// A shared link to the one Redis.
+    Direct(SharedLink),
+    /// The session's router into the cluster.
+    Cluster(Box<ClusterLink>),
+}
+
+impl Shared {
+    /// Queue a request (see [`SharedLink::send`]).
+    pub async fn send(&mut self, req: super::SharedRequest) {
+        match self {
+            Shared::Direct(l) => l.send(req).await,
+            Shared::Cluster(c) => c.send(req).await,
+        }
+    }
 }
 
 /// Each group's ready connection, shared by every worker's [`Backend`].
@@ -46,11 +67,25 @@ impl Backend {
     /// A backend with `links_per_group` shared links in each group. With
     /// `spares`, a ready connection per group is kept there for pinning.
     pub fn new(settings: ConnSettings, links_per_group: usize, spares: Option<Arc<Spares>>) -> Self {
-        Backend {
-            settings: Arc::new(settings),
-            links_per_group: links_per_group.max(1),
-            groups: DashMap::new(),
-            spares,
+        let settings = Arc::new(settings);
+        let nodes = settings
+            .cluster
+            .as_ref()
+            .map(|c| Arc::new(Nodes::new(Arc::clone(&settings), Arc::clone(c), links_per_group)));
+        Backend { settings, links_per_group: links_per_group.max(1), groups: DashMap::new(), spares, nodes }
+    }
+
+    /// Behind Redis Cluster: the nodes.
+    pub fn cluster(&self) -> Option<&Arc<Nodes>> {
+        self.nodes.as_ref()
+    }
+
+    /// How connections for a command on `key` are opened (the master of
+    /// its slot behind a cluster).
+    pub fn settings_for_key(&self, key: &[u8]) -> Result<Arc<ConnSettings>, BackendError> {
+        match &self.nodes {
+            None => Ok(Arc::clone(&self.settings)),
+            Some(n) => n.master_of_key(key).map(|m| n.settings_of(&m)).ok_or_else(no_map),
         }
     }
 
@@ -67,7 +102,10 @@ impl Backend {
     /// The shared link a session uses in group (db, proto). A session keeps
     /// to one link of its group (chosen by its id) so its commands stay in
     /// order.
-    pub fn shared(&self, db: u32, proto: Proto, session_id: u64) -> SharedLink {
+    pub fn shared(&self, db: u32, proto: Proto, session_id: u64) -> Shared {
+        if let Some(nodes) = &self.nodes {
+            return Shared::Cluster(Box::new(ClusterLink::new(Arc::clone(nodes), proto, session_id)));
+        }
         let links = match self.groups.get(&(db, proto)) {
             Some(links) => Arc::clone(&links),
             None => Arc::clone(&self.groups.entry((db, proto)).or_insert_with(|| {
@@ -77,12 +115,16 @@ impl Backend {
                     .into()
             })),
         };
-        links[(session_id % links.len() as u64) as usize].clone()
+        Shared::Direct(links[(session_id % links.len() as u64) as usize].clone())
     }
 
-    /// Run one command on a connection of its own (see [`conn::oneshot`]).
+    /// Run one command on a connection of its own (see [`conn::oneshot`]);
+    /// behind a cluster, on the first master.
     pub async fn oneshot(&self, command: &[u8]) -> Result<Bytes, BackendError> {
-        conn::oneshot(&self.settings, command).await
+        match &self.nodes {
+            None => conn::oneshot(&self.settings, command).await,
+            Some(n) => conn::oneshot(&n.settings_of(&n.any_master().ok_or_else(no_map)?), command).await,
+        }
     }
 
     /// The AUTH command for the backend credentials, if the URL has any
@@ -99,6 +141,10 @@ impl Backend {
     /// A dedicated link in the given state: the group's ready connection if
     /// it is still alive, else a new one.
     pub async fn dedicated(&self, db: u32, proto: Proto) -> Result<Dedicated, BackendError> {
+        if let Some(n) = &self.nodes {
+            let master = n.any_master().ok_or_else(no_map)?;
+            return conn::dedicated(&n.settings_of(&master), 0, proto).await;
+        }
         if let Some(spares) = &self.spares {
             let (taken, refill) = {
                 let mut pool = spares.0.lock().expect("spare pool lock is never poisoned");
@@ -144,6 +190,10 @@ impl Backend {
             };
         });
     }
+}
+
+fn no_map() -> BackendError {
+    BackendError::Connect("the cluster slot map is not known yet".into())
 }
 
 /// Whether an idle connection (non-blocking) is still open: Redis may have

@@ -92,6 +92,7 @@ pub async fn follow(
             port: port.parse().ok()?,
             username: username.clone(),
             password: password.clone(),
+            tls: None,
         };
         let connection = ConnectionConfig {
             connection_timeout: Duration::from_secs(1),

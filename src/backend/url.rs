@@ -1,5 +1,7 @@
 //! The backend URL: `redis[s]://[user[:password]@]host[:port][/db]`
-//! (`rediss://`: TLS, configured in `[backend_tls]`).
+//! (`rediss://`: TLS, configured in `[backend_tls]`),
+//! `redis-sentinel://…/service[/db]` and
+//! `redis[s]-cluster://[user[:password]@]host:port[,host:port…]`.
 
 use std::fmt;
 
@@ -20,6 +22,9 @@ pub struct BackendUrl {
     /// `redis-sentinel://`: the master is found through these sentinels
     /// (`addr` is then the first sentinel's, never connected to for data).
     pub sentinel: Option<SentinelTarget>,
+    /// `redis-cluster://`: the seed nodes of a Redis Cluster (`addr` is the
+    /// first seed's).
+    pub cluster: Option<Vec<String>>,
 }
 
 /// The sentinels and the service name of a `redis-sentinel://` URL.
@@ -44,12 +49,20 @@ impl BackendUrl {
         if let Some(rest) = url.strip_prefix("redis-sentinel://") {
             return Self::parse_sentinel(rest);
         }
+        for (scheme, tls) in [("redis-cluster://", false), ("rediss-cluster://", true)] {
+            if let Some(rest) = url.strip_prefix(scheme) {
+                return Self::parse_cluster(rest, tls);
+            }
+        }
         let (rest, tls) = if let Some(r) = url.strip_prefix("redis://") {
             (r, false)
         } else if let Some(r) = url.strip_prefix("rediss://") {
             (r, true)
         } else {
-            return Err("backend URL must start with redis://, rediss:// or redis-sentinel://".into());
+            return Err(
+                "backend URL must start with redis://, rediss://, redis-sentinel://, redis-cluster:// or rediss-cluster://"
+                    .into(),
+            );
         };
         let (auth, hostpart) = match rest.rfind('@') {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
@@ -95,7 +108,39 @@ impl BackendUrl {
                 }
             }
         };
-        Ok(BackendUrl { addr, username, password, db, tls, sentinel: None })
+        Ok(BackendUrl { addr, username, password, db, tls, sentinel: None, cluster: None })
+    }
+
+    /// `[user:pass@]host:port[,host:port…]` (a cluster has database 0 only).
+    fn parse_cluster(rest: &str, tls: bool) -> Result<Self, String> {
+        let (auth, hosts) = match rest.rfind('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
+        };
+        let hosts = hosts.trim_end_matches('/');
+        if hosts.contains('/') {
+            return Err("a redis-cluster:// URL has no database: Redis Cluster has database 0 only".into());
+        }
+        let mut seeds = Vec::new();
+        for h in hosts.split(',').filter(|h| !h.is_empty()) {
+            seeds.push(Self::parse(&format!("redis://{h}"))?.addr);
+        }
+        if seeds.is_empty() {
+            return Err("redis-cluster:// needs at least one seed host:port".into());
+        }
+        let creds = match auth {
+            Some(a) => Self::parse(&format!("redis://{a}@x"))?,
+            None => Self::parse("redis://x")?,
+        };
+        Ok(BackendUrl {
+            addr: seeds[0].clone(),
+            username: creds.username,
+            password: creds.password,
+            db: 0,
+            tls,
+            sentinel: None,
+            cluster: Some(seeds),
+        })
     }
 
     /// `[user:pass@]host:port[,host:port…]/service_name[/db]`.
@@ -131,6 +176,7 @@ impl BackendUrl {
             db,
             tls: false,
             sentinel: Some(SentinelTarget { nodes, service: service.to_string() }),
+            cluster: None,
         })
     }
 }
@@ -149,6 +195,13 @@ impl fmt::Display for BackendUrl {
                 write!(f, "{}:[REDACTED]@", self.username.as_deref().unwrap_or(""))?;
             }
             return write!(f, "{}/{}/{}", s.nodes.join(","), s.service, self.db);
+        }
+        if let Some(seeds) = &self.cluster {
+            write!(f, "{}", if self.tls { "rediss-cluster://" } else { "redis-cluster://" })?;
+            if self.password.is_some() {
+                write!(f, "{}:[REDACTED]@", self.username.as_deref().unwrap_or(""))?;
+            }
+            return write!(f, "{}", seeds.join(","));
         }
         write!(f, "{}", if self.tls { "rediss://" } else { "redis://" })?;
         match (&self.username, &self.password) {
@@ -211,6 +264,21 @@ mod tests {
         assert!(!u.to_string().contains("pw") && u.to_string().contains("mymaster"));
         assert!(BackendUrl::parse("redis-sentinel://h:1").is_err());
         assert!(BackendUrl::parse("redis-sentinel:///m").is_err());
+    }
+
+    #[test]
+    fn parses_cluster_urls() {
+        let u = BackendUrl::parse("redis-cluster://app:pw@127.0.0.1:7000,127.0.0.1:7001").expect("valid");
+        assert_eq!(u.cluster.as_deref(), Some(&["127.0.0.1:7000".to_string(), "127.0.0.1:7001".to_string()][..]));
+        assert_eq!(
+            (u.addr.as_str(), u.username.as_deref(), u.password.as_deref(), u.tls),
+            ("127.0.0.1:7000", Some("app"), Some("pw"), false)
+        );
+        assert_eq!(u.to_string(), "redis-cluster://app:[REDACTED]@127.0.0.1:7000,127.0.0.1:7001");
+        let u = BackendUrl::parse("rediss-cluster://h:7000/").expect("valid");
+        assert!(u.tls && u.cluster.is_some());
+        assert!(BackendUrl::parse("redis-cluster://h:7000/1").is_err());
+        assert!(BackendUrl::parse("redis-cluster://").is_err());
     }
 
     #[test]

@@ -68,7 +68,7 @@ where
         }
         let data = std::mem::take(&mut self.shared_batch);
         let frames = std::mem::take(&mut self.shared_frames);
-        match &self.link {
+        match &mut self.link {
             Link::Shared { link, .. } => {
                 link.send(SharedRequest { data, frames, reply: self.reply_tx.clone() }).await;
             }

@@ -18,6 +18,20 @@ use crate::protocol::request::{self, Limits, Parsed};
 use crate::seal::Inspect;
 use crate::stats::{self, Family};
 
+/// Where a command goes on a pinned session behind Redis Cluster.
+enum Place {
+    /// The dedicated link's node.
+    Here,
+    /// Another node, and the connection's state is tied to this one.
+    Refuse,
+    /// Another node, once the replies in flight are in.
+    Wait,
+    /// Another node, now: the session moves to the master of this slot.
+    Move(Option<u16>),
+    /// Back to the shared links, now.
+    Shared,
+}
+
 impl<R, W> Session<R, W>
 where
     R: tokio::io::AsyncRead + Unpin,
@@ -169,6 +183,32 @@ where
         cmd: Option<&'static Command>,
     ) {
         let args = Args::new(&frame, ranges);
+        if self.ctx.backend.cluster().is_some() && matches!(route, Route::Forward | Route::Pin | Route::Control) {
+            if let Some(text) = crate::backend::route::answered_here(&args) {
+                return self.replies.push(Plan::Local(Bytes::from_static(text)), 0);
+            }
+            if matches!(self.link, Link::Dedicated(_)) {
+                match self.cluster_place(&args, route) {
+                    Place::Here => {}
+                    Place::Refuse => return self.refuse(Refusal::CrossSlot.into()),
+                    Place::Wait => return self.defer(frame, ranges, route, cmd),
+                    Place::Move(slot) => {
+                        self.drop_dedicated();
+                        if !self.pin(slot).await {
+                            return;
+                        }
+                    }
+                    Place::Shared => {
+                        self.drop_dedicated();
+                        self.link = Link::Shared {
+                            link: self.ctx.backend.shared(self.replies.db, self.replies.proto, self.id),
+                            db: self.replies.db,
+                            proto: self.replies.proto,
+                        };
+                    }
+                }
+            }
+        }
         match route {
             Route::NoAuth => self.refuse(Refusal::NoAuth.into()),
             Route::Refuse(why) => self.refuse(Refusal::NotForwarded(why).into()),
@@ -187,11 +227,17 @@ where
                 if !self.replies.is_empty() {
                     return self.defer(frame, ranges, route, cmd);
                 }
-                let reply = match self.cur.sealer.as_deref() {
-                    Some(sealer) => {
-                        crate::moves::run(self.ctx.backend.settings(), self.replies.db, sealer, &args).await
+                let (src, dst) = (args.get(1).unwrap_or_default(), args.get(2).unwrap_or_default());
+                let settings = self.ctx.backend.settings_for_key(src);
+                let reply = match (self.cur.sealer.as_deref(), settings) {
+                    _ if self.ctx.backend.cluster().is_some()
+                        && crate::backend::cluster::slot(src) != crate::backend::cluster::slot(dst) =>
+                    {
+                        crate::error::Error::from(Refusal::CrossSlot).rescue()
                     }
-                    None => crate::error::Error::from(Refusal::NotForwarded("no sealer")).rescue(),
+                    (Some(sealer), Ok(settings)) => crate::moves::run(&settings, self.replies.db, sealer, &args).await,
+                    (Some(_), Err(e)) => crate::error::Error::from(e).rescue(),
+                    (None, _) => crate::error::Error::from(Refusal::NotForwarded("no sealer")).rescue(),
                 };
                 self.replies.push(Plan::Local(reply), 0);
             }
@@ -200,7 +246,7 @@ where
                     if !self.replies.is_empty() {
                         return self.defer(frame, ranges, route, cmd);
                     }
-                    if !self.pin().await {
+                    if !self.pin(crate::backend::route::slot_of(&args)).await {
                         return;
                     }
                 }
@@ -217,7 +263,7 @@ where
 
     /// Forward one request on the current link with the plan its class needs.
     pub(super) async fn forward_one(&mut self, frame: Bytes, args: &Args<'_>, cmd: Option<&'static Command>) {
-        if matches!(self.link, Link::None) && !self.pin().await {
+        if matches!(self.link, Link::None) && !self.pin(crate::backend::route::slot_of(args)).await {
             return;
         }
         let dedicated = matches!(self.link, Link::Dedicated(_));
@@ -256,10 +302,15 @@ where
             }
             _ if self.in_multi && (args.is(0, "EXEC") || args.is(0, "DISCARD")) => {
                 self.in_multi = false;
+                self.watching = false;
                 self.multi_aborted = false;
                 (if args.is(0, "EXEC") { Plan::Exec } else { Plan::Discard }, 1)
             }
             _ if self.in_multi => (Plan::Queued(self.next_open.take()), 1),
+            Some(Class::Stateful(State::Watch)) if dedicated => {
+                self.watching = !args.is(0, "UNWATCH");
+                (Plan::Forward(1), 1)
+            }
             Some(Class::Stateful(State::Transaction)) if dedicated => {
                 self.in_multi = true;
                 (Plan::Forward(1), 1)
@@ -299,8 +350,45 @@ where
     pub(super) fn plain_forward_ok(&self) -> bool {
         match &self.link {
             Link::Shared { .. } => true,
-            Link::Dedicated(_) => self.replies.reply_mode() == ReplyMode::On && !self.in_multi && !self.raw,
+            // Behind a cluster each command is placed on its node first.
+            Link::Dedicated(_) => {
+                self.replies.reply_mode() == ReplyMode::On
+                    && !self.in_multi
+                    && !self.raw
+                    && self.ctx.backend.cluster().is_none()
+            }
             Link::None => false,
+        }
+    }
+
+    /// Behind Redis Cluster, whether a command can go on the dedicated
+    /// link's node.
+    ///
+    /// A session whose connection holds no state that lasts (no MULTI,
+    /// WATCH, subscription, MONITOR, CLIENT REPLY mode) goes back to the
+    /// shared links for a command that needs no pin: with keys on every
+    /// node, staying pinned would reconnect at each change of node.
+    fn cluster_place(&self, args: &Args<'_>, route: Route) -> Place {
+        let Some(nodes) = self.ctx.backend.cluster() else { return Place::Here };
+        let locked = self.in_multi
+            || self.watching
+            || self.replies.subscribed()
+            || self.replies.monitor
+            || self.raw
+            || self.replies.reply_mode() != ReplyMode::On;
+        let slot = crate::backend::route::slot_of(args);
+        let map = nodes.cluster.map();
+        let here = match slot.and_then(|s| map.master_of(s)) {
+            None => true,
+            Some(m) => self.node.as_deref() == Some(m),
+        };
+        match (route, here) {
+            (Route::Forward, _) if !locked && self.replies.is_empty() => Place::Shared,
+            (_, true) => Place::Here,
+            _ if locked => Place::Refuse,
+            _ if !self.replies.is_empty() => Place::Wait,
+            (Route::Forward, false) => Place::Shared,
+            _ => Place::Move(slot),
         }
     }
 

@@ -124,7 +124,7 @@ where
             // Redis answers malformed SELECTs with an error and no state change.
             _ => return self.forward_one(frame, args, args.get(0).and_then(commands::lookup)).await,
         };
-        if matches!(self.link, Link::None) && !self.pin().await {
+        if matches!(self.link, Link::None) && !self.pin(None).await {
             return;
         }
         let restore = matches!(self.link, Link::Shared { .. });
@@ -181,7 +181,7 @@ where
             if !self.replies.is_empty() {
                 return self.defer(frame.clone(), ranges, Route::Local(LocalCmd::Hello), None);
             }
-            if !self.pin().await {
+            if !self.pin(None).await {
                 return;
             }
         }
@@ -192,12 +192,12 @@ where
                 }
                 // The group of the requested protocol already speaks it, so
                 // this HELLO changes nothing on the shared link.
-                let link = self.ctx.backend.shared(self.replies.db, p, self.id);
+                let mut link = self.ctx.backend.shared(self.replies.db, p, self.id);
                 self.replies.push(Plan::Hello { proto: Some(p) }, 1);
                 link.send(SharedRequest { data: vec![data], frames: 1, reply: self.reply_tx.clone() }).await;
             }
             (Link::None, _) => {
-                if !self.pin().await {
+                if !self.pin(None).await {
                     return;
                 }
                 self.replies.push(Plan::Hello { proto: requested }, 1);

@@ -36,7 +36,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendError, DedicatedLink, LinkEvent, SharedLink};
+use crate::backend::{Backend, BackendError, DedicatedLink, LinkEvent, Shared};
 use crate::commands::{Args, Command, Route};
 use crate::error::{ClientError, CryptoError, Error, Refusal};
 use crate::limits::{Budget, OutputClass, OutputLimits, OutputWatch};
@@ -87,7 +87,7 @@ enum Link {
     /// No backend connection yet (dedicated mode before the first command).
     None,
     /// A shared link of group (db, proto).
-    Shared { link: SharedLink, db: u32, proto: Proto },
+    Shared { link: Shared, db: u32, proto: Proto },
     /// The session's own backend connection.
     Dedicated(Box<DedicatedLink>),
 }
@@ -164,6 +164,11 @@ pub struct Session<R, W> {
     /// The dedicated link carries a replication stream (after SYNC/PSYNC):
     /// bytes are relayed as they come.
     raw: bool,
+    /// WATCH is in force on the dedicated link (until EXEC, DISCARD,
+    /// UNWATCH or RESET).
+    watching: bool,
+    /// Behind Redis Cluster: the node the dedicated link is connected to.
+    node: Option<String>,
 }
 
 impl<R, W> Session<R, W>
@@ -211,6 +216,8 @@ where
             charged: 0,
             next_open: None,
             raw: false,
+            watching: false,
+            node: None,
         }
     }
 
@@ -423,9 +430,24 @@ where
     // ----- links ----------------------------------------------------------
 
     /// Move to a dedicated link. Only called with no plans outstanding.
-    async fn pin(&mut self) -> bool {
+    /// Behind Redis Cluster, to the master of `slot` (any master without one).
+    async fn pin(&mut self, slot: Option<u16>) -> bool {
         self.flush_shared().await;
-        match self.ctx.backend.dedicated(self.replies.db, self.replies.proto).await {
+        let opened = match self.ctx.backend.cluster() {
+            Some(nodes) => {
+                let map = nodes.cluster.map();
+                let node = slot.and_then(|s| map.master_of(s)).or(map.masters.first().map(String::as_str));
+                match node {
+                    Some(node) => {
+                        self.node = Some(node.to_string());
+                        crate::backend::conn::dedicated(&nodes.settings_of(node), 0, self.replies.proto).await
+                    }
+                    None => Err(BackendError::Connect("the cluster slot map is not known yet".into())),
+                }
+            }
+            None => self.ctx.backend.dedicated(self.replies.db, self.replies.proto).await,
+        };
+        match opened {
             Ok(conn) => {
                 tracing::debug!("session pinned to a dedicated link");
                 metrics::gauge!("respseal_pinned_sessions").increment(1.0);
@@ -445,6 +467,17 @@ where
                 false
             }
         }
+    }
+
+    /// Close the dedicated link (behind a cluster, to move to another node;
+    /// only with nothing in flight). The client's name and library, which
+    /// the old connection had, are replayed by the next pin.
+    fn drop_dedicated(&mut self) {
+        if matches!(self.link, Link::Dedicated(_)) {
+            metrics::gauge!("respseal_pinned_sessions").decrement(1.0);
+        }
+        self.link = Link::None;
+        self.node = None;
     }
 
     /// After a SELECT or HELLO on a shared link succeeded, move to the link
@@ -536,6 +569,7 @@ where
     fn reset_session_state(&mut self) {
         self.lib_name = None;
         self.lib_ver = None;
+        self.watching = false;
         self.in_multi = false;
         self.multi_aborted = false;
         self.authenticated = !self.cur.users.required();

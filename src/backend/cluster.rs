@@ -1,0 +1,216 @@
+//! Where each hash slot lives, behind Redis Cluster (`redis-cluster://`).
+//!
+//! fred's cluster client keeps the topology: it reads `CLUSTER SLOTS` from
+//! the seeds, follows the nodes, and re-reads it when asked. respseal keeps
+//! its own byte-forwarding links per node for the data (see
+//! [`super::route`]) and asks fred for the slot map: every [`REFRESH`], and
+//! at once when a node answers `MOVED` (a resharding or a failover). Each
+//! map carries a version; routers take a new map when the version moves.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, ClusterInterface};
+use fred::types::config::{ClusterDiscoveryPolicy, Config, ConnectionConfig, ReconnectPolicy, ServerConfig};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How often the slot map is re-read when nothing asks for it sooner.
+pub const REFRESH: Duration = Duration::from_secs(2);
+/// Fewest time between two re-reads (a burst of MOVED asks once).
+const MIN_GAP: Duration = Duration::from_millis(100);
+
+/// The number of hash slots.
+pub const SLOTS: usize = 16384;
+
+/// One reading of the slot map.
+#[derive(Debug, Default)]
+pub struct SlotMap {
+    /// The master of each slot, as an index into `masters`.
+    owner: Vec<u16>,
+    /// Every master's `host:port`, sorted (the order SCAN walks them in).
+    pub masters: Vec<String>,
+}
+
+impl SlotMap {
+    /// A map from `(first slot, last slot, master)` ranges.
+    pub fn from_ranges(ranges: &[(u16, u16, String)]) -> Self {
+        let mut masters: Vec<String> = ranges.iter().map(|r| r.2.clone()).collect();
+        masters.sort();
+        masters.dedup();
+        let mut owner = vec![u16::MAX; SLOTS];
+        for (start, end, addr) in ranges {
+            let idx = masters.binary_search(addr).expect("every range's master is listed") as u16;
+            let end = (*end as usize).min(SLOTS - 1);
+            if let Some(range) = owner.get_mut(*start as usize..=end) {
+                range.fill(idx);
+            }
+        }
+        SlotMap { owner, masters }
+    }
+
+    /// The master that owns `slot`, if any does.
+    pub fn master_of(&self, slot: u16) -> Option<&str> {
+        let idx = *self.owner.get(slot as usize)?;
+        self.masters.get(idx as usize).map(String::as_str)
+    }
+
+    /// Whether the map knows no master.
+    pub fn is_empty(&self) -> bool {
+        self.masters.is_empty()
+    }
+}
+
+/// The hash slot of a key (with `{hash tags}`), as Redis computes it.
+pub fn slot(key: &[u8]) -> u16 {
+    redis_protocol::redis_keyslot(key)
+}
+
+/// The current slot map, its version, and the way to ask for a new one.
+#[derive(Default)]
+pub struct Cluster {
+    map: RwLock<Arc<SlotMap>>,
+    version: AtomicU64,
+    refresh: Notify,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cluster(masters: {:?}, version: {})", self.map().masters, self.version())
+    }
+}
+
+impl Cluster {
+    /// The slot map now.
+    pub fn map(&self) -> Arc<SlotMap> {
+        Arc::clone(&self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Bumped each time the map changes (0: no map yet).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// A node redirected a command (`MOVED`): the map is out of date.
+    pub fn stale(&self) {
+        self.refresh.notify_one();
+    }
+
+    /// Install a map read from the cluster, if it differs from the one held.
+    pub fn install(&self, map: SlotMap) -> bool {
+        let mut cur = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cur.owner == map.owner && cur.masters == map.masters {
+            return false;
+        }
+        let first = cur.is_empty();
+        *cur = Arc::new(map);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        if !first {
+            metrics::counter!("respseal_cluster_map_changes_total").increment(1);
+        }
+        true
+    }
+}
+
+/// Follow the cluster through fred until `stop`.
+pub async fn follow(
+    cluster: Arc<Cluster>,
+    seeds: Vec<String>,
+    username: Option<String>,
+    password: Option<String>,
+    tls: Option<crate::tls::BackendTls>,
+    stop: CancellationToken,
+) {
+    let hosts = seeds
+        .iter()
+        .filter_map(|s| {
+            let (host, port) = s.rsplit_once(':')?;
+            Some(fred::types::config::Server::new(
+                host.trim_start_matches('[').trim_end_matches(']'),
+                port.parse().ok()?,
+            ))
+        })
+        .collect();
+    let mut config = Config {
+        server: ServerConfig::Clustered { hosts, policy: ClusterDiscoveryPolicy::UseCache },
+        username,
+        password,
+        ..Default::default()
+    };
+    if let Some(tls) = tls {
+        config.tls = Some(fred::types::config::TlsConnector::Rustls(tls.connector).into());
+    }
+    let connection = ConnectionConfig {
+        connection_timeout: Duration::from_secs(2),
+        internal_command_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let client = Client::new(config, None, Some(connection), Some(ReconnectPolicy::new_constant(0, 500)));
+    drop(client.connect());
+    let mut last = tokio::time::Instant::now() - REFRESH;
+    loop {
+        if client.is_connected() {
+            let gap = tokio::time::Instant::now().duration_since(last);
+            if gap < MIN_GAP {
+                tokio::time::sleep(MIN_GAP - gap).await;
+            }
+            last = tokio::time::Instant::now();
+            match tokio::time::timeout(Duration::from_secs(2), client.sync_cluster()).await {
+                Ok(Ok(())) => {
+                    if let Some(state) = client.cached_cluster_state() {
+                        let ranges: Vec<(u16, u16, String)> = state
+                            .slots()
+                            .iter()
+                            .map(|r| (r.start, r.end, host_port(&r.primary.host, r.primary.port)))
+                            .collect();
+                        if cluster.install(SlotMap::from_ranges(&ranges)) {
+                            tracing::info!(masters = ?cluster.map().masters, "cluster slot map read");
+                        }
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the cluster slot map"),
+                Err(_) => tracing::warn!("reading the cluster slot map timed out"),
+            }
+        }
+        let wait = if cluster.version() == 0 { Duration::from_millis(200) } else { REFRESH };
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = cluster.refresh.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    let _ = client.quit().await;
+}
+
+/// `host:port` as a socket address string (IPv6 hosts bracketed).
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_and_owners() {
+        // Redis's own examples (cluster-spec): hash tags hash the tag only.
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+        let map =
+            SlotMap::from_ranges(&[(0, 5460, "b:2".into()), (5461, 10922, "a:1".into()), (10923, 16383, "c:3".into())]);
+        assert_eq!(map.masters, vec!["a:1", "b:2", "c:3"]);
+        assert_eq!(
+            (map.master_of(0), map.master_of(5461), map.master_of(16383)),
+            (Some("b:2"), Some("a:1"), Some("c:3"))
+        );
+        let partial = SlotMap::from_ranges(&[(0, 10, "a:1".into())]);
+        assert_eq!(partial.master_of(11), None);
+        let c = Cluster::default();
+        assert!(c.install(SlotMap::from_ranges(&[(0, 16383, "a:1".into())])));
+        assert!(!c.install(SlotMap::from_ranges(&[(0, 16383, "a:1".into())])));
+        assert_eq!(c.version(), 1);
+    }
+}

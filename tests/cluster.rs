@@ -1,0 +1,391 @@
+//! respseal in front of Redis Cluster (`redis-cluster://`): three masters
+//! on loopback, `redis-server --cluster-enabled yes`, joined with
+//! `redis-cli --cluster create`. respseal presents one standalone endpoint:
+//! commands are routed by slot, multi-key commands across slots are split,
+//! SCAN walks every master, transactions stay in a slot, and a resharding
+//! (`redis-cli --cluster reshard`) during an express-session workload is
+//! followed without failed requests.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Three masters joined into a cluster covering every slot.
+struct TestCluster {
+    ports: Vec<u16>,
+    _nodes: Vec<Reaped>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    fn start(password: Option<&str>) -> TestCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for &p in &ports {
+            let node_dir = dir.path().join(p.to_string());
+            std::fs::create_dir(&node_dir).expect("node dir");
+            let mut cmd = Command::new("redis-server");
+            cmd.args(["--port", &p.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", "3000"]);
+            if let Some(pw) = password {
+                cmd.args(["--requirepass", pw, "--masterauth", pw]);
+            }
+            let child =
+                cmd.current_dir(&node_dir).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("redis-server");
+            nodes.push(Reaped(child));
+            wait_until("a cluster node answers", START_TIMEOUT, || {
+                ask(p, password, &["PING"]).filter(|r| r == b"+PONG\r\n")
+            });
+        }
+        let mut create = Command::new("redis-cli");
+        if let Some(pw) = password {
+            create.args(["-a", pw, "--no-auth-warning"]);
+        }
+        create.arg("--cluster").arg("create");
+        for p in &ports {
+            create.arg(format!("127.0.0.1:{p}"));
+        }
+        let out = create.arg("--cluster-yes").output().expect("redis-cli --cluster create");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let c = TestCluster { ports, _nodes: nodes, _dir: dir };
+        c.wait_stable(password);
+        c
+    }
+
+    /// Every node says the cluster is ok and knows the three masters.
+    fn wait_stable(&self, password: Option<&str>) {
+        wait_until("the cluster is ok on every node", Duration::from_secs(30), || {
+            self.ports
+                .iter()
+                .all(|&p| {
+                    ask(p, password, &["CLUSTER", "INFO"])
+                        .is_some_and(|r| contains(&r, b"cluster_state:ok") && contains(&r, b"cluster_known_nodes:3"))
+                })
+                .then_some(())
+        });
+    }
+
+    fn url(&self) -> String {
+        format!("redis-cluster://127.0.0.1:{},127.0.0.1:{}", self.ports[0], self.ports[1])
+    }
+
+    /// The port of the master holding `key` now (asked of the nodes: the
+    /// one that does not answer MOVED).
+    fn owner(&self, key: &str) -> u16 {
+        for &p in &self.ports {
+            let r = ask(p, None, &["TYPE", key]).expect("a node answers");
+            if !r.starts_with(b"-MOVED") {
+                return p;
+            }
+        }
+        panic!("no node owns {key}");
+    }
+
+    /// `GET key` straight from its master.
+    fn raw_get(&self, key: &str) -> Vec<u8> {
+        ask(self.owner(key), None, &["GET", key]).expect("the owner answers")
+    }
+
+    fn node_id(&self, port: u16) -> String {
+        bulk_text(&ask(port, None, &["CLUSTER", "MYID"]).expect("MYID"))
+    }
+}
+
+/// One command on a new connection (after AUTH with `password`).
+fn ask(port: u16, password: Option<&str>, args: &[&str]) -> Option<Vec<u8>> {
+    let mut c = Client::try_connect(port).ok()?;
+    if let Some(p) = password {
+        c.send_cmd(&["AUTH", p]);
+        c.try_read_frame(Duration::from_secs(2)).ok()?;
+    }
+    c.send_cmd(args);
+    c.try_read_frame(Duration::from_secs(2)).ok()
+}
+
+fn sealing_config(cluster: &TestCluster, key: &Path, extra: &str) -> String {
+    format!(
+        "backend = \"{}\"\n{extra}\n[[rule]]\npattern = \"sess:*\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        cluster.url(),
+        key.display()
+    )
+}
+
+/// Keys spread over every master (sessions with random-looking ids).
+fn names(n: usize, prefix: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i:04}-{}", i * 7919 % 1013)).collect()
+}
+
+/// Every key a client's ordinary SCAN loop sees, with how often.
+fn scan_all(c: &mut Client, pattern: &str, count: &str) -> Vec<String> {
+    let mut cursor = "0".to_string();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let reply = c.cmd(&["SCAN", &cursor, "MATCH", pattern, "COUNT", count]);
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[0], "*2", "{text}");
+        cursor = lines[2].to_string();
+        seen.extend(lines[4..].iter().filter(|l| !l.is_empty() && !l.starts_with(['$', '*'])).map(|l| l.to_string()));
+        pages += 1;
+        assert!(pages < 10_000, "SCAN does not end");
+        if cursor == "0" {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn one_standalone_endpoint_in_front_of_a_cluster() {
+    let cluster = TestCluster::start(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = Proxy::launch(Launch { config: Some(&sealing_config(&cluster, &key, "")), ..Default::default() });
+    let mut c = proxy.client();
+
+    // Routed by slot and sealed on the master that holds the key.
+    let sessions = names(60, "sess:");
+    let owners: BTreeSet<u16> = sessions.iter().map(|k| cluster.owner(k)).collect();
+    assert_eq!(owners.len(), 3, "the keys are spread over the three masters");
+    for k in &sessions {
+        c.assert_cmd(&["SET", k, &format!("{{\"user\":\"{k}@example.com\"}}")], b"+OK\r\n");
+    }
+    for k in sessions.iter().take(10) {
+        let raw = cluster.raw_get(k);
+        assert!(contains(&raw, b"\x00RE\x01") && !contains(&raw, b"example.com"), "sealed: {}", show(&raw));
+        assert_eq!(bulk_text(&c.cmd(&["GET", k])), format!("{{\"user\":\"{k}@example.com\"}}"));
+    }
+    // A sealed value copied into another key does not open there.
+    let stolen = cluster.raw_get(&sessions[0]);
+    let payload = stolen[stolen.iter().position(|&b| b == b'\n').expect("a bulk") + 1..stolen.len() - 2].to_vec();
+    let copy = "sess:copied-by-hand".to_string();
+    let mut owner = Client::connect(cluster.owner(&copy));
+    assert_bytes(&owner.cmd(&[b"SET".to_vec(), copy.as_bytes().to_vec(), payload]), b"+OK\r\n");
+
+    // Multi-key commands across slots: split and put back together.
+    let pick: [&str; 4] = [&sessions[0], "sess:missing", &sessions[1], &sessions[2]];
+    let mut mget = vec!["MGET"];
+    mget.extend(pick);
+    let reply = c.cmd(&mget);
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    assert!(text.starts_with("*4\r\n"), "{text}");
+    let values: Vec<&str> = text.split("\r\n").filter(|l| l.starts_with('{') || *l == "$-1").collect();
+    assert_eq!(values.len(), 4, "{text}");
+    assert_eq!(values[1], "$-1", "a missing key stays in its place: {text}");
+    assert!(
+        values[0].contains(sessions[0].as_str())
+            && values[2].contains(sessions[1].as_str())
+            && values[3].contains(sessions[2].as_str()),
+        "{text}"
+    );
+    c.assert_cmd(&["MSET", "sess:m-a", "1", "sess:m-b", "2", "sess:m-c", "3", "plain:x", "4"], b"+OK\r\n");
+    assert!(contains(&cluster.raw_get("sess:m-b"), b"\x00RE\x01"), "MSET seals each value");
+    assert_eq!(cluster.raw_get("plain:x"), b"$1\r\n4\r\n");
+    c.assert_cmd(&["MGET", "sess:m-a", "sess:m-b", "sess:m-c"], b"*3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n");
+    c.assert_cmd(&["EXISTS", "sess:m-a", "sess:m-b", "sess:m-a", "nope"], b":3\r\n");
+    c.assert_cmd(&["TOUCH", "sess:m-a", "sess:m-b", "nope"], b":2\r\n");
+    c.assert_cmd(&["DEL", "sess:m-a", "sess:m-b", "nope"], b":2\r\n");
+    c.assert_cmd(&["UNLINK", "sess:m-c", "plain:x"], b":2\r\n");
+    // Not splittable: Redis's own CROSSSLOT error.
+    assert_line_prefix(&c.cmd(&["SUNIONSTORE", "d", "a", "b"]), b"-CROSSSLOT");
+    assert_line_prefix(&c.cmd(&["MSETNX", "a", "1", "b", "2"]), b"-CROSSSLOT");
+
+    // SCAN walks every master: each key exactly once, to cursor 0.
+    let seen = scan_all(&mut c, "sess:*", "5");
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(seen.len(), unique.len(), "no key repeated across masters");
+    let mut want: BTreeSet<String> = sessions.iter().cloned().collect();
+    want.insert(copy.clone());
+    assert_eq!(unique.into_iter().cloned().collect::<BTreeSet<_>>(), want);
+    c.assert_cmd(&["DBSIZE"], format!(":{}\r\n", sessions.len() + 1).as_bytes());
+    assert!(c.cmd(&["KEYS", "sess:*"]).starts_with(format!("*{}\r\n", sessions.len() + 1).as_bytes()));
+    // The copy does not open under another name (the default policy: nil).
+    c.assert_cmd(&["GET", &copy], b"$-1\r\n");
+
+    // A standalone face: cluster commands answer as on a standalone server.
+    c.assert_cmd(&["CLUSTER", "INFO"], b"-ERR This instance has cluster support disabled\r\n");
+    c.assert_cmd(&["READONLY"], b"-ERR This instance has cluster support disabled\r\n");
+    let info = bulk_text(&c.cmd(&["INFO", "cluster"]));
+    assert!(info.contains("cluster_enabled:0"), "{info}");
+
+    // Transactions within a slot (hash tags), a clear error across slots.
+    let mut t = proxy.client();
+    t.assert_cmd(&["WATCH", "sess:{u1}a"], b"+OK\r\n");
+    t.assert_cmd(&["MULTI"], b"+OK\r\n");
+    t.assert_cmd(&["SET", "sess:{u1}a", "one"], b"+QUEUED\r\n");
+    t.assert_cmd(&["SET", "sess:{u1}b", "two"], b"+QUEUED\r\n");
+    t.assert_cmd(&["EXEC"], b"*2\r\n+OK\r\n+OK\r\n");
+    c.assert_cmd(&["MGET", "sess:{u1}a", "sess:{u1}b"], b"*2\r\n$3\r\none\r\n$3\r\ntwo\r\n");
+    let other = (0..100)
+        .map(|i| format!("sess:{{u{i}}}x"))
+        .find(|k| cluster.owner(k) != cluster.owner("sess:{u1}a"))
+        .expect("a key elsewhere");
+    t.assert_cmd(&["MULTI"], b"+OK\r\n");
+    t.assert_cmd(&["SET", "sess:{u1}a", "three"], b"+QUEUED\r\n");
+    assert_line_prefix(&t.cmd(&["SET", &other, "x"]), b"-CROSSSLOT");
+    assert_line_prefix(&t.cmd(&["EXEC"]), b"-EXECABORT");
+    c.assert_cmd(&["GET", "sess:{u1}a"], b"$3\r\none\r\n");
+    // After the transaction the connection reaches every node again.
+    t.assert_cmd(&["SET", &other, "elsewhere"], b"+OK\r\n");
+    t.assert_cmd(&["GET", &other], b"$9\r\nelsewhere\r\n");
+
+    // RENAME and COPY of sealed keys within a slot; across slots refused.
+    c.assert_cmd(&["RENAME", "sess:{u1}a", "sess:{u1}renamed"], b"+OK\r\n");
+    c.assert_cmd(&["GET", "sess:{u1}renamed"], b"$3\r\none\r\n");
+    c.assert_cmd(&["COPY", "sess:{u1}renamed", "sess:{u1}copied"], b":1\r\n");
+    c.assert_cmd(&["GET", "sess:{u1}copied"], b"$3\r\none\r\n");
+    assert_line_prefix(&c.cmd(&["RENAME", "sess:{u1}renamed", &other]), b"-CROSSSLOT");
+
+    // Blocking commands and pub/sub.
+    let list = "jobs:{q}";
+    let mut blocked = proxy.client();
+    blocked.send_cmd(&["BLPOP", list, "10"]);
+    let mut pusher = proxy.client();
+    wait_until("the BLPOP is waiting", Duration::from_secs(5), || {
+        let r = ask(cluster.owner(list), None, &["CLIENT", "LIST"])?;
+        contains(&r, b"cmd=blpop").then_some(())
+    });
+    pusher.assert_cmd(&["RPUSH", list, "job-1"], b":1\r\n");
+    assert_eq!(blocked.read_frame(), b"*2\r\n$8\r\njobs:{q}\r\n$5\r\njob-1\r\n");
+    // The unblocked client goes on with keys on any master.
+    for k in sessions.iter().take(6) {
+        assert!(bulk_text(&blocked.cmd(&["GET", k])).contains("example.com"));
+    }
+    let mut sub = proxy.client();
+    sub.assert_cmd(&["SUBSCRIBE", "news"], b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n");
+    // The cluster bus carries the message to every node; PUBLISH counts the
+    // subscribers of the node it reached, as in Redis Cluster.
+    assert_line_prefix(&c.cmd(&["PUBLISH", "news", "hello"]), b":");
+    assert_eq!(sub.read_frame(), b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n");
+
+    // RESP3 clients too.
+    let mut r3 = proxy.client();
+    r3.hello3();
+    assert_eq!(bulk_text(&r3.cmd(&["GET", &sessions[5]])), format!("{{\"user\":\"{}@example.com\"}}", sessions[5]));
+    let reply = r3.cmd(&["MGET", &sessions[5], "sess:missing"]);
+    assert!(reply.starts_with(b"*2\r\n") && reply.ends_with(b"_\r\n"), "{}", show(&reply));
+    c.assert_cmd(&["FLUSHALL"], b"+OK\r\n");
+    c.assert_cmd(&["DBSIZE"], b":0\r\n");
+}
+
+/// connect-redis's RedisStore (node-redis 6, RESP3): length, ids, all and
+/// clear walk the whole cluster through respseal's SCAN.
+#[test]
+fn connect_redis_store_methods_on_a_cluster() {
+    let cluster = TestCluster::start(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = Proxy::launch(Launch { config: Some(&sealing_config(&cluster, &key, "")), ..Default::default() });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(root.join("tests/clients/node/store-methods.mjs"))
+        .args(["--port", &proxy.port.to_string(), "--sessions", "60"])
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}{}\nrespseal's log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+}
+
+/// A cluster with a password: respseal (and fred, for the slot map) log in
+/// with the URL's credentials, which never reach the log.
+#[test]
+fn a_cluster_with_a_password() {
+    let pw = "cluster-secret-pw";
+    let cluster = TestCluster::start(Some(pw));
+    let proxy = Proxy::launch(Launch {
+        backend: Some(format!("redis-cluster://:{pw}@127.0.0.1:{}", cluster.ports[0])),
+        ..Default::default()
+    });
+    let mut c = proxy.client();
+    for k in names(20, "k") {
+        c.assert_cmd(&["SET", &k, "v"], b"+OK\r\n");
+    }
+    c.assert_cmd(&["DBSIZE"], b":20\r\n");
+    assert!(!proxy.log().contains(pw), "the password is not logged");
+}
+
+/// Slots move (`redis-cli --cluster reshard`) while the express-session
+/// example runs through respseal: MOVED and ASK are followed, and no
+/// request fails.
+#[test]
+fn a_resharding_during_an_express_session_workload() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cluster = TestCluster::start(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let admin = free_port();
+    let config = sealing_config(&cluster, &key, &format!("admin_listen = \"127.0.0.1:{admin}\""));
+    let proxy = Proxy::launch(Launch { config: Some(&config), ..Default::default() });
+    let app_port = free_port();
+    let app_log = dir.path().join("app.log");
+    let log = std::fs::File::create(&app_log).expect("log");
+    let _app = Reaped(
+        Command::new("node")
+            .arg(root.join("examples/express-session/app.js"))
+            .env("PORT", app_port.to_string())
+            .env("REDIS_URL", format!("redis://127.0.0.1:{}", proxy.port))
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("node"),
+    );
+    wait_until("the app answers", Duration::from_secs(20), || {
+        http_get(app_port, "/").ok().filter(|(s, _)| *s == 200).map(|_| ())
+    });
+    let stop = dir.path().join("stop");
+    let progress = dir.path().join("stop.progress");
+    let out = dir.path().join("load.json");
+    let mut load = Reaped(
+        Command::new("python3")
+            .arg(root.join("tests/rotation/load.py"))
+            .args([&app_port.to_string(), "32", "150", stop.to_str().expect("utf-8")])
+            .stdout(std::fs::File::create(&out).expect("out"))
+            .spawn()
+            .expect("python3"),
+    );
+    let done = || std::fs::read_to_string(&progress).ok().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    wait_until("the load runs", Duration::from_secs(30), || (done() >= 100).then_some(()));
+    // Move a third of the first master's slots to the second, and back half.
+    let (a, b) = (cluster.ports[0], cluster.ports[1]);
+    for (from, to, slots) in [(a, b, "2000"), (b, a, "1000")] {
+        let moved = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{a}")])
+            .args(["--cluster-from", &cluster.node_id(from), "--cluster-to", &cluster.node_id(to)])
+            .args(["--cluster-slots", slots, "--cluster-yes", "--cluster-pipeline", "10"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli --cluster reshard");
+        assert!(moved.success(), "reshard");
+    }
+    cluster.wait_stable(None);
+    let after = done();
+    wait_until("the load goes on after the resharding", Duration::from_secs(30), || {
+        (done() >= after + 200).then_some(())
+    });
+    std::fs::write(&stop, "").expect("stop");
+    wait_child(&mut load.0, Duration::from_secs(30)).expect("the load stops");
+    let result = std::fs::read_to_string(&out).expect("load result");
+    println!("through respseal during a resharding: {result}");
+    let (_, metrics) = http_get(admin, "/metrics").expect("metrics");
+    let redirects: f64 = ["moved", "ask"]
+        .iter()
+        .map(|k| metric(&metrics, &format!("respseal_cluster_redirects_total{{kind=\"{k}\"}}")))
+        .sum();
+    println!("redirects followed: {redirects}");
+    assert!(json_number(&result, "requests") >= 300.0, "{result}");
+    assert_eq!(json_number(&result, "errors"), 0.0, "no request fails: {result}\n{}", proxy.log());
+    assert_eq!(json_number(&result, "lost"), 0.0, "no session write is lost: {result}");
+    assert!(metric(&metrics, "respseal_cluster_map_changes_total") >= 1.0, "the new slot map was read");
+}
