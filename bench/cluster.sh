@@ -26,7 +26,7 @@ for i in 1 2 3; do
     p=$(free_port)
     mkdir -p "$W/n$p"
     (cd "$W/n$p" && exec redis-server --bind 127.0.0.1 --port "$p" --save '' --appendonly no \
-        --cluster-enabled yes --cluster-config-file nodes.conf >/dev/null 2>&1) &
+        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port "$(free_port)" >/dev/null 2>&1) &
     PIDS+=($!); wait_port "$p"; NODES+=("127.0.0.1:$p")
 done
 redis-cli --cluster create "${NODES[@]}" --cluster-yes >/dev/null

@@ -444,6 +444,7 @@ async fn follow_sentinels(cfg: &Config) {
         target.clone(),
         cfg.backend.username.clone(),
         cfg.backend.password.clone(),
+        cfg.backend_tls.clone(),
         tokio_util::sync::CancellationToken::new(),
     ));
     let deadline = tokio::time::Instant::now() + cfg.connect_timeout * 2;

@@ -24,6 +24,11 @@ struct TestCluster {
 
 impl TestCluster {
     fn start(password: Option<&str>) -> TestCluster {
+        TestCluster::start_with(password, None)
+    }
+
+    /// With `pki`: the nodes speak TLS only (clients and cluster bus).
+    fn start_with(password: Option<&str>, pki: Option<&Pki>) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut nodes = Vec::new();
@@ -31,8 +36,17 @@ impl TestCluster {
             let node_dir = dir.path().join(p.to_string());
             std::fs::create_dir(&node_dir).expect("node dir");
             let mut cmd = Command::new("redis-server");
-            cmd.args(["--port", &p.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            match pki {
+                None => cmd.args(["--port", &p.to_string()]),
+                Some(pki) => cmd
+                    .args(["--port", "0", "--tls-port", &p.to_string(), "--tls-cluster", "yes"])
+                    .args(["--tls-replication", "yes", "--tls-ca-cert-file", &pki.path("ca.crt")])
+                    .args(["--tls-cert-file", &pki.path("server.crt"), "--tls-key-file", &pki.path("server.key")]),
+            };
+            cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                // The bus port is not left to port + 10000 (past 65535 for a high free port).
+                .args(["--cluster-port", &free_port().to_string()])
                 .args(["--cluster-node-timeout", "3000"]);
             if let Some(pw) = password {
                 cmd.args(["--requirepass", pw, "--masterauth", pw]);
@@ -40,11 +54,16 @@ impl TestCluster {
             let child =
                 cmd.current_dir(&node_dir).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("redis-server");
             nodes.push(Reaped(child));
-            wait_until("a cluster node answers", START_TIMEOUT, || {
-                ask(p, password, &["PING"]).filter(|r| r == b"+PONG\r\n")
+            wait_until("a cluster node answers", START_TIMEOUT, || match pki {
+                None => ask(p, password, &["PING"]).filter(|r| r == b"+PONG\r\n").map(|_| ()),
+                Some(pki) => (tls_cli(pki, p, &["PING"], Some("client")) == "PONG").then_some(()),
             });
         }
         let mut create = Command::new("redis-cli");
+        if let Some(pki) = pki {
+            create.args(["--tls", "--cacert", &pki.path("ca.crt")]);
+            create.args(["--cert", &pki.path("client.crt"), "--key", &pki.path("client.key")]);
+        }
         if let Some(pw) = password {
             create.args(["-a", pw, "--no-auth-warning"]);
         }
@@ -55,7 +74,15 @@ impl TestCluster {
         let out = create.arg("--cluster-yes").output().expect("redis-cli --cluster create");
         assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
         let c = TestCluster { ports, _nodes: nodes, _dir: dir };
-        c.wait_stable(password);
+        match pki {
+            None => c.wait_stable(password),
+            Some(pki) => wait_until("the TLS cluster is ok", Duration::from_secs(30), || {
+                c.ports
+                    .iter()
+                    .all(|&p| tls_cli(pki, p, &["CLUSTER", "INFO"], Some("client")).contains("cluster_state:ok"))
+                    .then_some(())
+            }),
+        }
         c
     }
 
@@ -388,4 +415,44 @@ fn a_resharding_during_an_express_session_workload() {
     assert_eq!(json_number(&result, "errors"), 0.0, "no request fails: {result}\n{}", proxy.log());
     assert_eq!(json_number(&result, "lost"), 0.0, "no session write is lost: {result}");
     assert!(metric(&metrics, "respseal_cluster_map_changes_total") >= 1.0, "the new slot map was read");
+}
+
+/// `rediss-cluster://`: the nodes speak TLS only (client certificates
+/// required); respseal reaches them, and fred reads the slot map, with the
+/// `[backend_tls]` settings.
+#[test]
+fn a_cluster_over_tls() {
+    let pki = Pki::new();
+    let cluster = TestCluster::start_with(None, Some(&pki));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let config = format!(
+        "backend = \"rediss-cluster://127.0.0.1:{}\"\n[backend_tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+         [[rule]]\npattern = \"sess:*\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        cluster.ports[0],
+        pki.path("ca.crt"),
+        pki.path("client.crt"),
+        pki.path("client.key"),
+        key.display()
+    );
+    let proxy = Proxy::launch(Launch { config: Some(&config), ..Default::default() });
+    let mut c = proxy.client();
+    let sessions = names(30, "sess:");
+    for k in &sessions {
+        c.assert_cmd(&["SET", k, "tls-session-canary"], b"+OK\r\n");
+    }
+    c.assert_cmd(&["DBSIZE"], b":30\r\n");
+    for k in sessions.iter().take(5) {
+        c.assert_cmd(&["GET", k], b"$18\r\ntls-session-canary\r\n");
+    }
+    let mut on_nodes = 0;
+    for &p in &cluster.ports {
+        let n: usize = tls_cli(&pki, p, &["DBSIZE"], Some("client")).parse().expect("a count");
+        assert!(n > 0, "every master holds some of the keys");
+        on_nodes += n;
+        let dump = tls_cli(&pki, p, &["--scan", "--pattern", "sess:*"], Some("client"));
+        let first = dump.lines().next().expect("a key").to_string();
+        assert!(!tls_cli(&pki, p, &["GET", &first], Some("client")).contains("canary"), "sealed on node {p}");
+    }
+    assert_eq!(on_nodes, 30);
 }

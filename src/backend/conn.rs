@@ -134,7 +134,17 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
     let mut stream = match &settings.tls {
         None => BackendStream::Tcp(tcp),
         Some(tls) => {
-            let s = tls.connector.connect(tls.server_name.clone(), tcp).await.map_err(|e| {
+            // Behind Sentinel the master moves: unless a name is set, its
+            // certificate is checked against the host it was found at.
+            let name = match (&settings.topology, tls.named) {
+                (Some(_), false) => {
+                    let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                    rustls::pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
+                        .unwrap_or_else(|_| tls.server_name.clone())
+                }
+                _ => tls.server_name.clone(),
+            };
+            let s = tls.connector.connect(name, tcp).await.map_err(|e| {
                 // rustls's words (certificate problems), never key material.
                 BackendError::Connect(format!("TLS: {e}"))
             })?;

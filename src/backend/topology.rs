@@ -81,6 +81,7 @@ pub async fn follow(
     target: SentinelTarget,
     username: Option<String>,
     password: Option<String>,
+    tls: Option<crate::tls::BackendTls>,
     stop: CancellationToken,
 ) {
     // Per sentinel: one client asks, another listens for `+switch-master`
@@ -92,7 +93,7 @@ pub async fn follow(
             port: port.parse().ok()?,
             username: username.clone(),
             password: password.clone(),
-            tls: None,
+            tls: tls.as_ref().map(|t| fred::types::config::TlsConnector::Rustls(t.connector.clone()).into()),
         };
         let connection = ConnectionConfig {
             connection_timeout: Duration::from_secs(1),

@@ -46,8 +46,10 @@ impl BackendUrl {
 
     /// Parse a URL; the error says what is wrong without echoing a password.
     pub fn parse(url: &str) -> Result<Self, String> {
-        if let Some(rest) = url.strip_prefix("redis-sentinel://") {
-            return Self::parse_sentinel(rest);
+        for (scheme, tls) in [("redis-sentinel://", false), ("rediss-sentinel://", true)] {
+            if let Some(rest) = url.strip_prefix(scheme) {
+                return Self::parse_sentinel(rest, tls);
+            }
         }
         for (scheme, tls) in [("redis-cluster://", false), ("rediss-cluster://", true)] {
             if let Some(rest) = url.strip_prefix(scheme) {
@@ -60,7 +62,8 @@ impl BackendUrl {
             (r, true)
         } else {
             return Err(
-                "backend URL must start with redis://, rediss://, redis-sentinel://, redis-cluster:// or rediss-cluster://"
+                "backend URL must start with redis://, rediss://, redis-sentinel://, rediss-sentinel://, \
+                 redis-cluster:// or rediss-cluster://"
                     .into(),
             );
         };
@@ -144,7 +147,9 @@ impl BackendUrl {
     }
 
     /// `[user:pass@]host:port[,host:port…]/service_name[/db]`.
-    fn parse_sentinel(rest: &str) -> Result<Self, String> {
+    /// With `tls` (`rediss-sentinel://`), the sentinels and the master
+    /// both speak TLS.
+    fn parse_sentinel(rest: &str, tls: bool) -> Result<Self, String> {
         let (auth, hostpart) = match rest.rfind('@') {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
             None => (None, rest),
@@ -174,7 +179,7 @@ impl BackendUrl {
             username: creds.username,
             password: creds.password,
             db,
-            tls: false,
+            tls,
             sentinel: Some(SentinelTarget { nodes, service: service.to_string() }),
             cluster: None,
         })
@@ -190,7 +195,7 @@ impl fmt::Debug for BackendUrl {
 impl fmt::Display for BackendUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(s) = &self.sentinel {
-            write!(f, "redis-sentinel://")?;
+            write!(f, "{}", if self.tls { "rediss-sentinel://" } else { "redis-sentinel://" })?;
             if self.password.is_some() {
                 write!(f, "{}:[REDACTED]@", self.username.as_deref().unwrap_or(""))?;
             }
@@ -263,6 +268,8 @@ mod tests {
         assert_eq!((s.service.as_str(), u.db, u.password.as_deref()), ("mymaster", 2, Some("pw")));
         assert!(!u.to_string().contains("pw") && u.to_string().contains("mymaster"));
         assert!(BackendUrl::parse("redis-sentinel://h:1").is_err());
+        let u = BackendUrl::parse("rediss-sentinel://h:26380/m").expect("valid");
+        assert!(u.tls && u.to_string() == "rediss-sentinel://h:26380/m/0");
         assert!(BackendUrl::parse("redis-sentinel:///m").is_err());
     }
 
