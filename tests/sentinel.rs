@@ -361,3 +361,102 @@ fn sentinels_and_servers_with_a_password() {
     c.assert_cmd(&["GET", "k2"], b"$2\r\nv2\r\n");
     assert!(!proxy.log().contains(pw), "the password is not logged");
 }
+
+/// `rediss-sentinel://`: the sentinels, the master and the replica speak
+/// TLS only; respseal asks the sentinels (fred, with the `[backend_tls]`
+/// connector) and reaches the master over TLS, before and after a failover.
+#[test]
+fn sentinels_and_servers_over_tls() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = |port: u16| -> Vec<String> {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-replication",
+            "yes",
+            "--tls-cert-file",
+            &pki.path("server.crt"),
+            "--tls-key-file",
+            &pki.path("server.key"),
+            "--tls-ca-cert-file",
+            &pki.path("ca.crt"),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let cli = |port: u16, args: &[&str]| tls_cli(&pki, port, args, Some("client"));
+    let spawn = |args: Vec<String>| {
+        Reaped(
+            Command::new("redis-server")
+                .args(args)
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server"),
+        )
+    };
+    let (a, b) = (free_port(), free_port());
+    let _master = spawn(tls(a));
+    wait_until("the TLS master answers", START_TIMEOUT, || (cli(a, &["PING"]) == "PONG").then_some(()));
+    let mut replica_args = tls(b);
+    replica_args.extend(["--replicaof".to_string(), "127.0.0.1".to_string(), a.to_string()]);
+    let _replica = spawn(replica_args);
+    wait_until("the TLS replica is in sync", Duration::from_secs(15), || {
+        cli(b, &["INFO", "replication"]).contains("master_link_status:up").then_some(())
+    });
+    let sentinel_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let _sentinels: Vec<Reaped> = sentinel_ports
+        .iter()
+        .map(|&p| {
+            let conf = dir.path().join(format!("sentinel-{p}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port 0\ntls-port {p}\ntls-replication yes\ntls-cert-file {}\ntls-key-file {}\n\
+                     tls-ca-cert-file {}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {a} 2\n\
+                     sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 4000\n",
+                    pki.path("server.crt"),
+                    pki.path("server.key"),
+                    pki.path("ca.crt"),
+                    dir.path().display()
+                ),
+            )
+            .expect("sentinel.conf");
+            spawn(vec![conf.to_str().expect("utf-8").to_string(), "--sentinel".to_string()])
+        })
+        .collect();
+    wait_until("the TLS sentinels know the replica", Duration::from_secs(30), || {
+        sentinel_ports
+            .iter()
+            .all(|&s| cli(s, &["SENTINEL", "REPLICAS", "mymaster"]).contains(&b.to_string()))
+            .then_some(())
+    });
+    let nodes: Vec<String> = sentinel_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let config = format!(
+        "backend = \"rediss-sentinel://{}/mymaster\"\n[backend_tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        nodes.join(","),
+        pki.path("ca.crt"),
+        pki.path("client.crt"),
+        pki.path("client.key"),
+    );
+    let proxy = Proxy::launch(Launch { config: Some(&config), ..Default::default() });
+    proxy.client().assert_cmd(&["SET", "k", "on-a"], b"+OK\r\n");
+    assert_eq!(cli(a, &["GET", "k"]), "on-a");
+    assert_eq!(cli(sentinel_ports[0], &["SENTINEL", "FAILOVER", "mymaster"]), "OK");
+    wait_until("the TLS sentinels name the new master", Duration::from_secs(30), || {
+        cli(sentinel_ports[1], &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"]).contains(&b.to_string()).then_some(())
+    });
+    let mut c = set_until_ok(proxy.port, "k2", "on-b");
+    c.assert_cmd(&["GET", "k"], b"$4\r\non-a\r\n");
+    wait_until("the write reached the new master", Duration::from_secs(10), || {
+        (cli(b, &["GET", "k2"]) == "on-b").then_some(())
+    });
+}
