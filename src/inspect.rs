@@ -44,6 +44,19 @@ pub struct Summary {
     pub dropped: u64,
 }
 
+impl Summary {
+    /// Both summaries together (one per master behind a cluster).
+    pub fn add(self, o: &Summary) -> Summary {
+        Summary {
+            keys: self.keys + o.keys,
+            sealed: self.sealed + o.sealed,
+            resealed: self.resealed + o.resealed,
+            plaintext: self.plaintext + o.plaintext,
+            dropped: self.dropped + o.dropped,
+        }
+    }
+}
+
 /// A minimal RESP2 connection for the operator commands (`inspect`,
 /// `check`, `rewrap`), in the backend URL's database.
 pub(crate) struct Conn {

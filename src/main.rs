@@ -457,6 +457,17 @@ async fn follow_sentinels(cfg: &Config) {
     }
 }
 
+/// Where the operator commands (inspect, check, rewrap) work: the backend,
+/// or behind Redis Cluster each master in turn (after the slot map is
+/// read).
+fn operator_targets(cfg: &Config) -> Vec<Arc<ConnSettings>> {
+    let base = conn_settings(cfg);
+    match &cfg.cluster {
+        Some(cluster) => cluster.map().masters.iter().map(|m| Arc::new(base.for_node(m))).collect(),
+        None => vec![Arc::new(base)],
+    }
+}
+
 fn inspect(args: &InspectArgs) -> ExitCode {
     let cfg = match Config::load(args.serve.config.as_deref(), &args.serve.overrides()) {
         Ok(cfg) => cfg,
@@ -479,13 +490,17 @@ fn inspect(args: &InspectArgs) -> ExitCode {
         (true, _) => respseal::inspect::Select::Resealed,
         _ => respseal::inspect::Select::All,
     };
-    let settings = Arc::new(conn_settings(&cfg));
     let now = respseal::seal::now_unix();
     runtime().block_on(async move {
         follow_sentinels(&cfg).await;
         let mut stdout = std::io::stdout();
         let keyring = cfg.sealer.as_ref().map(|s| s.keyring());
-        match respseal::inspect::run(&settings, &patterns, select, keyring, now, &mut stdout).await {
+        let mut total = Ok(respseal::inspect::Summary::default());
+        for settings in operator_targets(&cfg) {
+            let one = respseal::inspect::run(&settings, &patterns, select, keyring, now, &mut stdout).await;
+            total = total.and_then(|t| one.map(|s| t.add(&s)));
+        }
+        match total {
             Ok(s) => {
                 println!(
                     "{} keys: {} sealed ({} re-sealed from legacy plaintext), {} without an envelope{}",
@@ -522,18 +537,37 @@ fn check(cfg: Config, sample: u64) -> ExitCode {
             println!("keyring: {}", s.keyring().describe());
         }
         follow_sentinels(&cfg).await;
-        let settings = Arc::new(conn_settings(&cfg));
-        if let Err(e) = respseal::backend::conn::open(&settings, cfg.backend.db, respseal::protocol::Proto::Resp2).await
-        {
-            println!("backend: {e}");
+        let targets = operator_targets(&cfg);
+        if targets.is_empty() {
+            println!("backend: the cluster's slot map could not be read");
             return ExitCode::from(EX_UNAVAILABLE);
+        }
+        for settings in &targets {
+            let db = if cfg.cluster.is_some() { 0 } else { cfg.backend.db };
+            if let Err(e) = respseal::backend::conn::open(settings, db, respseal::protocol::Proto::Resp2).await {
+                println!("backend: {e}");
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
         }
         println!("backend: ok");
         let Some(sealer) = cfg.sealer.as_ref().filter(|_| sample > 0) else {
             return ExitCode::SUCCESS;
         };
         let patterns: Vec<String> = sealer.rules().patterns().map(str::to_string).collect();
-        match respseal::rewrap::sample(&settings, sealer, &patterns, sample).await {
+        // Behind a cluster, SAMPLE values from each master.
+        let mut sampled = Ok((0, std::collections::BTreeMap::new()));
+        for settings in &targets {
+            let one = respseal::rewrap::sample(settings, sealer, &patterns, sample).await;
+            sampled = sampled.and_then(|(n, mut failed): (u64, std::collections::BTreeMap<&str, u64>)| {
+                one.map(|(m, f)| {
+                    for (r, k) in f {
+                        *failed.entry(r).or_default() += k;
+                    }
+                    (n + m, failed)
+                })
+            });
+        }
+        match sampled {
             Ok((opened, failed)) if failed.is_empty() => {
                 println!("sample: {opened} sealed values opened, 0 failed");
                 ExitCode::SUCCESS
@@ -588,7 +622,13 @@ fn rewrap(args: &RewrapArgs) -> ExitCode {
         cursor,
         stop: Arc::clone(&stop),
     };
-    let settings = Arc::new(conn_settings(&cfg));
+    if cfg.cluster.is_some() && args.cursor.is_some() {
+        eprintln!(
+            "respseal: rewrap: behind redis-cluster:// --cursor applies to one master: resume with \
+             --backend redis://MASTER (as printed) --cursor …"
+        );
+        return ExitCode::from(EX_USAGE);
+    }
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = terminal.then(|| {
         let b = indicatif::ProgressBar::new_spinner();
@@ -598,6 +638,7 @@ fn rewrap(args: &RewrapArgs) -> ExitCode {
     let mut last_line = std::time::Instant::now();
     let mut counts = Counts::default();
     let mut last_cursor = opts.cursor.clone();
+    let mut last_master: Option<String> = None;
     let result = runtime().block_on(async {
         follow_sentinels(&cfg).await;
         tokio::spawn(async move {
@@ -605,19 +646,37 @@ fn rewrap(args: &RewrapArgs) -> ExitCode {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         });
-        respseal::rewrap::run(&settings, sealer, &opts, &mut counts, |c, cur| {
-            last_cursor.clone_from(cur);
-            match &bar {
-                Some(b) => b.set_message(format!("{c}  cursor {cur}")),
-                None if last_line.elapsed() >= std::time::Duration::from_secs(2) => {
-                    last_line = std::time::Instant::now();
-                    eprintln!("rewrap: {c}  cursor {cur}");
-                }
-                None => {}
+        // Behind a cluster, each master in turn.
+        let targets = operator_targets(&cfg);
+        let mut result = Ok(End::Done);
+        for settings in &targets {
+            if cfg.cluster.is_some() {
+                eprintln!("rewrap: master {}", settings.url.addr);
+                last_master = Some(settings.url.addr.clone());
+                last_cursor = opts.cursor.clone();
             }
-        })
-        .await
+            result = respseal::rewrap::run(settings, sealer, &opts, &mut counts, |c, cur| {
+                last_cursor.clone_from(cur);
+                match &bar {
+                    Some(b) => b.set_message(format!("{c}  cursor {cur}")),
+                    None if last_line.elapsed() >= std::time::Duration::from_secs(2) => {
+                        last_line = std::time::Instant::now();
+                        eprintln!("rewrap: {c}  cursor {cur}");
+                    }
+                    None => {}
+                }
+            })
+            .await;
+            if !matches!(result, Ok(End::Done)) {
+                break;
+            }
+        }
+        result
     });
+    let resume = |cur: &dyn std::fmt::Display| match &last_master {
+        Some(m) => format!("--backend redis://{m} --cursor {cur} (then the masters after it)"),
+        None => format!("--cursor {cur}"),
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -629,11 +688,11 @@ fn rewrap(args: &RewrapArgs) -> ExitCode {
             ExitCode::from(EX_DATAERR)
         }
         Ok(End::Stopped(cur)) => {
-            println!("interrupted; resume with --cursor {cur}");
+            println!("interrupted; resume with {}", resume(&cur));
             ExitCode::from(130)
         }
         Err(e) => {
-            println!("rewrap: {e}; resume with --cursor {last_cursor}");
+            println!("rewrap: {e}; resume with {}", resume(&last_cursor));
             ExitCode::from(EX_UNAVAILABLE)
         }
     }

@@ -452,7 +452,9 @@ fn sentinels_and_servers_over_tls() {
     assert_eq!(cli(a, &["GET", "k"]), "on-a");
     assert_eq!(cli(sentinel_ports[0], &["SENTINEL", "FAILOVER", "mymaster"]), "OK");
     wait_until("the TLS sentinels name the new master", Duration::from_secs(30), || {
-        cli(sentinel_ports[1], &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"]).contains(&b.to_string()).then_some(())
+        cli(sentinel_ports[1], &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"])
+            .contains(&b.to_string())
+            .then_some(())
     });
     let mut c = set_until_ok(proxy.port, "k2", "on-b");
     c.assert_cmd(&["GET", "k"], b"$4\r\non-a\r\n");

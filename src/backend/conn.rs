@@ -139,8 +139,10 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
             let name = match (&settings.topology, tls.named) {
                 (Some(_), false) => {
                     let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
-                    rustls::pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
-                        .unwrap_or_else(|_| tls.server_name.clone())
+                    rustls::pki_types::ServerName::try_from(
+                        host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                    )
+                    .unwrap_or_else(|_| tls.server_name.clone())
                 }
                 _ => tls.server_name.clone(),
             };

@@ -61,11 +61,9 @@ impl BackendUrl {
         } else if let Some(r) = url.strip_prefix("rediss://") {
             (r, true)
         } else {
-            return Err(
-                "backend URL must start with redis://, rediss://, redis-sentinel://, rediss-sentinel://, \
+            return Err("backend URL must start with redis://, rediss://, redis-sentinel://, rediss-sentinel://, \
                  redis-cluster:// or rediss-cluster://"
-                    .into(),
-            );
+                .into());
         };
         let (auth, hostpart) = match rest.rfind('@') {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),

@@ -969,4 +969,3 @@ pub fn tls_cli(pki: &Pki, port: u16, args: &[&str], cert: Option<&str>) -> Strin
     let out = cmd.args(args).stdin(std::process::Stdio::null()).output().expect("redis-cli");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_string()
 }
-
