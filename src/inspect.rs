@@ -46,7 +46,7 @@ pub struct Summary {
 
 impl Summary {
     /// Both summaries together (one per master behind a cluster).
-    pub fn add(self, o: &Summary) -> Summary {
+    pub fn merged(self, o: &Summary) -> Summary {
         Summary {
             keys: self.keys + o.keys,
             sealed: self.sealed + o.sealed,

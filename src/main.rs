@@ -498,7 +498,7 @@ fn inspect(args: &InspectArgs) -> ExitCode {
         let mut total = Ok(respseal::inspect::Summary::default());
         for settings in operator_targets(&cfg) {
             let one = respseal::inspect::run(&settings, &patterns, select, keyring, now, &mut stdout).await;
-            total = total.and_then(|t| one.map(|s| t.add(&s)));
+            total = total.and_then(|t| one.map(|s| t.merged(&s)));
         }
         match total {
             Ok(s) => {
