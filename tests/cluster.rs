@@ -263,6 +263,22 @@ fn one_standalone_endpoint_in_front_of_a_cluster() {
     t.assert_cmd(&["SET", &other, "elsewhere"], b"+OK\r\n");
     t.assert_cmd(&["GET", &other], b"$9\r\nelsewhere\r\n");
 
+    // A transaction whose first command names its node (no WATCH before),
+    // on each master; an empty one.
+    for port in cluster.ports.clone() {
+        let k = (0..200).map(|i| format!("sess:{{t{i}}}")).find(|k| cluster.owner(k) == port).expect("a key there");
+        let mut fresh = proxy.client();
+        fresh.assert_cmd(&["MULTI"], b"+OK\r\n");
+        fresh.assert_cmd(&["SET", &k, "in-multi"], b"+QUEUED\r\n");
+        fresh.assert_cmd(&["GET", &k], b"+QUEUED\r\n");
+        fresh.assert_cmd(&["EXEC"], b"*2\r\n+OK\r\n$8\r\nin-multi\r\n");
+        fresh.assert_cmd(&["MULTI"], b"+OK\r\n");
+        fresh.assert_cmd(&["EXEC"], b"*0\r\n");
+        fresh.assert_cmd(&["MULTI"], b"+OK\r\n");
+        fresh.assert_cmd(&["PING"], b"+QUEUED\r\n");
+        fresh.assert_cmd(&["DISCARD"], b"+OK\r\n");
+    }
+
     // RENAME and COPY of sealed keys within a slot; across slots refused.
     c.assert_cmd(&["RENAME", "sess:{u1}a", "sess:{u1}renamed"], b"+OK\r\n");
     c.assert_cmd(&["GET", "sess:{u1}renamed"], b"$3\r\none\r\n");

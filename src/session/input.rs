@@ -183,32 +183,14 @@ where
         cmd: Option<&'static Command>,
     ) {
         let args = Args::new(&frame, ranges);
-        if self.ctx.backend.cluster().is_some() && matches!(route, Route::Forward | Route::Pin | Route::Control) {
-            if let Some(text) = crate::backend::route::answered_here(&args) {
-                return self.replies.push(Plan::Local(Bytes::from_static(text)), 0);
+        let route = if self.ctx.backend.cluster().is_some() {
+            match self.cluster_route(&frame, ranges, route, cmd).await {
+                Some(route) => route,
+                None => return,
             }
-            if matches!(self.link, Link::Dedicated(_)) {
-                match self.cluster_place(&args, route) {
-                    Place::Here => {}
-                    Place::Refuse => return self.refuse(Refusal::CrossSlot.into()),
-                    Place::Wait => return self.defer(frame, ranges, route, cmd),
-                    Place::Move(slot) => {
-                        self.drop_dedicated();
-                        if !self.pin(slot).await {
-                            return;
-                        }
-                    }
-                    Place::Shared => {
-                        self.drop_dedicated();
-                        self.link = Link::Shared {
-                            link: self.ctx.backend.shared(self.replies.db, self.replies.proto, self.id),
-                            db: self.replies.db,
-                            proto: self.replies.proto,
-                        };
-                    }
-                }
-            }
-        }
+        } else {
+            route
+        };
         match route {
             Route::NoAuth => self.refuse(Refusal::NoAuth.into()),
             Route::Refuse(why) => self.refuse(Refusal::NotForwarded(why).into()),
@@ -349,7 +331,7 @@ where
     /// Whether a plain command can join a run forwarded as-is.
     pub(super) fn plain_forward_ok(&self) -> bool {
         match &self.link {
-            Link::Shared { .. } => true,
+            Link::Shared { .. } => !self.multi_held,
             // Behind a cluster each command is placed on its node first.
             Link::Dedicated(_) => {
                 self.replies.reply_mode() == ReplyMode::On
@@ -361,6 +343,92 @@ where
         }
     }
 
+    /// Behind Redis Cluster: answer the cluster-only commands, hold MULTI
+    /// until the transaction's first command names its node, and put the
+    /// session on the node of the command's key. The route to take on, or
+    /// `None` when the request was answered, refused or deferred.
+    async fn cluster_route(
+        &mut self,
+        frame: &Bytes,
+        ranges: &[Range<usize>],
+        route: Route,
+        cmd: Option<&'static Command>,
+    ) -> Option<Route> {
+        let args = Args::new(frame, ranges);
+        if !matches!(route, Route::Forward | Route::Pin | Route::Control) {
+            return Some(route);
+        }
+        if let Some(text) = crate::backend::route::answered_here(&args) {
+            self.replies.push(Plan::Local(Bytes::from_static(text)), 0);
+            return None;
+        }
+        if args.is(0, "MULTI") && !self.in_multi {
+            // Which node the transaction runs on is known at its first
+            // command: MULTI is answered here and sent before that one.
+            self.in_multi = true;
+            self.multi_held = true;
+            self.replies.push(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
+            return None;
+        }
+        if self.multi_held && (args.is(0, "EXEC") || args.is(0, "DISCARD")) {
+            // An empty transaction, never sent.
+            let aborted = self.multi_aborted;
+            self.in_multi = false;
+            self.multi_held = false;
+            self.multi_aborted = false;
+            self.watching = false;
+            let reply: &'static [u8] = match (args.is(0, "EXEC"), aborted) {
+                (true, true) => b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+                (true, false) => b"*0\r\n",
+                (false, _) => b"+OK\r\n",
+            };
+            self.replies.push(Plan::Local(Bytes::from_static(reply)), 0);
+            return None;
+        }
+        let route = if self.multi_held { Route::Pin } else { route };
+        if matches!(self.link, Link::Dedicated(_)) {
+            match self.cluster_place(&args, route) {
+                Place::Here => {}
+                Place::Refuse => {
+                    self.refuse(Refusal::CrossSlot.into());
+                    return None;
+                }
+                Place::Wait => {
+                    self.defer(frame.clone(), ranges, route, cmd);
+                    return None;
+                }
+                Place::Move(slot) => {
+                    self.drop_dedicated();
+                    if !self.pin(slot).await {
+                        return None;
+                    }
+                }
+                Place::Shared => {
+                    self.drop_dedicated();
+                    self.link = Link::Shared {
+                        link: self.ctx.backend.shared(self.replies.db, self.replies.proto, self.id),
+                        db: self.replies.db,
+                        proto: self.replies.proto,
+                    };
+                }
+            }
+        } else if self.multi_held {
+            if !self.replies.is_empty() {
+                self.defer(frame.clone(), ranges, route, cmd);
+                return None;
+            }
+            if !self.pin(crate::backend::route::slot_of(&args)).await {
+                return None;
+            }
+        }
+        if self.multi_held {
+            self.multi_held = false;
+            self.replies.push(Plan::Drop(1), 1);
+            self.send(encode::command(&["MULTI"]), 1).await;
+        }
+        Some(route)
+    }
+
     /// Behind Redis Cluster, whether a command can go on the dedicated
     /// link's node.
     ///
@@ -370,7 +438,8 @@ where
     /// node, staying pinned would reconnect at each change of node.
     fn cluster_place(&self, args: &Args<'_>, route: Route) -> Place {
         let Some(nodes) = self.ctx.backend.cluster() else { return Place::Here };
-        let locked = self.in_multi
+        // A MULTI not sent yet ties the connection to no node.
+        let locked = (self.in_multi && !self.multi_held)
             || self.watching
             || self.replies.subscribed()
             || self.replies.monitor
@@ -383,6 +452,7 @@ where
             Some(m) => self.node.as_deref() == Some(m),
         };
         match (route, here) {
+            // A held MULTI needs a dedicated link (its route is Pin).
             (Route::Forward, _) if !locked && self.replies.is_empty() => Place::Shared,
             (_, true) => Place::Here,
             _ if locked => Place::Refuse,

@@ -148,6 +148,9 @@ pub struct Session<R, W> {
     /// A command was refused inside the current MULTI: EXEC is answered
     /// EXECABORT (and the transaction discarded in Redis).
     multi_aborted: bool,
+    /// Behind Redis Cluster: MULTI was answered but not sent yet (it goes
+    /// to the node of the transaction's first command, before it).
+    multi_held: bool,
     /// Failed AUTH attempts on this connection (slowed after a few).
     auth_failures: u32,
     /// Time over the soft output limit.
@@ -209,6 +212,7 @@ where
             draining: false,
             in_multi: false,
             multi_aborted: false,
+            multi_held: false,
             auth_failures: 0,
             out_watch: OutputWatch::default(),
             wait_start: None,
@@ -570,6 +574,7 @@ where
         self.lib_name = None;
         self.lib_ver = None;
         self.watching = false;
+        self.multi_held = false;
         self.in_multi = false;
         self.multi_aborted = false;
         self.authenticated = !self.cur.users.required();
