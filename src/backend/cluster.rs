@@ -31,30 +31,35 @@ pub struct SlotMap {
     /// The master of each slot, as an index into `masters`.
     owner: Vec<u16>,
     /// Every master's `host:port`, sorted (the order SCAN walks them in).
-    pub masters: Vec<String>,
+    pub masters: Vec<Arc<str>>,
 }
 
 impl SlotMap {
     /// A map from `(first slot, last slot, master)` ranges.
     pub fn from_ranges(ranges: &[(u16, u16, String)]) -> Self {
-        let mut masters: Vec<String> = ranges.iter().map(|r| r.2.clone()).collect();
-        masters.sort();
-        masters.dedup();
+        let mut names: Vec<&str> = ranges.iter().map(|r| r.2.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
         let mut owner = vec![u16::MAX; SLOTS];
         for (start, end, addr) in ranges {
-            let idx = masters.binary_search(addr).expect("every range's master is listed") as u16;
+            let idx = names.binary_search(&addr.as_str()).expect("every range's master is listed") as u16;
             let end = (*end as usize).min(SLOTS - 1);
             if let Some(range) = owner.get_mut(*start as usize..=end) {
                 range.fill(idx);
             }
         }
-        SlotMap { owner, masters }
+        SlotMap { owner, masters: names.into_iter().map(Arc::from).collect() }
+    }
+
+    /// The index in `masters` of the master that owns `slot`, if any does.
+    pub fn owner(&self, slot: u16) -> Option<usize> {
+        let idx = *self.owner.get(slot as usize)? as usize;
+        (idx < self.masters.len()).then_some(idx)
     }
 
     /// The master that owns `slot`, if any does.
     pub fn master_of(&self, slot: u16) -> Option<&str> {
-        let idx = *self.owner.get(slot as usize)?;
-        self.masters.get(idx as usize).map(String::as_str)
+        self.owner(slot).map(|i| &*self.masters[i])
     }
 
     /// Whether the map knows no master.
@@ -201,7 +206,7 @@ mod tests {
         assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
         let map =
             SlotMap::from_ranges(&[(0, 5460, "b:2".into()), (5461, 10922, "a:1".into()), (10923, 16383, "c:3".into())]);
-        assert_eq!(map.masters, vec!["a:1", "b:2", "c:3"]);
+        assert_eq!(map.masters.iter().map(|m| &**m).collect::<Vec<_>>(), vec!["a:1", "b:2", "c:3"]);
         assert_eq!(
             (map.master_of(0), map.master_of(5461), map.master_of(16383)),
             (Some("b:2"), Some("a:1"), Some("c:3"))

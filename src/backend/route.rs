@@ -98,7 +98,7 @@ impl Nodes {
 
     /// Some master (the first of the map), for commands without keys.
     pub fn any_master(&self) -> Option<String> {
-        self.cluster.map().masters.first().cloned()
+        self.cluster.map().masters.first().map(|m| m.to_string())
     }
 }
 
@@ -141,7 +141,7 @@ type SlotGroup<'a> = (u16, Vec<usize>, Vec<&'a [u8]>);
 
 /// One sub-request of a split or broadcast request.
 struct Part {
-    node: String,
+    node: Arc<str>,
     cmd: Bytes,
     rx: mpsc::UnboundedReceiver<LinkEvent>,
 }
@@ -149,7 +149,7 @@ struct Part {
 /// What the collector waits for next, in the session's order.
 enum Expect {
     /// Replies to `cmds`, in order, from one node.
-    Run { node: String, cmds: Vec<Bytes>, rx: mpsc::UnboundedReceiver<LinkEvent> },
+    Run { node: Arc<str>, cmds: Vec<Bytes>, rx: mpsc::UnboundedReceiver<LinkEvent> },
     /// One reply made of the parts' replies.
     Gather { parts: Vec<Part>, merge: Merge },
     /// A reply made here.
@@ -165,6 +165,8 @@ pub struct ClusterLink {
     id: u64,
     map: Arc<SlotMap>,
     version: u64,
+    /// This session's link to each master of `map`, by index.
+    links: Vec<Option<SharedLink>>,
     collector: mpsc::UnboundedSender<(Expect, ReplyTx)>,
 }
 
@@ -173,7 +175,24 @@ impl ClusterLink {
     pub fn new(nodes: Arc<Nodes>, proto: Proto, id: u64) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(collect(Arc::clone(&nodes), proto, id, rx));
-        ClusterLink { map: nodes.cluster.map(), version: nodes.cluster.version(), nodes, proto, id, collector: tx }
+        ClusterLink {
+            map: nodes.cluster.map(),
+            version: nodes.cluster.version(),
+            links: Vec::new(),
+            nodes,
+            proto,
+            id,
+            collector: tx,
+        }
+    }
+
+    /// The link to master `idx` of the map.
+    fn link(&mut self, idx: usize) -> SharedLink {
+        if self.links.len() != self.map.masters.len() {
+            self.links = vec![None; self.map.masters.len()];
+        }
+        let (nodes, map, proto, id) = (&self.nodes, &self.map, self.proto, self.id);
+        self.links[idx].get_or_insert_with(|| nodes.link(&map.masters[idx], proto, id)).clone()
     }
 
     /// Route every request of `req` and have its replies collected.
@@ -182,14 +201,15 @@ impl ClusterLink {
         if version != self.version {
             self.map = self.nodes.cluster.map();
             self.version = version;
+            self.links.clear();
         }
         if self.map.is_empty() {
             let error = BackendError::Connect("the cluster slot map is not known yet".into());
             let _ = req.reply.send(LinkEvent::Failed { frames: req.frames, error });
             return;
         }
-        let home = self.map.masters[(self.id % self.map.masters.len() as u64) as usize].clone();
-        let mut run: Option<(String, Vec<Bytes>)> = None;
+        let home = (self.id % self.map.masters.len() as u64) as usize;
+        let mut run: Option<(usize, Vec<Bytes>)> = None;
         let mut ranges = Vec::new();
         let mut routed = 0u32;
         for part in &req.data {
@@ -210,9 +230,8 @@ impl ClusterLink {
                 let args = Args::new(&frame, &ranges);
                 let step = step(&args);
                 let node = match step {
-                    Step::One(Some(slot)) => self.map.master_of(slot).unwrap_or(&home).to_string(),
-                    Step::One(None) | Step::Info => home.clone(),
-                    _ => String::new(),
+                    Step::One(Some(slot)) => self.map.owner(slot).unwrap_or(home),
+                    _ => home,
                 };
                 if matches!(step, Step::One(_)) {
                     match &mut run {
@@ -232,8 +251,8 @@ impl ClusterLink {
                     Step::Scan => self.scan(&args).await,
                     Step::All(merge) => {
                         let mut parts = Vec::with_capacity(self.map.masters.len());
-                        for m in self.map.masters.clone() {
-                            parts.push(self.part(m, frame.clone()).await);
+                        for idx in 0..self.map.masters.len() {
+                            parts.push(self.part(idx, frame.clone()).await);
                         }
                         Expect::Gather { parts, merge }
                     }
@@ -250,25 +269,23 @@ impl ClusterLink {
         }
     }
 
-    async fn flush(&mut self, run: &mut Option<(String, Vec<Bytes>)>, reply: &ReplyTx) {
-        let Some((node, cmds)) = run.take() else { return };
+    async fn flush(&mut self, run: &mut Option<(usize, Vec<Bytes>)>, reply: &ReplyTx) {
+        let Some((idx, cmds)) = run.take() else { return };
         let (tx, rx) = mpsc::unbounded_channel();
         let frames = cmds.len() as u32;
-        self.nodes.link(&node, self.proto, self.id).send(SharedRequest { data: cmds.clone(), frames, reply: tx }).await;
+        self.link(idx).send(SharedRequest { data: cmds.clone(), frames, reply: tx }).await;
+        let node = Arc::clone(&self.map.masters[idx]);
         let _ = self.collector.send((Expect::Run { node, cmds, rx }, reply.clone()));
     }
 
-    async fn part(&self, node: String, cmd: Bytes) -> Part {
+    async fn part(&mut self, idx: usize, cmd: Bytes) -> Part {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.nodes
-            .link(&node, self.proto, self.id)
-            .send(SharedRequest { data: vec![cmd.clone()], frames: 1, reply: tx })
-            .await;
-        Part { node, cmd, rx }
+        self.link(idx).send(SharedRequest { data: vec![cmd.clone()], frames: 1, reply: tx }).await;
+        Part { node: Arc::clone(&self.map.masters[idx]), cmd, rx }
     }
 
     /// MGET/MSET/DEL/… split into one command per slot.
-    async fn split(&self, name: &'static str, pairs: bool, args: &Args<'_>) -> Expect {
+    async fn split(&mut self, name: &'static str, pairs: bool, args: &Args<'_>) -> Expect {
         let per = if pairs { 2 } else { 1 };
         // Slot → (positions of its keys, its arguments), in first-seen order.
         let mut groups: Vec<SlotGroup<'_>> = Vec::new();
@@ -293,14 +310,14 @@ impl ClusterLink {
         };
         let mut parts = Vec::with_capacity(groups.len());
         for (s, _, cmd) in &groups {
-            let node = self.map.master_of(*s).unwrap_or(&self.map.masters[0]).to_string();
+            let node = self.map.owner(*s).unwrap_or(0);
             parts.push(self.part(node, encode::command(cmd)).await);
         }
         Expect::Gather { parts, merge }
     }
 
     /// SCAN on the master the cursor names.
-    async fn scan(&self, args: &Args<'_>) -> Expect {
+    async fn scan(&mut self, args: &Args<'_>) -> Expect {
         let masters = self.map.masters.len();
         let cursor = args.get(1).and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| c.parse::<u64>().ok());
         let Some(cursor) = cursor else {
@@ -316,7 +333,7 @@ impl ClusterLink {
         let node_cursor = (cursor >> SCAN_INDEX_BITS).to_string();
         let mut cmd: Vec<&[u8]> = args.iter().collect();
         cmd[1] = node_cursor.as_bytes();
-        let part = self.part(self.map.masters[index].clone(), encode::command(&cmd)).await;
+        let part = self.part(index, encode::command(&cmd)).await;
         Expect::Gather { parts: vec![part], merge: Merge::Scan { index, masters } }
     }
 }

@@ -440,7 +440,7 @@ where
         let opened = match self.ctx.backend.cluster() {
             Some(nodes) => {
                 let map = nodes.cluster.map();
-                let node = slot.and_then(|s| map.master_of(s)).or(map.masters.first().map(String::as_str));
+                let node = slot.and_then(|s| map.master_of(s)).or(map.masters.first().map(|m| &**m));
                 match node {
                     Some(node) => {
                         self.node = Some(node.to_string());
