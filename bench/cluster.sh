@@ -53,6 +53,11 @@ OP=$(free_port)
     --log warn >"$W/rs.log" 2>&1 &
 OPID=$!; PIDS+=($OPID); wait_port "$OP"
 
+# fred itself as the data path (the one respseal did not choose): its own
+# CPU per request against the same cluster, 50 tasks, same keys and values.
+FRED="${FRED_BIN:-$(dirname "$BIN")/examples/fred_cluster_load}"
+[ -x "$FRED" ] || cargo build --release --quiet --example fred_cluster_load
+
 targets=("cluster-direct:${NODES[0]##*:}:0:--cluster" "respseal-cluster:$CP:$CPID:" \
          "respseal-one-redis:$OP:$OPID:" "one-redis-direct:$SP:0:")
 for rep in $(seq 1 "$REPS"); do
@@ -71,16 +76,27 @@ for rep in $(seq 1 "$REPS"); do
             done <"$W/out"
         done
     done
+    for depth in 1 16; do
+        "$FRED" "${NODES[0]}" 50 "$depth" $(( depth == 1 ? 100000 : 400000 )) \
+            | sed -n 's/^fred \([A-Z]*\) depth [0-9]*: \([0-9]*\) rps, \([0-9.]*\) us.*/\1 \2 \3/p' \
+            | while read -r test rps us; do echo "fred-client $depth $test $rps $us"; done
+    done
 done >"$W/results"
 python3 - "$W/results" "$(getconf CLK_TCK)" <<'PY'
 import collections, statistics, sys
 rps, cpu = collections.defaultdict(list), collections.defaultdict(list)
+fred = collections.defaultdict(list)
 for line in open(sys.argv[1]):
+    if line.startswith("fred-client"):
+        _, depth, test, r, us = line.split()
+        rps[("fred-client", depth, test)].append(float(r))
+        fred[(depth, test)].append(float(us))
+        continue
     name, depth, test, r, c0, c1, n = line.split()
     rps[(name, depth, test)].append(float(r))
     # CPU over both tests of the run, per request of either.
     cpu[(name, depth)].append((int(c1) - int(c0)) / int(sys.argv[2]) * 1e6 / int(n))
-order = ["cluster-direct", "respseal-cluster", "respseal-one-redis", "one-redis-direct"]
+order = ["cluster-direct", "respseal-cluster", "fred-client", "respseal-one-redis", "one-redis-direct"]
 print(f"{'':22} {'depth':>5} {'test':4} {'median rps':>12}  {'/ cluster direct':>16}  proxy CPU/req")
 for depth in ("1", "16"):
     for test in ("SET", "GET"):
@@ -91,5 +107,7 @@ for depth in ("1", "16"):
                 continue
             m = statistics.median(v)
             us = f"{statistics.median(cpu[(name, depth)]):.1f} us" if name.startswith("respseal") else ""
+            if name == "fred-client":
+                us = f"{statistics.median(fred[(depth, test)]):.1f} us"
             print(f"{name:22} {depth:>5} {test:4} {m:12,.0f}  {m / base:15.2f}x  {us:>10}   runs {[int(x) for x in v]}")
 PY

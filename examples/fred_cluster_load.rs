@@ -49,10 +49,13 @@ fn main() {
                 tasks.push(tokio::spawn(async move {
                     let mut n = c as u64 * 7919;
                     loop {
-                        let want = (depth as u64).min(left.fetch_sub(depth as u64, Ordering::Relaxed));
-                        if want == 0 || want > depth as u64 {
+                        // What was left before this batch took its share (past
+                        // zero it wraps to more than `total`: done).
+                        let before = left.fetch_sub(depth as u64, Ordering::Relaxed);
+                        if before == 0 || before > total {
                             return;
                         }
+                        let want = (depth as u64).min(before);
                         let batch = (0..want).map(|_| {
                             n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                             let key = format!("key:{:012}", (n >> 33) % 100_000);
@@ -61,7 +64,7 @@ fn main() {
                                 if op == "SET" {
                                     let _: () = client.set(key, value, None, None, false).await.expect("SET");
                                 } else {
-                                    let _: Option<String> = client.get(key).await.expect("GET");
+                                    let _: fred::types::Value = client.get(key).await.expect("GET");
                                 }
                             }
                         });
