@@ -493,6 +493,9 @@ impl Collector {
                     }
                 }
                 Some(LinkEvent::Failed { frames, error }) => {
+                    // A node that cannot be reached may have failed over:
+                    // read the slot map again.
+                    self.nodes.cluster.stale();
                     done += frames as usize;
                     let _ = reply.send(LinkEvent::Failed { frames, error });
                 }
