@@ -189,6 +189,11 @@ fn one_standalone_endpoint_in_front_of_a_cluster() {
         assert!(contains(&raw, b"\x00RE\x01") && !contains(&raw, b"example.com"), "sealed: {}", show(&raw));
         assert_eq!(bulk_text(&c.cmd(&["GET", k])), format!("{{\"user\":\"{k}@example.com\"}}"));
     }
+    // A second respseal with the same configuration shares nothing with the
+    // first but the keyring: it opens what the first sealed.
+    let second = Proxy::launch(Launch { config: Some(&sealing_config(&cluster, &key, "")), ..Default::default() });
+    assert_eq!(bulk_text(&second.client().cmd(&["GET", &sessions[9]])), format!("{{\"user\":\"{}@example.com\"}}", sessions[9]));
+    drop(second);
     // A sealed value copied into another key does not open there.
     let stolen = cluster.raw_get(&sessions[0]);
     let payload = stolen[stolen.iter().position(|&b| b == b'\n').expect("a bulk") + 1..stolen.len() - 2].to_vec();
