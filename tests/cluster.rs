@@ -17,20 +17,22 @@ use common::*;
 
 /// Three masters joined into a cluster covering every slot.
 struct TestCluster {
+    /// Every node's port (masters first when there are replicas).
     ports: Vec<u16>,
-    _nodes: Vec<Reaped>,
+    nodes: Vec<Reaped>,
     _dir: tempfile::TempDir,
 }
 
 impl TestCluster {
     fn start(password: Option<&str>) -> TestCluster {
-        TestCluster::start_with(password, None)
+        TestCluster::start_with(password, None, false)
     }
 
-    /// With `pki`: the nodes speak TLS only (clients and cluster bus).
-    fn start_with(password: Option<&str>, pki: Option<&Pki>) -> TestCluster {
+    /// With `pki`: the nodes speak TLS only (clients and cluster bus). With
+    /// `replicas`: six nodes, a replica for each master.
+    fn start_with(password: Option<&str>, pki: Option<&Pki>, replicas: bool) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..if replicas { 6 } else { 3 }).map(|_| free_port()).collect();
         let mut nodes = Vec::new();
         for &p in &ports {
             let node_dir = dir.path().join(p.to_string());
@@ -71,9 +73,26 @@ impl TestCluster {
         for p in &ports {
             create.arg(format!("127.0.0.1:{p}"));
         }
+        if replicas {
+            create.args(["--cluster-replicas", "1"]);
+            // A replica promotes itself however long ago it last heard from its master.
+            cmd_all_nodes(&ports, &["CONFIG", "SET", "cluster-replica-validity-factor", "0"]);
+        }
         let out = create.arg("--cluster-yes").output().expect("redis-cli --cluster create");
         assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
-        let c = TestCluster { ports, _nodes: nodes, _dir: dir };
+        let c = TestCluster { ports, nodes, _dir: dir };
+        if replicas {
+            wait_until("every replica is in sync", Duration::from_secs(30), || {
+                let synced = c
+                    .ports
+                    .iter()
+                    .filter(|&&p| {
+                        ask(p, None, &["INFO", "replication"]).is_some_and(|r| contains(&r, b"master_link_status:up"))
+                    })
+                    .count();
+                (synced == 3).then_some(())
+            });
+        }
         match pki {
             None => c.wait_stable(password),
             Some(pki) => wait_until("the TLS cluster is ok", Duration::from_secs(30), || {
@@ -92,8 +111,10 @@ impl TestCluster {
             self.ports
                 .iter()
                 .all(|&p| {
-                    ask(p, password, &["CLUSTER", "INFO"])
-                        .is_some_and(|r| contains(&r, b"cluster_state:ok") && contains(&r, b"cluster_known_nodes:3"))
+                    ask(p, password, &["CLUSTER", "INFO"]).is_some_and(|r| {
+                        contains(&r, b"cluster_state:ok")
+                            && contains(&r, format!("cluster_known_nodes:{}", self.ports.len()).as_bytes())
+                    })
                 })
                 .then_some(())
         });
@@ -107,9 +128,10 @@ impl TestCluster {
     /// one that does not answer MOVED).
     fn owner(&self, key: &str) -> u16 {
         for &p in &self.ports {
-            let r = ask(p, None, &["TYPE", key]).expect("a node answers");
-            if !r.starts_with(b"-MOVED") {
-                return p;
+            match ask(p, None, &["TYPE", key]) {
+                // A replica answers MOVED too; a stopped node not at all.
+                Some(r) if !r.starts_with(b"-MOVED") => return p,
+                _ => {}
             }
         }
         panic!("no node owns {key}");
@@ -192,7 +214,10 @@ fn one_standalone_endpoint_in_front_of_a_cluster() {
     // A second respseal with the same configuration shares nothing with the
     // first but the keyring: it opens what the first sealed.
     let second = Proxy::launch(Launch { config: Some(&sealing_config(&cluster, &key, "")), ..Default::default() });
-    assert_eq!(bulk_text(&second.client().cmd(&["GET", &sessions[9]])), format!("{{\"user\":\"{}@example.com\"}}", sessions[9]));
+    assert_eq!(
+        bulk_text(&second.client().cmd(&["GET", &sessions[9]])),
+        format!("{{\"user\":\"{}@example.com\"}}", sessions[9])
+    );
     drop(second);
     // A sealed value copied into another key does not open there.
     let stolen = cluster.raw_get(&sessions[0]);
@@ -444,7 +469,7 @@ fn a_resharding_during_an_express_session_workload() {
 #[test]
 fn a_cluster_over_tls() {
     let pki = Pki::new();
-    let cluster = TestCluster::start_with(None, Some(&pki));
+    let cluster = TestCluster::start_with(None, Some(&pki), false);
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, _) = keygen(dir.path(), "k.key");
     let config = format!(
@@ -523,4 +548,77 @@ fn inspect_check_and_rewrap_walk_every_master() {
     let (_, out, _) = run_respseal(&["inspect", "--config", &second], &[], Duration::from_secs(30));
     assert_eq!(out.matches(&format!("key={new_id}")).count(), 45, "{out}");
     c.assert_cmd(&["GET", &sessions[7]], b"$21\r\nvalue-before-rotation\r\n");
+}
+
+/// A master is killed under a pipelined load through respseal: its slots
+/// fail until the cluster promotes its replica, the other masters' keys
+/// keep working meanwhile, and respseal follows the new master (MOVED and
+/// its own re-read of the slot map) without a restart.
+#[test]
+fn a_killed_master_is_replaced_without_a_restart() {
+    let mut cluster = TestCluster::start_with(None, None, true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = Proxy::launch(Launch { config: Some(&sealing_config(&cluster, &key, "")), ..Default::default() });
+    let mut c = proxy.client();
+    let sessions = names(60, "sess:");
+    for k in &sessions {
+        c.assert_cmd(&["SET", k, "survives-a-failover"], b"+OK\r\n");
+    }
+    let victim = cluster.owner(&sessions[0]);
+    // Every write reached the victim's replica before it dies.
+    let _ = ask(victim, None, &["WAIT", "1", "5000"]);
+    let survivor = sessions.iter().find(|k| cluster.owner(k) != victim).expect("a key elsewhere").clone();
+    let index = cluster.ports.iter().position(|&p| p == victim).expect("the victim");
+    // A pipeline in flight when it dies: every request gets an answer.
+    let mut pipelined = proxy.client();
+    for k in sessions.iter().take(30) {
+        pipelined.send_cmd(&["GET", k]);
+    }
+    cluster.nodes[index].kill();
+    for _ in 0..30 {
+        let r = pipelined.read_frame();
+        assert!(r.starts_with(b"$") || r.starts_with(b"-"), "an answer for each request: {}", show(&r));
+    }
+    // The other masters serve at once.
+    let mut other = proxy.client();
+    other.assert_cmd(&["GET", &survivor], b"$19\r\nsurvives-a-failover\r\n");
+    // The replica takes over; respseal follows.
+    let last = std::cell::RefCell::new(Vec::new());
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(40) {
+        let got = Client::try_connect(proxy.port).ok().and_then(|mut c| {
+            c.send_cmd(&["GET", &sessions[0]]);
+            c.try_read_frame(Duration::from_secs(3)).ok()
+        });
+        if got.as_deref() == Some(b"$19\r\nsurvives-a-failover\r\n") {
+            break;
+        }
+        *last.borrow_mut() = got.unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(40),
+        "the victim's keys are not served again: last reply {}; the cluster says {}\nrespseal's log:\n{}",
+        show(&last.borrow()),
+        show(&ask(survivor_port(&cluster, victim), None, &["CLUSTER", "NODES"]).unwrap_or_default()),
+        proxy.log()
+    );
+    let mut after = proxy.client();
+    for k in &sessions {
+        after.assert_cmd(&["GET", k], b"$19\r\nsurvives-a-failover\r\n");
+    }
+    after.assert_cmd(&["SET", &sessions[0], "written-after"], b"+OK\r\n");
+    after.assert_cmd(&["DBSIZE"], b":60\r\n");
+}
+
+/// A node other than `victim`.
+fn survivor_port(cluster: &TestCluster, victim: u16) -> u16 {
+    *cluster.ports.iter().find(|&&p| p != victim).expect("another node")
+}
+
+fn cmd_all_nodes(ports: &[u16], args: &[&str]) {
+    for &p in ports {
+        assert_eq!(ask(p, None, args).as_deref(), Some(&b"+OK\r\n"[..]), "{args:?} on {p}");
+    }
 }
