@@ -6,6 +6,7 @@
 # directly.
 #
 #   bench/cluster.sh [REPS] [BIN]
+#   BIN_B=other/respseal bench/cluster.sh 5   # adds respseal-cluster-b: two builds, same run
 #
 # redis-benchmark -t set,get -d 100 -r 100000, 50 clients, depth 1 and 16,
 # REPS times with the targets in a new random order each time. The keys
@@ -60,6 +61,13 @@ FRED="${FRED_BIN:-$(dirname "$BIN")/examples/fred_cluster_load}"
 
 targets=("cluster-direct:${NODES[0]##*:}:0:--cluster" "respseal-cluster:$CP:$CPID:" \
          "respseal-one-redis:$OP:$OPID:" "one-redis-direct:$SP:0:")
+if [ -n "${BIN_B:-}" ]; then
+    BP=$(free_port)
+    "$BIN_B" serve --listen "127.0.0.1:$BP" --backend "redis-cluster://${NODES[0]},${NODES[1]}" --config "$W/c.toml" \
+        --log warn >"$W/rb.log" 2>&1 &
+    BPID=$!; PIDS+=($BPID); wait_port "$BP"
+    targets+=("respseal-cluster-b:$BP:$BPID:")
+fi
 for rep in $(seq 1 "$REPS"); do
     for t in $(printf '%s\n' "${targets[@]}" | shuf); do
         IFS=: read -r name port pid flag <<<"$t"
@@ -96,7 +104,7 @@ for line in open(sys.argv[1]):
     rps[(name, depth, test)].append(float(r))
     # CPU over both tests of the run, per request of either.
     cpu[(name, depth)].append((int(c1) - int(c0)) / int(sys.argv[2]) * 1e6 / int(n))
-order = ["cluster-direct", "respseal-cluster", "fred-client", "respseal-one-redis", "one-redis-direct"]
+order = ["cluster-direct", "respseal-cluster", "respseal-cluster-b", "fred-client", "respseal-one-redis", "one-redis-direct"]
 print(f"{'':22} {'depth':>5} {'test':4} {'median rps':>12}  {'/ cluster direct':>16}  proxy CPU/req")
 for depth in ("1", "16"):
     for test in ("SET", "GET"):
