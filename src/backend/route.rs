@@ -20,13 +20,6 @@
 //! A per-session task (the *collector*) takes the replies of each request,
 //! in order, follows redirects and merges split replies before passing them
 //! to the session; the session sees a link like any other.
-//!
-//! The fast path: a single command sent while nothing else of the session
-//! is in flight (every request at pipeline depth 1) goes to its node's link
-//! with the session's own reply channel, saving the collector's hop. The
-//! session shows each reply to [`ClusterLink::arrived`] first: a redirect
-//! is then handed to the collector, and requests sent meanwhile wait in the
-//! collector behind a barrier until the fast reply is in.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,26 +156,6 @@ enum Expect {
     Local(Bytes),
     /// Replies that will not come.
     Fail(u32),
-    /// The fast request in flight: nothing after it may be passed on
-    /// before its reply, which may need its redirect followed.
-    Barrier(tokio::sync::oneshot::Receiver<Option<Redirected>>),
-    /// A fast request's reply was a redirect: follow it.
-    Follow(Redirected),
-}
-
-/// A fast request whose reply was a redirect.
-pub struct Redirected {
-    node: Arc<str>,
-    cmd: Bytes,
-    frame: Bytes,
-}
-
-/// The single command in flight on the fast path.
-struct Fast {
-    node: Arc<str>,
-    cmd: Bytes,
-    /// Set once a later request waits behind it in the collector.
-    barrier: Option<tokio::sync::oneshot::Sender<Option<Redirected>>>,
 }
 
 /// A session's link into the cluster.
@@ -195,10 +168,6 @@ pub struct ClusterLink {
     /// This session's link to each master of `map`, by index.
     links: Vec<Option<SharedLink>>,
     collector: mpsc::UnboundedSender<(Expect, ReplyTx)>,
-    /// Replies the session still waits for from this link.
-    in_flight: u32,
-    fast: Option<Fast>,
-    reply: Option<ReplyTx>,
 }
 
 impl ClusterLink {
@@ -214,44 +183,7 @@ impl ClusterLink {
             proto,
             id,
             collector: tx,
-            in_flight: 0,
-            fast: None,
-            reply: None,
         }
-    }
-
-    /// A reply event for the session, which shows it here first: `None`
-    /// when it was a fast request's redirect, now the collector's to follow.
-    pub fn arrived(&mut self, ev: LinkEvent) -> Option<LinkEvent> {
-        if let Some(fast) = self.fast.take() {
-            // While a fast request is in flight nothing else is passed on:
-            // this is its reply.
-            match &ev {
-                LinkEvent::Replies { data, errors, .. } if *errors > 0 && Redirect::of(data, &fast.node).is_some() => {
-                    let redirected = Redirected { node: fast.node, cmd: fast.cmd, frame: data.clone() };
-                    match (fast.barrier, &self.reply) {
-                        (Some(barrier), _) => {
-                            let _ = barrier.send(Some(redirected));
-                        }
-                        (None, Some(reply)) => {
-                            let _ = self.collector.send((Expect::Follow(redirected), reply.clone()));
-                        }
-                        (None, None) => {}
-                    }
-                    return None;
-                }
-                LinkEvent::Failed { .. } => self.nodes.cluster.stale(),
-                LinkEvent::Replies { .. } => {}
-            }
-            if let Some(barrier) = fast.barrier {
-                let _ = barrier.send(None);
-            }
-        }
-        let frames = match &ev {
-            LinkEvent::Replies { frames, .. } | LinkEvent::Failed { frames, .. } => *frames,
-        };
-        self.in_flight = self.in_flight.saturating_sub(frames);
-        Some(ev)
     }
 
     /// The link to master `idx` of the map.
@@ -271,28 +203,12 @@ impl ClusterLink {
             self.version = version;
             self.links.clear();
         }
-        // Counted before anything can answer it (the session shows every
-        // reply to `arrived`, which counts it back).
-        self.in_flight += req.frames;
         if self.map.is_empty() {
             let error = BackendError::Connect("the cluster slot map is not known yet".into());
             let _ = req.reply.send(LinkEvent::Failed { frames: req.frames, error });
             return;
         }
-        if self.reply.is_none() {
-            self.reply = Some(req.reply.clone());
-        }
         let home = (self.id % self.map.masters.len() as u64) as usize;
-        if req.frames == 1 && self.in_flight == 1 && self.fast.is_none() && self.send_fast(&req, home).await {
-            return;
-        }
-        if let Some(fast) = &mut self.fast
-            && fast.barrier.is_none()
-        {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            fast.barrier = Some(tx);
-            let _ = self.collector.send((Expect::Barrier(rx), req.reply.clone()));
-        }
         let mut run: Option<(usize, Vec<Bytes>)> = None;
         let mut ranges = Vec::new();
         let mut routed = 0u32;
@@ -351,25 +267,6 @@ impl ClusterLink {
             // session must not wait for replies that will not come.
             let _ = self.collector.send((Expect::Fail(req.frames - routed), req.reply.clone()));
         }
-    }
-
-    /// Send a request of one plain command straight to its node, with the
-    /// session's reply channel. False (nothing sent) for anything else.
-    async fn send_fast(&mut self, req: &SharedRequest, home: usize) -> bool {
-        let [part] = &req.data[..] else { return false };
-        let mut ranges = Vec::new();
-        let Ok(Parsed::Command { len, .. }) = request::parse(part, &UNLIMITED, &mut ranges) else { return false };
-        if len != part.len() {
-            return false;
-        }
-        let node = match step(&Args::new(part, &ranges)) {
-            Step::One(Some(slot)) => self.map.owner(slot).unwrap_or(home),
-            Step::One(None) => home,
-            _ => return false,
-        };
-        self.fast = Some(Fast { node: Arc::clone(&self.map.masters[node]), cmd: part.clone(), barrier: None });
-        self.link(node).send(SharedRequest { data: vec![part.clone()], frames: 1, reply: req.reply.clone() }).await;
-        true
     }
 
     async fn flush(&mut self, run: &mut Option<(usize, Vec<Bytes>)>, reply: &ReplyTx) {
@@ -531,12 +428,6 @@ async fn collect(nodes: Arc<Nodes>, proto: Proto, id: u64, mut rx: mpsc::Unbound
             Expect::Fail(frames) => {
                 let _ = reply.send(LinkEvent::Failed { frames, error: BackendError::Lost });
             }
-            Expect::Barrier(rx) => {
-                if let Ok(Some(r)) = rx.await {
-                    c.follow_to(r, &reply).await;
-                }
-            }
-            Expect::Follow(r) => c.follow_to(r, &reply).await,
             Expect::Local(data) => {
                 let errors = u32::from(crate::seal::is_error(&data, proto));
                 let _ = reply.send(LinkEvent::Replies { data, frames: 1, errors });
@@ -615,18 +506,6 @@ impl Collector {
                 }
             }
         }
-    }
-
-    /// Follow a fast request's redirect and pass its final reply on.
-    async fn follow_to(&self, r: Redirected, reply: &ReplyTx) {
-        let event = match self.follow(&r.node, &r.cmd, r.frame).await {
-            Ok(data) => {
-                let errors = u32::from(crate::seal::is_error(&data, self.proto));
-                LinkEvent::Replies { data, frames: 1, errors }
-            }
-            Err(error) => LinkEvent::Failed { frames: 1, error },
-        };
-        let _ = reply.send(event);
     }
 
     /// The final reply to `cmd`, sent to `node`, whose reply was `frame`:

@@ -293,11 +293,6 @@ where
                 }
                 ev = self.reply_rx.recv() => {
                     // The session holds a sender itself, so the channel never closes.
-                    // Behind a cluster the link sees its replies first.
-                    let ev = match (ev, &mut self.link) {
-                        (Some(ev), Link::Shared { link: Shared::Cluster(c), .. }) => c.arrived(ev),
-                        (ev, _) => ev,
-                    };
                     if let Some(ev) = ev {
                         self.replies.now_us = stats::now_us();
                         self.replies.on_link_event(ev);
