@@ -415,9 +415,16 @@ fn conn_settings(cfg: &Config) -> ConnSettings {
     }
 }
 
+/// Wait, at most twice the connect timeout, until `known`.
+async fn wait_known(cfg: &Config, known: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + cfg.connect_timeout * 2;
+    while !known() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Behind Sentinel or Redis Cluster: follow the topology (until the
-/// process ends) and wait, at most twice the connect timeout, for the
-/// master (the slot map) to be known.
+/// process ends) and wait for the master (the slot map) to be known.
 async fn follow_sentinels(cfg: &Config) {
     if let (Some(cluster), Some(seeds)) = (&cfg.cluster, &cfg.backend.cluster) {
         tokio::spawn(respseal::backend::cluster::follow(
@@ -428,10 +435,7 @@ async fn follow_sentinels(cfg: &Config) {
             cfg.backend_tls.clone(),
             tokio_util::sync::CancellationToken::new(),
         ));
-        let deadline = tokio::time::Instant::now() + cfg.connect_timeout * 2;
-        while cluster.version() == 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_known(cfg, || cluster.version() != 0).await;
         match cluster.version() {
             0 => tracing::warn!("the cluster's slot map is not known yet; commands fail until it is"),
             _ => tracing::info!(masters = ?cluster.map().masters, "following the cluster"),
@@ -447,10 +451,7 @@ async fn follow_sentinels(cfg: &Config) {
         cfg.backend_tls.clone(),
         tokio_util::sync::CancellationToken::new(),
     ));
-    let deadline = tokio::time::Instant::now() + cfg.connect_timeout * 2;
-    while topology.master().is_none() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(respseal::backend::topology::POLL / 5).await;
-    }
+    wait_known(cfg, || topology.master().is_some()).await;
     match topology.master() {
         Some(m) => tracing::info!(master = %m, "the sentinels name the master"),
         None => tracing::warn!("no sentinel named the master yet; commands fail until one does"),

@@ -131,11 +131,8 @@ pub async fn follow(
     let hosts = seeds
         .iter()
         .filter_map(|s| {
-            let (host, port) = s.rsplit_once(':')?;
-            Some(fred::types::config::Server::new(
-                host.trim_start_matches('[').trim_end_matches(']'),
-                port.parse().ok()?,
-            ))
+            let (_, port) = s.rsplit_once(':')?;
+            Some(fred::types::config::Server::new(super::url::host_of(s), port.parse().ok()?))
         })
         .collect();
     let mut config = Config {
@@ -190,7 +187,7 @@ pub async fn follow(
 }
 
 /// `host:port` as a socket address string (IPv6 hosts bracketed).
-pub fn host_port(host: &str, port: u16) -> String {
+pub fn host_port(host: &str, port: impl std::fmt::Display) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 

@@ -75,25 +75,16 @@ impl ConnSettings {
         self.topology.as_ref().map(|t| t.epoch())
     }
 
-    /// The settings for one node of a cluster: the same credentials, TLS
-    /// checked against the node's own host unless a server name is set.
+    /// The settings for one node of a cluster: the same credentials and
+    /// TLS (checked against the node's own host, see [`open`]).
     pub fn for_node(&self, addr: &str) -> ConnSettings {
         let mut url = self.url.clone();
         url.addr = addr.to_string();
-        let tls = self.tls.as_ref().map(|t| {
-            let mut t = t.clone();
-            if !t.named
-                && let Ok(name) = rustls::pki_types::ServerName::try_from(url.host().to_string())
-            {
-                t.server_name = name;
-            }
-            t
-        });
         ConnSettings {
             url,
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,
-            tls,
+            tls: self.tls.clone(),
             topology: None,
             cluster: None,
         }
@@ -134,17 +125,13 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
     let mut stream = match &settings.tls {
         None => BackendStream::Tcp(tcp),
         Some(tls) => {
-            // Behind Sentinel the master moves: unless a name is set, its
-            // certificate is checked against the host it was found at.
-            let name = match (&settings.topology, tls.named) {
-                (Some(_), false) => {
-                    let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
-                    rustls::pki_types::ServerName::try_from(
-                        host.trim_start_matches('[').trim_end_matches(']').to_string(),
-                    )
-                    .unwrap_or_else(|_| tls.server_name.clone())
-                }
-                _ => tls.server_name.clone(),
+            // Unless a name is set, the certificate is checked against the
+            // host connected to: the URL's, the master the sentinels named,
+            // or the cluster node.
+            let name = match tls.named {
+                true => tls.server_name.clone(),
+                false => rustls::pki_types::ServerName::try_from(super::url::host_of(&addr).to_string())
+                    .unwrap_or_else(|_| tls.server_name.clone()),
             };
             let s = tls.connector.connect(name, tcp).await.map_err(|e| {
                 // rustls's words (certificate problems), never key material.

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::conn::{self, BackendError, ConnSettings, Dedicated};
-use super::route::{ClusterLink, Nodes};
+use super::route::{ClusterLink, Nodes, no_map};
 use super::shared::SharedLink;
 use crate::protocol::Proto;
 
@@ -108,14 +108,14 @@ impl Backend {
         }
         let links = match self.groups.get(&(db, proto)) {
             Some(links) => Arc::clone(&links),
-            None => Arc::clone(&self.groups.entry((db, proto)).or_insert_with(|| {
-                (0..self.links_per_group)
-                    .map(|_| SharedLink::spawn(Arc::clone(&self.settings), db, proto))
-                    .collect::<Vec<_>>()
-                    .into()
-            })),
+            None => Arc::clone(
+                &self
+                    .groups
+                    .entry((db, proto))
+                    .or_insert_with(|| group(&self.settings, self.links_per_group, db, proto)),
+            ),
         };
-        Shared::Direct(links[(session_id % links.len() as u64) as usize].clone())
+        Shared::Direct(pick(&links, session_id))
     }
 
     /// Run one command on a connection of its own (see [`conn::oneshot`]);
@@ -192,8 +192,14 @@ impl Backend {
     }
 }
 
-fn no_map() -> BackendError {
-    BackendError::Connect("the cluster slot map is not known yet".into())
+/// `n` shared links to the backend of `settings`, group (db, proto).
+pub fn group(settings: &Arc<ConnSettings>, n: usize, db: u32, proto: Proto) -> Arc<[SharedLink]> {
+    (0..n).map(|_| SharedLink::spawn(Arc::clone(settings), db, proto)).collect::<Vec<_>>().into()
+}
+
+/// The link of a group that session `id` keeps to (its commands stay in order).
+pub fn pick(links: &[SharedLink], id: u64) -> SharedLink {
+    links[(id % links.len() as u64) as usize].clone()
 }
 
 /// Whether an idle connection (non-blocking) is still open: Redis may have

@@ -80,15 +80,11 @@ impl Nodes {
             Some(l) => Arc::clone(&l),
             None => {
                 let settings = self.settings_of(addr);
-                Arc::clone(&self.links.entry((addr.to_string(), proto)).or_insert_with(|| {
-                    (0..self.links_per_group)
-                        .map(|_| SharedLink::spawn(Arc::clone(&settings), 0, proto))
-                        .collect::<Vec<_>>()
-                        .into()
-                }))
+                let made = || super::pool::group(&settings, self.links_per_group, 0, proto);
+                Arc::clone(&self.links.entry((addr.to_string(), proto)).or_insert_with(made))
             }
         };
-        links[(id % links.len() as u64) as usize].clone()
+        super::pool::pick(&links, id)
     }
 
     /// The master of the slot of `key` now, if the map knows one.
@@ -100,6 +96,11 @@ impl Nodes {
     pub fn any_master(&self) -> Option<String> {
         self.cluster.map().masters.first().map(|m| m.to_string())
     }
+}
+
+/// The error while the slot map is not known yet.
+pub fn no_map() -> BackendError {
+    BackendError::Connect("the cluster slot map is not known yet".into())
 }
 
 /// How a request is routed.
@@ -204,8 +205,7 @@ impl ClusterLink {
             self.links.clear();
         }
         if self.map.is_empty() {
-            let error = BackendError::Connect("the cluster slot map is not known yet".into());
-            let _ = req.reply.send(LinkEvent::Failed { frames: req.frames, error });
+            let _ = req.reply.send(LinkEvent::Failed { frames: req.frames, error: no_map() });
             return;
         }
         let home = (self.id % self.map.masters.len() as u64) as usize;
@@ -429,8 +429,7 @@ async fn collect(nodes: Arc<Nodes>, proto: Proto, id: u64, mut rx: mpsc::Unbound
                 let _ = reply.send(LinkEvent::Failed { frames, error: BackendError::Lost });
             }
             Expect::Local(data) => {
-                let errors = u32::from(crate::seal::is_error(&data, proto));
-                let _ = reply.send(LinkEvent::Replies { data, frames: 1, errors });
+                let _ = reply.send(one_event(Ok(data), proto));
             }
             Expect::Run { node, cmds, rx } => c.run(&node, &cmds, rx, &reply).await,
             Expect::Gather { parts, merge } => {
@@ -445,14 +444,11 @@ async fn collect(nodes: Arc<Nodes>, proto: Proto, id: u64, mut rx: mpsc::Unbound
                         Err(e) => failed = Some(e),
                     }
                 }
-                let _ = reply.send(match failed {
-                    Some(error) => LinkEvent::Failed { frames: 1, error },
-                    None => {
-                        let data = merge_replies(&merge, frames, proto);
-                        let errors = u32::from(crate::seal::is_error(&data, proto));
-                        LinkEvent::Replies { data, frames: 1, errors }
-                    }
-                });
+                let merged = match failed {
+                    Some(error) => Err(error),
+                    None => Ok(merge_replies(&merge, frames, proto)),
+                };
+                let _ = reply.send(one_event(merged, proto));
             }
         }
     }
@@ -482,14 +478,7 @@ impl Collector {
                         at += len;
                         let cmd = &cmds[done.min(cmds.len() - 1)];
                         done += 1;
-                        let event = match self.follow(node, cmd, frame).await {
-                            Ok(data) => {
-                                let errors = u32::from(crate::seal::is_error(&data, self.proto));
-                                LinkEvent::Replies { data, frames: 1, errors }
-                            }
-                            Err(error) => LinkEvent::Failed { frames: 1, error },
-                        };
-                        let _ = reply.send(event);
+                        let _ = reply.send(one_event(self.follow(node, cmd, frame).await, self.proto));
                     }
                 }
                 Some(LinkEvent::Failed { frames, error }) => {
@@ -543,6 +532,17 @@ impl Collector {
             frame = one_reply(&mut rx, frames).await?;
         }
         Ok(frame)
+    }
+}
+
+/// The event for one reply, or for its loss.
+fn one_event(reply: Result<Bytes, BackendError>, proto: Proto) -> LinkEvent {
+    match reply {
+        Ok(data) => {
+            let errors = u32::from(crate::seal::is_error(&data, proto));
+            LinkEvent::Replies { data, frames: 1, errors }
+        }
+        Err(error) => LinkEvent::Failed { frames: 1, error },
     }
 }
 

@@ -20,6 +20,7 @@ use fred::interfaces::{ClientLike, EventInterface, PubsubInterface, SentinelInte
 use fred::types::config::{ConnectionConfig, ReconnectPolicy, SentinelConfig};
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::host_port;
 use super::url::SentinelTarget;
 
 /// How often the sentinels are asked.
@@ -70,11 +71,6 @@ impl Topology {
     }
 }
 
-/// `host:port` as a socket address string (IPv6 hosts bracketed).
-fn host_port(host: &str, port: &str) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
-}
-
 /// Ask the sentinels for the master of `target.service` until `stop`.
 pub async fn follow(
     topology: Arc<Topology>,
@@ -87,9 +83,9 @@ pub async fn follow(
     // Per sentinel: one client asks, another listens for `+switch-master`
     // (a subscribed RESP2 connection can run nothing else).
     let make = |node: &String| -> Option<SentinelClient> {
-        let (host, port) = node.rsplit_once(':')?;
+        let (_, port) = node.rsplit_once(':')?;
         let config = SentinelConfig {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: super::url::host_of(node).to_string(),
             port: port.parse().ok()?,
             username: username.clone(),
             password: password.clone(),

@@ -40,8 +40,7 @@ impl BackendUrl {
     /// The host part of `addr` (what a TLS certificate is checked against
     /// unless `backend_tls.server_name` says otherwise).
     pub fn host(&self) -> &str {
-        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
-        host.trim_start_matches('[').trim_end_matches(']')
+        host_of(&self.addr)
     }
 
     /// Parse a URL; the error says what is wrong without echoing a password.
@@ -65,10 +64,7 @@ impl BackendUrl {
                  redis-cluster:// or rediss-cluster://"
                 .into());
         };
-        let (auth, hostpart) = match rest.rfind('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
-        };
+        let (auth, hostpart) = split_auth(rest);
         let (hostport, db) = match hostpart.split_once('/') {
             Some((hp, "")) => (hp, 0),
             Some((hp, db)) => {
@@ -112,12 +108,18 @@ impl BackendUrl {
         Ok(BackendUrl { addr, username, password, db, tls, sentinel: None, cluster: None })
     }
 
+    /// The user and password of a topology URL's `user:pass@` part, read
+    /// as a plain URL's.
+    fn credentials(auth: Option<&str>) -> Result<Self, String> {
+        match auth {
+            Some(a) => Self::parse(&format!("redis://{a}@x")),
+            None => Self::parse("redis://x"),
+        }
+    }
+
     /// `[user:pass@]host:port[,host:port…]` (a cluster has database 0 only).
     fn parse_cluster(rest: &str, tls: bool) -> Result<Self, String> {
-        let (auth, hosts) = match rest.rfind('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
-        };
+        let (auth, hosts) = split_auth(rest);
         let hosts = hosts.trim_end_matches('/');
         if hosts.contains('/') {
             return Err("a redis-cluster:// URL has no database: Redis Cluster has database 0 only".into());
@@ -129,10 +131,7 @@ impl BackendUrl {
         if seeds.is_empty() {
             return Err("redis-cluster:// needs at least one seed host:port".into());
         }
-        let creds = match auth {
-            Some(a) => Self::parse(&format!("redis://{a}@x"))?,
-            None => Self::parse("redis://x")?,
-        };
+        let creds = Self::credentials(auth)?;
         Ok(BackendUrl {
             addr: seeds[0].clone(),
             username: creds.username,
@@ -148,10 +147,7 @@ impl BackendUrl {
     /// With `tls` (`rediss-sentinel://`), the sentinels and the master
     /// both speak TLS.
     fn parse_sentinel(rest: &str, tls: bool) -> Result<Self, String> {
-        let (auth, hostpart) = match rest.rfind('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
-        };
+        let (auth, hostpart) = split_auth(rest);
         let mut parts = hostpart.splitn(3, '/');
         let hosts = parts.next().unwrap_or_default();
         let service = parts.next().filter(|s| !s.is_empty()).ok_or("redis-sentinel:// needs /service_name")?;
@@ -168,10 +164,7 @@ impl BackendUrl {
         if nodes.is_empty() {
             return Err("redis-sentinel:// needs at least one sentinel host:port".into());
         }
-        let creds = match auth {
-            Some(a) => Self::parse(&format!("redis://{a}@x"))?,
-            None => Self::parse("redis://x")?,
-        };
+        let creds = Self::credentials(auth)?;
         Ok(BackendUrl {
             addr: nodes[0].clone(),
             username: creds.username,
@@ -190,20 +183,26 @@ impl fmt::Debug for BackendUrl {
     }
 }
 
+impl BackendUrl {
+    /// `user:[REDACTED]@` for a topology URL with a password.
+    fn write_redacted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.password {
+            Some(_) => write!(f, "{}:[REDACTED]@", self.username.as_deref().unwrap_or("")),
+            None => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for BackendUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(s) = &self.sentinel {
             write!(f, "{}", if self.tls { "rediss-sentinel://" } else { "redis-sentinel://" })?;
-            if self.password.is_some() {
-                write!(f, "{}:[REDACTED]@", self.username.as_deref().unwrap_or(""))?;
-            }
+            self.write_redacted(f)?;
             return write!(f, "{}/{}/{}", s.nodes.join(","), s.service, self.db);
         }
         if let Some(seeds) = &self.cluster {
             write!(f, "{}", if self.tls { "rediss-cluster://" } else { "redis-cluster://" })?;
-            if self.password.is_some() {
-                write!(f, "{}:[REDACTED]@", self.username.as_deref().unwrap_or(""))?;
-            }
+            self.write_redacted(f)?;
             return write!(f, "{}", seeds.join(","));
         }
         write!(f, "{}", if self.tls { "rediss://" } else { "redis://" })?;
@@ -214,6 +213,19 @@ impl fmt::Display for BackendUrl {
         }
         write!(f, "{}/{}", self.addr, self.db)
     }
+}
+
+/// `[user:pass@]rest` split at the last `@`.
+fn split_auth(rest: &str) -> (Option<&str>, &str) {
+    match rest.rfind('@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    }
+}
+
+/// The host of a `host:port` address, IPv6 brackets removed.
+pub fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']')
 }
 
 fn percent_decode(s: &str) -> Option<String> {

@@ -405,11 +405,7 @@ where
                 }
                 Place::Shared => {
                     self.drop_dedicated();
-                    self.link = Link::Shared {
-                        link: self.ctx.backend.shared(self.replies.db, self.replies.proto, self.id),
-                        db: self.replies.db,
-                        proto: self.replies.proto,
-                    };
+                    self.link = self.shared_link();
                 }
             }
         } else if self.multi_held {

@@ -232,11 +232,7 @@ where
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         if !self.ctx.dedicated_mode {
-            self.link = Link::Shared {
-                link: self.ctx.backend.shared(self.replies.db, self.replies.proto, self.id),
-                db: self.replies.db,
-                proto: self.replies.proto,
-            };
+            self.link = self.shared_link();
         }
         loop {
             if !self.replies.reseal.is_empty() {
@@ -446,7 +442,7 @@ where
                         self.node = Some(node.to_string());
                         crate::backend::conn::dedicated(&nodes.settings_of(node), 0, self.replies.proto).await
                     }
-                    None => Err(BackendError::Connect("the cluster slot map is not known yet".into())),
+                    None => Err(crate::backend::route::no_map()),
                 }
             }
             None => self.ctx.backend.dedicated(self.replies.db, self.replies.proto).await,
@@ -484,17 +480,22 @@ where
         self.node = None;
     }
 
+    /// The shared link of the session's group (database, protocol) now.
+    fn shared_link(&self) -> Link {
+        Link::Shared {
+            link: self.ctx.backend.shared(self.replies.db, self.replies.proto, self.id),
+            db: self.replies.db,
+            proto: self.replies.proto,
+        }
+    }
+
     /// After a SELECT or HELLO on a shared link succeeded, move to the link
     /// of the new group.
     fn sync_shared_link(&mut self) {
         if let Link::Shared { db, proto, .. } = self.link
             && (db != self.replies.db || proto != self.replies.proto)
         {
-            self.link = Link::Shared {
-                link: self.ctx.backend.shared(self.replies.db, self.replies.proto, self.id),
-                db: self.replies.db,
-                proto: self.replies.proto,
-            };
+            self.link = self.shared_link();
         }
     }
 
