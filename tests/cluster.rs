@@ -417,19 +417,8 @@ fn a_resharding_during_an_express_session_workload() {
     wait_until("the app answers", Duration::from_secs(20), || {
         http_get(app_port, "/").ok().filter(|(s, _)| *s == 200).map(|_| ())
     });
-    let stop = dir.path().join("stop");
-    let progress = dir.path().join("stop.progress");
-    let out = dir.path().join("load.json");
-    let mut load = Reaped(
-        Command::new("python3")
-            .arg(root.join("tests/rotation/load.py"))
-            .args([&app_port.to_string(), "32", "150", stop.to_str().expect("utf-8")])
-            .stdout(std::fs::File::create(&out).expect("out"))
-            .spawn()
-            .expect("python3"),
-    );
-    let done = || std::fs::read_to_string(&progress).ok().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
-    wait_until("the load runs", Duration::from_secs(30), || (done() >= 100).then_some(()));
+    let load = SessionLoad::start(dir.path(), "reshard", app_port, 32, 150);
+    load.run_for(100);
     // Move a third of the first master's slots to the second, and back half.
     let (a, b) = (cluster.ports[0], cluster.ports[1]);
     for (from, to, slots) in [(a, b, "2000"), (b, a, "1000")] {
@@ -443,13 +432,9 @@ fn a_resharding_during_an_express_session_workload() {
         assert!(moved.success(), "reshard");
     }
     cluster.wait_stable(None);
-    let after = done();
-    wait_until("the load goes on after the resharding", Duration::from_secs(30), || {
-        (done() >= after + 200).then_some(())
-    });
-    std::fs::write(&stop, "").expect("stop");
-    wait_child(&mut load.0, Duration::from_secs(30)).expect("the load stops");
-    let result = std::fs::read_to_string(&out).expect("load result");
+    // The load goes on after the resharding.
+    load.run_for(200);
+    let result = load.finish();
     println!("through respseal during a resharding: {result}");
     let (_, metrics) = http_get(admin, "/metrics").expect("metrics");
     let redirects: f64 = ["moved", "ask"]

@@ -449,16 +449,7 @@ fn key_rotation_under_load_loses_no_session() {
             .expect("node"),
     );
     wait_until("the app answers", START_TIMEOUT, || http_get(app_port, "/").ok().filter(|(s, _)| *s == 200));
-    let stop = dir.path().join("stop");
-    let load_out = std::fs::File::create(dir.path().join("load.json")).expect("out");
-    let mut load = Reaped(
-        std::process::Command::new("python3")
-            .arg(root.join("tests/rotation/load.py"))
-            .args([&app_port.to_string(), "8", "100", stop.to_str().expect("utf-8")])
-            .stdout(load_out)
-            .spawn()
-            .expect("python3"),
-    );
+    let load = SessionLoad::start(dir.path(), "rotation", app_port, 8, 100);
     let sealed = || metric(&scrape(admin), "respseal_values_sealed_total");
     // Let the load run for `n` more sealed session writes.
     let run_for = |n: f64| {
@@ -485,9 +476,7 @@ fn key_rotation_under_load_loses_no_session() {
     run_for(150.0);
     reload(config(&[(&old, "disabled"), (&new, "primary")]), 4.0);
     run_for(150.0);
-    std::fs::write(&stop, "").expect("stop file");
-    wait_child(&mut load.0, Duration::from_secs(30)).expect("the load stops");
-    let result = std::fs::read_to_string(dir.path().join("load.json")).expect("load result");
+    let result = load.finish();
     let field = |name: &str| json_number(&result, name);
     assert_eq!(field("failures"), 0.0, "{result}");
     assert!(field("rate") >= 50.0, "at least 50 requests a second: {result}");

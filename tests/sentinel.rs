@@ -261,23 +261,8 @@ fn failover_workload(via_respseal: bool) -> Vec<Phase> {
     let scrape = |name: &str| http_get(admin, "/metrics").ok().map_or(0.0, |(_, m)| metric(&m, name));
     let mut phases = Vec::new();
     let mut phase = |what: &str, failover: &dyn Fn(), new_master: u16, n: f64| {
-        let stop = dir.path().join(format!("stop-{what}"));
-        let progress = dir.path().join(format!("stop-{what}.progress"));
-        let out = dir.path().join(format!("load-{what}.json"));
-        let mut load = Reaped(
-            Command::new("python3")
-                .arg(root.join("tests/rotation/load.py"))
-                .args([&app_port.to_string(), "8", "100", stop.to_str().expect("utf-8")])
-                .stdout(std::fs::File::create(&out).expect("out"))
-                .spawn()
-                .expect("python3"),
-        );
-        let done = || std::fs::read_to_string(&progress).ok().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
-        let run_for = |n: u64| {
-            let from = done();
-            wait_until("the load goes on", Duration::from_secs(30), || (done() >= from + n).then_some(()));
-        };
-        run_for(100);
+        let load = SessionLoad::start(dir.path(), what, app_port, 8, 100);
+        load.run_for(100);
         failover();
         wait_until("the sentinels name the new master", Duration::from_secs(40), || {
             (master_port(sentinels[2].0) == Some(new_master)).then_some(())
@@ -288,10 +273,8 @@ fn failover_workload(via_respseal: bool) -> Vec<Phase> {
             });
         }
         // Recovered: the load goes on against the new master.
-        run_for(200);
-        std::fs::write(&stop, "").expect("stop");
-        wait_child(&mut load.0, Duration::from_secs(30)).expect("the load stops");
-        let result = std::fs::read_to_string(&out).expect("load result");
+        load.run_for(200);
+        let result = load.finish();
         println!("{} {what}: {result}", if via_respseal { "respseal" } else { "direct" });
         let field = |name: &str| json_number(&result, name);
         phases.push(Phase { requests: field("requests"), errors: field("errors"), lost: field("lost") });

@@ -969,3 +969,52 @@ pub fn tls_cli(pki: &Pki, port: u16, args: &[&str], cert: Option<&str>) -> Strin
     let out = cmd.args(args).stdin(std::process::Stdio::null()).output().expect("redis-cli");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_string()
 }
+
+// ----- a browser load ----------------------------------------------------------
+
+/// `tests/rotation/load.py`: `users` browsers asking the express-session
+/// example on `app_port` for their counter, together at about `rate`
+/// requests a second, until [`SessionLoad::finish`].
+pub struct SessionLoad {
+    child: Reaped,
+    stop: PathBuf,
+    progress: PathBuf,
+    out: PathBuf,
+}
+
+impl SessionLoad {
+    /// Start it, its files named after `name` in `dir`.
+    pub fn start(dir: &Path, name: &str, app_port: u16, users: u32, rate: u32) -> SessionLoad {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let stop = dir.join(format!("stop-{name}"));
+        let out = dir.join(format!("load-{name}.json"));
+        let child = Reaped(
+            Command::new("python3")
+                .arg(root.join("tests/rotation/load.py"))
+                .args([&app_port.to_string(), &users.to_string(), &rate.to_string(), stop.to_str().expect("utf-8")])
+                .stdout(std::fs::File::create(&out).expect("load output"))
+                .spawn()
+                .expect("python3"),
+        );
+        let progress = dir.join(format!("stop-{name}.progress"));
+        SessionLoad { child, stop, progress, out }
+    }
+
+    /// Requests answered so far.
+    pub fn done(&self) -> u64 {
+        std::fs::read_to_string(&self.progress).ok().and_then(|t| t.parse().ok()).unwrap_or(0)
+    }
+
+    /// Wait (at most 30 s) for `n` more requests.
+    pub fn run_for(&self, n: u64) {
+        let from = self.done();
+        wait_until("the load goes on", Duration::from_secs(30), || (self.done() >= from + n).then_some(()));
+    }
+
+    /// Stop it and return its JSON result.
+    pub fn finish(mut self) -> String {
+        std::fs::write(&self.stop, "").expect("stop file");
+        wait_child(&mut self.child.0, Duration::from_secs(30)).expect("the load stops");
+        std::fs::read_to_string(&self.out).expect("load result")
+    }
+}
