@@ -46,6 +46,10 @@ pub struct FileConfig {
     /// Workers yield the CPU once before waiting for I/O (see `idle`).
     /// Default true.
     pub idle_yield: Option<bool>,
+    /// I/O path for plaintext client connections: `auto` (io_uring where
+    /// the kernel allows it, else epoll), `io_uring` or `epoll`. Default
+    /// `auto`.
+    pub io: Option<String>,
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
     /// Default `info`.
     pub log: Option<String>,
@@ -277,6 +281,8 @@ pub struct Overrides {
     pub threads: Option<usize>,
     /// `--idle-yield` / `RESPSEAL_IDLE_YIELD`.
     pub idle_yield: Option<bool>,
+    /// `--io` / `RESPSEAL_IO`.
+    pub io: Option<String>,
     /// `--max-clients` / `RESPSEAL_MAX_CLIENTS`.
     pub max_clients: Option<usize>,
     /// `--log` / `RESPSEAL_LOG`.
@@ -322,6 +328,8 @@ pub struct Config {
     pub threads: usize,
     /// Workers yield the CPU before waiting for I/O.
     pub idle_yield: bool,
+    /// I/O path for plaintext client connections.
+    pub io: crate::uring::IoMode,
     /// Log filter.
     pub log: String,
     /// Most clients.
@@ -482,6 +490,13 @@ impl Config {
                 false
             }
         };
+        let io = match ov.io.as_deref().or(file.io.as_deref()) {
+            None => crate::uring::IoMode::Auto,
+            Some(s) => crate::uring::IoMode::parse(s).unwrap_or_else(|| {
+                errors.push(format!("io: must be auto, io_uring or epoll, not {s:?}"));
+                crate::uring::IoMode::Auto
+            }),
+        };
         let mut positive = |name: &str, v: Option<usize>, default: usize| -> usize {
             match v {
                 Some(0) => {
@@ -569,6 +584,7 @@ impl Config {
                 shared_links,
                 threads,
                 idle_yield,
+                io,
                 log,
                 max_clients,
                 max_frame_bytes,

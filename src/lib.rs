@@ -73,3 +73,4 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod tls;
+pub mod uring;
