@@ -156,9 +156,9 @@ if [ "${BENCH_THREADS1:-0}" = 1 ]; then
     log "respseal shared on one thread pid $RS_1T_PID on :$RS_1T_PORT"
 fi
 
-# respseal on its other I/O path (BENCH_ALT_IO, default epoll; empty: none),
+# respseal on its other I/O path (BENCH_ALT_IO, default io_uring; empty: none),
 # so that both paths are measured in the same run.
-RS_ALT_PORT=""; RS_ALT_PID=""; RS_ALT_IO="${BENCH_ALT_IO-epoll}"
+RS_ALT_PORT=""; RS_ALT_PID=""; RS_ALT_IO="${BENCH_ALT_IO-io_uring}"
 if [ -n "$RS_ALT_IO" ]; then
     start_respseal respseal-alt "respseal (--io $RS_ALT_IO)" 1 "${sealing[@]}" --io "$RS_ALT_IO" "${extra[@]}"
     RS_ALT_PORT=$RS_PORT; RS_ALT_PID=$RS_PID

@@ -46,9 +46,8 @@ pub struct FileConfig {
     /// Workers yield the CPU once before waiting for I/O (see `idle`).
     /// Default true.
     pub idle_yield: Option<bool>,
-    /// I/O path for plaintext client connections: `auto` (io_uring where
-    /// the kernel allows it, else epoll), `io_uring` or `epoll`. Default
-    /// `auto`.
+    /// I/O path for plaintext client connections: `epoll` (default) or
+    /// `io_uring` (epoll where the kernel refuses it).
     pub io: Option<String>,
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
     /// Default `info`.
@@ -491,10 +490,10 @@ impl Config {
             }
         };
         let io = match ov.io.as_deref().or(file.io.as_deref()) {
-            None => crate::uring::IoMode::Auto,
+            None => crate::uring::IoMode::Epoll,
             Some(s) => crate::uring::IoMode::parse(s).unwrap_or_else(|| {
-                errors.push(format!("io: must be auto, io_uring or epoll, not {s:?}"));
-                crate::uring::IoMode::Auto
+                errors.push(format!("io: must be epoll or io_uring, not {s:?}"));
+                crate::uring::IoMode::Epoll
             }),
         };
         let mut positive = |name: &str, v: Option<usize>, default: usize| -> usize {

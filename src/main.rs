@@ -128,8 +128,8 @@ struct ServeArgs {
     /// gives a lower p99 there.
     #[arg(long, env = "RESPSEAL_IDLE_YIELD", value_name = "BOOL")]
     idle_yield: Option<bool>,
-    /// I/O path for plaintext clients: auto, io_uring or epoll [default:
-    /// auto, io_uring where the kernel allows it].
+    /// I/O path for plaintext clients: epoll or io_uring (epoll where the
+    /// kernel refuses it) [default: epoll].
     #[arg(long, env = "RESPSEAL_IO")]
     io: Option<String>,
     /// Most clients connected at once [default: 10000].
@@ -327,13 +327,7 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
         };
         let main_tls = cfg.tls.is_some();
         let live = Arc::new(Live::new(reloadable(&mut cfg)));
-        let uring = match cfg.io.resolve(&respseal::uring::probe()) {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::from(EX_UNAVAILABLE);
-            }
-        };
+        let uring = cfg.io == respseal::uring::IoMode::Uring && cfg.io.resolve(&respseal::uring::probe());
         let workers = match Workers::start(contexts(&cfg, &live), cfg.idle_yield, uring) {
             Ok(w) => w,
             Err(e) => {

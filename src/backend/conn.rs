@@ -213,7 +213,7 @@ pub(crate) async fn read_frame(
 pub async fn dedicated(settings: &Arc<ConnSettings>, db: u32, proto: Proto) -> Result<Dedicated, BackendError> {
     let epoch = settings.epoch();
     let (stream, buf) = open(settings, db, proto).await?;
-    let (rd, wr) = stream.into_split().map_err(|_| BackendError::Lost)?;
+    let (rd, wr) = stream.into_split();
     Ok(Dedicated { rd, wr, buf, epoch })
 }
 

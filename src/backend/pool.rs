@@ -161,8 +161,8 @@ impl Backend {
             if let Some((stream, mut buf)) = taken
                 && alive(&stream, &mut buf)
                 && let Ok(stream) = tokio::net::TcpStream::from_std(stream)
-                && let Ok((rd, wr)) = super::stream::BackendStream::Tcp(stream).into_split()
             {
+                let (rd, wr) = super::stream::BackendStream::Tcp(stream).into_split();
                 return Ok(Dedicated { rd, wr, buf, epoch: None });
             }
         }

@@ -188,9 +188,7 @@ async fn run_connected(
     epoch: Option<tokio_util::sync::CancellationToken>,
     rx: &mut mpsc::Receiver<SharedRequest>,
 ) -> Option<BackendError> {
-    let Ok((rd, mut wr)) = stream.into_split() else {
-        return Some(BackendError::Lost);
-    };
+    let (rd, mut wr) = stream.into_split();
     // One entry per request batch in flight: bounded by the sessions'
     // `max_inflight` times `max_clients`, the queue in front by QUEUE_DEPTH.
     let pending: Arc<Mutex<VecDeque<Pending>>> = Arc::default();

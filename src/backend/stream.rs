@@ -24,8 +24,6 @@ pub enum BackendStream {
 pub enum ReadHalf {
     /// Plain TCP.
     Tcp(OwnedReadHalf),
-    /// Plain TCP through the worker's io_uring.
-    Uring(crate::uring::UringRead),
     /// TLS.
     Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
 }
@@ -34,24 +32,14 @@ pub enum ReadHalf {
 pub enum WriteHalf {
     /// Plain TCP.
     Tcp(OwnedWriteHalf),
-    /// Plain TCP through the worker's io_uring.
-    Uring(crate::uring::UringWrite),
     /// TLS.
     Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
 }
 
 impl BackendStream {
-    /// Split into halves that two tasks can use (plain TCP moves to the
-    /// io_uring path on a worker that has one).
-    ///
-    /// # Errors
-    /// When the socket cannot leave tokio's reactor for the ring.
-    pub fn into_split(self) -> io::Result<(ReadHalf, WriteHalf)> {
-        Ok(match self {
-            BackendStream::Tcp(s) if crate::uring::active() => {
-                let (r, w) = crate::uring::split(s.into_std()?);
-                (ReadHalf::Uring(r), WriteHalf::Uring(w))
-            }
+    /// Split into halves that two tasks can use.
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
             BackendStream::Tcp(s) => {
                 let (r, w) = s.into_split();
                 (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
@@ -60,17 +48,16 @@ impl BackendStream {
                 let (r, w) = tokio::io::split(*s);
                 (ReadHalf::Tls(r), WriteHalf::Tls(w))
             }
-        })
+        }
     }
 }
 
 macro_rules! delegate_read {
-    ($t:ty $(, $u:ident)?) => {
+    ($t:ty) => {
         impl AsyncRead for $t {
             fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-                    $(Self::$u(s) => Pin::new(s).poll_read(cx, buf),)?
                     Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
                 }
             }
@@ -79,12 +66,11 @@ macro_rules! delegate_read {
 }
 
 macro_rules! delegate_write {
-    ($t:ty $(, $u:ident)?) => {
+    ($t:ty) => {
         impl AsyncWrite for $t {
             fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-                    $(Self::$u(s) => Pin::new(s).poll_write(cx, buf),)?
                     Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
                 }
             }
@@ -95,28 +81,24 @@ macro_rules! delegate_write {
             ) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-                    $(Self::$u(s) => Pin::new(s).poll_write_vectored(cx, bufs),)?
                     Self::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
                 }
             }
             fn is_write_vectored(&self) -> bool {
                 match self {
                     Self::Tcp(s) => s.is_write_vectored(),
-                    $(Self::$u(s) => s.is_write_vectored(),)?
                     Self::Tls(s) => s.is_write_vectored(),
                 }
             }
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_flush(cx),
-                    $(Self::$u(s) => Pin::new(s).poll_flush(cx),)?
                     Self::Tls(s) => Pin::new(s).poll_flush(cx),
                 }
             }
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-                    $(Self::$u(s) => Pin::new(s).poll_shutdown(cx),)?
                     Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
                 }
             }
@@ -125,6 +107,6 @@ macro_rules! delegate_write {
 }
 
 delegate_read!(BackendStream);
-delegate_read!(ReadHalf, Uring);
+delegate_read!(ReadHalf);
 delegate_write!(BackendStream);
-delegate_write!(WriteHalf, Uring);
+delegate_write!(WriteHalf);
