@@ -56,19 +56,15 @@ TARGETS = [
 ]
 if ENV.get("RS_1T_PORT"):  # BENCH_THREADS1=1: shared mode on one worker thread, db 1
     TARGETS.insert(3, ("respseal-1t", int(ENV["RS_1T_PORT"]), int(ENV["RS_1T_PID"])))
-if ENV.get("RS_ALT_PORT"):  # BENCH_ALT_IO: shared mode on the other I/O path, db 1
-    TARGETS.insert(2, ("respseal-alt", int(ENV["RS_ALT_PORT"]), int(ENV["RS_ALT_PID"])))
 if ENV.get("RS_NOSEAL_PORT"):  # BENCH_NOSEAL=1: respseal without seal rules, db 2
     TARGETS.insert(3, ("respseal-noseal", int(ENV["RS_NOSEAL_PORT"]), int(ENV["RS_NOSEAL_PID"])))
 PORT = {t[0]: t[1] for t in TARGETS}
 PID = {t[0]: t[2] for t in TARGETS}
 PROXIES = [t[0] for t in TARGETS if t[2] is not None]
-RESPSEALS = (["respseal"] + (["respseal-alt"] if ENV.get("RS_ALT_PORT") else []) + ["respseal-dedicated"]
-             + (["respseal-1t"] if ENV.get("RS_1T_PORT") else []))
+RESPSEALS = ["respseal", "respseal-dedicated"] + (["respseal-1t"] if ENV.get("RS_1T_PORT") else [])
 LABEL = {"respseal": "respseal (shared)", "respseal-dedicated": "respseal (dedicated)",
          "respseal-noseal": "respseal (shared, no seal rule)",
-         "respseal-1t": "respseal (shared, --threads 1)",
-         "respseal-alt": f"respseal (shared, --io {ENV.get('RS_ALT_IO', '')})"}
+         "respseal-1t": "respseal (shared, --threads 1)"}
 CLK = os.sysconf("SC_CLK_TCK")
 T0 = time.monotonic()
 LOAD0 = open("/proc/loadavg").read().split()[:3]
@@ -487,7 +483,7 @@ def main():
         reps_done += 1
 
     # 4. 16 KiB values
-    t16 = [t for t in ("direct", "respseal", "respseal-alt", "respseal-noseal", "twemproxy", "haproxy") if t in PORT]
+    t16 = [t for t in ("direct", "respseal", "respseal-noseal", "twemproxy", "haproxy") if t in PORT]
     log(f"warm-up: SET {KEYSPACE_16K} x 16 KiB keys direct and through respseal")
     fill(REDIS_PORT, KEYSPACE_16K, 16384, batch=100)
     fill(PORT["respseal"], KEYSPACE_16K, 16384, batch=100)
@@ -574,7 +570,7 @@ def report(raw, reps_done, reps16, mem_fresh, mem_loaded, sampler, san, dead):
     A("")
     A("| target | SET rps | GET rps | p50/p99 SET | p50/p99 GET |")
     A("|---|---:|---:|---:|---:|")
-    for t in [t for t in ("direct", "respseal", "respseal-alt", "respseal-noseal", "twemproxy", "haproxy") if t in PORT]:
+    for t in [t for t in ("direct", "respseal", "respseal-noseal", "twemproxy", "haproxy") if t in PORT]:
         A(f"| {LABEL.get(t, t)} | {fk(agg('16K', t, 'set', 'rps'))} | {fk(agg('16K', t, 'get', 'rps'))} | "
           f"{fms(agg('16K', t, 'set', 'p50'))} / {fms(agg('16K', t, 'set', 'p99'))} | "
           f"{fms(agg('16K', t, 'get', 'p50'))} / {fms(agg('16K', t, 'get', 'p99'))} |")

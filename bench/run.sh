@@ -156,15 +156,6 @@ if [ "${BENCH_THREADS1:-0}" = 1 ]; then
     log "respseal shared on one thread pid $RS_1T_PID on :$RS_1T_PORT"
 fi
 
-# respseal on its other I/O path (BENCH_ALT_IO, default io_uring; empty: none),
-# so that both paths are measured in the same run.
-RS_ALT_PORT=""; RS_ALT_PID=""; RS_ALT_IO="${BENCH_ALT_IO-io_uring}"
-if [ -n "$RS_ALT_IO" ]; then
-    start_respseal respseal-alt "respseal (--io $RS_ALT_IO)" 1 "${sealing[@]}" --io "$RS_ALT_IO" "${extra[@]}"
-    RS_ALT_PORT=$RS_PORT; RS_ALT_PID=$RS_PID
-    log "respseal shared with --io $RS_ALT_IO pid $RS_ALT_PID on :$RS_ALT_PORT"
-fi
-
 # Optional: respseal with no seal rule (pure forwarding, database 2), to
 # separate the proxy's own cost from the sealing cost.
 RS_NOSEAL_PORT=""; RS_NOSEAL_PID=""
@@ -220,7 +211,7 @@ log "twemproxy pid $TW_PID on :$TW_PORT, haproxy pid $HAP_PID on :$HAP_PORT"
 # ---------------------------------------------------------------- measure
 export BENCH_WORK="$WORK" BENCH_REPO="$REPO_DIR" BENCH_BIN="$BIN" \
     REDIS_PORT REDIS_PID RS_SHARED_PORT RS_SHARED_PID RS_DED_PORT RS_DED_PID RS_NOSEAL_PORT RS_NOSEAL_PID \
-    RS_1T_PORT RS_1T_PID RS_ALT_PORT RS_ALT_PID RS_ALT_IO \
+    RS_1T_PORT RS_1T_PID \
     TW_PORT TW_PID HAP_PORT HAP_PID
 python3 "$BENCH_DIR/bench.py" &
 DRIVER_PID=$!
@@ -228,7 +219,7 @@ set +e
 wait "$DRIVER_PID"; rc=$?
 set -e
 DRIVER_PID=""
-for f in respseal-shared respseal-dedicated respseal-1t respseal-alt respseal-noseal; do
+for f in respseal-shared respseal-dedicated respseal-1t respseal-noseal; do
     [ -f "$WORK/$f.log" ] || continue
     n="$(grep -c -E 'WARN|ERROR' "$WORK/$f.log" || true)"
     [ "$n" = 0 ] || { log "$f logged $n warnings/errors; first lines:"; head -n 5 "$WORK/$f.log" >&2; }

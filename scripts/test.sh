@@ -2,7 +2,7 @@
 # The whole test suite, on a fresh machine: installs what the tests need, then
 # runs every test (unit, protocol, sealing, the sealing boundary, real
 # clients, the express-session example, Redis's own Tcl suite) through cargo,
-# on both I/O paths (epoll, then io_uring), and ends with one line "N passed, N failed" summing every test binary.
+# and ends with one line "N passed, N failed" summing every test binary.
 #
 # Every binary runs (--no-fail-fast), and the summary is honest: a binary
 # that started but printed no "test result:" line (it crashed, was killed,
@@ -16,8 +16,5 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --no-fail-fast --lib --bins --tests -- --test-threads="${RESPSEAL_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
-# The same tests once more with every respseal they start on the io_uring
-# I/O path (RESPSEAL_IO; the unit tests do not depend on it).
-RESPSEAL_IO=io_uring cargo test --no-fail-fast --tests -- --test-threads="${RESPSEAL_TEST_THREADS:-4}" 2>&1 | tee -a "$log" || status=$?
 awk -f scripts/test-summary.awk -v status="$status" "$log"
 exit "$status"

@@ -46,9 +46,6 @@ pub struct FileConfig {
     /// Workers yield the CPU once before waiting for I/O (see `idle`).
     /// Default true.
     pub idle_yield: Option<bool>,
-    /// I/O path for plaintext client connections: `epoll` (default) or
-    /// `io_uring` (epoll where the kernel refuses it).
-    pub io: Option<String>,
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
     /// Default `info`.
     pub log: Option<String>,
@@ -280,8 +277,6 @@ pub struct Overrides {
     pub threads: Option<usize>,
     /// `--idle-yield` / `RESPSEAL_IDLE_YIELD`.
     pub idle_yield: Option<bool>,
-    /// `--io` / `RESPSEAL_IO`.
-    pub io: Option<String>,
     /// `--max-clients` / `RESPSEAL_MAX_CLIENTS`.
     pub max_clients: Option<usize>,
     /// `--log` / `RESPSEAL_LOG`.
@@ -327,8 +322,6 @@ pub struct Config {
     pub threads: usize,
     /// Workers yield the CPU before waiting for I/O.
     pub idle_yield: bool,
-    /// I/O path for plaintext client connections.
-    pub io: crate::uring::IoMode,
     /// Log filter.
     pub log: String,
     /// Most clients.
@@ -489,13 +482,6 @@ impl Config {
                 false
             }
         };
-        let io = match ov.io.as_deref().or(file.io.as_deref()) {
-            None => crate::uring::IoMode::Epoll,
-            Some(s) => crate::uring::IoMode::parse(s).unwrap_or_else(|| {
-                errors.push(format!("io: must be epoll or io_uring, not {s:?}"));
-                crate::uring::IoMode::Epoll
-            }),
-        };
         let mut positive = |name: &str, v: Option<usize>, default: usize| -> usize {
             match v {
                 Some(0) => {
@@ -583,7 +569,6 @@ impl Config {
                 shared_links,
                 threads,
                 idle_yield,
-                io,
                 log,
                 max_clients,
                 max_frame_bytes,

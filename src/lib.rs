@@ -73,4 +73,3 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod tls;
-pub mod uring;

@@ -128,10 +128,6 @@ struct ServeArgs {
     /// gives a lower p99 there.
     #[arg(long, env = "RESPSEAL_IDLE_YIELD", value_name = "BOOL")]
     idle_yield: Option<bool>,
-    /// I/O path for plaintext clients: epoll or io_uring (epoll where the
-    /// kernel refuses it) [default: epoll].
-    #[arg(long, env = "RESPSEAL_IO")]
-    io: Option<String>,
     /// Most clients connected at once [default: 10000].
     #[arg(long, env = "RESPSEAL_MAX_CLIENTS")]
     max_clients: Option<usize>,
@@ -163,7 +159,6 @@ impl ServeArgs {
             shared_links: self.shared_links,
             threads: self.threads,
             idle_yield: self.idle_yield,
-            io: self.io.clone(),
             max_clients: self.max_clients,
             log: self.log.clone(),
             admin_listen: self.admin_listen.clone(),
@@ -327,8 +322,7 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
         };
         let main_tls = cfg.tls.is_some();
         let live = Arc::new(Live::new(reloadable(&mut cfg)));
-        let uring = cfg.io == respseal::uring::IoMode::Uring && cfg.io.resolve(&respseal::uring::probe());
-        let workers = match Workers::start(contexts(&cfg, &live), cfg.idle_yield, uring) {
+        let workers = match Workers::start(contexts(&cfg, &live), cfg.idle_yield) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start worker threads");
@@ -360,7 +354,6 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
             mode = if cfg.dedicated { "dedicated" } else { "shared" },
             threads = cfg.threads,
             idle_yield = cfg.idle_yield,
-            io = if uring { "io_uring" } else { "epoll" },
             "respseal ready"
         );
         let opts = ServeOptions { max_clients: cfg.max_clients, shutdown_grace: cfg.shutdown_grace };

@@ -83,12 +83,11 @@ pub struct Workers {
 
 impl Workers {
     /// Start one worker thread per context; `idle_yield`: workers yield the
-    /// CPU before waiting for I/O ([`crate::idle`]); `uring`: plaintext
-    /// clients are served through io_uring ([`crate::uring`]).
+    /// CPU before waiting for I/O ([`crate::idle`]).
     ///
     /// # Errors
-    /// When a thread, its runtime or its ring cannot be created.
-    pub fn start(contexts: Vec<Arc<Context>>, idle_yield: bool, uring: bool) -> io::Result<Self> {
+    /// When a thread or its runtime cannot be created.
+    pub fn start(contexts: Vec<Arc<Context>>, idle_yield: bool) -> io::Result<Self> {
         let tracker = TaskTracker::new();
         let drain = CancellationToken::new();
         let stop = CancellationToken::new();
@@ -97,36 +96,15 @@ impl Workers {
         for (n, ctx) in contexts.into_iter().enumerate() {
             let mut builder = tokio::runtime::Builder::new_current_thread();
             builder.enable_all();
-            if idle_yield || uring {
-                builder.on_thread_park(move || before_wait(idle_yield));
+            if idle_yield {
+                builder.on_thread_park(before_wait);
             }
             let rt = builder.build()?;
             let (tx, rx) = mpsc::unbounded_channel();
             let (tracker, drain, stop) = (tracker.clone(), drain.clone(), stop.clone());
-            // The ring is made on its worker thread (it accepts submissions
-            // from that thread only); its outcome is waited for here.
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let thread = std::thread::Builder::new().name(format!("respseal-worker-{n}")).spawn(move || {
-                let reaper = if uring {
-                    match crate::uring::install() {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    }
-                } else {
-                    None
-                };
-                let _ = ready_tx.send(Ok(()));
-                rt.block_on(async move {
-                    if let Some(reaper) = reaper {
-                        tokio::spawn(reaper);
-                    }
-                    worker(ctx, rx, tracker, drain, stop, uring).await;
-                });
-            })?;
-            ready_rx.recv().map_err(|_| io::Error::other("worker thread ended at start"))??;
+            let thread = std::thread::Builder::new()
+                .name(format!("respseal-worker-{n}"))
+                .spawn(move || rt.block_on(worker(ctx, rx, tracker, drain, stop)))?;
             jobs.push(tx);
             threads.push(thread);
         }
@@ -142,19 +120,12 @@ async fn accept_or_never(l: Option<&TcpListener>) -> io::Result<(TcpStream, Sock
 }
 
 /// Called each time a worker has nothing left to run, just before it waits
-/// for I/O: submits and collects io_uring work ([`crate::uring`]), then,
-/// unless that woke a task, yields ([`crate::idle`]).
-fn before_wait(idle_yield: bool) {
+/// for I/O; see [`crate::idle`].
+fn before_wait() {
     thread_local! {
         static IDLE: RefCell<IdleYield> = RefCell::new(IdleYield::default());
     }
-    if crate::uring::before_park() || !idle_yield {
-        return;
-    }
     IDLE.with(|y| y.borrow_mut().before_wait());
-    // What completed during the yield is collected from the ring's memory,
-    // without a wait in epoll_wait.
-    crate::uring::before_park();
 }
 
 async fn worker(
@@ -163,28 +134,9 @@ async fn worker(
     tracker: TaskTracker,
     drain: CancellationToken,
     stop: CancellationToken,
-    uring: bool,
 ) {
     while let Some(job) = jobs.recv().await {
         let Job { stream, peer, id, permit, tls } = job;
-        if uring && tls.is_none() {
-            let ctx = Arc::clone(&ctx);
-            let drain = drain.clone();
-            let span = tracing::info_span!("conn", id, %peer);
-            tracker.spawn(
-                async move {
-                    tracing::debug!("accepted");
-                    metrics::gauge!("respseal_clients_connected").increment(1.0);
-                    let (rd, wr) = crate::uring::split(stream);
-                    Session::new(ctx, id, rd, wr).run(drain).await;
-                    metrics::gauge!("respseal_clients_connected").decrement(1.0);
-                    tracing::debug!("closed");
-                    drop(permit);
-                }
-                .instrument(span),
-            );
-            continue;
-        }
         let stream = match TcpStream::from_std(stream) {
             Ok(s) => s,
             Err(e) => {

@@ -159,34 +159,6 @@ fn idle_yield_can_be_turned_off_and_the_proxy_still_serves() {
     assert!(out.contains("idle_yield"), "{out}");
 }
 
-/// The test command runs the suite twice, the second time with
-/// `RESPSEAL_IO=io_uring`: every proxy of that pass must really be on the
-/// ring (on this machine the kernel allows it), not fallen back to epoll.
-#[test]
-fn the_io_path_in_use_is_the_one_asked_for() {
-    let redis = RedisServer::start();
-    let asked = std::env::var("RESPSEAL_IO").unwrap_or_else(|_| "epoll".into());
-    let proxy = Proxy::start(redis.port, &[]);
-    proxy.client().assert_cmd(&["PING"], b"+PONG\r\n");
-    assert!(proxy.log().contains(&format!("io=\"{asked}\"")), "{}", proxy.log());
-    for (how, proxy) in [
-        ("flag", Proxy::start(redis.port, &["--io", "io_uring"])),
-        ("file", Proxy::start_with_config(redis.port, "io = \"io_uring\"\n", &[])),
-    ] {
-        let mut c = proxy.client();
-        c.assert_cmd(&["SET", how, "v"], b"+OK\r\n");
-        c.assert_cmd(&["GET", how], b"$1\r\nv\r\n");
-        assert!(proxy.log().contains("io=\"io_uring\""), "{how}: {}", proxy.log());
-    }
-    let proxy = Proxy::start(redis.port, &["--io", "epoll"]);
-    proxy.client().assert_cmd(&["PING"], b"+PONG\r\n");
-    assert!(proxy.log().contains("io=\"epoll\""), "{}", proxy.log());
-    // A flag, which wins over RESPSEAL_IO (a file would not).
-    let (code, out) = serve_with_config("", &["--io", "kqueue"]);
-    assert_eq!(code, 64, "{out}");
-    assert!(out.contains("io: must be epoll or io_uring"), "{out}");
-}
-
 #[test]
 fn idle_clients_are_closed_when_configured() {
     let redis = RedisServer::start();

@@ -672,12 +672,11 @@ fn read_log(dir: &Path) -> String {
 }
 
 /// A `Command` for the respseal binary with no `RESPSEAL_*` variables
-/// inherited from the test environment, except `RESPSEAL_IO`: the test
-/// command runs the suite once per I/O path.
+/// inherited from the test environment.
 pub fn respseal_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_respseal"));
     for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("RESPSEAL_") && k != "RESPSEAL_IO" {
+        if k.to_string_lossy().starts_with("RESPSEAL_") {
             cmd.env_remove(k);
         }
     }
