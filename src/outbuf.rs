@@ -111,15 +111,19 @@ impl OutBuf {
     /// Cancellation-safe: progress is recorded only when a write completes.
     pub async fn write_once<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> io::Result<usize> {
         self.seal_small();
-        let n = {
+        let parts = &self.parts;
+        // The iovec array is built in each poll, so that it lives on the
+        // stack and not in every waiting session's future (1 KiB each).
+        let n = std::future::poll_fn(|cx| {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut count = 0;
-            for (slot, part) in slices.iter_mut().zip(&self.parts) {
+            for (slot, part) in slices.iter_mut().zip(parts) {
                 *slot = IoSlice::new(part);
                 count += 1;
             }
-            w.write_vectored(&slices[..count]).await?
-        };
+            std::pin::Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count])
+        })
+        .await?;
         if n == 0 && !self.parts.is_empty() {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -156,21 +156,26 @@ async fn worker(
                         let (rd, wr) = stream.into_split();
                         Session::new(ctx, id, rd, wr).run(drain).await;
                     }
+                    // Boxed: the handshake and the TLS session's state stay
+                    // out of every plaintext connection's task.
                     Some(acceptor) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.0.accept(stream)).await {
-                            Ok(Ok(tls)) => {
-                                let (rd, wr) = tokio::io::split(tls);
-                                Session::new(ctx, id, rd, wr).run(drain).await;
+                        Box::pin(async move {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.0.accept(stream)).await {
+                                Ok(Ok(tls)) => {
+                                    let (rd, wr) = tokio::io::split(tls);
+                                    Session::new(ctx, id, rd, wr).run(drain).await;
+                                }
+                                Ok(Err(e)) => {
+                                    metrics::counter!("respseal_tls_handshake_failures_total").increment(1);
+                                    tracing::info!(error = %e, "TLS handshake failed");
+                                }
+                                Err(_) => {
+                                    metrics::counter!("respseal_tls_handshake_failures_total").increment(1);
+                                    tracing::info!("TLS handshake timed out");
+                                }
                             }
-                            Ok(Err(e)) => {
-                                metrics::counter!("respseal_tls_handshake_failures_total").increment(1);
-                                tracing::info!(error = %e, "TLS handshake failed");
-                            }
-                            Err(_) => {
-                                metrics::counter!("respseal_tls_handshake_failures_total").increment(1);
-                                tracing::info!("TLS handshake timed out");
-                            }
-                        }
+                        })
+                        .await
                     }
                 }
                 metrics::gauge!("respseal_clients_connected").decrement(1.0);

@@ -184,7 +184,7 @@ where
     ) {
         let args = Args::new(&frame, ranges);
         let route = if self.ctx.backend.cluster().is_some() {
-            match self.cluster_route(&frame, ranges, route, cmd).await {
+            match Box::pin(self.cluster_route(&frame, ranges, route, cmd)).await {
                 Some(route) => route,
                 None => return,
             }
@@ -198,7 +198,7 @@ where
                 if !self.replies.is_empty() {
                     return self.defer(frame, ranges, route, cmd);
                 }
-                match self.ctx.backend.oneshot(&frame).await {
+                match Box::pin(self.ctx.backend.oneshot(&frame)).await {
                     Ok(reply) => self.replies.push(Plan::Local(reply), 0),
                     Err(e) => self.refuse(e.into()),
                 }
@@ -217,7 +217,9 @@ where
                     {
                         crate::error::Error::from(Refusal::CrossSlot).rescue()
                     }
-                    (Some(sealer), Ok(settings)) => crate::moves::run(&settings, self.replies.db, sealer, &args).await,
+                    (Some(sealer), Ok(settings)) => {
+                        Box::pin(crate::moves::run(&settings, self.replies.db, sealer, &args)).await
+                    }
                     (Some(_), Err(e)) => crate::error::Error::from(e).rescue(),
                     (None, _) => crate::error::Error::from(Refusal::NotForwarded("no sealer")).rescue(),
                 };
@@ -228,13 +230,13 @@ where
                     if !self.replies.is_empty() {
                         return self.defer(frame, ranges, route, cmd);
                     }
-                    if !self.pin(crate::backend::route::slot_of(&args)).await {
+                    if !Box::pin(self.pin(crate::backend::route::slot_of(&args))).await {
                         return;
                     }
                 }
                 self.forward_one(frame.clone(), &args, cmd).await;
             }
-            Route::Local(cmd) => self.local(cmd, frame.clone(), ranges).await,
+            Route::Local(cmd) => Box::pin(self.local(cmd, frame.clone(), ranges)).await,
         }
     }
 
@@ -245,7 +247,7 @@ where
 
     /// Forward one request on the current link with the plan its class needs.
     pub(super) async fn forward_one(&mut self, frame: Bytes, args: &Args<'_>, cmd: Option<&'static Command>) {
-        if matches!(self.link, Link::None) && !self.pin(crate::backend::route::slot_of(args)).await {
+        if matches!(self.link, Link::None) && !Box::pin(self.pin(crate::backend::route::slot_of(args))).await {
             return;
         }
         let dedicated = matches!(self.link, Link::Dedicated(_));
@@ -399,7 +401,7 @@ where
                 }
                 Place::Move(slot) => {
                     self.drop_dedicated();
-                    if !self.pin(slot).await {
+                    if !Box::pin(self.pin(slot)).await {
                         return None;
                     }
                 }
@@ -413,7 +415,7 @@ where
                 self.defer(frame.clone(), ranges, route, cmd);
                 return None;
             }
-            if !self.pin(crate::backend::route::slot_of(&args)).await {
+            if !Box::pin(self.pin(crate::backend::route::slot_of(&args))).await {
                 return None;
             }
         }
