@@ -230,7 +230,7 @@ where
                     if !self.replies.is_empty() {
                         return self.defer(frame, ranges, route, cmd);
                     }
-                    if !Box::pin(self.pin(crate::backend::route::slot_of(&args))).await {
+                    if !self.pin(crate::backend::route::slot_of(&args)).await {
                         return;
                     }
                 }
@@ -247,7 +247,7 @@ where
 
     /// Forward one request on the current link with the plan its class needs.
     pub(super) async fn forward_one(&mut self, frame: Bytes, args: &Args<'_>, cmd: Option<&'static Command>) {
-        if matches!(self.link, Link::None) && !Box::pin(self.pin(crate::backend::route::slot_of(args))).await {
+        if matches!(self.link, Link::None) && !self.pin(crate::backend::route::slot_of(args)).await {
             return;
         }
         let dedicated = matches!(self.link, Link::Dedicated(_));
@@ -401,7 +401,7 @@ where
                 }
                 Place::Move(slot) => {
                     self.drop_dedicated();
-                    if !Box::pin(self.pin(slot)).await {
+                    if !self.pin(slot).await {
                         return None;
                     }
                 }
@@ -415,7 +415,7 @@ where
                 self.defer(frame.clone(), ranges, route, cmd);
                 return None;
             }
-            if !Box::pin(self.pin(crate::backend::route::slot_of(&args))).await {
+            if !self.pin(crate::backend::route::slot_of(&args)).await {
                 return None;
             }
         }

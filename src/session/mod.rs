@@ -55,8 +55,8 @@ const OUT_HIGH_WATER: usize = 32 * 1024 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Read buffer of a client whose reads so far were small: an idle client
 /// then holds a quarter of a page instead of a page of a 16 KiB buffer
-/// (memory per idle connection 11.0 -> 7.9 KiB). A read that fills the
-/// buffer or brings more than a quarter of it switches the session to
+/// (memory per idle connection 11.0 -> 7.9 KiB). A read that brings at
+/// least a quarter of it (one that fills it does) switches the session to
 /// `READ_CHUNK` steps for good.
 const READ_SMALL: usize = 1024;
 /// Most room reserved in `shared_tail` for requests not parsed yet.
@@ -119,8 +119,8 @@ pub struct Session<R, W> {
     rbuf: BytesMut,
     /// Buffer length below which parsing cannot make progress.
     need: usize,
-    /// A read filled the buffer or was not small: grow it in `READ_CHUNK`
-    /// steps from now on.
+    /// A read was not small: grow the buffer in `READ_CHUNK` steps from
+    /// now on.
     big_reads: bool,
     args: Vec<Range<usize>>,
     /// What the client is owed, in order, and the state replies change.
@@ -293,7 +293,6 @@ where
                 _ => None,
             };
             let rbuf = &mut self.rbuf;
-            let spare = rbuf.capacity() - rbuf.len();
             tokio::select! {
                 biased;
                 _ = &mut cancelled, if !self.draining => {
@@ -328,7 +327,9 @@ where
                     Ok(n) => {
                         // For good: a pipelining or bulk-writing client
                         // would otherwise allocate a small buffer per read.
-                        self.big_reads |= n == spare || n > READ_SMALL / 4;
+                        // (The buffer has at least READ_SMALL / 4 spare
+                        // bytes here, so a read that fills it counts too.)
+                        self.big_reads |= n >= READ_SMALL / 4;
                         stats::add(Counter::BytesIn, n as u64);
                         self.refresh();
                         self.process_input().await
@@ -446,7 +447,13 @@ where
 
     /// Move to a dedicated link. Only called with no plans outstanding.
     /// Behind Redis Cluster, to the master of `slot` (any master without one).
-    async fn pin(&mut self, slot: Option<u16>) -> bool {
+    /// Boxed: opening a connection is rare and its future is large, and it
+    /// would otherwise sit in every session's task.
+    fn pin(&mut self, slot: Option<u16>) -> std::pin::Pin<Box<impl Future<Output = bool> + '_>> {
+        Box::pin(self.open_dedicated(slot))
+    }
+
+    async fn open_dedicated(&mut self, slot: Option<u16>) -> bool {
         self.flush_shared().await;
         let opened = match self.ctx.backend.cluster() {
             Some(nodes) => {
