@@ -110,22 +110,31 @@ impl OutBuf {
     /// One vectored write of what is queued; returns the bytes written.
     /// Cancellation-safe: progress is recorded only when a write completes.
     pub async fn write_once<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_write_once(w, cx)).await
+    }
+
+    /// [`OutBuf::write_once`] as a poll: one vectored write attempt, with
+    /// `cx`'s waker registered if the writer is not ready.
+    pub fn poll_write_once<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<usize>> {
         self.seal_small();
-        let parts = &self.parts;
-        // The iovec array is built in each poll, so that it lives on the
-        // stack and not in every waiting session's future (1 KiB each).
-        let n = std::future::poll_fn(|cx| {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            for (slot, part) in slices.iter_mut().zip(parts) {
-                *slot = IoSlice::new(part);
-                count += 1;
-            }
-            std::pin::Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count])
-        })
-        .await?;
+        // The iovec array lives on the stack of this call, not in every
+        // waiting session's future (1 KiB each).
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut count = 0;
+        for (slot, part) in slices.iter_mut().zip(&self.parts) {
+            *slot = IoSlice::new(part);
+            count += 1;
+        }
+        let n = match std::pin::Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count]) {
+            std::task::Poll::Ready(Ok(n)) => n,
+            other => return other,
+        };
         if n == 0 && !self.parts.is_empty() {
-            return Err(io::ErrorKind::WriteZero.into());
+            return std::task::Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
         let mut left = n;
         let mut done = 0;
@@ -139,7 +148,7 @@ impl OutBuf {
             }
         }
         self.parts.drain(..done);
-        Ok(n)
+        std::task::Poll::Ready(Ok(n))
     }
 
     /// Write everything queued; on return the queue is empty.

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::idle::IdleYield;
-use crate::session::{Context, Session};
+use crate::session::{Context, Drain, Session};
 
 /// Listener settings.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub struct Workers {
     threads: Vec<JoinHandle<()>>,
     tracker: TaskTracker,
     /// Tells sessions to finish what is in flight and close.
-    drain: CancellationToken,
+    drain: Drain,
     /// Tells workers to stop, dropping whatever is left.
     stop: CancellationToken,
 }
@@ -89,7 +89,7 @@ impl Workers {
     /// When a thread or its runtime cannot be created.
     pub fn start(contexts: Vec<Arc<Context>>, idle_yield: bool) -> io::Result<Self> {
         let tracker = TaskTracker::new();
-        let drain = CancellationToken::new();
+        let drain = Drain::default();
         let stop = CancellationToken::new();
         let mut jobs = Vec::with_capacity(contexts.len());
         let mut threads = Vec::with_capacity(contexts.len());
@@ -132,7 +132,7 @@ async fn worker(
     ctx: Arc<Context>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     tracker: TaskTracker,
-    drain: CancellationToken,
+    drain: Drain,
     stop: CancellationToken,
 ) {
     while let Some(job) = jobs.recv().await {
@@ -249,7 +249,7 @@ pub async fn run(
     drop(plaintext);
     drop(jobs);
     tracing::info!(sessions = tracker.len(), "shutting down: draining sessions");
-    drain.cancel();
+    drain.fire();
     tracker.close();
     if tokio::time::timeout(opts.shutdown_grace, tracker.wait()).await.is_err() {
         tracing::warn!(remaining = tracker.len(), "grace period over; closing remaining connections");

@@ -287,6 +287,8 @@ async fn read_loop(mut rd: ReadHalf, buf: BytesMut, proto: Proto, pending: Arc<M
 /// progress always starts at the front of the reader on the next call.
 fn route(reader: &mut FrameReader, proto: Proto, pending: &Mutex<VecDeque<Pending>>) -> bool {
     let mut q = pending.lock().expect("pending FIFO lock is never poisoned");
+    // The time of this read: progress made by it restarts the wait.
+    let mut now = None;
     loop {
         let mut end = 0;
         let mut frames = 0u32;
@@ -344,7 +346,7 @@ fn route(reader: &mut FrameReader, proto: Proto, pending: &Mutex<VecDeque<Pendin
         }
         // Progress: the wait for the next reply starts over.
         if let Some(next) = q.front_mut() {
-            next.since = tokio::time::Instant::now();
+            next.since = *now.get_or_insert_with(tokio::time::Instant::now);
         }
     }
 }

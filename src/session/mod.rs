@@ -62,6 +62,30 @@ const READ_SMALL: usize = 1024;
 /// Most room reserved in `shared_tail` for requests not parsed yet.
 const TAIL_RESERVE_MAX: usize = 256 * 1024;
 
+/// The signal that tells sessions to finish what is in flight and close.
+///
+/// A session checks it with one atomic load per loop turn. The token's
+/// waiter is polled only once, to hold the session's waker (its task's
+/// waker never changes), and again once the flag is up: polling a
+/// `CancellationToken` takes two locks, every turn.
+#[derive(Clone, Default)]
+pub struct Drain {
+    token: CancellationToken,
+    fired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drain {
+    /// Tell every session watching this signal to drain.
+    pub fn fire(&self) {
+        self.fired.store(true, std::sync::atomic::Ordering::Release);
+        self.token.cancel();
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// What every session shares: the backend and the settings that shape a
 /// session's behaviour.
 pub struct Context {
@@ -237,10 +261,12 @@ where
 
     /// Serve the client until it leaves, the connection fails, or `shutdown`
     /// fires and everything in flight has been answered.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: Drain) {
         // One waiter for the whole session, not one per loop turn.
-        let cancelled = shutdown.cancelled();
+        let cancelled = shutdown.token.cancelled();
         tokio::pin!(cancelled);
+        // The waiter has been polled (and holds this task's waker).
+        let mut armed = false;
         if !self.ctx.dedicated_mode {
             self.link = self.shared_link();
         }
@@ -295,7 +321,7 @@ where
             let rbuf = &mut self.rbuf;
             tokio::select! {
                 biased;
-                _ = &mut cancelled, if !self.draining => {
+                _ = &mut cancelled, if !self.draining && (!armed || shutdown.fired()) => {
                     self.draining = true;
                 }
                 ev = self.reply_rx.recv() => {
@@ -303,9 +329,27 @@ where
                     if let Some(ev) = ev {
                         self.replies.now_us = stats::now_us();
                         self.replies.on_link_event(ev);
+                        // Replies that came in the same link read share the
+                        // write (not across a RESET or a close: the session
+                        // acts on those first, below).
+                        while !self.replies.reset_seen && !self.replies.closing {
+                            let Ok(ev) = self.reply_rx.try_recv() else { break };
+                            self.replies.on_link_event(ev);
+                        }
+                        // Write now rather than one loop turn later: a
+                        // turn costs as much as the write's own user time.
+                        if !self.replies.out.is_empty() {
+                            let out = &mut self.replies.out;
+                            let wr = &mut self.wr;
+                            match std::future::poll_fn(|cx| std::task::Poll::Ready(out.poll_write_once(wr, cx))).await {
+                                std::task::Poll::Ready(Ok(n)) => stats::add(Counter::BytesOut, n as u64),
+                                std::task::Poll::Ready(Err(_)) => return,
+                                std::task::Poll::Pending => {}
+                            }
+                        }
                     }
                 }
-                r = read_dedicated(&mut self.link), if can_read_backend => match r {
+                r = read_dedicated(&mut self.link), if can_read_backend && matches!(self.link, Link::Dedicated(_)) => match r {
                     Ok(0) => self.backend_lost(BackendError::Lost),
                     Ok(_) => {
                         self.replies.now_us = stats::now_us();
@@ -335,15 +379,17 @@ where
                         self.process_input().await
                     }
                 },
-                _ = sleep_until_or_never(command_deadline) => {
+                _ = sleep_until_or_never(command_deadline), if command_deadline.is_some() => {
                     tracing::warn!("no reply from Redis in time on a dedicated link; closing the client");
                     self.backend_lost(BackendError::CommandTimeout);
                 }
-                _ = sleep_or_never(idle) => {
+                _ = sleep_or_never(idle), if idle.is_some() => {
                     tracing::debug!("idle timeout");
                     return;
                 }
             }
+            // A biased select polls its first branch every time.
+            armed = true;
             if self.replies.awaiting == 0 {
                 self.wait_start = None;
                 self.blocking_sent = false;
