@@ -121,15 +121,21 @@ impl OutBuf {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<usize>> {
         self.seal_small();
-        // The iovec array lives on the stack of this call, not in every
-        // waiting session's future (1 KiB each).
-        let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        let mut count = 0;
-        for (slot, part) in slices.iter_mut().zip(&self.parts) {
-            *slot = IoSlice::new(part);
-            count += 1;
-        }
-        let n = match std::pin::Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count]) {
+        let polled = if let [one] = &self.parts[..] {
+            // The common case at depth 1: no iovec array to fill.
+            std::pin::Pin::new(&mut *w).poll_write(cx, one)
+        } else {
+            // The iovec array lives on the stack of this call, not in every
+            // waiting session's future (1 KiB each).
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slot, part) in slices.iter_mut().zip(&self.parts) {
+                *slot = IoSlice::new(part);
+                count += 1;
+            }
+            std::pin::Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count])
+        };
+        let n = match polled {
             std::task::Poll::Ready(Ok(n)) => n,
             other => return other,
         };
