@@ -321,7 +321,15 @@ where
             let rbuf = &mut self.rbuf;
             tokio::select! {
                 biased;
-                _ = &mut cancelled, if !self.draining && (!armed || shutdown.fired()) => {
+                // Polled for real once (to hold this task's waker, which
+                // never changes) and once the flag is up.
+                _ = std::future::poll_fn(|cx| {
+                    if armed && !shutdown.fired() {
+                        return std::task::Poll::Pending;
+                    }
+                    armed = true;
+                    cancelled.as_mut().poll(cx)
+                }), if !self.draining => {
                     self.draining = true;
                 }
                 ev = self.reply_rx.recv() => {
@@ -388,8 +396,6 @@ where
                     return;
                 }
             }
-            // A biased select polls its first branch every time.
-            armed = true;
             if self.replies.awaiting == 0 {
                 self.wait_start = None;
                 self.blocking_sent = false;
