@@ -18,9 +18,7 @@ N=$(( DEPTH == 1 ? 100000 : 500000 ))
 W="$(mktemp -d /tmp/respseal-ab.XXXXXX)"
 . "$(dirname "$0")/lib.sh"
 
-RP=$(free_port)
-redis-server --bind 127.0.0.1 --port "$RP" --save '' --appendonly no --dir "$W" >/dev/null 2>&1 &
-PIDS+=($!); wait_port "$RP"
+start_redis
 "${BINS[0]}" keygen --out "$W/key" >/dev/null
 targets=("direct:$RP:0")
 i=0

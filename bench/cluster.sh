@@ -39,9 +39,8 @@ for _ in $(seq 1 100); do
     [ "$ok" = 1 ] && break
     sleep 0.1
 done
-SP=$(free_port)
-redis-server --bind 127.0.0.1 --port "$SP" --save '' --appendonly no --dir "$W" >/dev/null 2>&1 &
-PIDS+=($!); wait_port "$SP"
+start_redis
+SP=$RP
 
 "$BIN" keygen --out "$W/key" >/dev/null
 printf '[[rule]]\npattern = "key:*"\n[[key]]\nfile = "%s"\nstate = "primary"\n' "$W/key" >"$W/c.toml"

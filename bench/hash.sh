@@ -18,9 +18,7 @@ BIN=${2:-target/release/respseal}
 W="$(mktemp -d /tmp/respseal-hash.XXXXXX)"
 . "$(dirname "$0")/lib.sh"
 
-RP=$(free_port)
-redis-server --bind 127.0.0.1 --port "$RP" --save '' --appendonly no --dir "$W" >/dev/null 2>&1 &
-PIDS+=($!); wait_port "$RP"
+start_redis
 "$BIN" keygen --out "$W/key" >/dev/null
 printf '[[rule]]\npattern = "spring:session:sessions:*"\nfields = "sessionAttr:*"\n[[key]]\nfile = "%s"\nstate = "primary"\n' \
     "$W/key" >"$W/c.toml"

@@ -8,9 +8,10 @@
 # depth 1) and prints the instructions respseal executed per request. Unlike
 # CPU time on a shared 2-core VM, the count repeats from run to run (SET to
 # within 0.1%, GET to within about 6%), so it shows a change in respseal's
-# own code that bench/ab.sh cannot resolve from the noise. It leaves out the kernel (about
-# three quarters of the proxy's CPU time at depth 1), and valgrind's CPU has
-# no AVX-512, so the AES in it is the AES-NI path, not the VAES one.
+# own code that bench/ab.sh cannot resolve from the noise. It leaves out the
+# kernel (about three quarters of the proxy's CPU time at depth 1), and
+# valgrind's CPU has no AVX-512, so the AES in it is the AES-NI path, not
+# the VAES one.
 set -euo pipefail
 N=10000
 [[ "${1:-}" =~ ^[0-9]+$ ]] && { N=$1; shift; }
@@ -19,16 +20,14 @@ command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install -y
 W="$(mktemp -d /tmp/respseal-instr.XXXXXX)"
 . "$(dirname "$0")/lib.sh"
 
-RP=$(free_port)
-redis-server --bind 127.0.0.1 --port "$RP" --save '' --appendonly no --dir "$W" >/dev/null 2>&1 &
-PIDS+=($!); wait_port "$RP"
+start_redis
 "$1" keygen --out "$W/key" >/dev/null
 for b in "$@"; do
     port=$(free_port)
     valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" "$b" serve --listen "127.0.0.1:$port" \
         --backend "redis://127.0.0.1:$RP/1" --seal 'key:*' --key-file "$W/key" --log warn >"$W/vg.log" 2>&1 &
     vpid=$!
-    for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    wait_port "$port" 300 # valgrind starts slowly
     redis-benchmark -p "$port" -t set -d 1024 -r 2000 -n 4000 -c 50 -q >/dev/null 2>&1
     line="$b"
     for cmd in get set; do
