@@ -2,12 +2,10 @@
 //! `tests/boundary/check.py` generates command lines from `COMMAND DOCS`
 //! (a sealed name and a canary in every argument position) and checks,
 //! directly in Redis, that no sealed name ends up holding anything but an
-//! envelope. See that script for how the lines are generated.
+//! envelope. See that script for how the lines are generated. The same
+//! check through the cluster router is in `tests/cluster.rs`.
 
 mod common;
-
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 
@@ -34,26 +32,6 @@ fn boundary(hash: bool) {
         key.display()
     );
     let proxy = Proxy::start_with_config(redis.port, &config, &[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/boundary/check.py");
-    let out_path = dir.path().join("out");
-    let out = std::fs::File::create(&out_path).expect("output file");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(proxy.port.to_string())
-        .arg(redis.port.to_string())
-        .args(hash.then_some("--hash"))
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(out)
-        .spawn()
-        .expect("python3");
-    let status = wait_child(&mut child, Duration::from_secs(600));
-    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-    println!("{output}");
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    assert!(status.is_some_and(|s| s.success()), "boundary check failed:\n{output}");
+    boundary_check(proxy.port, &redis.port.to_string(), if hash { &["--hash"] } else { &[] });
     proxy.client().assert_cmd(&["PING"], b"+PONG\r\n");
 }

@@ -598,6 +598,26 @@ fn a_killed_master_is_replaced_without_a_restart() {
 }
 
 /// A node other than `victim`.
+/// The sealing boundary of `tests/boundary.rs`, through the cluster router:
+/// every command Redis's `COMMAND DOCS` knows, with a sealed name and a
+/// canary in every position (every name in one slot, so that multi-key
+/// lines reach Redis), and afterwards no `sess:*` key on any master holds
+/// anything but envelopes. Strings and hash fields (`fields = "*"`) both.
+#[test]
+fn the_sealing_boundary_holds_through_the_cluster_router() {
+    let cluster = TestCluster::start(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let masters: Vec<String> = cluster.ports.iter().map(u16::to_string).collect();
+    for (extra, flags) in [("", &["--cluster"][..]), ("fields = \"*\"\n", &["--cluster", "--hash"][..])] {
+        let config = sealing_config(&cluster, &key, "")
+            .replace("pattern = \"sess:*\"\n", &format!("pattern = \"sess:*\"\n{extra}"));
+        let proxy = Proxy::launch(Launch { config: Some(&config), ..Default::default() });
+        boundary_check(proxy.port, &masters.join(","), flags);
+        proxy.client().assert_cmd(&["PING"], b"+PONG\r\n");
+    }
+}
+
 fn survivor_port(cluster: &TestCluster, victim: u16) -> u16 {
     *cluster.ports.iter().find(|&&p| p != victim).expect("another node")
 }

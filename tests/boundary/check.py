@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The sealing boundary, checked against every command the Redis under test knows.
 
-Usage: check.py PROXY_PORT REDIS_PORT [--hash]
+Usage: check.py PROXY_PORT REDIS_PORT[,REDIS_PORT...] [--hash] [--cluster]
   (respseal seals sess:*; with --hash its rule also seals every hash field,
   `fields = "*"`, and a sess:* hash whose every field holds an envelope is
-  allowed too)
+  allowed too; with --cluster respseal routes to a Redis Cluster whose
+  masters are the ports given, every name carries the hash tag {b} so that
+  the keys of one line share a slot, and every master is checked)
 
 The commands and their argument grammars come from Redis itself (`COMMAND
 DOCS`), not from a hand-written list, so a command that respseal's table
@@ -193,54 +195,64 @@ def fill(shape, keys, strs):
     return line
 
 
+def name(prefix, rest):
+    """A key name; in cluster mode with the hash tag that puts every name of
+    the test in one slot."""
+    return prefix + TAG + rest
+
+
 def lines_for(head, shape):
     nkeys = sum(1 for s in shape if s[0] == "key")
     nstrs = sum(1 for s in shape if s[0] == "str")
-    sealed = [b"sess:k%d" % i for i in range(max(nkeys, 1))]
+    sealed = [name(b"sess:", b"k%d" % i) for i in range(max(nkeys, 1))]
     out = [head + fill(shape, sealed, [CANARY] * nstrs)]
     for i in range(nkeys):
         for t in TYPES:
-            src = b"plain:" + t.encode()
+            src = name(b"plain:", t.encode())
             one_plain = [src if j == i else sealed[j] for j in range(nkeys)]
             one_sealed = [sealed[j] if j == i else src for j in range(nkeys)]
             out.append(head + fill(shape, one_plain, [CANARY] * nstrs))
             out.append(head + fill(shape, one_sealed, [CANARY] * nstrs))
     for j in range(nstrs):
-        strs = [b"sess:k0" if k == j else CANARY for k in range(nstrs)]
-        out.append(head + fill(shape, [b"plain:string"] * max(nkeys, 1), strs))
+        strs = [name(b"sess:", b"k0") if k == j else CANARY for k in range(nstrs)]
+        out.append(head + fill(shape, [name(b"plain:", b"string")] * max(nkeys, 1), strs))
     if HASH_MODE and nkeys:
         # The first key a sealed hash, or a sealed name that does not exist
         # yet (sess:k0 is a string: hash commands would only get WRONGTYPE).
-        for first in (b"sess:h0", b"sess:new"):
+        for first in (name(b"sess:", b"h0"), name(b"sess:", b"new")):
             out.append(head + fill(shape, [first] + sealed[1:], [CANARY] * nstrs))
     return out
 
 
-def populate(direct, proxy):
-    direct.flushall()
-    direct.set("plain:string", CANARY)
-    direct.rpush("plain:list", CANARY)
-    direct.sadd("plain:set", CANARY)
-    direct.zadd("plain:zset", {CANARY: 1})
-    direct.hset("plain:hash", "f", CANARY)
-    direct.xadd("plain:stream", {"f": CANARY}, id="1-1")
-    direct.geoadd("plain:geo", (13.36, 38.11, CANARY))
-    direct.pfadd("plain:hll", CANARY)
+def populate(nodes, proxy):
+    """Every node emptied, the plaintext sources written directly to the
+    node that holds the test's slot (nodes[0])."""
+    for n in nodes:
+        n.flushall()
+    direct = nodes[0]
+    direct.set(name(b"plain:", b"string"), CANARY)
+    direct.rpush(name(b"plain:", b"list"), CANARY)
+    direct.sadd(name(b"plain:", b"set"), CANARY)
+    direct.zadd(name(b"plain:", b"zset"), {CANARY: 1})
+    direct.hset(name(b"plain:", b"hash"), "f", CANARY)
+    direct.xadd(name(b"plain:", b"stream"), {"f": CANARY}, id="1-1")
+    direct.geoadd(name(b"plain:", b"geo"), (13.36, 38.11, CANARY))
+    direct.pfadd(name(b"plain:", b"hll"), CANARY)
     # A properly sealed value, written through respseal (on a new
     # connection if the last command left this one in another state).
-    r = proxy.cmd("SET", "sess:k0", CANARY)
+    r = proxy.cmd("SET", name(b"sess:", b"k0"), CANARY)
     if r != b"OK":
         proxy.connect()
-        r = proxy.cmd("SET", "sess:k0", CANARY)
+        r = proxy.cmd("SET", name(b"sess:", b"k0"), CANARY)
     assert r == b"OK", r
     if HASH_MODE:
-        r = proxy.cmd("HSET", "sess:h0", "f", CANARY)
+        r = proxy.cmd("HSET", name(b"sess:", b"h0"), "f", CANARY)
         assert r in (1, b"1"), r
 
 
-def violations(direct):
+def violations(nodes):
     found = []
-    for db in (0, 1):
+    for direct, db in [(n, db) for n in nodes for db in DATABASES]:
         direct.execute_command("SELECT", db)
         for key in direct.scan_iter(match="sess:*", count=1000):
             t = direct.type(key)
@@ -265,18 +277,40 @@ def violations(direct):
             d = direct.dump(key) or b""
             if CANARY in d:
                 found.append(f"db{db} {key!r} holds the canary")
-    direct.execute_command("SELECT", 0)
+        direct.execute_command("SELECT", 0)
     return found
 
 
 HASH_MODE = "--hash" in sys.argv
+CLUSTER_MODE = "--cluster" in sys.argv
+TAG = b"{b}" if CLUSTER_MODE else b""
+# A cluster has database 0 only; standalone, a line may SELECT or MOVE.
+DATABASES = (0,) if CLUSTER_MODE else (0, 1)
+
+
+def connect_nodes(ports):
+    """One connection per Redis port; in cluster mode the master holding
+    the test's slot first."""
+    nodes = [redis.Redis(port=p, protocol=2) for p in ports]
+    if CLUSTER_MODE:
+        def owns(n):
+            try:
+                n.type(name(b"sess:", b"k0"))
+                return True
+            except redis.exceptions.MovedError:
+                return False
+        owner = [n for n in nodes if owns(n)]
+        assert len(owner) == 1, f"{len(owner)} of the masters given answer for the test's slot"
+        nodes.remove(owner[0])
+        nodes.insert(0, owner[0])
+    return nodes
 
 
 def main():
-    proxy_port, redis_port = int(sys.argv[1]), int(sys.argv[2])
-    direct = redis.Redis(port=redis_port, protocol=2)
+    proxy_port, redis_ports = int(sys.argv[1]), [int(p) for p in sys.argv[2].split(",")]
+    nodes = connect_nodes(redis_ports)
     # Read raw, without redis-py's reply callback for COMMAND.
-    conn = redis.Redis(port=redis_port, protocol=3).connection_pool.get_connection()
+    conn = redis.Redis(port=redis_ports[0], protocol=3).connection_pool.get_connection()
     conn.send_command("COMMAND", "DOCS")
     docs = conn.read_response()
     proxy = Raw(proxy_port)
@@ -303,7 +337,7 @@ def main():
         commands.add(label)
         for shape in shapes(args):
             for line in lines_for(head, shape):
-                populate(direct, proxy)
+                populate(nodes, proxy)
                 try:
                     r = proxy.cmd(*line)
                 except (ConnectionError, socket.timeout, OSError) as e:
@@ -316,7 +350,7 @@ def main():
                         refused += 1
                     else:
                         errors += 1
-                for v in violations(direct):
+                for v in violations(nodes):
                     problems.append(f"{show(line)} -> {v}")
     print(f"boundary: {len(commands)} commands and subcommands from COMMAND DOCS, {sent} lines sent, "
           f"{refused} refused by respseal, {errors} refused by Redis, {len(problems)} problems")

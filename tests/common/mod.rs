@@ -184,6 +184,35 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Run `tests/boundary/check.py` (the sealing boundary, generated from the
+/// `COMMAND DOCS` of the Redis at `redis_ports`, comma-separated) against
+/// the respseal on `proxy_port`, with `flags` (`--hash`, `--cluster`);
+/// panics with the script's output when it finds a problem or does not
+/// finish within ten minutes.
+pub fn boundary_check(proxy_port: u16, redis_ports: &str, flags: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/boundary/check.py");
+    let out_path = dir.path().join("out");
+    let out = std::fs::File::create(&out_path).expect("output file");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(proxy_port.to_string())
+        .arg(redis_ports)
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("python3");
+    let status = wait_child(&mut child, Duration::from_secs(600));
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    println!("{output}");
+    if status.is_none() {
+        kill_and_reap(&mut child);
+    }
+    assert!(status.is_some_and(|s| s.success()), "boundary check failed:\n{output}");
+}
+
 fn kill_and_reap(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
