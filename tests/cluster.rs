@@ -598,6 +598,72 @@ fn a_killed_master_is_replaced_without_a_restart() {
 }
 
 /// A node other than `victim`.
+/// Sharded pub/sub through one endpoint: SSUBSCRIBE pins the session to
+/// its channel's master and SPUBLISH goes there, for channels on each of
+/// the three masters, with the messages sealed (a channel rule) on the way
+/// through Redis. A subscriber on one node asking for a channel on another
+/// gets CROSSSLOT, and after SUNSUBSCRIBE it can move.
+#[test]
+fn sharded_pub_sub_goes_to_each_channels_master() {
+    let cluster = TestCluster::start(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let config = sealing_config(&cluster, &key, "") + "[[rule]]\nchannel = \"events:*\"\n";
+    let proxy = Proxy::launch(Launch { config: Some(&config), ..Default::default() });
+    // One channel per master.
+    let mut channels: Vec<(u16, String)> = Vec::new();
+    for i in 0.. {
+        let ch = format!("events:{i}");
+        let owner = cluster.owner(&ch);
+        if !channels.iter().any(|(o, _)| *o == owner) {
+            channels.push((owner, ch));
+        }
+        if channels.len() == 3 {
+            break;
+        }
+    }
+    let mut publisher = proxy.client();
+    for (owner, ch) in &channels {
+        let mut sub = proxy.client();
+        sub.send_cmd(&["SSUBSCRIBE", ch]);
+        assert_bytes(&sub.read_frame(), &frame_of(&["ssubscribe", ch], 1));
+        // Redis sees the subscription on the channel's master, and the
+        // message there is ciphertext.
+        let mut raw = Client::connect(*owner);
+        raw.send_cmd(&["SSUBSCRIBE", ch]);
+        raw.read_frame();
+        publisher.assert_cmd(&["SPUBLISH", ch, "user alice logged out"], b":2\r\n");
+        assert_bytes(&sub.read_frame(), &frame_of(&["smessage", ch, "user alice logged out"], -1));
+        let sealed = raw.read_frame();
+        assert!(contains(&sealed, b"\x00RE\x01") && !contains(&sealed, b"alice"), "{}", show(&sealed));
+    }
+    // One connection, channels on two masters: the second is refused with
+    // Redis's own error; after SUNSUBSCRIBE the session moves.
+    let mut sub = proxy.client();
+    sub.send_cmd(&["SSUBSCRIBE", &channels[0].1]);
+    sub.read_frame();
+    sub.send_cmd(&["SSUBSCRIBE", &channels[1].1]);
+    assert_line_prefix(&sub.read_frame(), b"-CROSSSLOT");
+    sub.send_cmd(&["SUNSUBSCRIBE"]);
+    assert_bytes(&sub.read_frame(), &frame_of(&["sunsubscribe", &channels[0].1], 0));
+    sub.send_cmd(&["SSUBSCRIBE", &channels[1].1]);
+    assert_bytes(&sub.read_frame(), &frame_of(&["ssubscribe", &channels[1].1], 1));
+    publisher.assert_cmd(&["SPUBLISH", &channels[1].1, "moved"], b":1\r\n");
+    assert_bytes(&sub.read_frame(), &frame_of(&["smessage", &channels[1].1, "moved"], -1));
+}
+
+/// A RESP2 push: the words as bulk strings, then the count (`n >= 0`).
+fn frame_of(words: &[&str], n: i64) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", words.len() + usize::from(n >= 0)).into_bytes();
+    for w in words {
+        v.extend(bulk(w.as_bytes()));
+    }
+    if n >= 0 {
+        v.extend(format!(":{n}\r\n").into_bytes());
+    }
+    v
+}
+
 /// The sealing boundary of `tests/boundary.rs`, through the cluster router:
 /// every command Redis's `COMMAND DOCS` knows, with a sealed name and a
 /// canary in every position (every name in one slot, so that multi-key

@@ -12,6 +12,9 @@
 //!   sees carries the master's index in its low [`SCAN_INDEX_BITS`] bits.
 //! * Commands for the whole keyspace (FLUSHALL, DBSIZE, KEYS, SCRIPT LOAD
 //!   …) go to every master.
+//! * SPUBLISH goes to its channel's master, and SSUBSCRIBE pins the
+//!   session to it (sharded channels hash like keys); PUBLISH and SUBSCRIBE,
+//!   which the cluster carries to every node, go to any.
 //! * `MOVED` and `ASK` are followed (the slot map is re-read on `MOVED`),
 //!   `TRYAGAIN` is retried, up to [`MAX_REDIRECTS`] times.
 //! * respseal looks like a standalone server: `CLUSTER …` gets a
@@ -357,7 +360,7 @@ fn step(args: &Args<'_>) -> Step {
         }
         _ => {}
     }
-    let mut keys = crate::seal::key_indexes(cmd.keys, args).filter_map(|i| args.get(i));
+    let mut keys = slot_indexes(cmd, args).filter_map(|i| args.get(i));
     let Some(first) = keys.next() else { return Step::One(None) };
     let s = cluster::slot(first);
     if keys.all(|k| cluster::slot(k) == s) {
@@ -381,8 +384,19 @@ pub fn answered_here(args: &Args<'_>) -> Option<&'static [u8]> {
 /// session; `None` for a command without keys.
 pub fn slot_of(args: &Args<'_>) -> Option<u16> {
     let cmd = args.get(0).and_then(commands::lookup)?;
-    let first = crate::seal::key_indexes(cmd.keys, args).next()?;
+    let first = slot_indexes(cmd, args).next()?;
     args.get(first).map(cluster::slot)
+}
+
+/// The arguments whose slot a command goes by: its keys, and for sharded
+/// pub/sub its channels, which Redis Cluster hashes like keys (the table
+/// lists no keys for them: nothing is stored under a channel's name).
+fn slot_indexes(cmd: &commands::Command, args: &Args<'_>) -> std::iter::StepBy<std::ops::Range<usize>> {
+    match cmd.name {
+        "SPUBLISH" => (1..args.len().min(2)).step_by(1),
+        "SSUBSCRIBE" | "SUNSUBSCRIBE" => (1..args.len()).step_by(1),
+        _ => crate::seal::key_indexes(cmd.keys, args),
+    }
 }
 
 /// Where a node sent a command instead.
@@ -693,6 +707,15 @@ mod tests {
         assert!(matches!(step(&Args::new(&f, &r)), Step::One(None)));
         let (f, r) = args_of(&["cluster", "info"]);
         assert!(matches!(step(&Args::new(&f, &r)), Step::Local(NOT_CLUSTER)));
+        // Sharded pub/sub goes by the channel's slot ("foo" is in 12182).
+        let (f, r) = args_of(&["SPUBLISH", "foo", "message"]);
+        assert!(matches!(step(&Args::new(&f, &r)), Step::One(Some(12182))));
+        let (f, r) = args_of(&["SSUBSCRIBE", "foo", "{foo}2"]);
+        assert_eq!(slot_of(&Args::new(&f, &r)), Some(12182));
+        let (f, r) = args_of(&["SUNSUBSCRIBE"]);
+        assert_eq!(slot_of(&Args::new(&f, &r)), None);
+        let (f, r) = args_of(&["PUBLISH", "foo", "message"]);
+        assert!(matches!(step(&Args::new(&f, &r)), Step::One(None)));
     }
 
     #[test]
