@@ -1,6 +1,7 @@
 //! What a SIGHUP reload replaces while connections stay up: the sealer
 //! (rules and keyring), the proxy's users and the client-side TLS
-//! certificates.
+//! certificates. (The backend's certificates live in the backend's
+//! [`crate::tls::BackendTls`], which the reload updates in place.)
 //!
 //! One [`Live`] is shared by every worker. A reload builds a complete new
 //! [`Reloadable`] from the configuration file (validated as at start; an

@@ -14,6 +14,8 @@ use respseal::live::{Live, Reloadable};
 use respseal::protocol::request::Limits;
 use respseal::server::{self, ServeOptions, Workers};
 use respseal::session::Context;
+use respseal::tls::BackendTls;
+use tokio_util::sync::CancellationToken;
 
 /// EX_USAGE: invalid configuration or command line.
 const EX_USAGE: u8 = 64;
@@ -346,7 +348,7 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
             tracing::info!(admin_listen = ?listener.local_addr().ok(), "admin endpoints ready");
             tokio::spawn(respseal::admin::serve(listener, state, stop.clone().cancelled_owned()));
         }
-        tokio::spawn(reload_on_sighup(args, Arc::clone(&live), cfg.summary()));
+        tokio::spawn(reload_on_sighup(args, Arc::clone(&live), cfg.backend_tls.clone(), cfg.summary()));
         tracing::info!(
             listen = %cfg.listen,
             tls = main_tls,
@@ -366,9 +368,11 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
 }
 
 /// Reload the configuration on every SIGHUP: the keyring, rules, users
-/// and TLS certificates are replaced for every connection; an invalid file
-/// changes nothing. Settings that need a restart are named in the log.
-async fn reload_on_sighup(args: ServeArgs, live: Arc<Live>, started: String) {
+/// and TLS certificates are replaced for every connection (the backend's
+/// certificates, `backend_tls`, in `backend` too, for the connections
+/// opened from then on); an invalid file changes nothing. Settings that
+/// need a restart are named in the log.
+async fn reload_on_sighup(args: ServeArgs, live: Arc<Live>, backend: Option<BackendTls>, started: String) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot install a SIGHUP handler; reload is unavailable");
@@ -384,10 +388,13 @@ async fn reload_on_sighup(args: ServeArgs, live: Arc<Live>, started: String) {
                     tracing::warn!(
                         "reload: listen, backend, mode, threads, limits, timeouts and admin_listen \
                          take effect at the next restart; the keyring, rules, users and TLS \
-                         certificates are reloaded"
+                         certificates (client side and backend) are reloaded"
                     );
                 }
                 let keys = cfg.sealer.as_ref().map(|s| s.keyring().describe()).unwrap_or_default();
+                if let (Some(running), Some(next)) = (&backend, &cfg.backend_tls) {
+                    running.reload_from(next);
+                }
                 let generation = live.store(reloadable(&mut cfg));
                 metrics::counter!("respseal_config_reloads_total", "outcome" => "ok").increment(1);
                 tracing::info!(generation, keys = %keys, "configuration reloaded");
@@ -426,15 +433,19 @@ async fn wait_known(cfg: &Config, known: impl Fn() -> bool) {
 /// Behind Sentinel or Redis Cluster: follow the topology (until the
 /// process ends) and wait for the master (the slot map) to be known.
 async fn follow_sentinels(cfg: &Config) {
+    let (user, pass) = (cfg.backend.username.clone(), cfg.backend.password.clone());
     if let (Some(cluster), Some(seeds)) = (&cfg.cluster, &cfg.backend.cluster) {
-        tokio::spawn(respseal::backend::cluster::follow(
-            Arc::clone(cluster),
-            seeds.clone(),
-            cfg.backend.username.clone(),
-            cfg.backend.password.clone(),
-            cfg.backend_tls.clone(),
-            tokio_util::sync::CancellationToken::new(),
-        ));
+        let (cluster_, seeds) = (Arc::clone(cluster), seeds.clone());
+        spawn_follower(cfg.backend_tls.clone(), move |tls, stop| {
+            respseal::backend::cluster::follow(
+                Arc::clone(&cluster_),
+                seeds.clone(),
+                user.clone(),
+                pass.clone(),
+                tls,
+                stop,
+            )
+        });
         wait_known(cfg, || cluster.version() != 0).await;
         match cluster.version() {
             0 => tracing::warn!("the cluster's slot map is not known yet; commands fail until it is"),
@@ -443,19 +454,46 @@ async fn follow_sentinels(cfg: &Config) {
         return;
     }
     let (Some(topology), Some(target)) = (&cfg.topology, &cfg.backend.sentinel) else { return };
-    tokio::spawn(respseal::backend::topology::follow(
-        Arc::clone(topology),
-        target.clone(),
-        cfg.backend.username.clone(),
-        cfg.backend.password.clone(),
-        cfg.backend_tls.clone(),
-        tokio_util::sync::CancellationToken::new(),
-    ));
+    let (topology_, target) = (Arc::clone(topology), target.clone());
+    spawn_follower(cfg.backend_tls.clone(), move |tls, stop| {
+        respseal::backend::topology::follow(
+            Arc::clone(&topology_),
+            target.clone(),
+            user.clone(),
+            pass.clone(),
+            tls,
+            stop,
+        )
+    });
     wait_known(cfg, || topology.master().is_some()).await;
     match topology.master() {
         Some(m) => tracing::info!(master = %m, "the sentinels name the master"),
         None => tracing::warn!("no sentinel named the master yet; commands fail until one does"),
     }
+}
+
+/// Run a topology follower (fred's clients for Sentinel or the cluster's
+/// slot map) until the process ends, started again with the new
+/// certificates whenever a reload replaces the backend's: fred's clients
+/// keep the ones they were made with.
+fn spawn_follower<F, Fut>(tls: Option<BackendTls>, start: F)
+where
+    F: Fn(Option<BackendTls>, CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let Some(tls) = tls else { return start(None, CancellationToken::new()).await };
+        let mut changes = tls.changes();
+        loop {
+            let stop = CancellationToken::new();
+            let run = tokio::spawn(start(Some(tls.clone()), stop.clone()));
+            // The sender lives as long as `tls`: this only ends on a change.
+            let _ = changes.changed().await;
+            tracing::info!("backend TLS certificates reloaded; the topology follower reconnects with them");
+            stop.cancel();
+            let _ = run.await;
+        }
+    });
 }
 
 /// Where the operator commands (inspect, check, rewrap) work: the backend,

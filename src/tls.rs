@@ -32,16 +32,37 @@ impl std::fmt::Debug for Acceptor {
     }
 }
 
-/// How backend connections speak TLS.
+/// How backend connections speak TLS. Clones share the certificates, which
+/// a reload replaces ([`BackendTls::reload_from`]) for every connection
+/// opened after it.
 #[derive(Clone)]
 pub struct BackendTls {
-    /// The rustls client configuration.
-    pub connector: tokio_rustls::TlsConnector,
+    /// The rustls client configuration now; watched by the topology
+    /// followers, whose clients are rebuilt when it changes.
+    connector: Arc<tokio::sync::watch::Sender<tokio_rustls::TlsConnector>>,
     /// The name the Redis certificate must carry.
     pub server_name: ServerName<'static>,
     /// The name was configured (`backend_tls.server_name`), not taken from
     /// the URL's host: cluster nodes are checked against it too.
     pub named: bool,
+}
+
+impl BackendTls {
+    /// The client configuration to open a connection with now.
+    pub fn connector(&self) -> tokio_rustls::TlsConnector {
+        self.connector.borrow().clone()
+    }
+
+    /// Take `next`'s certificates (a reloaded configuration's) for every
+    /// connection opened from now on; open connections keep theirs.
+    pub fn reload_from(&self, next: &BackendTls) {
+        self.connector.send_replace(next.connector());
+    }
+
+    /// Told when a reload replaced the certificates.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<tokio_rustls::TlsConnector> {
+        self.connector.subscribe()
+    }
 }
 
 impl std::fmt::Debug for BackendTls {
@@ -127,5 +148,6 @@ pub fn connector(
     };
     let server_name = ServerName::try_from(server_name.to_string())
         .map_err(|_| format!("backend_tls server_name {server_name:?} is not a DNS name or IP address"))?;
-    Ok(BackendTls { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), server_name, named })
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    Ok(BackendTls { connector: Arc::new(tokio::sync::watch::Sender::new(connector)), server_name, named })
 }

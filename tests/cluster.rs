@@ -486,6 +486,16 @@ fn a_cluster_over_tls() {
         assert!(!tls_cli(&pki, p, &["GET", &first], Some("client")).contains("canary"), "sealed on node {p}");
     }
     assert_eq!(on_nodes, 30);
+    // SIGHUP reloads the backend certificates: the slot-map follower
+    // (fred) starts again with them, and the map it reads still routes.
+    proxy.sighup();
+    wait_until("the follower restarts with the reloaded certificates", Duration::from_secs(10), || {
+        proxy.log().contains("the topology follower reconnects").then_some(())
+    });
+    for k in sessions.iter().skip(25) {
+        c.assert_cmd(&["GET", k], b"$18\r\ntls-session-canary\r\n");
+    }
+    c.assert_cmd(&["SET", "sess:after-reload", "x"], b"+OK\r\n");
 }
 
 /// The operator commands behind a cluster work on every master: inspect

@@ -316,6 +316,67 @@ fn tls_on_both_sides_with_mutual_authentication() {
     }
 }
 
+/// The backend's certificates (`[backend_tls]`) are reloaded on SIGHUP for
+/// the connections opened after it: respseal starts with a client
+/// certificate Redis refuses (another CA's), so nothing reaches Redis; the
+/// files are replaced with a good pair and SIGHUP makes the next
+/// connections work. A broken file afterwards is rejected and the good
+/// pair kept, also for connections opened again after Redis closed them.
+#[test]
+fn backend_certificates_are_reloaded_for_new_backend_connections() {
+    let pki = Pki::new();
+    let redis = TlsRedis::start(&pki);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let (cert, pkey) = (dir.path().join("backend.crt"), dir.path().join("backend.key"));
+    let install = |from: &str| {
+        std::fs::copy(pki.path(&format!("{from}.crt")), &cert).expect("certificate");
+        std::fs::copy(pki.path(&format!("{from}.key")), &pkey).expect("key");
+    };
+    install("rogue");
+    let config = format!(
+        "backend = \"rediss://127.0.0.1:{}\"\n\
+         [backend_tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n{}",
+        redis.port,
+        pki.path("ca.crt"),
+        cert.display(),
+        pkey.display(),
+        keyring_config("sess:*", &[(&key, "primary")]),
+    );
+    let proxy = Proxy::launch(Launch { config: Some(&config), ..Default::default() });
+    let mut c = proxy.client();
+    let refused = c.cmd(&["SET", "sess:rotated", "after-rotation"]);
+    assert!(refused.starts_with(b"-"), "Redis took a certificate of another CA: {}", show(&refused));
+    assert_eq!(redis.cli(&pki, redis.port, &["DBSIZE"], true), "0");
+
+    install("client");
+    proxy.sighup();
+    wait_until("the reload is logged", Duration::from_secs(10), || {
+        proxy.log().contains("configuration reloaded").then_some(())
+    });
+    wait_until("a new backend connection with the new certificate", Duration::from_secs(10), || {
+        (c.cmd(&["SET", "sess:rotated", "after-rotation"]) == b"+OK\r\n").then_some(())
+    });
+    let stored = redis.cli(&pki, redis.port, &["GET", "sess:rotated"], true);
+    assert!(stored.starts_with("\0RE") && !stored.contains("after-rotation"), "{stored:?}");
+
+    // A broken certificate file: rejected, the good pair kept.
+    std::fs::write(&cert, "not a certificate").expect("break certificate");
+    proxy.sighup();
+    wait_until("the bad file is rejected", Duration::from_secs(10), || {
+        proxy.log().contains("configuration not reloaded").then_some(())
+    });
+    // Redis closes respseal's connections: the next ones are opened anew.
+    let killed = redis.cli(&pki, redis.port, &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"], true);
+    assert!(killed.parse::<u32>().is_ok_and(|n| n >= 1), "CLIENT KILL: {killed:?}");
+    wait_until("reconnected with the kept certificate", Duration::from_secs(10), || {
+        (proxy.client().cmd(&["GET", "sess:rotated"]) == b"$14\r\nafter-rotation\r\n").then_some(())
+    });
+    let log = proxy.log();
+    let secret = std::fs::read_to_string(pki.path("client.key")).expect("key");
+    assert!(!log.contains(secret.lines().nth(1).unwrap_or(&secret)), "a key in the log: {log}");
+}
+
 // ----- rewrap, check, inspect --------------------------------------------------
 
 #[test]

@@ -142,7 +142,7 @@ pub async fn follow(
         ..Default::default()
     };
     if let Some(tls) = tls {
-        config.tls = Some(fred::types::config::TlsConnector::Rustls(tls.connector).into());
+        config.tls = Some(fred::types::config::TlsConnector::Rustls(tls.connector()).into());
     }
     let connection = ConnectionConfig {
         connection_timeout: Duration::from_secs(2),

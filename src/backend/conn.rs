@@ -133,7 +133,7 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
                 false => rustls::pki_types::ServerName::try_from(super::url::host_of(&addr).to_string())
                     .unwrap_or_else(|_| tls.server_name.clone()),
             };
-            let s = tls.connector.connect(name, tcp).await.map_err(|e| {
+            let s = tls.connector().connect(name, tcp).await.map_err(|e| {
                 // rustls's words (certificate problems), never key material.
                 BackendError::Connect(format!("TLS: {e}"))
             })?;

@@ -89,7 +89,7 @@ pub async fn follow(
             port: port.parse().ok()?,
             username: username.clone(),
             password: password.clone(),
-            tls: tls.as_ref().map(|t| fred::types::config::TlsConnector::Rustls(t.connector.clone()).into()),
+            tls: tls.as_ref().map(|t| fred::types::config::TlsConnector::Rustls(t.connector()).into()),
         };
         let connection = ConnectionConfig {
             connection_timeout: Duration::from_secs(1),
