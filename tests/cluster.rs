@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -672,6 +673,70 @@ fn frame_of(words: &[&str], n: i64) -> Vec<u8> {
         v.extend(format!(":{n}\r\n").into_bytes());
     }
     v
+}
+
+/// A pipeline across the masters that the client writes without reading
+/// replies: the cluster router (its per-session collector included) keeps
+/// the standalone bounds (32 MiB of replies waiting for the client, then
+/// `max_inflight`), so the writer stalls and respseal's memory stays within
+/// them; reading then brings every reply, in order.
+#[test]
+fn an_unread_pipeline_across_masters_stalls_the_writer_and_loses_nothing() {
+    let cluster = TestCluster::start(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let config = sealing_config(&cluster, &key, "[limits]\nmax_inflight = 64\n");
+    let proxy = Proxy::launch(Launch { config: Some(&config), ..Default::default() });
+    let mut c = proxy.client();
+    // 5,000 keys of 4 KiB on every master, then 20,000 `SET key value GET`
+    // (80 MB of requests, as much in replies: more than the sockets hold).
+    let keys = names(5_000, "big:");
+    // Value n: its number, padded to 4 KiB. Line i writes value 5,000 + i
+    // to key i % 5,000 and gets back the one before: value i.
+    let val = |n: usize| format!("{n:08}{}", "v".repeat(4088));
+    let fill: Vec<u8> = keys.iter().enumerate().flat_map(|(j, k)| resp(&["SET", k, &val(j)])).collect();
+    c.writer().write_all(&fill).expect("fill");
+    for _ in &keys {
+        assert_bytes(&c.read_frame(), b"+OK\r\n");
+    }
+    let (_, rss_before) = memory(proxy.pid());
+    let mut w = c.writer();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&progress);
+    let lines: Vec<Vec<u8>> = (0..20_000).map(|i| resp(&["SET", &keys[i % 5_000], &val(5_000 + i), "GET"])).collect();
+    let writer = std::thread::spawn(move || {
+        for (i, line) in lines.iter().enumerate() {
+            if w.write_all(line).is_err() {
+                break;
+            }
+            seen.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (mut last, mut still) = (usize::MAX, 0);
+    while still < 5 {
+        assert!(!writer.is_finished(), "respseal took 80 MB of requests nobody read the replies of");
+        assert!(std::time::Instant::now() < deadline, "the writer neither stalled nor finished");
+        let now = progress.load(std::sync::atomic::Ordering::Relaxed);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        // The polling interval.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, rss_stalled) = memory(proxy.pid());
+    println!("stalled after {last} requests; respseal RSS {rss_before} -> {rss_stalled}");
+    assert!(last < 15_000, "{last} of 20,000 requests accepted before stalling");
+    assert!(
+        rss_stalled < rss_before + (48 << 20),
+        "respseal grew from {rss_before} to {rss_stalled} bytes with the pipeline stalled"
+    );
+    for i in 0..20_000 {
+        assert_bytes(&c.read_frame(), &bulk(val(i).as_bytes()));
+    }
+    writer.join().expect("writer");
+    for j in [0, 2_499, 4_999] {
+        assert_eq!(bulk_text(&c.cmd(&["GET", &keys[j]])), val(20_000 + j));
+    }
 }
 
 /// The sealing boundary of `tests/boundary.rs`, through the cluster router:

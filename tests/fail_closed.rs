@@ -20,21 +20,6 @@ fn sealing_proxy(redis: &RedisServer, dir: &std::path::Path, config: Option<&str
     }
 }
 
-/// Peak and current resident memory of a process, in bytes.
-fn memory(pid: u32) -> (usize, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<usize>().ok())
-            .expect("status field")
-            * 1024
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
 #[test]
 fn a_refused_command_inside_multi_aborts_the_transaction() {
     let redis = RedisServer::start();

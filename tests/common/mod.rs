@@ -213,6 +213,21 @@ pub fn boundary_check(proxy_port: u16, redis_ports: &str, flags: &[&str]) {
     assert!(status.is_some_and(|s| s.success()), "boundary check failed:\n{output}");
 }
 
+/// Peak and current resident memory of a process, in bytes.
+pub fn memory(pid: u32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<usize>().ok())
+            .expect("status field")
+            * 1024
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
 fn kill_and_reap(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
