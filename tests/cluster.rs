@@ -609,6 +609,42 @@ fn a_killed_master_is_replaced_without_a_restart() {
 }
 
 /// A node other than `victim`.
+/// A BLPOP waiting on one master when its slot moves to another: Redis
+/// answers it `MOVED`, and respseal sends it again on the new master
+/// instead of passing the redirect on, so the client gets the element
+/// pushed afterwards, as from one standalone server.
+#[test]
+fn a_blocked_command_follows_its_slot_to_another_master() {
+    let cluster = TestCluster::start(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = Proxy::launch(Launch { config: Some(&sealing_config(&cluster, &key, "")), ..Default::default() });
+    let list = "jobs:queue";
+    let from = cluster.owner(list);
+    let to = *cluster.ports.iter().find(|&&p| p != from).expect("another master");
+    let slot = String::from_utf8_lossy(&ask(from, None, &["CLUSTER", "KEYSLOT", list]).expect("KEYSLOT"))
+        .trim()
+        .trim_start_matches(':')
+        .to_string();
+    let blocked =
+        |port: u16| ask(port, None, &["INFO", "clients"]).is_some_and(|r| contains(&r, b"blocked_clients:1\r\n"));
+    let mut waiter = proxy.client();
+    waiter.send_cmd(&["BLPOP", list, "30"]);
+    wait_until("the BLPOP waits on its master", Duration::from_secs(10), || blocked(from).then_some(()));
+    // The slot (its list does not exist yet: no keys to migrate) moves.
+    let (from_id, to_id) = (cluster.node_id(from), cluster.node_id(to));
+    ask(to, None, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]).expect("IMPORTING");
+    ask(from, None, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]).expect("MIGRATING");
+    for &p in &cluster.ports {
+        ask(p, None, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]).expect("NODE");
+    }
+    wait_until("the BLPOP waits on the new master", Duration::from_secs(10), || blocked(to).then_some(()));
+    assert!(!blocked(from), "still waiting on the old master");
+    proxy.client().assert_cmd(&["RPUSH", list, "job-1"], b":1\r\n");
+    assert_bytes(&waiter.read_frame(), &frame_of(&[list, "job-1"], -1));
+    waiter.assert_cmd(&["PING"], b"+PONG\r\n");
+}
+
 /// Sharded pub/sub through one endpoint: SSUBSCRIBE pins the session to
 /// its channel's master and SPUBLISH goes there, for channels on each of
 /// the three masters, with the messages sealed (a channel rule) on the way

@@ -399,6 +399,14 @@ fn slot_indexes(cmd: &commands::Command, args: &Args<'_>) -> std::iter::StepBy<s
     }
 }
 
+/// Where a `-MOVED` reply from `node` sends its command.
+pub fn moved_to(frame: &[u8], node: &str) -> Option<String> {
+    match Redirect::of(frame, node)? {
+        Redirect::Moved(addr) => Some(addr),
+        _ => None,
+    }
+}
+
 /// Where a node sent a command instead.
 enum Redirect {
     Moved(String),

@@ -8,7 +8,7 @@ use std::ops::Range;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::replies::{ClientReply, ReplyMode};
-use super::{Deferred, Link, Session, reencode_sealed};
+use super::{Deferred, Link, Retry, Session, reencode_sealed};
 use crate::commands::table::State;
 use crate::commands::{self, Args, Class, Command, Route};
 use crate::error::Refusal;
@@ -261,6 +261,18 @@ where
         };
         if blocking && !self.in_multi {
             self.blocking_sent = true;
+        }
+        // Behind a cluster, a blocking command alone in flight follows its
+        // slot if it moves while the command waits.
+        if dedicated {
+            self.retry = (blocking && !self.in_multi && self.replies.awaiting == 0)
+                .then(|| {
+                    self.ctx
+                        .backend
+                        .cluster()
+                        .map(|_| Box::new(Retry { frame: frame.clone(), moved_to: None, redirects: 0 }))
+                })
+                .flatten();
         }
         let (plan, frames) = match class {
             Some(Class::Stateful(State::Subscribe(kind))) if dedicated => {

@@ -46,7 +46,15 @@ use crate::protocol::request::{Limits, ProtocolError};
 use crate::protocol::{Proto, encode};
 use crate::seal::{OpenPlan, Sealer};
 use crate::stats::{self, Counter};
-use replies::Replies;
+use replies::{Replies, ReplyMode};
+
+/// A blocking command that can follow its slot to another master.
+struct Retry {
+    frame: Bytes,
+    /// Where a `MOVED` just sent it.
+    moved_to: Option<String>,
+    redirects: usize,
+}
 
 /// Stop reading from a client while this many bytes of replies wait to be
 /// written to it.
@@ -193,6 +201,10 @@ pub struct Session<R, W> {
     /// A blocking command is in flight on the dedicated link: it may wait
     /// for as long as it likes (no command timeout).
     blocking_sent: bool,
+    /// Behind Redis Cluster, the blocking command alone in flight on the
+    /// dedicated link, sent again on its slot's new master if the slot
+    /// moves while it waits (Redis answers it `MOVED`).
+    retry: Option<Box<Retry>>,
     /// Bytes of `rbuf` taken from the proxy-wide budget.
     charged: usize,
     /// Open plan for the request being forwarded by `forward_one`.
@@ -251,6 +263,7 @@ where
             out_watch: OutputWatch::default(),
             wait_start: None,
             blocking_sent: false,
+            retry: None,
             charged: 0,
             next_open: None,
             raw: false,
@@ -396,9 +409,14 @@ where
                     return;
                 }
             }
+            if self.retry.as_ref().is_some_and(|r| r.moved_to.is_some()) {
+                Box::pin(self.follow_moved()).await;
+            }
             if self.replies.awaiting == 0 {
                 self.wait_start = None;
                 self.blocking_sent = false;
+                // Its reply is in: nothing to send again.
+                self.retry = None;
             }
             if self.replies.reset_seen {
                 self.replies.reset_seen = false;
@@ -625,6 +643,7 @@ where
                     Proto::Resp2
                 };
             match d.next_frame(proto) {
+                Ok(Some(frame)) if self.moved(&frame) => return,
                 Ok(Some(frame)) => self.replies.on_frame(frame),
                 Ok(None) => return,
                 Err(e) => {
@@ -632,6 +651,49 @@ where
                     tracing::error!(error = %e, "closing dedicated link");
                     return self.backend_lost(BackendError::Lost);
                 }
+            }
+        }
+    }
+
+    /// Whether `frame` is a `MOVED` for the blocking command in
+    /// [`Session::retry`], which is then sent again (`follow_moved`).
+    fn moved(&mut self, frame: &[u8]) -> bool {
+        let Some(retry) = self.retry.as_mut() else { return false };
+        if !frame.starts_with(b"-MOVED ")
+            || self.replies.awaiting != 1
+            || self.watching
+            || self.replies.reply_mode() != ReplyMode::On
+            || retry.redirects >= crate::backend::route::MAX_REDIRECTS
+        {
+            return false;
+        }
+        retry.moved_to = crate::backend::route::moved_to(frame, self.node.as_deref().unwrap_or_default());
+        retry.redirects += 1;
+        retry.moved_to.is_some()
+    }
+
+    /// Send the blocking command a `MOVED` answered again, on a new
+    /// dedicated link to the master named; if that cannot be opened, the
+    /// client gets the error instead.
+    async fn follow_moved(&mut self) {
+        let ctx = Arc::clone(&self.ctx);
+        let Some(retry) = self.retry.as_mut() else { return };
+        let (Some(addr), Some(nodes)) = (retry.moved_to.take(), ctx.backend.cluster()) else { return };
+        let frame = retry.frame.clone();
+        nodes.cluster.stale();
+        self.drop_dedicated();
+        match crate::backend::conn::dedicated(&nodes.settings_of(&addr), 0, self.replies.proto).await {
+            Ok(conn) => {
+                tracing::debug!("the slot of a blocking command moved; sent again on its new master");
+                metrics::gauge!("respseal_pinned_sessions").increment(1.0);
+                let mut link = DedicatedLink::new(conn);
+                link.queue(frame);
+                self.link = Link::Dedicated(Box::new(link));
+                self.node = Some(addr);
+            }
+            Err(e) => {
+                self.retry = None;
+                self.replies.on_link_event(LinkEvent::Failed { frames: 1, error: e });
             }
         }
     }
