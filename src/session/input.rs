@@ -265,14 +265,9 @@ where
         // Behind a cluster, a blocking command alone in flight follows its
         // slot if it moves while the command waits.
         if dedicated {
-            self.retry = (blocking && !self.in_multi && self.replies.awaiting == 0)
-                .then(|| {
-                    self.ctx
-                        .backend
-                        .cluster()
-                        .map(|_| Box::new(Retry { frame: frame.clone(), moved_to: None, redirects: 0 }))
-                })
-                .flatten();
+            let alone = blocking && !self.in_multi && self.replies.awaiting == 0;
+            self.retry = (alone && self.ctx.backend.cluster().is_some())
+                .then(|| Box::new(Retry { frame: frame.clone(), moved_to: None, redirects: 0 }));
         }
         let (plan, frames) = match class {
             Some(Class::Stateful(State::Subscribe(kind))) if dedicated => {

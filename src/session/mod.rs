@@ -541,9 +541,7 @@ where
         };
         match opened {
             Ok(conn) => {
-                tracing::debug!("session pinned to a dedicated link");
-                metrics::gauge!("respseal_pinned_sessions").increment(1.0);
-                self.link = Link::Dedicated(Box::new(DedicatedLink::new(conn)));
+                self.install_dedicated(conn);
                 // Replay what the client told the proxy about itself; Redis
                 // before 7.2 refuses SETINFO, so the replies are dropped.
                 for (attr, value) in [(&b"LIB-NAME"[..], self.lib_name.clone()), (b"LIB-VER", self.lib_ver.clone())] {
@@ -559,6 +557,13 @@ where
                 false
             }
         }
+    }
+
+    /// Make `conn` the session's dedicated link.
+    fn install_dedicated(&mut self, conn: crate::backend::conn::Dedicated) {
+        tracing::debug!("session pinned to a dedicated link");
+        metrics::gauge!("respseal_pinned_sessions").increment(1.0);
+        self.link = Link::Dedicated(Box::new(DedicatedLink::new(conn)));
     }
 
     /// Close the dedicated link (behind a cluster, to move to another node;
@@ -684,12 +689,12 @@ where
         self.drop_dedicated();
         match crate::backend::conn::dedicated(&nodes.settings_of(&addr), 0, self.replies.proto).await {
             Ok(conn) => {
-                tracing::debug!("the slot of a blocking command moved; sent again on its new master");
-                metrics::gauge!("respseal_pinned_sessions").increment(1.0);
-                let mut link = DedicatedLink::new(conn);
-                link.queue(frame);
-                self.link = Link::Dedicated(Box::new(link));
+                tracing::debug!("the slot of a blocking command moved; sending it again on its new master");
+                // Not replayed here: the client's LIB-NAME/LIB-VER, whose
+                // replies would arrive before the command's.
+                self.install_dedicated(conn);
                 self.node = Some(addr);
+                self.send(frame, 1).await;
             }
             Err(e) => {
                 self.retry = None;
