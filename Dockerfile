@@ -5,6 +5,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
+COPY vendor ./vendor
 COPY src ./src
 RUN cargo build --release --locked --bin respseal \
     && strip target/release/respseal
