@@ -10,11 +10,16 @@
 # (/proc/PID/stat). Targets run in a new random order each repetition. Much
 # quicker than bench/run.sh (about 1 minute per repetition), for comparing
 # builds while working; bench/run.sh is the report of record.
+# AB_SIZE (default 1024) sets the value size in bytes and AB_KEYSPACE
+# (default 100000) the number of keys, e.g. AB_SIZE=16384 AB_KEYSPACE=10000.
 set -euo pipefail
 [ "$#" -ge 3 ] || { echo "usage: $0 DEPTH REPS BIN [BIN ...]" >&2; exit 64; }
 DEPTH=$1; REPS=$2; shift 2
 BINS=("$@")
-N=$(( DEPTH == 1 ? 100000 : 500000 ))
+SIZE=${AB_SIZE:-1024}
+KEYS=${AB_KEYSPACE:-100000}
+# Values above 4 KiB: fewer requests, in proportion (a quarter at 16 KiB).
+N=$(( (DEPTH == 1 ? 100000 : 500000) * 4096 / (SIZE > 4096 ? SIZE : 4096) ))
 W="$(mktemp -d /tmp/respseal-ab.XXXXXX)"
 . "$(dirname "$0")/lib.sh"
 
@@ -37,7 +42,7 @@ PIDS+=($!); wait_port "$TW"
 targets+=("twem:$TW:$!")
 for t in "${targets[@]}"; do
     port=$(cut -d: -f2 <<<"$t")
-    redis-benchmark -p "$port" -t set -d 1024 -r 100000 -n 200000 -P 16 -q >/dev/null
+    redis-benchmark -p "$port" -t set -d "$SIZE" -r "$KEYS" -n $((KEYS * 2)) -P 16 -q >/dev/null
 done
 for rep in $(seq 1 "$REPS"); do
     # A new order each repetition: the position in the round showed a bias of
@@ -46,7 +51,7 @@ for rep in $(seq 1 "$REPS"); do
         IFS=: read -r name port pid <<<"$t"
         for cmd in get set; do
             c0=0; [ "$pid" != 0 ] && c0=$(cpu "$pid")
-            rps=$(redis-benchmark -p "$port" -t "$cmd" -d 1024 -r 100000 -n "$N" -c 50 -P "$DEPTH" -q 2>/dev/null \
+            rps=$(redis-benchmark -p "$port" -t "$cmd" -d "$SIZE" -r "$KEYS" -n "$N" -c 50 -P "$DEPTH" -q 2>/dev/null \
                 | tr '\r' '\n' | grep -i "requests per second" | tail -1 | sed 's/.*: \([0-9.]*\) requests.*/\1/')
             c1=0; [ "$pid" != 0 ] && c1=$(cpu "$pid")
             echo "$name $cmd $rps $c0 $c1"
