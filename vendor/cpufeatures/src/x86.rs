@@ -137,7 +137,7 @@ __expand_check_macro! {
     ("avx512vl", "zmm", 1, ebx, 31),
     ("avx512vbmi", "zmm", 1, ecx, 1),
     ("avx512vbmi2", "zmm", 1, ecx, 6),
-    ("gfni", "xmm", 1, ecx, 8),
+    ("gfni", "zmm", 1, ecx, 8),
     ("vaes", "ymm", 1, ecx, 9, 1, ebx, 5),
     ("vpclmulqdq", "ymm", 1, ecx, 10, 1, ebx, 5),
     ("avx512bitalg", "zmm", 1, ecx, 12),
