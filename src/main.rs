@@ -272,7 +272,12 @@ fn contexts(cfg: &Config, live: &Arc<Live>) -> Vec<Arc<Context>> {
             let links = cfg.shared_links / cfg.threads + usize::from(n < cfg.shared_links % cfg.threads);
             Arc::new(Context {
                 backend: Backend::new(settings, links.max(1), spares.clone()),
-                limits: Limits { max_bulk: cfg.max_bulk_bytes, max_frame: cfg.max_frame_bytes, max_args: cfg.max_args },
+                limits: Limits {
+                    max_bulk: cfg.max_bulk_bytes,
+                    max_frame: cfg.max_frame_bytes,
+                    max_args: cfg.max_args,
+                    unauthenticated: false,
+                },
                 max_inflight: cfg.max_inflight,
                 output: cfg.output,
                 command_timeout: cfg.command_timeout,

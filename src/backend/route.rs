@@ -44,7 +44,7 @@ pub const MAX_REDIRECTS: usize = 5;
 pub const SCAN_INDEX_BITS: u32 = 10;
 /// What a standalone Redis answers to CLUSTER, READONLY, READWRITE, ASKING.
 pub const NOT_CLUSTER: &[u8] = b"-ERR This instance has cluster support disabled\r\n";
-const UNLIMITED: Limits = Limits { max_bulk: usize::MAX, max_frame: usize::MAX, max_args: usize::MAX };
+const UNLIMITED: Limits = Limits::NONE;
 
 /// The nodes of the cluster as one worker sees them: their shared links
 /// and connection settings, made on first use.

@@ -28,7 +28,22 @@ pub struct Limits {
     pub max_frame: usize,
     /// Most arguments in one request.
     pub max_args: usize,
+    /// The client has not authenticated while users are required: Redis's
+    /// own pre-auth limits apply (at most [`UNAUTH_MAX_ARGS`] arguments,
+    /// bulks of at most [`UNAUTH_MAX_BULK`] bytes).
+    pub unauthenticated: bool,
 }
+
+impl Limits {
+    /// No limit at all (requests the proxy encoded itself).
+    pub const NONE: Limits =
+        Limits { max_bulk: usize::MAX, max_frame: usize::MAX, max_args: usize::MAX, unauthenticated: false };
+}
+
+/// Most arguments Redis accepts in one request before AUTH.
+pub const UNAUTH_MAX_ARGS: i64 = 10;
+/// Largest bulk Redis accepts before AUTH.
+pub const UNAUTH_MAX_BULK: i64 = 16 * 1024;
 
 /// One step of parsing.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,15 +90,52 @@ pub enum ProtocolError {
     /// `$` header line longer than [`INLINE_MAX`].
     #[error("Protocol error: too big bulk count string")]
     TooBigBulkCount,
-    /// An array element that is not a bulk string.
-    #[error("Protocol error: expected '$', got '{0}'")]
-    ExpectedBulk(char),
+    /// An array element that is not a bulk string (the byte found).
+    #[error("Protocol error: expected '$', got '{}'", shown_byte(*.0))]
+    ExpectedBulk(u8),
     /// `$N` that is not a number, negative, or over the bulk limit.
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
     /// The whole request is larger than the frame limit.
     #[error("Protocol error: request larger than the proxy's max_frame_bytes")]
     FrameTooLarge,
+    /// More than [`UNAUTH_MAX_ARGS`] arguments before AUTH.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulk,
+    /// A bulk over [`UNAUTH_MAX_BULK`] bytes before AUTH.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulk,
+}
+
+impl ProtocolError {
+    /// The error reply, byte for byte as Redis writes it: Redis formats the
+    /// unexpected byte with `%c` into a C string, so a NUL ends the message
+    /// there, CR and LF become spaces, and any other byte is sent as it is.
+    pub fn reply(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        match self {
+            ProtocolError::ExpectedBulk(b) => {
+                out.extend_from_slice(b"-ERR Protocol error: expected '$', got '");
+                match b {
+                    0 => {}
+                    b'\r' | b'\n' => out.extend_from_slice(b" '"),
+                    b => out.extend_from_slice(&[*b, b'\'']),
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            e => {
+                out.extend_from_slice(b"-ERR ");
+                out.extend_from_slice(e.to_string().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out.freeze()
+    }
+}
+
+/// A byte as it shows in text (logs, `Display`): printable ASCII as itself.
+fn shown_byte(b: u8) -> char {
+    if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }
 }
 
 /// Parse the request at the start of `buf`.
@@ -96,10 +148,19 @@ pub fn parse(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) -> Resul
     }
 }
 
+/// The first `stop` byte at or after `start`, looked for as Redis does with
+/// `strchr` on its query buffer: a NUL byte ends the search, so a line with
+/// a NUL before its end is never found (Redis waits for more bytes until
+/// its 64 KiB limit, then closes the connection; so does respseal).
+fn find_before_nul(buf: &[u8], start: usize, stop: u8) -> Option<usize> {
+    buf[start..].iter().position(|&b| b == stop || b == 0).filter(|&i| buf[start + i] == stop)
+}
+
 /// Find the `\r\n`-terminated line starting at `start`; `Ok(None)` if the
 /// line is not complete yet, `Err` if it is already longer than Redis allows.
+/// Like Redis, the byte after the `\r` must be there but is not checked.
 fn line_end(buf: &[u8], start: usize, too_long: ProtocolError) -> Result<Option<usize>, ProtocolError> {
-    match buf[start..].iter().position(|&b| b == b'\r') {
+    match find_before_nul(buf, start, b'\r') {
         Some(i) if start + i + 1 < buf.len() => Ok(Some(start + i)),
         Some(_) => Ok(None),
         None if buf.len() - start > INLINE_MAX => Err(too_long),
@@ -114,6 +175,9 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
     let count = parse_int(&buf[1..cr]).ok_or(ProtocolError::InvalidMultibulkLength)?;
     if count > i64::from(i32::MAX) {
         return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    if limits.unauthenticated && count > UNAUTH_MAX_ARGS {
+        return Err(ProtocolError::UnauthenticatedMultibulk);
     }
     let mut pos = cr + 2;
     if count <= 0 {
@@ -131,13 +195,14 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
             return Ok(Parsed::Incomplete { need: buf.len() + 1 });
         };
         if buf[pos] != b'$' {
-            let c = buf[pos];
-            let shown = if c.is_ascii_graphic() || c == b' ' { c as char } else { '?' };
-            return Err(ProtocolError::ExpectedBulk(shown));
+            return Err(ProtocolError::ExpectedBulk(buf[pos]));
         }
         let len = parse_int(&buf[pos + 1..cr]).ok_or(ProtocolError::InvalidBulkLength)?;
         if len < 0 || len as u64 > limits.max_bulk as u64 {
             return Err(ProtocolError::InvalidBulkLength);
+        }
+        if limits.unauthenticated && len > UNAUTH_MAX_BULK {
+            return Err(ProtocolError::UnauthenticatedBulk);
         }
         let start = cr + 2;
         let end = start + len as usize;
@@ -155,15 +220,14 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Range<usize>>) ->
 }
 
 fn parse_inline(buf: &[u8], args: &mut Vec<Range<usize>>) -> Result<Parsed, ProtocolError> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+    // As in Redis, the limit applies while the end of the line has not been
+    // found: a line that arrives whole is taken whatever its length.
+    let Some(nl) = find_before_nul(buf, 0, b'\n') else {
         if buf.len() > INLINE_MAX {
             return Err(ProtocolError::TooBigInline);
         }
         return Ok(Parsed::Incomplete { need: buf.len() + 1 });
     };
-    if nl > INLINE_MAX {
-        return Err(ProtocolError::TooBigInline);
-    }
     let mut line = &buf[..nl];
     if let [rest @ .., b'\r'] = line {
         line = rest;
@@ -255,7 +319,9 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     break;
                 }
                 match line[i] {
-                    c if is_space(c) => break,
+                    // Only these end a word; `\v` and `\f` are skipped
+                    // between words (isspace) but kept inside one.
+                    b' ' | b'\n' | b'\r' | b'\t' => break,
                     b'"' => in_dq = true,
                     b'\'' => in_sq = true,
                     c => word.push(c),
@@ -288,7 +354,7 @@ fn hex_val(c: u8) -> u8 {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_bulk: 1024, max_frame: 4096, max_args: 8 };
+    const LIMITS: Limits = Limits { max_bulk: 1024, max_frame: 4096, max_args: 8, unauthenticated: false };
 
     fn words(buf: &[u8]) -> (Parsed, Vec<Vec<u8>>) {
         let mut args = Vec::new();
@@ -377,6 +443,8 @@ mod tests {
         assert_eq!(split_args(b"get a\x00 b c"), Some(vec![b"get".to_vec(), b"a".to_vec()]));
         assert_eq!(split_args(b"\x00get"), Some(vec![]));
         assert_eq!(split_args(b"\"a\x00b\""), None);
+        // Vertical tab and form feed separate words only where words start.
+        assert_eq!(split_args(b"\x0ba\x0bb\x0c c"), Some(vec![b"a\x0bb\x0c".to_vec(), b"c".to_vec()]));
     }
 
     #[test]
@@ -415,7 +483,7 @@ mod tests {
     /// next attempt can use.
     #[test]
     fn realistic_requests_in_random_cuts() {
-        let big = Limits { max_bulk: 512 << 20, max_frame: 512 << 20, max_args: 1 << 20 };
+        let big = Limits { max_bulk: 512 << 20, max_frame: 512 << 20, max_args: 1 << 20, unauthenticated: false };
         let mut g = crate::protocol::Garbage::new(0x1234_5678_9abc_def1);
         let mut commands: Vec<Vec<Vec<u8>>> = Vec::new();
         for size in [4 << 10, 64 << 10, 1 << 20] {

@@ -43,7 +43,7 @@ where
     pub(super) async fn process_input(&mut self) {
         let mut run_len = 0usize;
         let mut run_frames = 0u32;
-        let limits = self.ctx.limits;
+        let mut limits = self.ctx.limits;
         let at = stats::now_us();
         loop {
             if self.replies.closing
@@ -55,6 +55,9 @@ where
             if self.rbuf.len() - run_len < self.need {
                 break;
             }
+            // Before AUTH, Redis's own pre-auth limits (checked per request:
+            // an AUTH earlier in this read lifts them for what follows).
+            limits.unauthenticated = !self.authenticated;
             let parsed = request::parse(&self.rbuf[run_len..], &limits, &mut self.args);
             match parsed {
                 Err(e) => {
@@ -69,13 +72,11 @@ where
                     break;
                 }
                 Ok(Parsed::Empty { len }) => {
+                    // Redis would ignore these bytes too, but only bytes
+                    // respseal parsed as whole commands reach a link.
                     self.need = 0;
-                    if run_frames == 0 {
-                        self.rbuf.advance(len);
-                    } else {
-                        // Redis ignores these bytes too; they can travel with the run.
-                        run_len += len;
-                    }
+                    self.flush_run(&mut run_len, &mut run_frames).await;
+                    self.rbuf.advance(len);
                 }
                 Ok(Parsed::Command { len, inline }) => {
                     self.need = 0;
@@ -160,8 +161,7 @@ where
                     };
                     if let Some(f) = sealed {
                         // The proxy encoded it: always one complete request.
-                        let all = Limits { max_bulk: usize::MAX, max_frame: usize::MAX, max_args: usize::MAX };
-                        let _ = request::parse(&f, &all, &mut self.args);
+                        let _ = request::parse(&f, &Limits::NONE, &mut self.args);
                         frame = f;
                     }
                     let args = std::mem::take(&mut self.args);

@@ -498,7 +498,9 @@ where
     }
 
     fn protocol_error(&mut self, e: ProtocolError) {
-        self.refuse(ClientError::Protocol(e).into());
+        let reply = e.reply();
+        Error::from(ClientError::Protocol(e)).report();
+        self.replies.push(Plan::Local(reply), 0);
         self.replies.push(Plan::Close, 0);
         self.replies.closing = true;
     }

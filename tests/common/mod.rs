@@ -896,7 +896,7 @@ where
             let mut handle = new_conn();
             std::thread::spawn(move || {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                let limits = Limits { max_bulk: 1 << 20, max_frame: 1 << 20, max_args: 1024 };
+                let limits = Limits { max_bulk: 1 << 20, max_frame: 1 << 20, max_args: 1024, unauthenticated: false };
                 let (mut buf, mut ranges) = (Vec::new(), Vec::new());
                 let mut chunk = [0u8; 4096];
                 while let Ok(n) = s.read(&mut chunk) {
