@@ -265,3 +265,36 @@ fn a_half_line_from_one_client_never_stalls_the_shared_link() {
         c.assert_cmd(&["GET", "k"], b"$1\r\nv\r\n");
     }
 }
+
+/// Before AUTH, Redis refuses a request of more than 10 arguments or with a
+/// bulk over 16 KiB and closes the connection; respseal (with users) does
+/// the same, before it buffers the announced bytes, and after AUTH both
+/// take large requests again.
+#[test]
+fn pre_auth_limits_are_redis_own() {
+    let plain = RedisServer::start();
+    let protected = RedisServer::start();
+    protected.client().assert_cmd(&["CONFIG", "SET", "requirepass", "pw"], b"+OK\r\n");
+    let config = "[[users]]\nname = \"default\"\npassword_env = \"RESPSEAL_TEST_PW\"\n";
+    let env = [("RESPSEAL_TEST_PW", "pw".to_string())];
+    let proxy = Proxy::launch(Launch { backend: Some(plain.url()), config: Some(config), env: &env, ..Default::default() });
+    let big = format!("*1\r\n${}\r\n", 16 * 1024 + 1);
+    let mut many = "*11\r\n".to_string();
+    for _ in 0..11 {
+        many.push_str("$1\r\na\r\n");
+    }
+    let at_limit = format!("*2\r\n$4\r\nECHO\r\n${}\r\n{}\r\n", 16 * 1024, "x".repeat(16 * 1024));
+    for stream in [big.as_bytes(), many.as_bytes(), at_limit.as_bytes(), b"*10\r\n"] {
+        let direct = exchange(protected.port, stream);
+        let through = exchange(proxy.port, stream);
+        assert_eq!(direct, through, "stream {}", show(&stream[..stream.len().min(80)]));
+    }
+    let (reply, closed) = exchange(proxy.port, big.as_bytes());
+    assert!(closed);
+    assert_bytes(&reply, b"-ERR Protocol error: unauthenticated bulk length\r\n");
+    // Authenticated in the same write: the limits are lifted for what follows.
+    let after = format!("*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*2\r\n$4\r\nECHO\r\n$20000\r\n{}\r\n", "y".repeat(20000));
+    let (reply, closed) = exchange(proxy.port, after.as_bytes());
+    assert!(!closed);
+    assert!(reply.starts_with(b"+OK\r\n$20000\r\n"), "{}", show(&reply[..reply.len().min(60)]));
+}
