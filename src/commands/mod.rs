@@ -105,12 +105,15 @@ pub fn classify(args: &Args<'_>) -> Route {
     classify_command(args.get(0).and_then(lookup), args)
 }
 
-/// [`classify`] with the command's row already looked up.
+/// [`classify`] with the command's row already looked up. Fails closed: a
+/// command the table does not know pins the session (it may change the
+/// connection in ways respseal cannot see, so it never goes on a shared
+/// link).
 pub fn classify_command(cmd: Option<&'static Command>, args: &Args<'_>) -> Route {
     let Some(cmd) = cmd else {
-        return Route::Forward;
+        return Route::Pin;
     };
-    match cmd.class {
+    match table::resolve(cmd.class, args.get(1)) {
         // HELLO … SETNAME pins too, but the proxy must take AUTH out first:
         // the session does both.
         Class::Connection(local) => Route::Local(local),
@@ -124,9 +127,10 @@ pub fn classify_command(cmd: Option<&'static Command>, args: &Args<'_>) -> Route
                 Route::Forward
             }
         }
-        Class::ControlIf(word) if args.has_word(word) => Route::Control,
+        Class::Control => Route::Control,
         Class::Refused(why) => Route::Refuse(why),
-        _ => Route::Forward,
+        Class::Plain => Route::Forward,
+        Class::Sub(_) => unreachable!("resolve never returns Sub"),
     }
 }
 
@@ -153,7 +157,10 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(classify(&["get", "k"]), Route::Forward);
-        assert_eq!(classify(&["NOSUCHCOMMAND", "k"]), Route::Forward);
+        assert_eq!(classify(&["NOSUCHCOMMAND", "k"]), Route::Pin);
+        assert_eq!(classify(&["script", "debug", "yes"]), Route::Pin);
+        assert_eq!(classify(&["SCRIPT", "EXISTS", "debug"]), Route::Forward);
+        assert_eq!(classify(&["debug", "sleep", "0"]), Route::Pin);
         assert_eq!(classify(&["multi"]), Route::Pin);
         assert_eq!(classify(&["WATCH", "k"]), Route::Pin);
         assert_eq!(classify(&["blpop", "k", "0"]), Route::Pin);
@@ -172,6 +179,7 @@ mod tests {
         assert_eq!(classify(&["SYNC"]), Route::Pin);
         assert_eq!(classify(&["script", "kill"]), Route::Control);
         assert_eq!(classify(&["FUNCTION", "KILL"]), Route::Control);
+        assert_eq!(classify(&["FUNCTION", "LIST", "LIBRARYNAME", "kill"]), Route::Forward);
         assert_eq!(classify(&["script", "load", "return 1"]), Route::Forward);
     }
 }

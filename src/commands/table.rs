@@ -68,6 +68,12 @@ pub enum State {
     ClusterFlag,
     /// SYNC/PSYNC: the connection turns into a replication stream.
     Replication,
+    /// SCRIPT DEBUG: the connection's next EVAL runs in the Lua debugger
+    /// (and in SYNC mode blocks Redis until that connection closes).
+    Debugger,
+    /// DEBUG: sleeps, reloads, changes server internals; on its own
+    /// connection, so a shared link never waits behind it.
+    Debug,
 }
 
 /// Redis data types whose members respseal never seals (random nonces would
@@ -138,20 +144,29 @@ pub enum Data {
     Opaque,
 }
 
-/// A command's routing class.
+/// A command's routing class: the link-safety column. Only [`Class::Plain`]
+/// (and [`Class::PinIf`] without its word, [`Class::Sub`] resolving to
+/// `Plain`) may go on a shared link: the row says the command leaves the
+/// connection as it found it. Every other class pins the session, is
+/// answered by respseal, goes on a connection of its own, or is refused. A
+/// command missing from the table pins (it never goes on a shared link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    /// Forwarded on whatever link the session has.
+    /// Connection-neutral: forwarded on whatever link the session has.
     Plain,
     /// Creates or observes per-connection state: pins the session.
     Stateful(State),
     /// Pins only when an argument equals this word (XREAD … BLOCK).
     PinIf(&'static str),
-    /// Sent on a connection of its own, opened for it, when an argument
-    /// equals this word: SCRIPT/FUNCTION KILL must not queue behind the very
-    /// script it kills on a shared link, and a new connection's SELECT would
-    /// be refused while the script runs (the kill itself ignores the db).
-    ControlIf(&'static str),
+    /// Sent on a connection of its own, opened for it: SCRIPT/FUNCTION KILL
+    /// must not queue behind the very script it kills on a shared link, and
+    /// a new connection's SELECT would be refused while the script runs (the
+    /// kill itself ignores the db).
+    Control,
+    /// A container command whose subcommands differ: the class of the
+    /// subcommand named by argument 1 (case-insensitively), [`Class::Plain`]
+    /// for the others. Never nested.
+    Sub(&'static [(&'static str, Class)]),
     /// CLIENT: SETINFO is answered by the proxy, other subcommands pin.
     Client,
     /// A connection command handled by the proxy.
@@ -509,8 +524,8 @@ pub static COMMANDS: &[Command] = &[
     row!("EVALSHA_RO", Plain, Script, nk(2)),
     row!("FCALL", Plain, Script, nk(2)),
     row!("FCALL_RO", Plain, Script, nk(2)),
-    row!("SCRIPT", ControlIf("KILL"), Script),
-    row!("FUNCTION", ControlIf("KILL"), Script),
+    row!("SCRIPT", Sub(&[("KILL", Control), ("DEBUG", Stateful(State::Debugger))]), Script),
+    row!("FUNCTION", Sub(&[("KILL", Control)]), Script),
     // --- connection
     row!("AUTH", Connection(LocalCmd::Auth), Meta),
     row!("HELLO", Connection(LocalCmd::Hello), Meta),
@@ -532,7 +547,30 @@ pub static COMMANDS: &[Command] = &[
     row!("SYNC", Stateful(State::Replication), Meta),
     row!("PSYNC", Stateful(State::Replication), Meta),
     row!("REPLCONF", Stateful(State::ClusterFlag), Meta),
+    // --- server administration: server-wide, not connection state
+    row!("CLUSTER", Plain, Meta),
+    row!("FAILOVER", Plain, Meta),
+    row!("REPLICAOF", Plain, Meta),
+    row!("SLAVEOF", Plain, Meta),
+    row!("SHUTDOWN", Plain, Meta),
+    row!("MODULE", Plain, Opaque),
+    row!("PFSELFTEST", Plain, Meta),
+    row!("PFDEBUG", Plain, HLL, at2()),
+    // DEBUG POPULATE makes key names from a prefix argument: refused when
+    // a name it can make could match a rule (seal.rs).
+    row!("DEBUG", Stateful(State::Debug), Opaque),
 ];
+
+/// The class a request resolves to: [`Class::Sub`] resolved by its
+/// subcommand (`sub`: argument 1, if any).
+pub fn resolve(class: Class, sub: Option<&[u8]>) -> Class {
+    match class {
+        Class::Sub(subs) => sub
+            .and_then(|s| subs.iter().find(|(name, _)| s.eq_ignore_ascii_case(name.as_bytes())))
+            .map_or(Class::Plain, |(_, c)| *c),
+        c => c,
+    }
+}
 
 /// The moves respseal carries out itself on sealed names ([`crate::moves`]).
 pub const CARRIED_MOVES: [&str; 3] = ["COPY", "RENAME", "RENAMENX"];
@@ -709,6 +747,21 @@ mod tests {
                 assert!(c.data == Data::Hash || c.values == Values::None, "{}", c.name);
             }
         }
+    }
+
+    #[test]
+    fn subcommand_classes_are_not_nested_and_name_real_subcommands() {
+        for c in COMMANDS {
+            if let Class::Sub(subs) = c.class {
+                for (name, class) in subs {
+                    assert_eq!(*name, name.to_ascii_uppercase(), "{}", c.name);
+                    assert!(!matches!(class, Class::Sub(_)), "{} {name}: nested", c.name);
+                }
+            }
+        }
+        assert_eq!(resolve(lookup(b"SCRIPT").expect("row").class, Some(b"debug")), Class::Stateful(State::Debugger));
+        assert_eq!(resolve(lookup(b"SCRIPT").expect("row").class, Some(b"LOAD")), Class::Plain);
+        assert_eq!(resolve(lookup(b"SCRIPT").expect("row").class, None), Class::Plain);
     }
 
     #[test]
