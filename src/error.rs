@@ -132,6 +132,11 @@ pub enum Refusal {
     /// RENAME/RENAMENX/COPY of a sealed name inside MULTI: respseal carries
     /// these out itself, which cannot be queued in the client's transaction.
     MoveInMulti,
+    /// A connection command respseal handles itself (SELECT, HELLO, AUTH,
+    /// CLIENT SETINFO) inside MULTI: Redis would apply it at EXEC, which
+    /// respseal's view of the connection cannot follow, so it is refused at
+    /// queue time and EXEC answers EXECABORT.
+    ConnectionInMulti(&'static str),
     /// The proxy-wide input buffer budget is used up.
     BufferBudget,
     /// Behind Redis Cluster: a key on another node than the one the
@@ -175,6 +180,7 @@ impl Refusal {
             Refusal::NoProto => "noproto",
             Refusal::ExecAbort => "execabort",
             Refusal::MoveInMulti => "move_in_multi",
+            Refusal::ConnectionInMulti(_) => "connection_in_multi",
             Refusal::BufferBudget => "buffer_budget",
             Refusal::CrossSlot => "crossslot",
         }
@@ -211,6 +217,10 @@ impl Refusal {
             Refusal::MoveInMulti => "ERR respseal: RENAME, RENAMENX and COPY of sealed keys are carried out by \
                                      respseal and cannot be queued inside MULTI; send them outside the transaction"
                 .into(),
+            Refusal::ConnectionInMulti(cmd) => format!(
+                "ERR respseal: {cmd} cannot be queued inside MULTI (it changes the connection, which respseal \
+                 tracks); send it before MULTI or after EXEC"
+            ),
             Refusal::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot (respseal: behind Redis \
                                    Cluster a transaction, WATCH or subscription stays on one node; use hash tags)"
                 .into(),

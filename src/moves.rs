@@ -131,7 +131,15 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     let db_s = db.to_string();
     let dst_db_s = m.dst_db.to_string();
     if m.dst_db != db {
-        c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?;
+        // Redis's own answer to a database it refuses (COPY … DB 16), and
+        // nothing changed.
+        let selected = c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?;
+        if selected.first() == Some(&b'-') {
+            return Err(match selected.strip_prefix(b"-ERR DB index is out of range") {
+                Some(_) => err("ERR DB index is out of range"),
+                None => Bytes::from(selected),
+            });
+        }
         c.cmd(&[b"WATCH", m.dst]).await.map_err(backend)?;
         c.cmd(&[b"SELECT", db_s.as_bytes()]).await.map_err(backend)?;
         c.cmd(&[b"WATCH", m.src]).await.map_err(backend)?;
@@ -249,20 +257,23 @@ fn reseal(sealer: &Sealer, m: &Move<'_>, value: Value) -> Result<Value, &'static
     let exempt = rules.exempts(m.dst);
     let ns = sealer.namespace();
     let now = crate::seal::now_unix();
-    // (plaintext, issued_at) of one value, and whether it was sealed.
-    let open = |binding: &Binding<'_>, v: &[u8], sealed: bool| -> Result<(Vec<u8>, u64, bool), &'static str> {
+    // (plaintext, issued_at, re-sealed flag) of one value, and whether it
+    // was sealed.
+    let open = |binding: &Binding<'_>, v: &[u8], sealed: bool| -> Result<(Vec<u8>, (u64, bool), bool), &'static str> {
         if !sealed {
-            return Ok((v.to_vec(), now, false));
+            return Ok((v.to_vec(), (now, false), false));
         }
         let info = crypto::inspect(v).map_err(|_| "the source's value is not sealed")?;
         let fresh = src_rule.and_then(|r| r.freshness());
         let plain =
             crypto::open(sealer.keyring(), binding, v, now, fresh).map_err(|_| "the source's value does not open")?;
-        Ok((plain, info.issued_at, true))
+        Ok((plain, (info.issued_at, info.resealed), true))
     };
-    let seal = |binding: &Binding<'_>, plain: &[u8], issued_at: u64| -> Result<Bytes, &'static str> {
+    // Sealed under the destination, keeping the age and the re-sealed flag.
+    let seal = |binding: &Binding<'_>, plain: &[u8], (issued_at, resealed): (u64, bool)| -> Result<Bytes, &'static str> {
         let mut out = BytesMut::new();
-        crypto::seal_into(sealer.keyring(), binding, plain, issued_at, &mut out).map_err(|_| "cannot seal")?;
+        crypto::seal_flagged(sealer.keyring(), binding, plain, issued_at, resealed, &mut out)
+            .map_err(|_| "cannot seal")?;
         Ok(out.freeze())
     };
     match value {

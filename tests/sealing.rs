@@ -715,3 +715,37 @@ fn inspect_lists_and_drops_values_resealed_from_legacy_plaintext() {
     d.assert_cmd(&["EXISTS", "reseal:forged", "reseal:fresh", "reseal:legacy"], b":2\r\n");
     c.assert_cmd(&["GET", "reseal:fresh"], b"$24\r\nwritten-through-respseal\r\n");
 }
+
+/// A value re-sealed from legacy plaintext keeps its flag when respseal
+/// moves it (RENAME, COPY): `inspect --resealed` still finds it under its
+/// new names, and a plain value moved stays unflagged.
+#[test]
+fn moves_keep_the_resealed_flag() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let config = format!(
+        "[[rule]]\npattern = \"reseal:*\"\nlegacy = \"reseal\"\nlegacy_until = \"2999-01-01\"\n\
+         [[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        key.display()
+    );
+    let proxy = Proxy::start_with_config(redis.port, &config, &[]);
+    let mut d = redis.client();
+    d.assert_cmd(&["SET", "reseal:old", "legacy"], b"+OK\r\n");
+    let mut c = proxy.client();
+    c.assert_cmd(&["GET", "reseal:old"], b"$6\r\nlegacy\r\n");
+    wait_until("reseal:old re-sealed", Duration::from_secs(5), || {
+        raw(&redis, "reseal:old").starts_with(b"\x00RE\x81").then_some(())
+    });
+    c.assert_cmd(&["SET", "reseal:new", "fresh"], b"+OK\r\n");
+    c.assert_cmd(&["RENAME", "reseal:old", "reseal:renamed"], b"+OK\r\n");
+    c.assert_cmd(&["COPY", "reseal:renamed", "reseal:copied"], b":1\r\n");
+    c.assert_cmd(&["COPY", "reseal:new", "reseal:new-copy"], b":1\r\n");
+    assert!(raw(&redis, "reseal:renamed").starts_with(b"\x00RE\x81"));
+    assert!(raw(&redis, "reseal:copied").starts_with(b"\x00RE\x81"));
+    assert!(raw(&redis, "reseal:new-copy").starts_with(b"\x00RE\x01"));
+    c.assert_cmd(&["GET", "reseal:copied"], b"$6\r\nlegacy\r\n");
+    // A database Redis refuses: Redis's error, and nothing written.
+    c.assert_cmd(&["COPY", "reseal:new", "reseal:copied", "DB", "16", "REPLACE"], b"-ERR DB index is out of range\r\n");
+    assert!(raw(&redis, "reseal:copied").starts_with(b"\x00RE\x81"));
+}

@@ -370,11 +370,27 @@ pub fn seal_resealed(
     plaintext: &[u8],
     now_unix: u64,
 ) -> Result<Vec<u8>, SealError> {
-    let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
     let mut out = BytesMut::new();
-    let header = encode_header(key_id, now_unix, FLAG_RESEALED);
-    seal_with_nonce(cipher, header, binding, plaintext, &fresh_nonce(), &mut out)?;
+    seal_flagged(keyring, binding, plaintext, now_unix, true, &mut out)?;
     Ok(out.into())
+}
+
+/// [`seal_into`] with the re-sealed flag set or not: a value moved to
+/// another name (RENAME, COPY) keeps the flag it had.
+///
+/// # Errors
+/// As [`seal`].
+pub fn seal_flagged(
+    keyring: &Keyring,
+    binding: &Binding<'_>,
+    plaintext: &[u8],
+    now_unix: u64,
+    resealed: bool,
+    out: &mut BytesMut,
+) -> Result<(), SealError> {
+    let (key_id, cipher) = keyring.sealing_key().ok_or(SealError::NoPrimaryKey)?;
+    let header = encode_header(key_id, now_unix, if resealed { FLAG_RESEALED } else { 0 });
+    seal_with_nonce(cipher, header, binding, plaintext, &fresh_nonce(), out)
 }
 
 /// Re-seal a stored value under the keyring's primary key (`respseal

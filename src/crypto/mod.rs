@@ -20,7 +20,7 @@ pub mod xaes;
 
 pub use envelope::{
     Binding, EnvelopeInfo, Freshness, OVERHEAD, OpenError, RewrapError, SealError, ValueKind, inspect, is_sealed, open,
-    open_into, rewrap, seal, seal_into, seal_resealed,
+    open_into, rewrap, seal, seal_flagged, seal_into, seal_resealed,
 };
 pub use keyring::{
     Key, KeyMaterial, KeyOrigin, KeySource, KeySourceError, KeySpec, KeyState, Keyring, KeyringError,

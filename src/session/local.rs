@@ -32,6 +32,19 @@ where
     /// Connection commands the proxy handles.
     pub(super) async fn local(&mut self, cmd: LocalCmd, frame: Bytes, ranges: &[Range<usize>]) {
         let args = Args::new(&frame, ranges);
+        if self.in_multi {
+            let name = match cmd {
+                LocalCmd::Select => Some("SELECT"),
+                LocalCmd::Hello => Some("HELLO"),
+                LocalCmd::Auth => Some("AUTH"),
+                LocalCmd::ClientSetinfo => Some("CLIENT SETINFO"),
+                // Redis runs QUIT and RESET at once, even inside MULTI.
+                LocalCmd::Quit | LocalCmd::Reset => None,
+            };
+            if let Some(name) = name {
+                return self.refuse(Refusal::ConnectionInMulti(name).into());
+            }
+        }
         match cmd {
             LocalCmd::Quit => {
                 self.replies.push(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
