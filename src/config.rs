@@ -223,6 +223,11 @@ pub struct LimitsConfig {
     /// normal` syntax `HARD SOFT SECONDS`. Default "0 0 0" (none, as in
     /// Redis; respseal stops reading from Redis for such a client instead).
     pub output_normal: Option<String>,
+    /// Output limit of ordinary clients on a shared link: replies waiting
+    /// for a client that does not read them are held by respseal (the link
+    /// cannot stop for one client), so they are bounded. Default
+    /// "64mb 32mb 10".
+    pub output_shared: Option<String>,
     /// Output limit of subscribed and MONITOR clients. Default "32mb 8mb 60".
     pub output_pubsub: Option<String>,
     /// Output limit of replication streams. Default "256mb 64mb 60".
@@ -506,6 +511,7 @@ impl Config {
         let mut output = OutputLimits::default();
         for (name, given, slot) in [
             ("limits.output_normal", &l.output_normal, &mut output.normal),
+            ("limits.output_shared", &l.output_shared, &mut output.shared),
             ("limits.output_pubsub", &l.output_pubsub, &mut output.pubsub),
             ("limits.output_replica", &l.output_replica, &mut output.replica),
         ] {

@@ -7,7 +7,10 @@
 //! been exceeded for a number of seconds without a break. Classes:
 //! `normal` (default `0 0 0`: none, as in Redis; respseal then stops
 //! reading from the client's dedicated Redis connection instead, so Redis
-//! holds the rest), `pubsub` (`32mb 8mb 60`; respseal also applies it to
+//! holds the rest), `shared` (a normal client on a shared link, default
+//! `64mb 32mb 10`: the link cannot stop for one client, so replies a client
+//! does not read are held by respseal, charged to that client, and bounded
+//! here; past it the client is disconnected, never the link), `pubsub` (`32mb 8mb 60`; respseal also applies it to
 //! MONITOR clients, whose stream is as unbounded as a subscription) and
 //! `replica` (`256mb 64mb 60`, after SYNC/PSYNC).
 
@@ -62,8 +65,10 @@ pub fn parse_size(s: &str) -> Option<usize> {
 /// Which limit applies to a client now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputClass {
-    /// Ordinary request/response clients.
+    /// Ordinary request/response clients on a dedicated link.
     Normal,
+    /// Ordinary clients on a shared link.
+    Shared,
     /// Subscribed clients and MONITOR.
     Pubsub,
     /// Replication streams (SYNC/PSYNC).
@@ -75,6 +80,7 @@ impl OutputClass {
     pub fn name(self) -> &'static str {
         match self {
             OutputClass::Normal => "normal",
+            OutputClass::Shared => "shared",
             OutputClass::Pubsub => "pubsub",
             OutputClass::Replica => "replica",
         }
@@ -86,6 +92,8 @@ impl OutputClass {
 pub struct OutputLimits {
     /// `normal`.
     pub normal: OutputLimit,
+    /// `shared`: a normal client on a shared link.
+    pub shared: OutputLimit,
     /// `pubsub` (and MONITOR).
     pub pubsub: OutputLimit,
     /// `replica`.
@@ -97,6 +105,7 @@ impl Default for OutputLimits {
         const MB: usize = 1024 * 1024;
         OutputLimits {
             normal: OutputLimit::NONE,
+            shared: OutputLimit { hard: 64 * MB, soft: 32 * MB, soft_secs: 10 },
             pubsub: OutputLimit { hard: 32 * MB, soft: 8 * MB, soft_secs: 60 },
             replica: OutputLimit { hard: 256 * MB, soft: 64 * MB, soft_secs: 60 },
         }
@@ -108,6 +117,7 @@ impl OutputLimits {
     pub fn of(&self, class: OutputClass) -> OutputLimit {
         match class {
             OutputClass::Normal => self.normal,
+            OutputClass::Shared => self.shared,
             OutputClass::Pubsub => self.pubsub,
             OutputClass::Replica => self.replica,
         }

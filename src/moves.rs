@@ -270,12 +270,13 @@ fn reseal(sealer: &Sealer, m: &Move<'_>, value: Value) -> Result<Value, &'static
         Ok((plain, (info.issued_at, info.resealed), true))
     };
     // Sealed under the destination, keeping the age and the re-sealed flag.
-    let seal = |binding: &Binding<'_>, plain: &[u8], (issued_at, resealed): (u64, bool)| -> Result<Bytes, &'static str> {
-        let mut out = BytesMut::new();
-        crypto::seal_flagged(sealer.keyring(), binding, plain, issued_at, resealed, &mut out)
-            .map_err(|_| "cannot seal")?;
-        Ok(out.freeze())
-    };
+    let seal =
+        |binding: &Binding<'_>, plain: &[u8], (issued_at, resealed): (u64, bool)| -> Result<Bytes, &'static str> {
+            let mut out = BytesMut::new();
+            crypto::seal_flagged(sealer.keyring(), binding, plain, issued_at, resealed, &mut out)
+                .map_err(|_| "cannot seal")?;
+            Ok(out.freeze())
+        };
     match value {
         Value::String(v) => {
             let (plain, issued_at, was_sealed) = open(&Binding::string(ns, m.src), &v, src_rule.is_some())?;

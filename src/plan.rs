@@ -61,6 +61,10 @@ pub enum Plan {
     /// A command inside MULTI: on `+QUEUED`, its open plan (if any) joins
     /// the transaction's queue, to be applied to its element of EXEC's reply.
     Queued(Option<OpenPlan>),
+    /// `SELECT db` inside MULTI: Redis switches the connection's database
+    /// when EXEC runs it, and so does respseal if its element of EXEC's
+    /// reply is `+OK`.
+    QueuedSelect(u32),
     /// EXEC after a command was refused inside MULTI: respseal sent DISCARD
     /// instead; its reply is replaced by EXECABORT, and the queue cleared.
     ExecAbort,
@@ -77,7 +81,9 @@ impl Plan {
     pub fn frames(&self) -> Option<u32> {
         match self {
             Plan::Forward(n) | Plan::Drop(n) => Some(*n),
-            Plan::Open(_) | Plan::Queued(_) | Plan::Exec | Plan::ExecAbort | Plan::Discard => Some(1),
+            Plan::Open(_) | Plan::Queued(_) | Plan::QueuedSelect(_) | Plan::Exec | Plan::ExecAbort | Plan::Discard => {
+                Some(1)
+            }
             Plan::Local(_) | Plan::Close => Some(0),
             Plan::Select { restore, first_done, .. } => Some(1 + u32::from(*restore) - u32::from(*first_done)),
             Plan::Hello { .. } | Plan::Reset | Plan::Monitor | Plan::Raw => Some(1),

@@ -47,9 +47,7 @@ const SPICY: &[u8] = b"*$\r\n\r\n\x000123456789-+\"'\\x \t\x0bab";
 
 fn word(rng: &mut Rng) -> Vec<u8> {
     let len = rng.below(6);
-    (0..len)
-        .map(|_| if rng.below(3) == 0 { *rng.pick(SPICY) } else { b'a' + rng.below(26) as u8 })
-        .collect()
+    (0..len).map(|_| if rng.below(3) == 0 { *rng.pick(SPICY) } else { b'a' + rng.below(26) as u8 }).collect()
 }
 
 fn multibulk(rng: &mut Rng) -> Vec<u8> {
@@ -200,10 +198,8 @@ fn run_seed(seed: u64, cases: usize, redis: u16, proxy: u16) {
     // Four cases at a time: each waits for quiet on both sides.
     for (chunk_no, chunk) in streams.chunks(4).enumerate() {
         std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|data| scope.spawn(move || (exchange(redis, data), exchange(proxy, data))))
-                .collect();
+            let handles: Vec<_> =
+                chunk.iter().map(|data| scope.spawn(move || (exchange(redis, data), exchange(proxy, data)))).collect();
             for (i, h) in handles.into_iter().enumerate() {
                 let (direct, through) = h.join().expect("exchange thread");
                 let case = chunk_no * 4 + i;
@@ -277,7 +273,8 @@ fn pre_auth_limits_are_redis_own() {
     protected.client().assert_cmd(&["CONFIG", "SET", "requirepass", "pw"], b"+OK\r\n");
     let config = "[[users]]\nname = \"default\"\npassword_env = \"RESPSEAL_TEST_PW\"\n";
     let env = [("RESPSEAL_TEST_PW", "pw".to_string())];
-    let proxy = Proxy::launch(Launch { backend: Some(plain.url()), config: Some(config), env: &env, ..Default::default() });
+    let proxy =
+        Proxy::launch(Launch { backend: Some(plain.url()), config: Some(config), env: &env, ..Default::default() });
     let big = format!("*1\r\n${}\r\n", 16 * 1024 + 1);
     let mut many = "*11\r\n".to_string();
     for _ in 0..11 {

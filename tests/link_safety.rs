@@ -140,7 +140,10 @@ fn every_command_redis_knows_is_classified() {
         }
     }
     assert!(unclassified.is_empty(), "commands Redis knows and the table does not: {unclassified:?}");
-    assert!(shared_but_stateful.is_empty(), "stateful commands that would go on a shared link: {shared_but_stateful:?}");
+    assert!(
+        shared_but_stateful.is_empty(),
+        "stateful commands that would go on a shared link: {shared_but_stateful:?}"
+    );
     // Subcommand-level decisions and the fail-closed default.
     assert_eq!(route_of(&["SCRIPT", "DEBUG", "YES"]), Route::Pin);
     assert_eq!(route_of(&["xread", "BLOCK", "0", "STREAMS", "s", "$"]), Route::Pin);

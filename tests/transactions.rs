@@ -3,11 +3,13 @@
 //! sealed names) sent through respseal give the replies the same sequence
 //! gives on a Redis of its own, directly.
 //!
-//! respseal refuses the connection commands it tracks itself (SELECT, HELLO)
-//! inside MULTI at queue time, so EXEC answers EXECABORT; the direct side of
-//! the comparison sends a SELECT that Redis also refuses at queue time
-//! (wrong arity) in their place. Error texts are compared by their first
-//! word (`ERR`, `EXECABORT`), everything else byte for byte.
+//! A SELECT inside MULTI takes effect when EXEC runs it, as in Redis (and
+//! the moves respseal carries out afterwards act on that database). Moves
+//! of sealed names inside MULTI are refused by respseal at queue time (it
+//! carries them out itself), so EXEC answers EXECABORT; the direct side of
+//! the comparison sends a move that Redis also refuses at queue time (wrong
+//! arity) in their place. Error texts are compared by their first word
+//! (`ERR`, `EXECABORT`), everything else byte for byte.
 
 mod common;
 
@@ -89,7 +91,6 @@ fn step(rng: &mut Rng, in_multi: bool) -> (Vec<String>, Vec<String>) {
     // inside MULTI: Redis is sent a move it refuses at queue time.
     let sealed_move = matches!(words[0].as_str(), "RENAME" | "COPY") && words.iter().any(|w| w.starts_with("sess:"));
     let direct = match words[0].as_str() {
-        "SELECT" if in_multi => vec!["SELECT".into()],
         _ if in_multi && sealed_move => vec![words[0].clone()],
         _ => words.clone(),
     };
@@ -102,7 +103,8 @@ fn random_transactions_match_redis() {
     let direct_redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, _) = keygen(dir.path(), "k.key");
-    let config = format!("[[rule]]\npattern = \"sess:*\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n", key.display());
+    let config =
+        format!("[[rule]]\npattern = \"sess:*\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n", key.display());
     let proxy = Proxy::start_with_config(through_redis.port, &config, &[]);
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos() as u64;
     for (round, seed) in [0x7a5c_0001_u64, seed].into_iter().enumerate() {
@@ -146,4 +148,34 @@ fn random_transactions_match_redis() {
             }
         }
     }
+}
+
+/// The cases that went wrong before: `MULTI; SELECT 3; GET sess:x; EXEC`
+/// answers both replies, and a RENAME of sealed names afterwards acts on
+/// database 3; HELLO inside MULTI is refused at queue time.
+#[test]
+fn select_inside_multi_takes_effect_at_exec() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let config =
+        format!("[[rule]]\npattern = \"sess:*\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n", key.display());
+    let proxy = Proxy::start_with_config(redis.port, &config, &[]);
+    let mut c = proxy.client();
+    c.assert_cmd(&["SELECT", "3"], b"+OK\r\n");
+    c.assert_cmd(&["SET", "sess:x", "in-db3"], b"+OK\r\n");
+    c.assert_cmd(&["SELECT", "0"], b"+OK\r\n");
+    c.assert_cmd(&["MULTI"], b"+OK\r\n");
+    c.assert_cmd(&["SELECT", "3"], b"+QUEUED\r\n");
+    c.assert_cmd(&["GET", "sess:x"], b"+QUEUED\r\n");
+    c.assert_cmd(&["EXEC"], b"*2\r\n+OK\r\n$6\r\nin-db3\r\n");
+    c.assert_cmd(&["RENAME", "sess:x", "sess:y"], b"+OK\r\n");
+    c.assert_cmd(&["GET", "sess:y"], b"$6\r\nin-db3\r\n");
+    let mut d = redis.client();
+    d.assert_cmd(&["SELECT", "3"], b"+OK\r\n");
+    d.assert_cmd(&["EXISTS", "sess:x", "sess:y"], b":1\r\n");
+    c.assert_cmd(&["MULTI"], b"+OK\r\n");
+    assert_line_prefix(&c.cmd(&["HELLO", "3"]), b"-ERR respseal: HELLO cannot be queued inside MULTI");
+    assert_line_prefix(&c.cmd(&["EXEC"]), b"-EXECABORT");
+    c.assert_cmd(&["GET", "sess:y"], b"$6\r\nin-db3\r\n");
 }

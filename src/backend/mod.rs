@@ -28,5 +28,5 @@ pub mod url;
 pub use conn::{BackendError, Dedicated};
 pub use dedicated::DedicatedLink;
 pub use pool::{Backend, Shared};
-pub use shared::{LinkEvent, SharedLink, SharedRequest};
+pub use shared::{Held, LinkEvent, ReplyTx, SharedLink, SharedRequest};
 pub use url::BackendUrl;

@@ -208,7 +208,7 @@ impl ClusterLink {
             self.links.clear();
         }
         if self.map.is_empty() {
-            let _ = req.reply.send(LinkEvent::Failed { frames: req.frames, error: no_map() });
+            req.reply.send(LinkEvent::Failed { frames: req.frames, error: no_map() });
             return;
         }
         let home = (self.id % self.map.masters.len() as u64) as usize;
@@ -276,14 +276,14 @@ impl ClusterLink {
         let Some((idx, cmds)) = run.take() else { return };
         let (tx, rx) = mpsc::unbounded_channel();
         let frames = cmds.len() as u32;
-        self.link(idx).send(SharedRequest { data: cmds.clone(), frames, reply: tx }).await;
+        self.link(idx).send(SharedRequest { data: cmds.clone(), frames, reply: ReplyTx::new(tx) }).await;
         let node = Arc::clone(&self.map.masters[idx]);
         let _ = self.collector.send((Expect::Run { node, cmds, rx }, reply.clone()));
     }
 
     async fn part(&mut self, idx: usize, cmd: Bytes) -> Part {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.link(idx).send(SharedRequest { data: vec![cmd.clone()], frames: 1, reply: tx }).await;
+        self.link(idx).send(SharedRequest { data: vec![cmd.clone()], frames: 1, reply: ReplyTx::new(tx) }).await;
         Part { node: Arc::clone(&self.map.masters[idx]), cmd, rx }
     }
 
@@ -448,10 +448,10 @@ async fn collect(nodes: Arc<Nodes>, proto: Proto, id: u64, mut rx: mpsc::Unbound
     while let Some((expect, reply)) = rx.recv().await {
         match expect {
             Expect::Fail(frames) => {
-                let _ = reply.send(LinkEvent::Failed { frames, error: BackendError::Lost });
+                reply.send(LinkEvent::Failed { frames, error: BackendError::Lost });
             }
             Expect::Local(data) => {
-                let _ = reply.send(one_event(Ok(data), proto));
+                reply.send(one_event(Ok(data), proto));
             }
             Expect::Run { node, cmds, rx } => c.run(&node, &cmds, rx, &reply).await,
             Expect::Gather { parts, merge } => {
@@ -470,7 +470,7 @@ async fn collect(nodes: Arc<Nodes>, proto: Proto, id: u64, mut rx: mpsc::Unbound
                     Some(error) => Err(error),
                     None => Ok(merge_replies(&merge, frames, proto)),
                 };
-                let _ = reply.send(one_event(merged, proto));
+                reply.send(one_event(merged, proto));
             }
         }
     }
@@ -490,7 +490,7 @@ impl Collector {
             match rx.recv().await {
                 Some(LinkEvent::Replies { data, frames, errors }) if errors == 0 => {
                     done += frames as usize;
-                    let _ = reply.send(LinkEvent::Replies { data, frames, errors });
+                    reply.send(LinkEvent::Replies { data, frames, errors });
                 }
                 Some(LinkEvent::Replies { data, .. }) => {
                     let mut at = 0;
@@ -500,7 +500,7 @@ impl Collector {
                         at += len;
                         let cmd = &cmds[done.min(cmds.len() - 1)];
                         done += 1;
-                        let _ = reply.send(one_event(self.follow(node, cmd, frame).await, self.proto));
+                        reply.send(one_event(self.follow(node, cmd, frame).await, self.proto));
                     }
                 }
                 Some(LinkEvent::Failed { frames, error }) => {
@@ -508,11 +508,11 @@ impl Collector {
                     // read the slot map again.
                     self.nodes.cluster.stale();
                     done += frames as usize;
-                    let _ = reply.send(LinkEvent::Failed { frames, error });
+                    reply.send(LinkEvent::Failed { frames, error });
                 }
                 None => {
                     let frames = (cmds.len() - done) as u32;
-                    let _ = reply.send(LinkEvent::Failed { frames, error: BackendError::Lost });
+                    reply.send(LinkEvent::Failed { frames, error: BackendError::Lost });
                     return;
                 }
             }
@@ -550,7 +550,10 @@ impl Collector {
             }
             data.push(cmd.clone());
             let frames = data.len() as u32;
-            self.nodes.link(&node, self.proto, self.id).send(SharedRequest { data, frames, reply: tx }).await;
+            self.nodes
+                .link(&node, self.proto, self.id)
+                .send(SharedRequest { data, frames, reply: ReplyTx::new(tx) })
+                .await;
             frame = one_reply(&mut rx, frames).await?;
         }
         Ok(frame)

@@ -17,6 +17,7 @@
 //! across an await, and taken once per write batch or read, not per command.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,8 +66,91 @@ pub enum LinkEvent {
     },
 }
 
-/// Where a session wants its replies.
-pub type ReplyTx = mpsc::UnboundedSender<LinkEvent>;
+impl LinkEvent {
+    /// Reply bytes the event carries.
+    pub fn bytes(&self) -> usize {
+        match self {
+            LinkEvent::Replies { data, .. } => data.len(),
+            LinkEvent::Failed { .. } => 0,
+        }
+    }
+}
+
+/// Where a link delivers one session's replies, and (for a session's own
+/// sender) the bytes held for that session: a shared link cannot stop
+/// reading for one client, so what it hands over for a client that does not
+/// read is charged to that client, never to the link. Past the session's
+/// limit, the link answers that session's further replies with failures
+/// instead of holding them, and marks it overflowed; the session then
+/// closes its client (logged, counted).
+#[derive(Debug, Clone)]
+pub struct ReplyTx {
+    tx: mpsc::UnboundedSender<LinkEvent>,
+    held: Option<Arc<Held>>,
+}
+
+/// Bytes held for one session: handed over by links and not taken yet,
+/// plus what waits in the session's output queue (published by the
+/// session once per loop turn).
+#[derive(Debug, Default)]
+pub struct Held {
+    channel: AtomicUsize,
+    out: AtomicUsize,
+    /// Zero: no limit.
+    limit: usize,
+    overflowed: AtomicBool,
+}
+
+impl Held {
+    /// The session took an event of `n` bytes from its channel.
+    pub fn taken(&self, n: usize) {
+        self.channel.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// The session's output queue holds `n` bytes now.
+    pub fn set_out(&self, n: usize) {
+        self.out.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether a link refused replies for being past the limit.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held now (handed over and queued for output).
+    pub fn bytes(&self) -> usize {
+        self.channel.load(Ordering::Relaxed) + self.out.load(Ordering::Relaxed)
+    }
+}
+
+impl ReplyTx {
+    /// A sender with no accounting (the cluster router's own collectors).
+    pub fn new(tx: mpsc::UnboundedSender<LinkEvent>) -> Self {
+        ReplyTx { tx, held: None }
+    }
+
+    /// A session's sender: replies past `limit` bytes held (0: none) are
+    /// failed instead of held.
+    pub fn bounded(tx: mpsc::UnboundedSender<LinkEvent>, limit: usize) -> (Self, Arc<Held>) {
+        let held = Arc::new(Held { limit, ..Held::default() });
+        (ReplyTx { tx, held: Some(Arc::clone(&held)) }, held)
+    }
+
+    /// Deliver an event (dropped if the session is gone).
+    pub fn send(&self, ev: LinkEvent) {
+        if let (Some(h), LinkEvent::Replies { data, frames, .. }) = (&self.held, &ev) {
+            let n = data.len();
+            let before = h.channel.fetch_add(n, Ordering::Relaxed);
+            if h.limit > 0 && before + n + h.out.load(Ordering::Relaxed) > h.limit {
+                h.channel.fetch_sub(n, Ordering::Relaxed);
+                h.overflowed.store(true, Ordering::Relaxed);
+                let _ = self.tx.send(LinkEvent::Failed { frames: *frames, error: BackendError::Lost });
+                return;
+            }
+        }
+        let _ = self.tx.send(ev);
+    }
+}
 
 /// A run of complete request frames from one session.
 #[derive(Debug)]
@@ -122,7 +206,7 @@ async fn epoch_ended(epoch: Option<&tokio_util::sync::CancellationToken>) {
 
 fn fail(reply: &ReplyTx, frames: u32, error: BackendError) {
     if frames > 0 {
-        let _ = reply.send(LinkEvent::Failed { frames, error });
+        reply.send(LinkEvent::Failed { frames, error });
     }
 }
 
@@ -340,7 +424,7 @@ fn route(reader: &mut FrameReader, proto: Proto, pending: &Mutex<VecDeque<Pendin
         }
         let data = reader.split_to(end);
         front.frames_left -= frames;
-        let _ = front.reply.send(LinkEvent::Replies { data, frames, errors });
+        front.reply.send(LinkEvent::Replies { data, frames, errors });
         if front.frames_left == 0 {
             q.pop_front();
         }

@@ -34,7 +34,8 @@ where
         let args = Args::new(&frame, ranges);
         if self.in_multi {
             let name = match cmd {
-                LocalCmd::Select => Some("SELECT"),
+                // Queued like any command; it takes effect at EXEC.
+                LocalCmd::Select => None,
                 LocalCmd::Hello => Some("HELLO"),
                 LocalCmd::Auth => Some("AUTH"),
                 LocalCmd::ClientSetinfo => Some("CLIENT SETINFO"),
@@ -137,6 +138,12 @@ where
             // Redis answers malformed SELECTs with an error and no state change.
             _ => return self.forward_one(frame, args, args.get(0).and_then(commands::lookup)).await,
         };
+        if self.in_multi && matches!(self.link, Link::Dedicated(_)) {
+            // Redis queues it and switches the database when EXEC runs it;
+            // the session follows EXEC's reply (Plan::QueuedSelect).
+            let frames = self.replies.sent(Plan::QueuedSelect(db), 1);
+            return self.send(frame, frames).await;
+        }
         if matches!(self.link, Link::None) && !self.pin(None).await {
             return;
         }

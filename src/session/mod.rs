@@ -36,7 +36,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendError, DedicatedLink, LinkEvent, Shared};
+use crate::backend::{Backend, BackendError, DedicatedLink, Held, LinkEvent, ReplyTx, Shared};
 use crate::commands::{Args, Command, Route};
 use crate::error::{ClientError, CryptoError, Error, Refusal};
 use crate::limits::{Budget, OutputClass, OutputLimits, OutputWatch};
@@ -176,7 +176,10 @@ pub struct Session<R, W> {
     /// Replies from shared links. Unbounded as a channel, but a link only
     /// sends replies to requests this session sent, and the session keeps
     /// at most `max_inflight` of those outstanding.
-    reply_tx: mpsc::UnboundedSender<LinkEvent>,
+    reply_tx: ReplyTx,
+    /// Bytes the shared links handed over for this client and its output
+    /// queue, against `limits.output_shared`.
+    held: Arc<Held>,
     reply_rx: mpsc::UnboundedReceiver<LinkEvent>,
     /// No new requests until the plans drain (a group switch or pin).
     stalled: bool,
@@ -227,6 +230,7 @@ where
     /// A new session on an accepted connection.
     pub fn new(ctx: Arc<Context>, id: u64, rd: R, wr: W) -> Self {
         let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+        let (reply_tx, held) = ReplyTx::bounded(reply_tx, ctx.output.shared.hard);
         let db = ctx.backend.default_db();
         let (generation, cur) = ctx.live.load();
         let authenticated = !cur.users.required();
@@ -251,6 +255,7 @@ where
             shared_tail: BytesMut::new(),
             shared_frames: 0,
             reply_tx,
+            held,
             reply_rx,
             stalled: false,
             deferred: None,
@@ -322,7 +327,7 @@ where
             // A client that does not read its replies: for the normal class
             // Redis holds the rest (respseal stops reading from it); other
             // classes are disconnected at their limit below.
-            let can_read_backend = below_high_water || self.output_class() != OutputClass::Normal;
+            let can_read_backend = below_high_water || !matches!(self.output_class(), OutputClass::Normal);
             let command_deadline = match (&self.link, self.ctx.command_timeout, self.wait_start) {
                 (Link::Dedicated(_), Some(limit), Some(start))
                     if !self.blocking_sent && !self.raw && !self.replies.monitor && !self.replies.subscribed() =>
@@ -349,12 +354,19 @@ where
                     // The session holds a sender itself, so the channel never closes.
                     if let Some(ev) = ev {
                         self.replies.now_us = stats::now_us();
+                        self.held.taken(ev.bytes());
                         self.replies.on_link_event(ev);
                         // Replies that came in the same link read share the
                         // write (not across a RESET or a close: the session
                         // acts on those first, below).
-                        while !self.replies.reset_seen && !self.replies.closing {
+                        // (Not past the high-water mark either: the output
+                        // limit is checked once this turn ends.)
+                        while !self.replies.reset_seen
+                            && !self.replies.closing
+                            && self.replies.out.len() < OUT_HIGH_WATER
+                        {
                             let Ok(ev) = self.reply_rx.try_recv() else { break };
+                            self.held.taken(ev.bytes());
                             self.replies.on_link_event(ev);
                         }
                         // Write now rather than one loop turn later: a
@@ -425,6 +437,7 @@ where
             if self.over_output_limit() {
                 return;
             }
+            self.held.set_out(self.replies.out.len());
             if self.stalled && self.replies.is_empty() {
                 self.stalled = false;
                 self.sync_shared_link();
@@ -450,6 +463,8 @@ where
             OutputClass::Replica
         } else if self.replies.monitor || self.replies.subscribed() {
             OutputClass::Pubsub
+        } else if matches!(self.link, Link::Shared { .. }) {
+            OutputClass::Shared
         } else {
             OutputClass::Normal
         }
@@ -457,6 +472,17 @@ where
 
     /// Whether the client must be disconnected for the bytes waiting for it.
     fn over_output_limit(&mut self) -> bool {
+        if self.held.overflowed() {
+            // A shared link refused to hold more for this client.
+            let class = OutputClass::Shared;
+            metrics::counter!("respseal_output_limit_disconnects_total", "class" => class.name()).increment(1);
+            tracing::info!(
+                class = class.name(),
+                held = self.held.bytes(),
+                "client output limit reached; closing the client"
+            );
+            return true;
+        }
         if self.replies.out.is_empty() {
             self.out_watch = OutputWatch::default();
             return false;

@@ -80,6 +80,9 @@ pub struct Replies {
     /// one small entry per queued command, as Redis keeps the command
     /// itself (whose memory Redis's own limits bound).
     exec_queue: Vec<Option<OpenPlan>>,
+    /// SELECTs queued in the current transaction: (position in
+    /// `exec_queue`, database).
+    exec_selects: Vec<(usize, u32)>,
     reply_mode: ReplyMode,
     /// A `Close` plan reached the front: close once the output is written.
     pub closing: bool,
@@ -115,6 +118,7 @@ impl Replies {
             subs: Default::default(),
             monitor: false,
             exec_queue: Vec::new(),
+            exec_selects: Vec::new(),
             reply_mode: ReplyMode::On,
             closing: false,
             reset_seen: false,
@@ -230,6 +234,7 @@ impl Replies {
         self.monitor = false;
         self.reply_mode = ReplyMode::On;
         self.exec_queue.clear();
+        self.exec_selects.clear();
     }
 
     /// Queue a plan for `frames` replies from Redis (0 for proxy-made ones),
@@ -474,17 +479,39 @@ impl Replies {
                 }
                 self.out.push(frame);
             }
+            Plan::QueuedSelect(db) => {
+                if &frame[..] == b"+QUEUED\r\n" {
+                    self.exec_selects.push((self.exec_queue.len(), *db));
+                    self.exec_queue.push(None);
+                }
+                self.out.push(frame);
+            }
             Plan::Discard => {
                 self.exec_queue.clear();
+                self.exec_selects.clear();
                 self.out.push(frame);
             }
             Plan::ExecAbort => {
                 // Redis's reply to our DISCARD is not the client's.
                 self.exec_queue.clear();
+                self.exec_selects.clear();
                 self.out.push(Error::from(Refusal::ExecAbort).rescue());
             }
             Plan::Exec => {
                 let queue = std::mem::take(&mut self.exec_queue);
+                let selects = std::mem::take(&mut self.exec_selects);
+                if !selects.is_empty()
+                    && let Some(elements) = crate::seal::split_array(&frame)
+                    && elements.len() == queue.len()
+                {
+                    // Applied in order, as Redis ran them: the last one
+                    // Redis accepted is the connection's database now.
+                    for (i, db) in selects {
+                        if &elements[i][..] == b"+OK\r\n" {
+                            self.db = db;
+                        }
+                    }
+                }
                 let sealer = self.sealer.as_deref().filter(|_| queue.iter().any(Option::is_some));
                 match (sealer, crate::seal::split_array(&frame)) {
                     (None, _) => self.out.push(frame),
