@@ -248,6 +248,9 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     })))
 }
 
+/// A sealed value's `issued_at` and re-sealed flag, which a move keeps.
+type Origin = (u64, bool);
+
 /// The source's value as the destination must hold it: opened under the
 /// source's rule, sealed under the destination's.
 fn reseal(sealer: &Sealer, m: &Move<'_>, value: Value) -> Result<Value, &'static str> {
@@ -259,7 +262,7 @@ fn reseal(sealer: &Sealer, m: &Move<'_>, value: Value) -> Result<Value, &'static
     let now = crate::seal::now_unix();
     // (plaintext, issued_at, re-sealed flag) of one value, and whether it
     // was sealed.
-    let open = |binding: &Binding<'_>, v: &[u8], sealed: bool| -> Result<(Vec<u8>, (u64, bool), bool), &'static str> {
+    let open = |binding: &Binding<'_>, v: &[u8], sealed: bool| -> Result<(Vec<u8>, Origin, bool), &'static str> {
         if !sealed {
             return Ok((v.to_vec(), (now, false), false));
         }
