@@ -67,7 +67,7 @@ fn multibulk(rng: &mut Rng) -> Vec<u8> {
 fn inline(rng: &mut Rng) -> Vec<u8> {
     let mut out = rng.pick(NAMES).to_vec();
     for _ in 0..rng.below(4) {
-        out.push(b' ');
+        out.extend_from_slice(b" ");
         let w = word(rng);
         match rng.below(4) {
             0 => {

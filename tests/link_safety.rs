@@ -24,7 +24,7 @@ use respseal::commands::{Args, Route, classify, owned_args};
 #[derive(Debug)]
 enum Value {
     Text(String),
-    Int(i64),
+    Int,
     Array(Vec<Value>),
     Nil,
 }
@@ -36,7 +36,7 @@ fn parse(buf: &[u8], pos: &mut usize) -> Value {
     *pos = line_end + 2;
     match kind {
         b'+' => Value::Text(line.to_string()),
-        b':' => Value::Int(line.parse().expect("integer")),
+        b':' => Value::Int,
         b'$' if line == "-1" => Value::Nil,
         b'$' => {
             let n: usize = line.parse().expect("bulk length");
