@@ -40,6 +40,8 @@
 //! * [`rules`]: which keys are sealed (glob patterns, per-rule policies).
 //! * [`seal`]: sealing in the request/reply path — which request arguments
 //!   are sealed, how replies are opened, what is refused on sealed keys.
+//! * [`secrets`]: respseal's own credentials stay its own (`CONFIG GET`
+//!   masking; the ACL subcommands that would show them are refused).
 //! * [`auth`]: the proxy's own users (client AUTH), never forwarded.
 //! * [`crypto`]: XAES-256-GCM, the sealed-value envelope and the keyring.
 //!   Knows nothing about Redis or sessions.
@@ -69,6 +71,7 @@ pub mod protocol;
 pub mod rewrap;
 pub mod rules;
 pub mod seal;
+pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod stats;

@@ -65,6 +65,8 @@ pub enum Plan {
     /// when EXEC runs it, and so does respseal if its element of EXEC's
     /// reply is `+OK`.
     QueuedSelect(u32),
+    /// `CONFIG GET`: forwarded with respseal's own credentials masked.
+    MaskSecrets,
     /// EXEC after a command was refused inside MULTI: respseal sent DISCARD
     /// instead; its reply is replaced by EXECABORT, and the queue cleared.
     ExecAbort,
@@ -81,7 +83,7 @@ impl Plan {
     pub fn frames(&self) -> Option<u32> {
         match self {
             Plan::Forward(n) | Plan::Drop(n) => Some(*n),
-            Plan::Open(_) | Plan::Queued(_) | Plan::QueuedSelect(_) | Plan::Exec | Plan::ExecAbort | Plan::Discard => {
+            Plan::Open(_) | Plan::Queued(_) | Plan::QueuedSelect(_) | Plan::MaskSecrets | Plan::Exec | Plan::ExecAbort | Plan::Discard => {
                 Some(1)
             }
             Plan::Local(_) | Plan::Close => Some(0),

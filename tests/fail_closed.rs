@@ -498,3 +498,36 @@ fn blocking_commands_are_not_cut_by_the_command_timeout() {
     c.assert_cmd(&["BLPOP", "nothing-here", "1"], b"*-1\r\n");
     c.assert_cmd(&["PING"], b"+PONG\r\n");
 }
+
+/// respseal's own credentials stay its own: `CONFIG GET` of Redis's
+/// password settings (by name or by pattern, RESP2 and RESP3) reads as
+/// hidden, and the ACL subcommands that would show respseal's user or its
+/// password hashes are refused.
+#[test]
+fn clients_cannot_read_the_credentials_respseal_uses() {
+    let redis = RedisServer::start();
+    let mut d = redis.client();
+    d.assert_cmd(&["CONFIG", "SET", "requirepass", "backend-secret-pw"], b"+OK\r\n");
+    let proxy = Proxy::launch(Launch {
+        backend: Some(format!("redis://:backend-secret-pw@127.0.0.1:{}", redis.port)),
+        ..Default::default()
+    });
+    let mut c = proxy.client();
+    c.assert_cmd(
+        &["CONFIG", "GET", "requirepass"],
+        b"*2\r\n$11\r\nrequirepass\r\n$20\r\n<hidden by respseal>\r\n",
+    );
+    let all = c.cmd(&["CONFIG", "GET", "*"]);
+    assert!(contains(&all, b"maxmemory") && !contains(&all, b"backend-secret-pw"), "{}", show(&all));
+    for sub in [&["ACL", "LIST"][..], &["ACL", "GETUSER", "default"], &["acl", "whoami"]] {
+        let r = c.cmd(sub);
+        assert_line_prefix(&r, b"-ERR respseal: ACL");
+        assert!(!contains(&r, b"backend-secret-pw"));
+    }
+    c.assert_cmd(&["MULTI"], b"+OK\r\n");
+    assert_line_prefix(&c.cmd(&["CONFIG", "GET", "requirepass"]), b"-ERR respseal: CONFIG GET cannot be queued");
+    assert_line_prefix(&c.cmd(&["EXEC"]), b"-EXECABORT");
+    let mut r3 = proxy.client();
+    r3.hello3();
+    r3.assert_cmd(&["CONFIG", "GET", "requirepass"], b"%1\r\n$11\r\nrequirepass\r\n$20\r\n<hidden by respseal>\r\n");
+}

@@ -80,6 +80,8 @@ pub enum Route {
     /// Refused by the proxy with an error (e.g. replication commands, which
     /// would take over a backend connection).
     Refuse(&'static str),
+    /// Forwarded; the reply's credentials are masked (`CONFIG GET`).
+    Mask,
 }
 
 /// Commands the proxy answers or rewrites itself.
@@ -128,6 +130,7 @@ pub fn classify_command(cmd: Option<&'static Command>, args: &Args<'_>) -> Route
             }
         }
         Class::Control => Route::Control,
+        Class::Secrets => Route::Mask,
         Class::Refused(why) => Route::Refuse(why),
         Class::Plain => Route::Forward,
         Class::Sub(_) => unreachable!("resolve never returns Sub"),
@@ -179,6 +182,10 @@ mod tests {
         assert_eq!(classify(&["SYNC"]), Route::Pin);
         assert_eq!(classify(&["script", "kill"]), Route::Control);
         assert_eq!(classify(&["FUNCTION", "KILL"]), Route::Control);
+        assert_eq!(classify(&["config", "get", "*"]), Route::Mask);
+        assert_eq!(classify(&["CONFIG", "SET", "maxmemory", "0"]), Route::Forward);
+        assert!(matches!(classify(&["acl", "list"]), Route::Refuse(_)));
+        assert_eq!(classify(&["ACL", "CAT"]), Route::Forward);
         assert_eq!(classify(&["FUNCTION", "LIST", "LIBRARYNAME", "kill"]), Route::Forward);
         assert_eq!(classify(&["script", "load", "return 1"]), Route::Forward);
     }

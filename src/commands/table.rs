@@ -173,6 +173,9 @@ pub enum Class {
     Connection(LocalCmd),
     /// Never forwarded; the text says why.
     Refused(&'static str),
+    /// Forwarded, with respseal's own credentials masked in the reply
+    /// ([`crate::secrets`]).
+    Secrets,
 }
 
 /// Where the key arguments of a command are (indexes into the full argument
@@ -281,6 +284,9 @@ const HLL: Data = Data::Collection(DataType::Hll);
 const STR: Data = Data::String;
 const BLOCKING: Class = Stateful(State::Blocking);
 
+/// Why ACL LIST and ACL GETUSER are refused.
+const ACL_OWN: &str = "ACL LIST and ACL GETUSER would show the credentials respseal uses for Redis";
+
 /// The table. Order does not matter; lookups use a sorted index. A command
 /// that is not here is [`Data::Opaque`].
 pub static COMMANDS: &[Command] = &[
@@ -364,7 +370,7 @@ pub static COMMANDS: &[Command] = &[
     // code), replication and SHUTDOWN stay unknown: refused when an
     // argument matches a rule.
     row!("INFO", Plain, Meta),
-    row!("CONFIG", Plain, Meta),
+    row!("CONFIG", Sub(&[("GET", Secrets)]), Meta),
     row!("TIME", Plain, Meta),
     row!("LASTSAVE", Plain, Meta),
     row!("SAVE", Plain, Meta),
@@ -375,7 +381,15 @@ pub static COMMANDS: &[Command] = &[
     row!("SLOWLOG", Plain, Meta),
     row!("LOLWUT", Plain, Meta),
     row!("ROLE", Plain, Meta),
-    row!("ACL", Plain, Meta),
+    row!(
+        "ACL",
+        Sub(&[
+            ("LIST", Refused(ACL_OWN)),
+            ("GETUSER", Refused(ACL_OWN)),
+            ("WHOAMI", Refused("ACL WHOAMI would name the user respseal connects to Redis as")),
+        ]),
+        Meta
+    ),
     row!("RENAME", Plain, Move, k2()),
     row!("RENAMENX", Plain, Move, k2()),
     row!("COPY", Plain, Move, k2()),

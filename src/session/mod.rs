@@ -212,6 +212,8 @@ pub struct Session<R, W> {
     charged: usize,
     /// Open plan for the request being forwarded by `forward_one`.
     next_open: Option<OpenPlan>,
+    /// The request being forwarded by `forward_one` is a `CONFIG GET`.
+    next_mask: bool,
     /// The dedicated link carries a replication stream (after SYNC/PSYNC):
     /// bytes are relayed as they come.
     raw: bool,
@@ -271,6 +273,7 @@ where
             retry: None,
             charged: 0,
             next_open: None,
+            next_mask: false,
             raw: false,
             watching: false,
             node: None,

@@ -486,6 +486,7 @@ impl Replies {
                 }
                 self.out.push(frame);
             }
+            Plan::MaskSecrets => self.out.push(crate::secrets::mask_config(frame)),
             Plan::Discard => {
                 self.exec_queue.clear();
                 self.exec_selects.clear();
