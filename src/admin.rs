@@ -1,7 +1,9 @@
 //! The admin HTTP listener (`admin_listen`): `/metrics` in the Prometheus
 //! text format, `/healthz` (200 while the process lives) and `/readyz`
 //! (200 when the keyring is loaded and Redis answers a PING, 503 with the
-//! reason otherwise). Off unless configured.
+//! reason otherwise). Off unless configured. Redis's answer is checked at
+//! most once per [`READY_TTL`], however often `/readyz` is asked: a probe
+//! storm opens no storm of Redis connections.
 //!
 //! HTTP is axum's; rendering is metrics-exporter-prometheus's. The hot-path
 //! counters live per thread in [`crate::stats`]: a scrape sums them and
@@ -34,9 +36,17 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
 /// Whether the proxy can serve: `None` when ready, or why not.
 pub type ReadyCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
+/// How long a `/readyz` answer about Redis is reused.
+pub const READY_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last answer about Redis, and when it was found.
+type ReadyCache = Arc<tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, String)>>>;
+
 /// What the handlers need.
 #[derive(Clone)]
 pub struct AdminState {
+    /// The last `/readyz` check of Redis (one check at a time).
+    pub cache: ReadyCache,
     /// The installed recorder.
     pub handle: PrometheusHandle,
     /// How `/readyz` reaches Redis.
@@ -70,6 +80,19 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     if let Some(why) = (state.ready)() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"));
     }
+    // Held across the check: concurrent requests wait for one PING.
+    let mut cache = state.cache.lock().await;
+    if let Some((at, status, text)) = cache.as_ref()
+        && at.elapsed() < READY_TTL
+    {
+        return (*status, text.clone());
+    }
+    let (status, text) = ping(&state).await;
+    *cache = Some((std::time::Instant::now(), status, text.clone()));
+    (status, text)
+}
+
+async fn ping(state: &AdminState) -> (StatusCode, String) {
     match conn::oneshot(&state.backend, b"*1\r\n$4\r\nPING\r\n").await {
         Ok(reply) if reply.first() == Some(&b'+') => (StatusCode::OK, "ready\n".to_string()),
         Ok(reply) if reply.starts_with(b"-LOADING") => {

@@ -52,6 +52,14 @@ pub struct FileConfig {
     /// Address of the admin HTTP listener (`/metrics`, `/healthz`,
     /// `/readyz`). Default: off.
     pub admin_listen: Option<String>,
+    /// Protected mode's opt-out: serve clients without `[[users]]` on a
+    /// listen address other hosts can reach (not loopback). Default false:
+    /// such a configuration is refused, since anyone who reaches the port
+    /// would read every sealed value in plaintext.
+    pub allow_unauthenticated: Option<bool>,
+    /// Serve the admin endpoints on an address other hosts can reach (not
+    /// loopback). Default false: refused.
+    pub admin_allow_remote: Option<bool>,
     /// TLS for clients: `listen` then speaks TLS only. Default: off.
     pub tls: Option<TlsConfig>,
     /// TLS towards Redis, for a `rediss://` backend.
@@ -298,6 +306,10 @@ pub struct Overrides {
     /// load key files that group or others can read or write, or that
     /// another user owns (logged at start).
     pub allow_insecure_key_file: bool,
+    /// `--allow-unauthenticated` / `RESPSEAL_ALLOW_UNAUTHENTICATED`.
+    pub allow_unauthenticated: bool,
+    /// `--admin-allow-remote` / `RESPSEAL_ADMIN_ALLOW_REMOTE`.
+    pub admin_allow_remote: bool,
 }
 
 /// Fully validated configuration.
@@ -558,6 +570,35 @@ impl Config {
                 Ok(p) => users.push(User::new(u.name.clone(), p.as_bytes())),
                 Err(e) => errors.push(e),
             }
+        }
+        // Protected mode: no open door to the plaintext by accident.
+        let remote = |a: &SocketAddr| !a.ip().is_loopback();
+        let client_certs = file.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+        let open_listeners: Vec<SocketAddr> = listen
+            .iter()
+            .filter(|_| !client_certs)
+            .chain(plaintext_listen.iter())
+            .filter(|a| remote(a))
+            .copied()
+            .collect();
+        if users.is_empty()
+            && !(ov.allow_unauthenticated || file.allow_unauthenticated.unwrap_or(false))
+            && let Some(a) = open_listeners.first()
+        {
+            errors.push(format!(
+                "listen: {a} can be reached from other hosts and no [[users]] are configured, so anyone who \
+                 reaches it would read every sealed value in plaintext; configure [[users]] (or client \
+                 certificates), listen on a loopback address, or set allow_unauthenticated = true \
+                 (--allow-unauthenticated) if the network is private on purpose"
+            ));
+        }
+        if let Some(a) = admin_listen.filter(remote)
+            && !(ov.admin_allow_remote || file.admin_allow_remote.unwrap_or(false))
+        {
+            errors.push(format!(
+                "admin_listen: {a} can be reached from other hosts; listen on a loopback address or set \
+                 admin_allow_remote = true (--admin-allow-remote) on purpose"
+            ));
         }
         let mut warnings = Vec::new();
         let sealer = build_sealer(&file, ov, &mut errors, &mut warnings);

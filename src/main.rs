@@ -150,6 +150,14 @@ struct ServeArgs {
     /// keys); each one is named in the log.
     #[arg(long, env = "RESPSEAL_ALLOW_INSECURE_KEY_FILE")]
     allow_insecure_key_file: bool,
+    /// Serve clients without `[[users]]` on an address other hosts can
+    /// reach (refused by default, as Redis's protected mode refuses it).
+    #[arg(long, env = "RESPSEAL_ALLOW_UNAUTHENTICATED")]
+    allow_unauthenticated: bool,
+    /// Serve the admin endpoints on an address other hosts can reach
+    /// (refused by default).
+    #[arg(long, env = "RESPSEAL_ADMIN_ALLOW_REMOTE")]
+    admin_allow_remote: bool,
 }
 
 impl ServeArgs {
@@ -167,6 +175,8 @@ impl ServeArgs {
             seal: self.seal.clone(),
             key_file: self.key_file.clone(),
             allow_insecure_key_file: self.allow_insecure_key_file,
+            allow_unauthenticated: self.allow_unauthenticated,
+            admin_allow_remote: self.admin_allow_remote,
         }
     }
 }
@@ -261,6 +271,7 @@ fn reloadable(cfg: &mut Config) -> Reloadable {
 /// the shared links); the reloadable settings are shared.
 fn contexts(cfg: &Config, live: &Arc<Live>) -> Vec<Arc<Context>> {
     let budget = Arc::new(respseal::limits::Budget::new(cfg.max_buffered_bytes));
+    let auth_throttle = Arc::new(respseal::auth::AuthThrottle::default());
     // Ready connections for pinning: one pool for all workers (plain TCP
     // only: a TLS session cannot move between workers).
     let spares = (!cfg.dedicated && cfg.backend_tls.is_none() && cfg.topology.is_none() && cfg.cluster.is_none())
@@ -282,6 +293,7 @@ fn contexts(cfg: &Config, live: &Arc<Live>) -> Vec<Arc<Context>> {
                 output: cfg.output,
                 command_timeout: cfg.command_timeout,
                 budget: Arc::clone(&budget),
+                auth_throttle: Arc::clone(&auth_throttle),
                 dedicated_mode: cfg.dedicated,
                 idle_timeout: cfg.idle_timeout,
                 live: Arc::clone(live),
@@ -341,6 +353,7 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
             let ready_live = Arc::clone(&live);
             let state = respseal::admin::AdminState {
                 handle,
+                cache: Default::default(),
                 backend: Arc::new(conn_settings(&cfg)),
                 ready: Arc::new(move || {
                     let (_, cur) = ready_live.load();

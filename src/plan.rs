@@ -83,9 +83,13 @@ impl Plan {
     pub fn frames(&self) -> Option<u32> {
         match self {
             Plan::Forward(n) | Plan::Drop(n) => Some(*n),
-            Plan::Open(_) | Plan::Queued(_) | Plan::QueuedSelect(_) | Plan::MaskSecrets | Plan::Exec | Plan::ExecAbort | Plan::Discard => {
-                Some(1)
-            }
+            Plan::Open(_)
+            | Plan::Queued(_)
+            | Plan::QueuedSelect(_)
+            | Plan::MaskSecrets
+            | Plan::Exec
+            | Plan::ExecAbort
+            | Plan::Discard => Some(1),
             Plan::Local(_) | Plan::Close => Some(0),
             Plan::Select { restore, first_done, .. } => Some(1 + u32::from(*restore) - u32::from(*first_done)),
             Plan::Hello { .. } | Plan::Reset | Plan::Monitor | Plan::Raw => Some(1),

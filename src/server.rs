@@ -154,7 +154,7 @@ async fn worker(
                 match tls {
                     None => {
                         let (rd, wr) = stream.into_split();
-                        Session::new(ctx, id, rd, wr).run(drain).await;
+                        Session::new(ctx, id, rd, wr).with_peer(peer.ip()).run(drain).await;
                     }
                     // Boxed: the handshake and the TLS session's state stay
                     // out of every plaintext connection's task.
@@ -163,7 +163,7 @@ async fn worker(
                             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.0.accept(stream)).await {
                                 Ok(Ok(tls)) => {
                                     let (rd, wr) = tokio::io::split(tls);
-                                    Session::new(ctx, id, rd, wr).run(drain).await;
+                                    Session::new(ctx, id, rd, wr).with_peer(peer.ip()).run(drain).await;
                                 }
                                 Ok(Err(e)) => {
                                     metrics::counter!("respseal_tls_handshake_failures_total").increment(1);

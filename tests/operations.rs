@@ -43,6 +43,23 @@ fn metrics_count_commands_values_and_connections_and_readyz_follows_redis() {
     );
     assert_eq!(http_get(admin, "/healthz").expect("healthz").0, 200);
     assert_eq!(http_get(admin, "/readyz").expect("readyz"), (200, "ready\n".into()));
+    // A probe storm opens no storm of Redis connections: Redis is asked at
+    // most once a second.
+    let connections = |redis: &RedisServer| {
+        let info = bulk_text(&redis.client().cmd(&["INFO", "stats"]));
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("total_connections_received")
+    };
+    let before = connections(&redis);
+    let t = std::time::Instant::now();
+    for _ in 0..50 {
+        assert_eq!(http_get(admin, "/readyz").expect("readyz").0, 200);
+    }
+    let opened = connections(&redis) - before - 1;
+    let allowed = t.elapsed().as_secs() + 2;
+    assert!(opened <= allowed, "50 /readyz requests opened {opened} Redis connections");
     let mut c = proxy.client();
     c.assert_cmd(&["SET", "sess:a", "secret-value"], b"+OK\r\n");
     c.assert_cmd(&["GET", "sess:a"], b"$12\r\nsecret-value\r\n");

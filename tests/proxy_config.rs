@@ -321,3 +321,51 @@ fn a_user_name_given_twice_is_a_configuration_error() {
     assert!(err.contains("users[1] (app): user name given twice"), "{err}");
     assert!(!err.contains("pw-first") && !err.contains("pw-second"), "a password in the error: {err}");
 }
+
+/// Protected mode: with no `[[users]]`, a listen address other hosts can
+/// reach is refused (exit 64, saying why and how to opt out), and so is an
+/// admin listener off loopback; the explicit opt-ins start.
+#[test]
+fn protected_mode_refuses_open_doors_unless_asked() {
+    let redis = RedisServer::start();
+    let backend = redis.url();
+    let port = free_port().to_string();
+    let open = format!("0.0.0.0:{port}");
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--backend", &backend, "--listen", &open];
+        args.extend_from_slice(extra);
+        run_respseal(&args, &[], Duration::from_secs(10))
+    };
+    let (status, _, err) = serve(&[]);
+    assert_eq!(status.code(), Some(64), "stderr: {err}");
+    assert!(err.contains("no [[users]] are configured") && err.contains("allow_unauthenticated"), "{err}");
+    let admin = format!("0.0.0.0:{}", free_port());
+    let (status, _, err) = serve(&["--allow-unauthenticated", "--admin-listen", &admin]);
+    assert_eq!(status.code(), Some(64), "stderr: {err}");
+    assert!(err.contains("admin_listen") && err.contains("admin_allow_remote"), "{err}");
+    // Opted in on purpose: it serves (reached here over loopback).
+    let mut child = Reaped(
+        respseal_command()
+            .args(["serve", "--backend", &backend, "--listen", &open])
+            .args(["--allow-unauthenticated", "--admin-allow-remote", "--admin-listen", &admin])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn respseal"),
+    );
+    let port: u16 = port.parse().expect("port");
+    let mut c = wait_until("respseal on 0.0.0.0", Duration::from_secs(20), || Client::try_connect(port).ok());
+    c.assert_cmd(&["PING"], b"+PONG\r\n");
+    child.kill();
+    // With users, an open address needs no opt-in.
+    let users = "[[users]]\nname = \"default\"\npassword_env = \"RESPSEAL_TEST_PW\"\n";
+    let env = [("RESPSEAL_TEST_PW", "pw".to_string())];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_file(dir.path(), "c.toml", &format!("listen = \"0.0.0.0:{}\"\n{users}", free_port()));
+    let (status, out, err) = run_respseal(
+        &["check", "--config", cfg.to_str().expect("utf-8"), "--backend", &backend, "--sample", "0"],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert!(status.success(), "{out}{err}");
+}

@@ -4,7 +4,6 @@
 //! and the write-back of re-sealed legacy values.
 
 use std::ops::Range;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -16,13 +15,6 @@ use crate::commands::{self, Args, LocalCmd, Route};
 use crate::error::{ClientError, Refusal};
 use crate::plan::Plan;
 use crate::protocol::{Proto, encode, parse_int};
-
-/// Failed AUTH attempts a connection gets without delay.
-const AUTH_FREE_FAILURES: u32 = 10;
-/// Delay before the first slowed AUTH attempt; doubles with each failure.
-const AUTH_FIRST_DELAY: Duration = Duration::from_millis(100);
-/// Longest delay before an AUTH attempt.
-const AUTH_MAX_DELAY: Duration = Duration::from_secs(5);
 
 impl<R, W> Session<R, W>
 where
@@ -88,25 +80,34 @@ where
         }
     }
 
-    /// Check credentials. After [`AUTH_FREE_FAILURES`] failures on this
-    /// connection each further attempt first waits, twice as long as the
-    /// one before (up to [`AUTH_MAX_DELAY`]): a connection can no longer
-    /// try passwords at line rate. The wait holds only this session.
+    /// Check credentials, throttled per source address across connections
+    /// ([`crate::auth::AuthThrottle`]): with users configured, every attempt
+    /// takes its turn first (a correct password gives it back), so guessing
+    /// runs at the documented rate however many connections it uses. The
+    /// wait holds only this session; an attempt that would wait too long is
+    /// refused unchecked.
     pub(super) async fn auth_attempt(&mut self, user: Option<&[u8]>, password: &[u8]) -> AuthOutcome {
-        if self.auth_failures >= AUTH_FREE_FAILURES {
-            let doublings = (self.auth_failures - AUTH_FREE_FAILURES).min(16);
-            let delay = (AUTH_FIRST_DELAY * (1u32 << doublings)).min(AUTH_MAX_DELAY);
-            // Everything answered so far goes out before the wait.
-            let _ = self.replies.out.write_to(&mut self.wr).await;
-            tokio::time::sleep(delay).await;
+        let throttled = self.peer.filter(|_| self.cur.users.required());
+        if let Some(ip) = throttled {
+            match self.ctx.auth_throttle.take(ip, std::time::Instant::now()) {
+                None => {
+                    metrics::counter!("respseal_auth_throttled_total").increment(1);
+                    return AuthOutcome::Throttled;
+                }
+                Some(wait) if !wait.is_zero() => {
+                    // Everything answered so far goes out before the wait.
+                    let _ = self.replies.out.write_to(&mut self.wr).await;
+                    tokio::time::sleep(wait).await;
+                }
+                Some(_) => {}
+            }
         }
         let outcome = self.cur.users.check(user, password);
         if outcome == AuthOutcome::Ok {
             self.authenticated = true;
-            self.auth_failures = 0;
-        } else if outcome == AuthOutcome::WrongPass && self.cur.users.required() {
-            // Counted only with users: without them there is no password to guess.
-            self.auth_failures = self.auth_failures.saturating_add(1);
+            if let Some(ip) = throttled {
+                self.ctx.auth_throttle.give_back(ip);
+            }
         }
         outcome
     }

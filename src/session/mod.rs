@@ -119,6 +119,8 @@ pub struct Context {
     /// Sealer, users and TLS: replaced by a reload, picked up by each
     /// session before its next batch of requests.
     pub live: Arc<Live>,
+    /// AUTH attempts per source address (shared by every worker).
+    pub auth_throttle: Arc<crate::auth::AuthThrottle>,
 }
 
 enum Link {
@@ -195,8 +197,8 @@ pub struct Session<R, W> {
     /// Behind Redis Cluster: MULTI was answered but not sent yet (it goes
     /// to the node of the transaction's first command, before it).
     multi_held: bool,
-    /// Failed AUTH attempts on this connection (slowed after a few).
-    auth_failures: u32,
+    /// The client's address (AUTH attempts are throttled per address).
+    peer: Option<std::net::IpAddr>,
     /// Time over the soft output limit.
     out_watch: OutputWatch,
     /// Since when the dedicated link owes replies without sending any.
@@ -266,7 +268,7 @@ where
             in_multi: false,
             multi_aborted: false,
             multi_held: false,
-            auth_failures: 0,
+            peer: None,
             out_watch: OutputWatch::default(),
             wait_start: None,
             blocking_sent: false,
@@ -278,6 +280,12 @@ where
             watching: false,
             node: None,
         }
+    }
+
+    /// The client's address, for the per-address AUTH throttle.
+    pub fn with_peer(mut self, ip: std::net::IpAddr) -> Self {
+        self.peer = Some(ip);
+        self
     }
 
     /// Serve the client until it leaves, the connection fails, or `shutdown`
