@@ -763,3 +763,21 @@ fn script_kill_reaches_a_busy_script(mode: &[&str]) {
     k.assert_cmd(&["PING"], b"+PONG\r\n");
     b.assert_cmd(&["PING"], b"+PONG\r\n");
 }
+
+/// QUIT on a dedicated link: Redis has closed that connection by the time
+/// the client reads `+OK` (Redis's own tests of `CLIENT TRACKING …
+/// REDIRECT` rely on it).
+#[test]
+fn quit_on_a_dedicated_link_closes_it_before_ok() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port, &[]);
+    for _ in 0..20 {
+        let mut b = proxy.client();
+        let id = b.cmd(&["CLIENT", "ID"]);
+        let id = std::str::from_utf8(&id[1..id.len() - 2]).expect("id").to_string();
+        b.assert_cmd(&["QUIT"], b"+OK\r\n");
+        let listed = redis.client().cmd(&["CLIENT", "LIST", "ID", &id]);
+        assert_bytes(&listed, b"$0\r\n\r\n");
+        b.assert_closed();
+    }
+}

@@ -39,6 +39,16 @@ where
             }
         }
         match cmd {
+            LocalCmd::Quit if matches!(self.link, Link::Dedicated(_)) => {
+                // Redis closes its side of the dedicated link before the
+                // client reads `+OK` (as with Redis itself, the connection
+                // is gone when QUIT is answered): QUIT goes to Redis, whose
+                // `+OK` is forwarded.
+                let frames = self.replies.sent(Plan::Forward(1), 1);
+                self.send(frame, frames).await;
+                self.replies.push(Plan::Close, 0);
+                self.replies.closing = true;
+            }
             LocalCmd::Quit => {
                 self.replies.push(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
                 self.replies.push(Plan::Close, 0);
