@@ -137,6 +137,9 @@ pub enum Refusal {
     /// respseal's view of the connection cannot follow, so it is refused at
     /// queue time and EXEC answers EXECABORT.
     ConnectionInMulti(&'static str),
+    /// A value that sealing would grow past the largest argument Redis
+    /// accepts (`proto-max-bulk-len`, learned at start).
+    TooLargeToSeal,
     /// The proxy-wide input buffer budget is used up.
     BufferBudget,
     /// Behind Redis Cluster: a key on another node than the one the
@@ -181,6 +184,7 @@ impl Refusal {
             Refusal::ExecAbort => "execabort",
             Refusal::MoveInMulti => "move_in_multi",
             Refusal::ConnectionInMulti(_) => "connection_in_multi",
+            Refusal::TooLargeToSeal => "too_large_to_seal",
             Refusal::BufferBudget => "buffer_budget",
             Refusal::CrossSlot => "crossslot",
         }
@@ -216,6 +220,9 @@ impl Refusal {
             Refusal::ExecAbort => "EXECABORT Transaction discarded because of previous errors.".into(),
             Refusal::MoveInMulti => "ERR respseal: RENAME, RENAMENX and COPY of sealed keys are carried out by \
                                      respseal and cannot be queued inside MULTI; send them outside the transaction"
+                .into(),
+            Refusal::TooLargeToSeal => "ERR respseal: value too large: sealed, it would exceed the largest argument \
+                                        Redis accepts (proto-max-bulk-len)"
                 .into(),
             Refusal::ConnectionInMulti(cmd) => format!(
                 "ERR respseal: {cmd} cannot be queued inside MULTI (it changes the connection, which respseal \

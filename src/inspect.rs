@@ -112,7 +112,7 @@ impl Conn {
 }
 
 /// The payload of a RESP2 bulk string (None for a null or anything else).
-pub(crate) fn bulk(frame: &[u8]) -> Option<bytes::Bytes> {
+pub fn bulk(frame: &[u8]) -> Option<bytes::Bytes> {
     crate::seal::bulk_payload(&bytes::Bytes::copy_from_slice(frame), Proto::Resp2)
 }
 

@@ -250,6 +250,39 @@ fn with_config(args: &ServeArgs, f: impl FnOnce(Config) -> ExitCode) -> ExitCode
     }
 }
 
+/// Redis's own `proto-max-bulk-len` when it is not told (Redis's default,
+/// and what respseal assumes when `CONFIG GET` is not allowed or Redis is
+/// not reachable at start).
+const REDIS_DEFAULT_MAX_BULK: usize = 512 * 1024 * 1024;
+
+/// Agree with Redis on the largest argument: a client bulk Redis would
+/// refuse is refused by respseal (that client only, with Redis's protocol
+/// error) instead of reaching a link that Redis would then close, and a
+/// value that sealing would grow past the limit is refused before it is
+/// sealed (the session checks `max_bulk`).
+async fn learn_backend_limits(cfg: &mut Config) {
+    let settings = Arc::new(conn_settings(cfg));
+    let cmd = respseal::protocol::encode::command(&["CONFIG", "GET", "proto-max-bulk-len"]);
+    let learned = match respseal::backend::conn::oneshot(&settings, &cmd).await {
+        Ok(reply) => respseal::seal::split_array(&reply)
+            .and_then(|els| els.get(1).cloned())
+            .and_then(|v| respseal::inspect::bulk(&v))
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok()),
+        Err(_) => None,
+    };
+    let limit = learned.unwrap_or(REDIS_DEFAULT_MAX_BULK);
+    if learned.is_none() {
+        tracing::info!(assumed = limit, "Redis's proto-max-bulk-len could not be read; assuming its default");
+    }
+    if limit < cfg.max_bulk_bytes {
+        tracing::info!(
+            limit,
+            "limits.max_bulk_bytes lowered to Redis's proto-max-bulk-len (a larger argument would close the link)"
+        );
+        cfg.max_bulk_bytes = limit;
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     // Accepting, signals and `check`; clients are served by the workers.
     tokio::runtime::Builder::new_current_thread()
@@ -340,6 +373,7 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
             }
         };
         let main_tls = cfg.tls.is_some();
+        learn_backend_limits(&mut cfg).await;
         let live = Arc::new(Live::new(reloadable(&mut cfg)));
         let workers = match Workers::start(contexts(&cfg, &live), cfg.idle_yield) {
             Ok(w) => w,

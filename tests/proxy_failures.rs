@@ -278,3 +278,35 @@ fn kill_redis_under_pinned_client(redis: &mut RedisServer, busy: &mut Client) {
     assert_eq!(frames.len(), 1, "{:?}", frames.iter().map(|f| show(f)).collect::<Vec<_>>());
     assert_bytes(&frames[0], b"-ERR respseal: backend connection lost\r\n");
 }
+
+/// respseal agrees with Redis on the largest argument: it learns Redis's
+/// `proto-max-bulk-len` at start, refuses a value that sealing would grow
+/// past it (before it is sealed), and answers a larger bulk with Redis's
+/// own protocol error, closing only that client. The shared link and the
+/// other clients on it never notice.
+#[test]
+fn limits_agree_with_redis_proto_max_bulk_len() {
+    let redis = RedisServer::start();
+    redis.client().assert_cmd(&["CONFIG", "SET", "proto-max-bulk-len", "1048576"], b"+OK\r\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let proxy = Proxy::start(
+        redis.port,
+        &["--seal", "sess:*", "--key-file", key.to_str().expect("utf-8"), "--threads", "1", "--shared-links", "1"],
+    );
+    let mut other = proxy.client();
+    other.assert_cmd(&["SET", "k", "v"], b"+OK\r\n");
+    let mut c = proxy.client();
+    let near = "x".repeat(1048576 - 20);
+    assert_line_prefix(&c.cmd(&["SET", "sess:big", &near]), b"-ERR respseal: value too large");
+    c.assert_cmd(&["SET", "plain:big", &near], b"+OK\r\n");
+    c.assert_cmd(&["SET", "sess:small", "v"], b"+OK\r\n");
+    other.assert_cmd(&["GET", "k"], b"$1\r\nv\r\n");
+    let over = "x".repeat(1048576 + 1);
+    c.send_cmd(&["SET", "plain:over", &over]);
+    let replies = c.read_until_closed(Duration::from_secs(10)).expect("closed");
+    assert_eq!(replies, vec![b"-ERR Protocol error: invalid bulk length\r\n".to_vec()]);
+    other.assert_cmd(&["GET", "k"], b"$1\r\nv\r\n");
+    let log = proxy.log();
+    assert!(!log.contains("shared link down"), "{log}");
+}

@@ -130,6 +130,13 @@ where
                             continue;
                         }
                         Inspect::Forward { seal, open } => {
+                            // Sealing adds OVERHEAD bytes: a value near Redis's
+                            // limit would make Redis close the link.
+                            if seal && self.args.iter().any(|r| r.len() + crate::crypto::OVERHEAD > limits.max_bulk) {
+                                self.rbuf.advance(len);
+                                self.refuse(Refusal::TooLargeToSeal.into());
+                                continue;
+                            }
                             if route == Route::Forward && self.batches_sealed(cmd) {
                                 self.queue_sealed(len, inline.as_ref(), cmd, seal, open);
                                 continue;
