@@ -157,6 +157,10 @@ pub enum SealedUse {
     Move,
     /// Run a script that could read or write it.
     Script,
+    /// Run a script that could publish on a sealed channel.
+    ScriptChannel,
+    /// Make key names from a prefix (DEBUG POPULATE) that a rule could match.
+    Populate,
     /// Hash fields, on a rule without `fields` (or a hash command
     /// respseal does not know how to seal).
     Hash,
@@ -172,6 +176,8 @@ impl Refusal {
                 SealedUse::Inspect => "sealed_inspect",
                 SealedUse::Move => "sealed_move",
                 SealedUse::Script => "sealed_script",
+                SealedUse::ScriptChannel => "sealed_script_channel",
+                SealedUse::Populate => "sealed_populate",
                 SealedUse::Hash => "sealed_hash",
                 SealedUse::Collection(_) => "sealed_collection",
             },
@@ -197,6 +203,12 @@ impl Refusal {
                     SealedUse::Inspect => "is not allowed on sealed keys: Redis only holds ciphertext".to_string(),
                     SealedUse::Move => "is not supported on sealed keys: sealed values are bound to their key".into(),
                     SealedUse::Script => "cannot be used on sealed keys: scripts would see ciphertext".into(),
+                    SealedUse::ScriptChannel => {
+                        "cannot be used on sealed channels: a script's PUBLISH would send plaintext".into()
+                    }
+                    SealedUse::Populate => {
+                        "would write plaintext values under names a sealed key rule could match".into()
+                    }
                     SealedUse::Hash => {
                         "is not supported on sealed keys unless the rule seals hash fields (`fields`)".into()
                     }

@@ -225,9 +225,71 @@ impl Rules {
         })
     }
 
+    /// The first channel rule that `arg` matches or, for a script body,
+    /// names (contains the literal part of): a script's PUBLISH would send
+    /// a plaintext payload on a sealed channel.
+    pub fn find_channel_in_script(&self, arg: &[u8]) -> Option<usize> {
+        self.find_channel(arg).or_else(|| {
+            self.channels
+                .iter()
+                .position(|r| r.seal && r.needle().is_some_and(|n| arg.windows(n.len()).any(|w| w == n)))
+        })
+    }
+
+    /// The first sealing key rule that some name starting with `prefix`
+    /// could match (DEBUG POPULATE makes names `<prefix>:<n>`). Conservative:
+    /// a `seal = false` rule before it does not count.
+    pub fn find_by_prefix(&self, prefix: &[u8]) -> Option<usize> {
+        self.rules.iter().position(|r| r.seal && could_match_with_prefix(r.source.as_bytes(), prefix))
+    }
+
     /// Rule by index (as returned by [`Rules::find`]).
     pub fn get(&self, i: usize) -> &Rule {
         &self.rules[i]
+    }
+}
+
+/// Whether some string that starts with `prefix` matches the glob
+/// `pattern`: true as soon as a `*` is reached or the prefix runs out
+/// (anything can follow), false when a literal differs. A character class
+/// is taken to match any one byte (conservative).
+pub fn could_match_with_prefix(pattern: &[u8], prefix: &[u8]) -> bool {
+    let (mut p, mut s) = (0, 0);
+    loop {
+        if s == prefix.len() {
+            return true;
+        }
+        match pattern.get(p) {
+            None => return false,
+            Some(b'*') => return true,
+            Some(b'?') => p += 1,
+            Some(b'[') => {
+                // Skip to the class's end (a `]` right after `[` or `[^`
+                // belongs to the class).
+                let mut q = p + 1;
+                if pattern.get(q) == Some(&b'^') {
+                    q += 1;
+                }
+                q += 1;
+                while q < pattern.len() && pattern[q] != b']' {
+                    q += if pattern[q] == b'\\' { 2 } else { 1 };
+                }
+                p = q + 1;
+            }
+            Some(b'\\') => {
+                if pattern.get(p + 1) != Some(&prefix[s]) {
+                    return false;
+                }
+                p += 2;
+            }
+            Some(&c) => {
+                if c != prefix[s] {
+                    return false;
+                }
+                p += 1;
+            }
+        }
+        s += 1;
     }
 }
 
@@ -372,5 +434,25 @@ mod tests {
         r.legacy_until = Some(100);
         assert_eq!(r.legacy_at(99), LegacyPolicy::Pass);
         assert_eq!(r.legacy_at(100), LegacyPolicy::Reject);
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::could_match_with_prefix as could;
+
+    #[test]
+    fn a_prefix_could_match_a_glob() {
+        assert!(could(b"sess:*", b"sess:"));
+        assert!(could(b"sess:*", b"se"));
+        assert!(could(b"sess:*", b"sess:abc:"));
+        assert!(!could(b"sess:*", b"key:"));
+        assert!(!could(b"sess:*", b"sessx:"));
+        assert!(could(b"*:data", b"anything:"));
+        assert!(could(b"s?ss:*", b"sXss:"));
+        assert!(could(b"[st]ess:*", b"tess:"));
+        assert!(!could(b"exact", b"exactly:"));
+        assert!(could(b"a\\*b*", b"a*b:"));
+        assert!(!could(b"a\\*b*", b"axb:"));
     }
 }

@@ -363,17 +363,27 @@ impl Sealer {
                 } else {
                     None
                 };
-                return match hit {
-                    Some(rule) => refuse(rule, SealedUse::Script),
-                    None => Inspect::Untouched,
-                };
+                if let Some(rule) = hit {
+                    return refuse(rule, SealedUse::Script);
+                }
+                if sub.eq_ignore_ascii_case(b"LOAD") {
+                    return self.script_channels(cmd, args.iter().skip(2));
+                }
+                return Inspect::Untouched;
             }
             Data::Script => {
-                // Key names can come from ARGV or the body itself.
+                // Key names (and channels) can come from ARGV or the body.
                 return match args.iter().skip(1).find_map(|a| self.rules.find_in_script(a)) {
                     Some(rule) => refuse(rule, SealedUse::Script),
-                    None => Inspect::Untouched,
+                    None => self.script_channels(cmd, args.iter().skip(1)),
                 };
+            }
+            Data::Opaque
+                if cmd.name == "DEBUG"
+                    && args.is(1, "POPULATE")
+                    && let Some(rule) = self.rules.find_by_prefix(&populate_prefix(args)) =>
+            {
+                return refuse(rule, SealedUse::Populate);
             }
             Data::Opaque => {
                 return match args.iter().skip(1).find_map(|a| self.rules.find(a)) {
@@ -464,6 +474,19 @@ impl Sealer {
             "HSTRLEN" | "HINCRBY" | "HINCRBYFLOAT" if sealed_field(2).is_some() => refuse(SealedUse::Inspect),
             "HSTRLEN" | "HINCRBY" | "HINCRBYFLOAT" | "HDEL" | "HEXISTS" | "HKEYS" | "HLEN" => Inspect::Untouched,
             _ => refuse(SealedUse::Hash),
+        }
+    }
+
+    /// A script is refused when an argument or its body names a sealed
+    /// channel: its PUBLISH would carry a plaintext payload.
+    fn script_channels<'a>(&self, cmd: &'static Command, mut args: impl Iterator<Item = &'a [u8]>) -> Inspect {
+        match args.find_map(|a| self.rules.find_channel_in_script(a)) {
+            Some(i) => Inspect::Refuse(Refusal::SealedKey {
+                command: cmd.name,
+                rule: self.rules.channel(i).source.clone(),
+                why: SealedUse::ScriptChannel,
+            }),
+            None => Inspect::Untouched,
         }
     }
 
@@ -1109,6 +1132,13 @@ fn split_aggregate(frame: &Bytes, kind: u8, per_count: usize) -> Option<Vec<Byte
 /// A command name for an error message: printable ASCII only, bounded.
 pub fn shown(name: &[u8]) -> String {
     name.iter().take(32).map(|&b| if b.is_ascii_graphic() { b as char } else { '?' }).collect()
+}
+
+/// The names DEBUG POPULATE makes start with `<prefix>:` (`key` by default).
+fn populate_prefix(args: &Args<'_>) -> Vec<u8> {
+    let mut p = args.get(3).unwrap_or(b"key").to_vec();
+    p.push(b':');
+    p
 }
 
 #[cfg(test)]

@@ -561,3 +561,35 @@ fn clients_cannot_read_the_credentials_respseal_uses() {
     r3.hello3();
     r3.assert_cmd(&["CONFIG", "GET", "requirepass"], b"%1\r\n$11\r\nrequirepass\r\n$20\r\n<hidden by respseal>\r\n");
 }
+
+/// Scripts are checked against channel rules as they are against key
+/// rules (a script's PUBLISH would send plaintext on a sealed channel), and
+/// DEBUG POPULATE is refused when the names it makes could match a rule.
+#[test]
+fn scripts_and_populate_cannot_write_around_the_rules() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let config = format!(
+        "[[rule]]\npattern = \"sess:*\"\n[[rule]]\nchannel = \"chan:*\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        key.display()
+    );
+    let proxy = Proxy::start_with_config(redis.port, &config, &[]);
+    let mut c = proxy.client();
+    let publish = "return redis.call('PUBLISH', ARGV[1], ARGV[2])";
+    let r = c.cmd(&["EVAL", publish, "0", "chan:x", "PLAINTEXT"]);
+    assert_line_prefix(&r, b"-ERR respseal: EVAL cannot be used on sealed channels");
+    let body = "return redis.call('PUBLISH', 'chan:fixed', ARGV[1])";
+    assert_line_prefix(
+        &c.cmd(&["EVAL", body, "0", "PLAINTEXT"]),
+        b"-ERR respseal: EVAL cannot be used on sealed channels",
+    );
+    assert_line_prefix(&c.cmd(&["SCRIPT", "LOAD", body]), b"-ERR respseal: SCRIPT cannot be used on sealed channels");
+    c.assert_cmd(&["EVAL", publish, "0", "other:x", "fine"], b":0\r\n");
+    for populate in [&["DEBUG", "POPULATE", "3", "sess", "16"][..], &["DEBUG", "POPULATE", "3", "sess:x"]] {
+        assert_line_prefix(&c.cmd(populate), b"-ERR respseal: DEBUG would write plaintext values");
+    }
+    c.assert_cmd(&["DEBUG", "POPULATE", "2", "other"], b"+OK\r\n");
+    let mut d = redis.client();
+    d.assert_cmd(&["DBSIZE"], b":2\r\n");
+}
