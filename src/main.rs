@@ -385,6 +385,7 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
         let stop = tokio_util::sync::CancellationToken::new();
         if let Some((listener, handle)) = admin {
             let ready_live = Arc::clone(&live);
+            let ready_cluster = cfg.cluster.clone();
             let state = respseal::admin::AdminState {
                 handle,
                 cache: Default::default(),
@@ -393,6 +394,11 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
                     let (_, cur) = ready_live.load();
                     match &cur.sealer {
                         Some(s) if s.keyring().primary().is_none() => Some("the keyring has no primary key".into()),
+                        // Behind a cluster that is not formed yet: respseal
+                        // keeps asking, and serves once it knows the slots.
+                        _ if ready_cluster.as_ref().is_some_and(|c| c.map().is_empty()) => {
+                            Some("the cluster slot map is not known yet".into())
+                        }
                         _ => None,
                     }
                 }),

@@ -32,6 +32,13 @@ impl TestCluster {
     /// With `pki`: the nodes speak TLS only (clients and cluster bus). With
     /// `replicas`: six nodes, a replica for each master.
     fn start_with(password: Option<&str>, pki: Option<&Pki>, replicas: bool) -> TestCluster {
+        let c = TestCluster::spawn(password, pki, replicas);
+        c.form(password, pki, replicas);
+        c
+    }
+
+    /// The nodes, each answering PING, not formed into a cluster yet.
+    fn spawn(password: Option<&str>, pki: Option<&Pki>, replicas: bool) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports: Vec<u16> = (0..if replicas { 6 } else { 3 }).map(|_| free_port()).collect();
         let mut nodes = Vec::new();
@@ -62,6 +69,12 @@ impl TestCluster {
                 Some(pki) => (tls_cli(pki, p, &["PING"], Some("client")) == "PONG").then_some(()),
             });
         }
+        TestCluster { ports, nodes, _dir: dir }
+    }
+
+    /// `redis-cli --cluster create` over the nodes, then wait until it is ok.
+    fn form(&self, password: Option<&str>, pki: Option<&Pki>, replicas: bool) {
+        let ports = &self.ports;
         let mut create = Command::new("redis-cli");
         if let Some(pki) = pki {
             create.args(["--tls", "--cacert", &pki.path("ca.crt")]);
@@ -71,17 +84,17 @@ impl TestCluster {
             create.args(["-a", pw, "--no-auth-warning"]);
         }
         create.arg("--cluster").arg("create");
-        for p in &ports {
+        for p in ports {
             create.arg(format!("127.0.0.1:{p}"));
         }
         if replicas {
             create.args(["--cluster-replicas", "1"]);
             // A replica promotes itself however long ago it last heard from its master.
-            cmd_all_nodes(&ports, &["CONFIG", "SET", "cluster-replica-validity-factor", "0"]);
+            cmd_all_nodes(ports, &["CONFIG", "SET", "cluster-replica-validity-factor", "0"]);
         }
         let out = create.arg("--cluster-yes").output().expect("redis-cli --cluster create");
         assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
-        let c = TestCluster { ports, nodes, _dir: dir };
+        let c = self;
         if replicas {
             wait_until("every replica is in sync", Duration::from_secs(30), || {
                 let synced = c
@@ -103,7 +116,6 @@ impl TestCluster {
                     .then_some(())
             }),
         }
-        c
     }
 
     /// Every node says the cluster is ok and knows the three masters.
@@ -803,4 +815,32 @@ fn cmd_all_nodes(ports: &[u16], args: &[&str]) {
     for &p in ports {
         assert_eq!(ask(p, None, args).as_deref(), Some(&b"+OK\r\n"[..]), "{args:?} on {p}");
     }
+}
+
+/// respseal started before its cluster is formed (the usual start order
+/// under compose or Kubernetes): `/readyz` says why it is not ready, and
+/// once the cluster is created respseal learns the slot map and serves,
+/// without a restart.
+#[test]
+fn a_cluster_formed_after_respseal_started_is_served() {
+    let cluster = TestCluster::spawn(None, None, false);
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let proxy = Proxy::launch(Launch {
+        backend: Some(cluster.url()),
+        args: &["--admin-listen", &admin_addr],
+        ..Default::default()
+    });
+    let (status, body) = http_get(admin, "/readyz").expect("readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("slot map"), "{body}");
+    cluster.form(None, None, false);
+    let mut c = proxy.client();
+    wait_until("respseal serves the new cluster", Duration::from_secs(30), || {
+        (c.cmd(&["SET", "late:k", "v"]) == b"+OK\r\n").then_some(())
+    });
+    c.assert_cmd(&["GET", "late:k"], b"$1\r\nv\r\n");
+    wait_until("readyz turns 200", Duration::from_secs(10), || {
+        http_get(admin, "/readyz").ok().filter(|(s, _)| *s == 200)
+    });
 }

@@ -139,6 +139,9 @@ pub async fn follow(
         server: ServerConfig::Clustered { hosts, policy: ClusterDiscoveryPolicy::UseCache },
         username,
         password,
+        // A cluster that is not formed yet (the usual start order under
+        // compose or Kubernetes) is waited for, not given up on.
+        fail_fast: false,
         ..Default::default()
     };
     if let Some(tls) = tls {
@@ -150,9 +153,15 @@ pub async fn follow(
         ..Default::default()
     };
     let client = Client::new(config, None, Some(connection), Some(ReconnectPolicy::new_constant(0, 500)));
-    drop(client.connect());
+    let mut task = client.connect();
     let mut last = tokio::time::Instant::now() - REFRESH;
     loop {
+        if task.is_finished() && !client.is_connected() {
+            // The first connection failed for good (fred gives up on some
+            // errors, e.g. a node that has no slots yet): start over.
+            tracing::info!("waiting for the cluster (no slot map yet); trying again");
+            task = client.connect();
+        }
         if client.is_connected() {
             let gap = tokio::time::Instant::now().duration_since(last);
             if gap < MIN_GAP {

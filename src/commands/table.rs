@@ -561,14 +561,16 @@ pub static COMMANDS: &[Command] = &[
     row!("SYNC", Stateful(State::Replication), Meta),
     row!("PSYNC", Stateful(State::Replication), Meta),
     row!("REPLCONF", Stateful(State::ClusterFlag), Meta),
-    // --- server administration: server-wide, not connection state
-    row!("CLUSTER", Plain, Meta),
-    row!("FAILOVER", Plain, Meta),
-    row!("REPLICAOF", Plain, Meta),
-    row!("SLAVEOF", Plain, Meta),
-    row!("SHUTDOWN", Plain, Meta),
+    // --- server administration: server-wide, not connection state (the
+    // link class); their data class stays Opaque, as for a command the
+    // table does not know: refused when an argument matches a rule.
+    row!("CLUSTER", Plain, Opaque),
+    row!("FAILOVER", Plain, Opaque),
+    row!("REPLICAOF", Plain, Opaque),
+    row!("SLAVEOF", Plain, Opaque),
+    row!("SHUTDOWN", Plain, Opaque),
     row!("MODULE", Plain, Opaque),
-    row!("PFSELFTEST", Plain, Meta),
+    row!("PFSELFTEST", Plain, Opaque),
     row!("PFDEBUG", Plain, HLL, at2()),
     // DEBUG POPULATE makes key names from a prefix argument: refused when
     // a name it can make could match a rule (seal.rs).
