@@ -133,3 +133,29 @@ fn slow_readers_and_unauthenticated_floods_stay_bounded() {
     }
     proxy.client().assert_cmd(&["AUTH", "pw"], b"+OK\r\n");
 }
+
+/// Argument bookkeeping is charged to the input budget: a request of many
+/// empty arguments holds 16 bytes of ranges per 6 bytes of input, so with
+/// a 4 MiB budget 300,000 of them (1.8 MB of input, 4.8 MB of ranges) are
+/// refused, while the same request with 50,000 passes.
+#[test]
+fn argument_bookkeeping_is_charged_to_the_budget() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with_config(redis.port, "[limits]\nmax_buffered_bytes = 4194304\n", &[]);
+    let del = |n: usize| {
+        let mut req = format!("*{}\r\n$3\r\nDEL\r\n", n + 1).into_bytes();
+        for _ in 0..n {
+            req.extend_from_slice(b"$0\r\n\r\n");
+        }
+        req
+    };
+    let mut ok = proxy.client();
+    ok.send(&del(50_000));
+    assert_bytes(&ok.read_frame(), b":0\r\n");
+    let mut big = proxy.client();
+    big.send(&del(300_000));
+    let replies = big.read_until_closed(Duration::from_secs(20)).expect("closed");
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_line_prefix(&replies[0], b"-ERR respseal: request refused: the proxy's input buffers are full");
+    ok.assert_cmd(&["PING"], b"+PONG\r\n");
+}

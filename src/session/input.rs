@@ -18,6 +18,9 @@ use crate::protocol::request::{self, Limits, Parsed};
 use crate::seal::Inspect;
 use crate::stats::{self, Family};
 
+/// Argument ranges a session keeps allocated between reads.
+const ARGS_KEPT: usize = 1024;
+
 /// Where a command goes on a pinned session behind Redis Cluster.
 enum Place {
     /// The dedicated link's node.
@@ -59,6 +62,15 @@ where
             // an AUTH earlier in this read lifts them for what follows).
             limits.unauthenticated = !self.authenticated;
             let parsed = request::parse(&self.rbuf[run_len..], &limits, &mut self.args);
+            // Argument bookkeeping counts against the budget too (16 bytes
+            // of ranges per argument), before the request goes anywhere.
+            if self.args.capacity() > ARGS_KEPT && !self.charge_rbuf() {
+                self.flush_run(&mut run_len, &mut run_frames).await;
+                self.refuse(Refusal::BufferBudget.into());
+                self.replies.push(Plan::Close, 0);
+                self.replies.closing = true;
+                break;
+            }
             match parsed {
                 Err(e) => {
                     self.flush_run(&mut run_len, &mut run_frames).await;
@@ -178,6 +190,12 @@ where
             }
         }
         self.flush_run(&mut run_len, &mut run_frames).await;
+        // The ranges of a request of many arguments are given back once it
+        // is handled.
+        if self.args.capacity() > ARGS_KEPT {
+            self.args = Vec::new();
+            self.charge_rbuf();
+        }
     }
 
     /// Handle one request that is not a plain forward.

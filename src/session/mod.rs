@@ -519,10 +519,13 @@ where
         true
     }
 
-    /// Take `rbuf`'s growth from the proxy-wide budget (or give back what
-    /// it shrank by). False when the budget is used up.
+    /// Take the growth of what the session holds for its input (`rbuf`,
+    /// and the argument ranges parsed from it: 16 bytes per argument, more
+    /// than the argument's own bytes for short ones) from the proxy-wide
+    /// budget, or give back what it shrank by. False when the budget is
+    /// used up.
     fn charge_rbuf(&mut self) -> bool {
-        let cap = self.rbuf.capacity();
+        let cap = self.rbuf.capacity() + self.args.capacity() * std::mem::size_of::<Range<usize>>();
         if cap > self.charged {
             if !self.ctx.budget.try_take(cap - self.charged) {
                 return false;
