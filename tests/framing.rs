@@ -23,31 +23,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// xorshift64*: reproducible from a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
 const NAMES: &[&[u8]] = &[b"ECHO", b"echo", b"PING", b"ping", b"NOSUCHCMD", b"EcHo"];
 /// Bytes that mean something to one of the two framings.
 const SPICY: &[u8] = b"*$\r\n\r\n\x000123456789-+\"'\\x \t\x0bab";
 
 fn word(rng: &mut Rng) -> Vec<u8> {
     let len = rng.below(6);
-    (0..len).map(|_| if rng.below(3) == 0 { *rng.pick(SPICY) } else { b'a' + rng.below(26) as u8 }).collect()
+    (0..len).map(|_| if rng.below(3) == 0 { rng.pick(SPICY) } else { b'a' + rng.below(26) as u8 }).collect()
 }
 
 fn multibulk(rng: &mut Rng) -> Vec<u8> {
@@ -144,7 +126,7 @@ fn piece(rng: &mut Rng) -> Vec<u8> {
             let mut v = if rng.below(2) == 0 { multibulk(rng) } else { inline(rng) };
             for _ in 0..1 + rng.below(2) {
                 let at = rng.below(v.len() + 1);
-                v.insert(at, *rng.pick(SPICY));
+                v.insert(at, rng.pick(SPICY));
             }
             v
         }

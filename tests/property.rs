@@ -17,24 +17,6 @@ const CANARY: &str = "CANARY-prop-5f1d";
 const SEEDS: [u64; 4] = [1, 7, 42, 20261202];
 const STEPS: usize = 250;
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const STRINGS: [&str; 3] = ["s:1", "s:2", "s:3"];
 const HASHES: [&str; 3] = ["h:1", "h:2", "h:3"];
 const PLAIN: [&str; 2] = ["p:1", "p:2"];
@@ -47,7 +29,7 @@ fn value(r: &mut Rng, sealed: bool) -> String {
         0 => format!("plain-{}", r.below(1000)),
         1 => String::new(),
         2 => r.below(100_000).to_string(),
-        _ => "x".repeat(r.below(200) as usize),
+        _ => "x".repeat(r.below(200)),
     }
 }
 
@@ -167,7 +149,7 @@ fn random_sequences_agree_with_redis_and_leave_no_plaintext() {
                     // A transaction of a few (non-move) commands.
                     let n = 1 + r.below(4);
                     let mut cmds = Vec::new();
-                    while cmds.len() < n as usize {
+                    while cmds.len() < n {
                         let c = command(&mut r);
                         if !matches!(c[0].as_str(), "RENAME" | "RENAMENX" | "COPY") {
                             cmds.push(c);

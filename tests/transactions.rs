@@ -15,17 +15,6 @@ mod common;
 
 use common::*;
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
-    }
-}
-
 /// Error lines cut to their first word, inside arrays too.
 fn normalise(reply: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
