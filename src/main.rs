@@ -386,6 +386,7 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
         if let Some((listener, handle)) = admin {
             let ready_live = Arc::clone(&live);
             let ready_cluster = cfg.cluster.clone();
+            let ready_topology = cfg.topology.clone();
             let state = respseal::admin::AdminState {
                 handle,
                 cache: Default::default(),
@@ -398,6 +399,9 @@ fn serve(mut cfg: Config, args: &ServeArgs) -> ExitCode {
                         // keeps asking, and serves once it knows the slots.
                         _ if ready_cluster.as_ref().is_some_and(|c| c.map().is_empty()) => {
                             Some("the cluster slot map is not known yet".into())
+                        }
+                        _ if ready_topology.as_ref().is_some_and(|t| t.master().is_none()) => {
+                            Some("no sentinel has named the master yet".into())
                         }
                         _ => None,
                     }
