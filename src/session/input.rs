@@ -61,7 +61,7 @@ where
             // Before AUTH, Redis's own pre-auth limits (checked per request:
             // an AUTH earlier in this read lifts them for what follows).
             limits.unauthenticated = !self.authenticated;
-            let parsed = request::parse(&self.rbuf[run_len..], &limits, &mut self.args);
+            let parsed = request::parse_resumable(&self.rbuf[run_len..], &limits, &mut self.args, &mut self.resume);
             // Argument bookkeeping counts against the budget too (16 bytes
             // of ranges per argument), before the request goes anywhere.
             if self.args.capacity() > ARGS_KEPT && !self.charge_rbuf() {
@@ -191,8 +191,8 @@ where
         }
         self.flush_run(&mut run_len, &mut run_frames).await;
         // The ranges of a request of many arguments are given back once it
-        // is handled.
-        if self.args.capacity() > ARGS_KEPT {
+        // is handled (not those of one still arriving).
+        if self.args.capacity() > ARGS_KEPT && self.resume.is_none() {
             self.args = Vec::new();
             self.charge_rbuf();
         }

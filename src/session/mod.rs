@@ -153,6 +153,9 @@ pub struct Session<R, W> {
     rbuf: BytesMut,
     /// Buffer length below which parsing cannot make progress.
     need: usize,
+    /// Where parsing the incomplete request at the start of `rbuf` stopped
+    /// (its arguments so far are in `args`).
+    resume: Option<crate::protocol::request::Resume>,
     /// A read was not small: grow the buffer in `READ_CHUNK` steps from
     /// now on.
     big_reads: bool,
@@ -248,6 +251,7 @@ where
             wr,
             rbuf: BytesMut::with_capacity(READ_SMALL),
             need: 0,
+            resume: None,
             big_reads: false,
             args: Vec::new(),
             replies: Replies::new(sealer, db),
