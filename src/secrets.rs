@@ -8,8 +8,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::encode;
-use crate::seal::{split_array, split_map};
+use crate::protocol::{Proto, encode};
+use crate::seal::{bulk_payload, split_array, split_map};
 
 /// Redis settings whose values are credentials.
 pub const SECRET_SETTINGS: [&str; 4] = ["requirepass", "masterauth", "tls-key-file-pass", "tls-client-key-file-pass"];
@@ -27,8 +27,9 @@ pub fn mask_config(frame: Bytes) -> Bytes {
         _ => return frame,
     };
     let secret = |name: &Bytes, value: &Bytes| {
-        bulk_payload(name).is_some_and(|n| SECRET_SETTINGS.iter().any(|s| n.eq_ignore_ascii_case(s.as_bytes())))
-            && bulk_payload(value).is_some_and(|v| !v.is_empty())
+        bulk_payload(name, Proto::Resp2)
+            .is_some_and(|n| SECRET_SETTINGS.iter().any(|s| n.eq_ignore_ascii_case(s.as_bytes())))
+            && bulk_payload(value, Proto::Resp2).is_some_and(|v| !v.is_empty())
     };
     if !elements.chunks(2).any(|p| p.len() == 2 && secret(&p[0], &p[1])) {
         return frame;
@@ -45,14 +46,6 @@ pub fn mask_config(frame: Bytes) -> Bytes {
         }
     }
     out.freeze()
-}
-
-/// The payload of a bulk string frame (`$n\r\n…\r\n`).
-fn bulk_payload(frame: &[u8]) -> Option<&[u8]> {
-    let rest = frame.strip_prefix(b"$")?;
-    let cr = rest.iter().position(|&b| b == b'\r')?;
-    let n: usize = std::str::from_utf8(&rest[..cr]).ok()?.parse().ok()?;
-    rest.get(cr + 2..cr + 2 + n)
 }
 
 #[cfg(test)]

@@ -232,10 +232,7 @@ where
             Route::Mask if self.in_multi => self.refuse(
                 Refusal::NotForwarded("CONFIG GET cannot be queued inside MULTI (respseal masks its reply)").into(),
             ),
-            Route::Mask => {
-                self.next_mask = true;
-                self.forward_one(frame.clone(), &args, cmd).await;
-            }
+            Route::Mask => self.forward_one(frame.clone(), &args, cmd).await,
             Route::Move if self.in_multi => self.refuse(Refusal::MoveInMulti.into()),
             Route::Move => {
                 if !self.replies.is_empty() {
@@ -279,7 +276,6 @@ where
 
     /// Forward one request on the current link with the plan its class needs.
     pub(super) async fn forward_one(&mut self, frame: Bytes, args: &Args<'_>, cmd: Option<&'static Command>) {
-        let mask = std::mem::take(&mut self.next_mask);
         if matches!(self.link, Link::None) && !self.pin(crate::backend::route::slot_of(args)).await {
             return;
         }
@@ -340,7 +336,10 @@ where
                 (Plan::Forward(1), 1)
             }
             _ if self.next_open.is_some() => (Plan::Open(self.next_open.take().expect("checked is_some")), 1),
-            _ if mask => (Plan::MaskSecrets, 1),
+            // CONFIG GET: respseal's own credentials are masked in the reply.
+            Some(c @ Class::Sub(_)) if crate::commands::table::resolve(c, args.get(1)) == Class::Secrets => {
+                (Plan::MaskSecrets, 1)
+            }
             Some(Class::Client) if dedicated && args.is(1, "REPLY") => {
                 // Redis sends no reply to CLIENT REPLY OFF/SKIP, nor to the
                 // command after SKIP.

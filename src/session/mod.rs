@@ -217,8 +217,6 @@ pub struct Session<R, W> {
     charged: usize,
     /// Open plan for the request being forwarded by `forward_one`.
     next_open: Option<OpenPlan>,
-    /// The request being forwarded by `forward_one` is a `CONFIG GET`.
-    next_mask: bool,
     /// The dedicated link carries a replication stream (after SYNC/PSYNC):
     /// bytes are relayed as they come.
     raw: bool,
@@ -279,7 +277,6 @@ where
             retry: None,
             charged: 0,
             next_open: None,
-            next_mask: false,
             raw: false,
             watching: false,
             node: None,
@@ -489,14 +486,7 @@ where
     fn over_output_limit(&mut self) -> bool {
         if self.held.overflowed() {
             // A shared link refused to hold more for this client.
-            let class = OutputClass::Shared;
-            metrics::counter!("respseal_output_limit_disconnects_total", "class" => class.name()).increment(1);
-            tracing::info!(
-                class = class.name(),
-                held = self.held.bytes(),
-                "client output limit reached; closing the client"
-            );
-            return true;
+            return output_limit_reached(OutputClass::Shared, self.held.bytes());
         }
         if self.replies.out.is_empty() {
             self.out_watch = OutputWatch::default();
@@ -518,9 +508,7 @@ where
         if !self.out_watch.exceeded(limit, queued, std::time::Instant::now()) {
             return false;
         }
-        metrics::counter!("respseal_output_limit_disconnects_total", "class" => class.name()).increment(1);
-        tracing::info!(class = class.name(), queued, "client output limit reached; closing the client");
-        true
+        output_limit_reached(class, queued)
     }
 
     /// Take the growth of what the session holds for its input (`rbuf`,
@@ -789,6 +777,14 @@ impl<R, W> Drop for Session<R, W> {
             metrics::gauge!("respseal_pinned_sessions").decrement(1.0);
         }
     }
+}
+
+/// Count and log a client closed at its output limit (`queued` bytes held
+/// for it); always true, for the caller to return.
+fn output_limit_reached(class: OutputClass, queued: usize) -> bool {
+    metrics::counter!("respseal_output_limit_disconnects_total", "class" => class.name()).increment(1);
+    tracing::info!(class = class.name(), queued, "client output limit reached; closing the client");
+    true
 }
 
 /// Append the request re-encoded with its values sealed to `out`. Fails

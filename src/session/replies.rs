@@ -501,10 +501,13 @@ impl Replies {
             Plan::Exec => {
                 let queue = std::mem::take(&mut self.exec_queue);
                 let selects = std::mem::take(&mut self.exec_selects);
-                if !selects.is_empty()
-                    && let Some(elements) = crate::seal::split_array(&frame)
-                    && elements.len() == queue.len()
-                {
+                let sealer = self.sealer.as_deref().filter(|_| queue.iter().any(Option::is_some));
+                // Split once, and only when something needs the elements.
+                let elements = (sealer.is_some() || !selects.is_empty())
+                    .then(|| crate::seal::split_array(&frame))
+                    .flatten()
+                    .filter(|els| els.len() == queue.len());
+                if let Some(elements) = &elements {
                     // Applied in order, as Redis ran them: the last one
                     // Redis accepted is the connection's database now.
                     for (i, db) in selects {
@@ -513,10 +516,9 @@ impl Replies {
                         }
                     }
                 }
-                let sealer = self.sealer.as_deref().filter(|_| queue.iter().any(Option::is_some));
-                match (sealer, crate::seal::split_array(&frame)) {
+                match (sealer, elements) {
                     (None, _) => self.out.push(frame),
-                    (Some(sealer), Some(elements)) if elements.len() == queue.len() => {
+                    (Some(sealer), Some(elements)) => {
                         self.out.array_header(elements.len());
                         for (el, open) in elements.into_iter().zip(&queue) {
                             match open {
