@@ -569,11 +569,7 @@ fn clients_cannot_read_the_credentials_respseal_uses() {
 fn scripts_and_populate_cannot_write_around_the_rules() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = keygen(dir.path(), "k.key");
-    let config = format!(
-        "[[rule]]\npattern = \"sess:*\"\n[[rule]]\nchannel = \"chan:*\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
-        key.display()
-    );
+    let config = rules_with_new_key(dir.path(), "[[rule]]\npattern = \"sess:*\"\n[[rule]]\nchannel = \"chan:*\"\n");
     let proxy = Proxy::start_with_config(redis.port, &config, &[]);
     let mut c = proxy.client();
     let publish = "return redis.call('PUBLISH', ARGV[1], ARGV[2])";

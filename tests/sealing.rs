@@ -723,11 +723,9 @@ fn inspect_lists_and_drops_values_resealed_from_legacy_plaintext() {
 fn moves_keep_the_resealed_flag() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = keygen(dir.path(), "k.key");
-    let config = format!(
-        "[[rule]]\npattern = \"reseal:*\"\nlegacy = \"reseal\"\nlegacy_until = \"2999-01-01\"\n\
-         [[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
-        key.display()
+    let config = rules_with_new_key(
+        dir.path(),
+        "[[rule]]\npattern = \"reseal:*\"\nlegacy = \"reseal\"\nlegacy_until = \"2999-01-01\"\n",
     );
     let proxy = Proxy::start_with_config(redis.port, &config, &[]);
     let mut d = redis.client();

@@ -91,9 +91,7 @@ fn random_transactions_match_redis() {
     let through_redis = RedisServer::start();
     let direct_redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = keygen(dir.path(), "k.key");
-    let config =
-        format!("[[rule]]\npattern = \"sess:*\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n", key.display());
+    let config = rules_with_new_key(dir.path(), "[[rule]]\npattern = \"sess:*\"\n");
     let proxy = Proxy::start_with_config(through_redis.port, &config, &[]);
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos() as u64;
     for (round, seed) in [0x7a5c_0001_u64, seed].into_iter().enumerate() {
@@ -146,9 +144,7 @@ fn random_transactions_match_redis() {
 fn select_inside_multi_takes_effect_at_exec() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = keygen(dir.path(), "k.key");
-    let config =
-        format!("[[rule]]\npattern = \"sess:*\"\n[[key]]\nfile = \"{}\"\nstate = \"primary\"\n", key.display());
+    let config = rules_with_new_key(dir.path(), "[[rule]]\npattern = \"sess:*\"\n");
     let proxy = Proxy::start_with_config(redis.port, &config, &[]);
     let mut c = proxy.client();
     c.assert_cmd(&["SELECT", "3"], b"+OK\r\n");

@@ -869,6 +869,14 @@ pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     (path, id)
 }
 
+/// A configuration with `rules` (`[[rule]]` tables as TOML) and a new key,
+/// made in `dir`, as its primary.
+#[allow(dead_code)]
+pub fn rules_with_new_key(dir: &Path, rules: &str) -> String {
+    let (key, _) = keygen(dir, "k.key");
+    format!("{rules}[[key]]\nfile = \"{}\"\nstate = \"primary\"\n", key.display())
+}
+
 // ----- a fake Redis ------------------------------------------------------------
 
 /// A fake Redis on a loopback port, for replies a real one never sends (or
