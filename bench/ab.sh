@@ -12,12 +12,17 @@
 # builds while working; bench/run.sh is the report of record.
 # AB_SIZE (default 1024) sets the value size in bytes and AB_KEYSPACE
 # (default 100000) the number of keys, e.g. AB_SIZE=16384 AB_KEYSPACE=10000.
+# AB_TESTS (default "get set") picks the workloads; "evalsha" runs
+# EVALSHA of a script that GETs one key (s:RAND, not sealed: the same
+# routing as a declared script, without its sealing), the request a
+# session store that runs a script per request sends.
 set -euo pipefail
 [ "$#" -ge 3 ] || { echo "usage: $0 DEPTH REPS BIN [BIN ...]" >&2; exit 64; }
 DEPTH=$1; REPS=$2; shift 2
 BINS=("$@")
 SIZE=${AB_SIZE:-1024}
 KEYS=${AB_KEYSPACE:-100000}
+TESTS=${AB_TESTS:-get set}
 # Values above 4 KiB: fewer requests, in proportion (a quarter at 16 KiB).
 N=$(( (DEPTH == 1 ? 100000 : 500000) * 4096 / (SIZE > 4096 ? SIZE : 4096) ))
 W="$(mktemp -d /tmp/respseal-ab.XXXXXX)"
@@ -44,14 +49,19 @@ for t in "${targets[@]}"; do
     port=$(cut -d: -f2 <<<"$t")
     redis-benchmark -p "$port" -t set -d "$SIZE" -r "$KEYS" -n $((KEYS * 2)) -P 16 -q >/dev/null
 done
+SHA=$(redis-cli -p "$RP" SCRIPT LOAD "return redis.call('GET', KEYS[1])")
 for rep in $(seq 1 "$REPS"); do
     # A new order each repetition: the position in the round showed a bias of
     # several percent on this machine.
     for t in $(printf '%s\n' "${targets[@]}" | shuf); do
         IFS=: read -r name port pid <<<"$t"
-        for cmd in get set; do
+        for cmd in $TESTS; do
             c0=0; [ "$pid" != 0 ] && c0=$(cpu "$pid")
-            rps=$(redis-benchmark -p "$port" -t "$cmd" -d "$SIZE" -r "$KEYS" -n "$N" -c 50 -P "$DEPTH" -q 2>/dev/null \
+            case $cmd in
+                evalsha) what=(EVALSHA "$SHA" 1 "s:__rand_int__") ;;
+                *) what=(-t "$cmd") ;;
+            esac
+            rps=$(redis-benchmark -p "$port" -d "$SIZE" -r "$KEYS" -n "$N" -c 50 -P "$DEPTH" -q "${what[@]}" 2>/dev/null \
                 | tr '\r' '\n' | grep -i "requests per second" | tail -1 | sed 's/.*: \([0-9.]*\) requests.*/\1/')
             c1=0; [ "$pid" != 0 ] && c1=$(cpu "$pid")
             echo "$name $cmd $rps $c0 $c1"

@@ -268,6 +268,8 @@ impl Error {
         let text = match self {
             Error::Client(e) => e.text(),
             Error::Policy(r) => r.text(),
+            // Redis's own words: what the command would have got directly.
+            Error::Backend(BackendError::Busy(line)) => line.clone(),
             Error::Backend(e) => format!("ERR respseal: {e}"),
             Error::Crypto(CryptoError::Seal(reason)) => format!("ERR respseal: cannot seal: {reason}"),
             Error::Crypto(CryptoError::Open { reason, .. }) => {

@@ -307,11 +307,13 @@ fn contexts(cfg: &Config, live: &Arc<Live>) -> Vec<Arc<Context>> {
     let auth_throttle = Arc::new(respseal::auth::AuthThrottle::default());
     // Ready connections for pinning: one pool for all workers (plain TCP
     // only: a TLS session cannot move between workers).
+    // Code running in Redis, counted across workers.
+    let code = Arc::new(respseal::backend::conn::CodeRunning::default());
     let spares = (!cfg.dedicated && cfg.backend_tls.is_none() && cfg.topology.is_none() && cfg.cluster.is_none())
         .then(|| Arc::new(Spares::default()));
     (0..cfg.threads)
         .map(|n| {
-            let settings = conn_settings(cfg);
+            let settings = ConnSettings { code: Arc::clone(&code), ..conn_settings(cfg) };
             // The group's links divided among the workers, at least one each.
             let links = cfg.shared_links / cfg.threads + usize::from(n < cfg.shared_links % cfg.threads);
             Arc::new(Context {
@@ -481,6 +483,7 @@ fn conn_settings(cfg: &Config) -> ConnSettings {
         tls: cfg.backend_tls.clone(),
         topology: cfg.topology.clone(),
         cluster: cfg.cluster.clone(),
+        code: Arc::default(),
     }
 }
 

@@ -104,6 +104,28 @@ const NEUTRAL: &[(&str, &str)] = &[
     ("xreadgroup", "as XREAD"),
 ];
 
+/// `@scripting` commands that run no code of the user's (compile, list,
+/// flush, describe): quick, reviewed one by one. Every other one runs code
+/// and must never go on a shared link, where a long run would hold up
+/// everybody behind it (`Route::Code`).
+const NO_CODE: &[(&str, &str)] = &[
+    ("script", "the container; its subcommands are checked"),
+    ("script|load", "compiles only"),
+    ("script|exists", "looks up SHA1s"),
+    ("script|flush", "drops the script cache"),
+    ("script|help", "text"),
+    ("script|kill", "ends code (on a connection of its own: Route::Control)"),
+    ("script|debug", "pins (checked below)"),
+    ("function", "the container; its subcommands are checked"),
+    ("function|list", "lists libraries"),
+    ("function|dump", "serializes libraries"),
+    ("function|flush", "drops libraries"),
+    ("function|delete", "drops a library"),
+    ("function|stats", "describes the running function"),
+    ("function|help", "text"),
+    ("function|kill", "ends code (on a connection of its own: Route::Control)"),
+];
+
 fn route_of(words: &[&str]) -> Route {
     let (buf, ranges) = owned_args(words);
     classify(&Args::new(&buf, &ranges))
@@ -114,6 +136,7 @@ fn every_command_redis_knows_is_classified() {
     let redis = RedisServer::start();
     let mut unclassified = Vec::new();
     let mut shared_but_stateful = Vec::new();
+    let mut code_elsewhere = Vec::new();
     for (name, flags, cats) in redis_commands(redis.port) {
         let (top, sub) = match name.split_once('|') {
             Some((t, s)) => (t.to_string(), Some(s.to_string())),
@@ -122,6 +145,13 @@ fn every_command_redis_knows_is_classified() {
         if respseal::commands::lookup(top.as_bytes()).is_none() {
             unclassified.push(name.clone());
             continue;
+        }
+        if cats.iter().any(|c| c == "@scripting") && !NO_CODE.iter().any(|(n, _)| *n == name) {
+            let mut words = vec![top.as_str()];
+            words.extend(sub.as_deref());
+            if route_of(&words) != Route::Code {
+                code_elsewhere.push(name.clone());
+            }
         }
         let stateful = flags.iter().any(|f| f == "blocking")
             || cats.iter().any(|c| c == "@connection" || c == "@transaction")
@@ -144,6 +174,7 @@ fn every_command_redis_knows_is_classified() {
         shared_but_stateful.is_empty(),
         "stateful commands that would go on a shared link: {shared_but_stateful:?}"
     );
+    assert!(code_elsewhere.is_empty(), "commands that run code and are not Route::Code: {code_elsewhere:?}");
     // Subcommand-level decisions and the fail-closed default.
     assert_eq!(route_of(&["SCRIPT", "DEBUG", "YES"]), Route::Pin);
     assert_eq!(route_of(&["xread", "BLOCK", "0", "STREAMS", "s", "$"]), Route::Pin);

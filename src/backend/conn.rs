@@ -27,6 +27,11 @@ pub enum BackendError {
     /// Redis refused the handshake (wrong password, bad database …).
     #[error("backend refused the handshake: {0}")]
     Handshake(String),
+    /// Redis refused the handshake because it is running code past its
+    /// busy-reply-threshold: its own `BUSY …` line, which is what the
+    /// client's command would have got directly.
+    #[error("{0}")]
+    Busy(String),
     /// The connection broke.
     #[error("backend connection lost")]
     Lost,
@@ -43,6 +48,7 @@ impl BackendError {
             BackendError::Connect(_) => "connect",
             BackendError::Timeout => "timeout",
             BackendError::Handshake(_) => "handshake",
+            BackendError::Busy(_) => "busy",
             BackendError::Lost => "lost",
             BackendError::CommandTimeout => "command_timeout",
         }
@@ -65,6 +71,33 @@ pub struct ConnSettings {
     pub topology: Option<Arc<super::topology::Topology>>,
     /// Where each slot is, behind Redis Cluster (`redis-cluster://`).
     pub cluster: Option<Arc<super::cluster::Cluster>>,
+    /// Requests running code in Redis now, through any worker.
+    pub code: Arc<CodeRunning>,
+}
+
+/// How many requests that run code in Redis (scripts, functions) are in
+/// flight through respseal now, across workers. While one is, Redis may
+/// answer nobody until its `busy-reply-threshold` passes (and then `BUSY`
+/// until the code ends or is killed): a link waiting for Redis then waits
+/// as a direct client would, and its command timeout does not fire.
+#[derive(Debug, Default)]
+pub struct CodeRunning(std::sync::atomic::AtomicUsize);
+
+impl CodeRunning {
+    /// A request that runs code was sent.
+    pub fn start(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Its reply came (or it failed).
+    pub fn end(&self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether any is in flight.
+    pub fn any(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
 }
 
 impl ConnSettings {
@@ -87,6 +120,7 @@ impl ConnSettings {
             tls: self.tls.clone(),
             topology: None,
             cluster: None,
+            code: Arc::clone(&self.code),
         }
     }
 }
@@ -175,6 +209,9 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
         let frame = read_frame(&mut stream, &mut buf, Proto::Resp3).await?;
         if frame.first() == Some(&b'-') {
             let msg = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
+            if msg.starts_with("BUSY ") {
+                return Err(BackendError::Busy(msg));
+            }
             return Err(BackendError::Handshake(msg));
         }
     }
@@ -227,3 +264,4 @@ pub async fn oneshot(settings: &Arc<ConnSettings>, command: &[u8]) -> Result<Byt
     };
     tokio::time::timeout(settings.connect_timeout, run).await.map_err(|_| BackendError::Timeout)?
 }
+

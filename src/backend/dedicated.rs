@@ -59,6 +59,30 @@ impl DedicatedLink {
         self.reader.take_all()
     }
 
+    /// Whether nothing is queued, buffered or left over on the link, and
+    /// (behind Sentinel) its server is still the master: it can serve
+    /// another session.
+    pub fn idle(&self) -> bool {
+        self.out.is_empty()
+            && self.reader.buffered().is_empty()
+            && !self.epoch.as_ref().is_some_and(|e| e.is_cancelled())
+    }
+
+    /// Whether an idle link is still open: a read polled once finds
+    /// nothing (Redis closing it, or sending anything unasked, ends it).
+    pub async fn still_open(&mut self) -> bool {
+        if !self.idle() {
+            return false;
+        }
+        let buf = self.reader.buf_mut();
+        let rd = &mut self.rd;
+        std::future::poll_fn(|cx| {
+            let mut read = std::pin::pin!(rd.read_buf(&mut *buf));
+            std::task::Poll::Ready(read.as_mut().poll(cx).is_pending())
+        })
+        .await
+    }
+
     /// Queue request bytes for the next [`DedicatedLink::flush`].
     pub fn queue(&mut self, data: Bytes) {
         self.out.push(data);

@@ -14,11 +14,13 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::conn::{self, BackendError, ConnSettings, Dedicated};
+use super::dedicated::DedicatedLink;
 use super::route::{ClusterLink, Nodes, no_map};
 use super::shared::SharedLink;
 use crate::protocol::Proto;
@@ -31,7 +33,25 @@ pub struct Backend {
     spares: Option<Arc<Spares>>,
     /// Behind Redis Cluster: the nodes and the slot map.
     nodes: Option<Arc<Nodes>>,
+    /// Connections lent for code (scripts, functions) and given back, by
+    /// group, with when they were given back.
+    idle_lent: Mutex<HashMap<(u32, Proto), Vec<GivenBack>>>,
+    /// `respseal_script_links{state="lent"}` and `{state="idle"}`: handles
+    /// kept, since a loan is per request for a store that runs a script
+    /// per request.
+    lent_gauge: metrics::Gauge,
+    idle_gauge: metrics::Gauge,
 }
+
+/// A lent connection given back, and when.
+type GivenBack = (DedicatedLink, Instant);
+
+/// Connections given back after running code that this worker keeps for
+/// the next loan, per group; more are closed.
+pub const LENT_IDLE_MAX: usize = 64;
+/// A connection given back longer ago than this is closed rather than
+/// lent again (Redis's `timeout` may have closed it).
+const LENT_IDLE_FOR: Duration = Duration::from_secs(30);
 
 /// The link a session's plain requests take.
 pub enum Shared {
@@ -72,7 +92,65 @@ impl Backend {
             .cluster
             .as_ref()
             .map(|c| Arc::new(Nodes::new(Arc::clone(&settings), Arc::clone(c), links_per_group)));
-        Backend { settings, links_per_group: links_per_group.max(1), groups: DashMap::new(), spares, nodes }
+        Backend {
+            settings,
+            links_per_group: links_per_group.max(1),
+            groups: DashMap::new(),
+            spares,
+            nodes,
+            idle_lent: Mutex::default(),
+            lent_gauge: metrics::gauge!("respseal_script_links", "state" => "lent"),
+            idle_gauge: metrics::gauge!("respseal_script_links", "state" => "idle"),
+        }
+    }
+
+    /// A connection of group (db, proto) for a run of requests that runs
+    /// code in Redis (a script may keep Redis busy for as long as it likes:
+    /// nothing of another client's may wait behind it in one connection).
+    /// One given back earlier if it is still open and its master still the
+    /// master, else a new one.
+    pub async fn lend(&self, db: u32, proto: Proto) -> Result<DedicatedLink, BackendError> {
+        loop {
+            let taken = self
+                .idle_lent
+                .lock()
+                .expect("lent pool lock is never poisoned")
+                .get_mut(&(db, proto))
+                .and_then(Vec::pop);
+            let Some((mut link, since)) = taken else { break };
+            self.idle_gauge.decrement(1.0);
+            if since.elapsed() < LENT_IDLE_FOR && link.still_open().await {
+                self.lent_gauge.increment(1.0);
+                return Ok(link);
+            }
+        }
+        // Not the group's ready connection: that one is for pins, which
+        // Redis lets in while code runs (MULTI …) when a new connection's
+        // SELECT would be refused with BUSY, as the code's own would be.
+        let link = DedicatedLink::new(conn::dedicated(&self.settings, db, proto).await?);
+        self.lent_gauge.increment(1.0);
+        Ok(link)
+    }
+
+    /// Take back a lent connection with nothing in flight on it (see
+    /// [`Backend::lend`]); kept for the next loan unless enough are.
+    pub fn give_back(&self, db: u32, proto: Proto, link: DedicatedLink) {
+        self.lent_gauge.decrement(1.0);
+        if !link.idle() {
+            return;
+        }
+        let mut pool = self.idle_lent.lock().expect("lent pool lock is never poisoned");
+        let idle = pool.entry((db, proto)).or_default();
+        if idle.len() < LENT_IDLE_MAX {
+            idle.push((link, Instant::now()));
+            self.idle_gauge.increment(1.0);
+        }
+    }
+
+    /// A lent connection that will not be given back (it failed, or its
+    /// session took it as its own, or closed with it).
+    pub fn keep_lent(&self) {
+        self.lent_gauge.decrement(1.0);
     }
 
     /// Behind Redis Cluster: the nodes.

@@ -225,7 +225,7 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
                 was_up = true;
                 backoff = BACKOFF_MIN;
                 metrics::gauge!("respseal_backend_links_up", "link" => "shared").increment(1.0);
-                let ended = run_connected(stream, leftover, proto, settings.command_timeout, epoch, &mut rx).await;
+                let ended = run_connected(stream, leftover, proto, &settings, epoch, &mut rx).await;
                 metrics::gauge!("respseal_backend_links_up", "link" => "shared").decrement(1.0);
                 match ended {
                     Some(e) => e,
@@ -268,10 +268,11 @@ async fn run_connected(
     stream: BackendStream,
     leftover: BytesMut,
     proto: Proto,
-    command_timeout: Option<Duration>,
+    settings: &ConnSettings,
     epoch: Option<tokio_util::sync::CancellationToken>,
     rx: &mut mpsc::Receiver<SharedRequest>,
 ) -> Option<BackendError> {
+    let command_timeout = settings.command_timeout;
     let (rd, mut wr) = stream.into_split();
     // One entry per request batch in flight: bounded by the sessions'
     // `max_inflight` times `max_clients`, the queue in front by QUEUE_DEPTH.
@@ -294,11 +295,20 @@ async fn run_connected(
             }
             now = check.tick(), if command_timeout.is_some() => {
                 let limit = command_timeout.expect("checked is_some");
-                let stuck = pending
-                    .lock()
-                    .expect("pending FIFO lock is never poisoned")
-                    .front()
-                    .is_some_and(|p| now.duration_since(p.since) >= limit);
+                let stuck = {
+                    let mut q = pending.lock().expect("pending FIFO lock is never poisoned");
+                    match q.front_mut() {
+                        // While code runs in Redis, Redis answers nobody
+                        // until its busy-reply-threshold: the wait starts
+                        // over once the code is done.
+                        Some(p) if settings.code.any() => {
+                            p.since = now;
+                            false
+                        }
+                        Some(p) => now.duration_since(p.since) >= limit,
+                        None => false,
+                    }
+                };
                 if stuck {
                     tracing::warn!(timeout_ms = limit.as_millis() as u64, "no reply from Redis in time; replacing the shared link");
                     break Some(BackendError::CommandTimeout);

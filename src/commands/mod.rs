@@ -69,6 +69,11 @@ pub enum Route {
     Pin,
     /// Handled (at least partly) by the proxy itself.
     Local(LocalCmd),
+    /// Runs code in Redis: sent where no other client's command waits
+    /// behind it (a shared-link session borrows a connection, after its
+    /// in-flight replies, and gives it back once everything sent on it is
+    /// answered).
+    Code,
     /// Sent on a one-off connection to Redis (no SELECT, no HELLO), after
     /// the session's in-flight replies; the reply is relayed in order.
     Control,
@@ -130,6 +135,7 @@ pub fn classify_command(cmd: Option<&'static Command>, args: &Args<'_>) -> Route
             }
         }
         Class::Control => Route::Control,
+        Class::Code => Route::Code,
         Class::Secrets => Route::Mask,
         Class::Refused(why) => Route::Refuse(why),
         Class::Plain => Route::Forward,
@@ -188,5 +194,13 @@ mod tests {
         assert_eq!(classify(&["ACL", "CAT"]), Route::Forward);
         assert_eq!(classify(&["FUNCTION", "LIST", "LIBRARYNAME", "kill"]), Route::Forward);
         assert_eq!(classify(&["script", "load", "return 1"]), Route::Forward);
+        for code in
+            [&["eval", "return 1", "0"][..], &["EVALSHA_RO", "x", "0"], &["fcall", "f", "0"], &["FCALL_RO", "f", "0"]]
+        {
+            assert_eq!(classify(code), Route::Code, "{code:?}");
+        }
+        assert_eq!(classify(&["function", "load", "#!lua name=x"]), Route::Code);
+        assert_eq!(classify(&["FUNCTION", "RESTORE", "payload"]), Route::Code);
+        assert_eq!(classify(&["FUNCTION", "LIST"]), Route::Forward);
     }
 }

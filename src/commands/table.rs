@@ -158,6 +158,12 @@ pub enum Class {
     Stateful(State),
     /// Pins only when an argument equals this word (XREAD … BLOCK).
     PinIf(&'static str),
+    /// Runs code in Redis (EVAL, FCALL, FUNCTION LOAD …), which may run past
+    /// `busy-reply-threshold`: sent on a connection nothing else waits
+    /// behind (a shared-link session borrows one for the run of requests
+    /// it starts), so other clients see what they see directly: replies,
+    /// then `BUSY`, then replies again after `SCRIPT KILL`.
+    Code,
     /// Sent on a connection of its own, opened for it: SCRIPT/FUNCTION KILL
     /// must not queue behind the very script it kills on a shared link, and
     /// a new connection's SELECT would be refused while the script runs (the
@@ -532,14 +538,14 @@ pub static COMMANDS: &[Command] = &[
     row!("SPUBLISH", Plain, Meta),
     row!("PUBSUB", Plain, Meta),
     // --- scripting
-    row!("EVAL", Plain, Script, nk(2)),
-    row!("EVALSHA", Plain, Script, nk(2)),
-    row!("EVAL_RO", Plain, Script, nk(2)),
-    row!("EVALSHA_RO", Plain, Script, nk(2)),
-    row!("FCALL", Plain, Script, nk(2)),
-    row!("FCALL_RO", Plain, Script, nk(2)),
+    row!("EVAL", Code, Script, nk(2)),
+    row!("EVALSHA", Code, Script, nk(2)),
+    row!("EVAL_RO", Code, Script, nk(2)),
+    row!("EVALSHA_RO", Code, Script, nk(2)),
+    row!("FCALL", Code, Script, nk(2)),
+    row!("FCALL_RO", Code, Script, nk(2)),
     row!("SCRIPT", Sub(&[("KILL", Control), ("DEBUG", Stateful(State::Debugger))]), Script),
-    row!("FUNCTION", Sub(&[("KILL", Control)]), Script),
+    row!("FUNCTION", Sub(&[("KILL", Control), ("LOAD", Code), ("RESTORE", Code)]), Script),
     // --- connection
     row!("AUTH", Connection(LocalCmd::Auth), Meta),
     row!("HELLO", Connection(LocalCmd::Hello), Meta),

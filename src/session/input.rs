@@ -108,14 +108,14 @@ where
                             Route::NoAuth
                         } else if self.ctx.dedicated_mode && matches!(self.link, Link::None) {
                             match commands::classify_command(cmd, &args) {
-                                Route::Forward => Route::Pin,
+                                Route::Forward | Route::Code => Route::Pin,
                                 other => other,
                             }
                         } else {
                             commands::classify_command(cmd, &args)
                         };
                         let sealing = match (&self.cur.sealer, route) {
-                            (Some(sealer), Route::Forward | Route::Pin) => sealer.inspect(cmd, &args),
+                            (Some(sealer), Route::Forward | Route::Pin | Route::Code) => sealer.inspect(cmd, &args),
                             _ => Inspect::Untouched,
                         };
                         (route, sealing, cmd)
@@ -208,6 +208,29 @@ where
         cmd: Option<&'static Command>,
     ) {
         let args = Args::new(&frame, ranges);
+        if self.lent.is_some() {
+            match route {
+                // Connection-neutral, or refused here: on the lent link.
+                Route::Forward | Route::Mask | Route::Code | Route::NoAuth | Route::Refuse(_) => {}
+                // Connection state: the lent connection becomes the
+                // session's own (it is in the session's state).
+                Route::Pin => self.keep_lent().await,
+                // The proxy's own (SELECT, HELLO, RESET …) and the
+                // connections of their own: after the lent link is back.
+                Route::Local(_) | Route::Control | Route::Move => {
+                    if !self.replies.is_empty() {
+                        return self.defer(frame, ranges, route, cmd);
+                    }
+                    self.give_back();
+                }
+            }
+        }
+        // Behind a cluster a script pins to its slot's master until the
+        // next command that needs no pin (`cluster_place`).
+        let route = match route {
+            Route::Code if self.ctx.backend.cluster().is_some() => Route::Pin,
+            other => other,
+        };
         let route = if self.ctx.backend.cluster().is_some() {
             match Box::pin(self.cluster_route(&frame, ranges, route, cmd)).await {
                 Some(route) => route,
@@ -229,6 +252,17 @@ where
                 }
             }
             Route::Forward => self.forward_one(frame.clone(), &args, cmd).await,
+            Route::Code => {
+                if matches!(self.link, Link::Shared { .. }) {
+                    if !self.replies.is_empty() {
+                        return self.defer(frame, ranges, route, cmd);
+                    }
+                    if !self.borrow().await {
+                        return;
+                    }
+                }
+                self.forward_one(frame.clone(), &args, cmd).await;
+            }
             Route::Mask if self.in_multi => self.refuse(
                 Refusal::NotForwarded("CONFIG GET cannot be queued inside MULTI (respseal masks its reply)").into(),
             ),
@@ -283,13 +317,24 @@ where
         let class = cmd.map(|c| c.class);
         // Blocking commands may wait as long as they like: no command
         // timeout while one is in flight (XREAD … BLOCK included).
-        let blocking = match class {
-            Some(Class::Stateful(State::Blocking)) => true,
-            Some(Class::PinIf(word)) => args.has_word(word),
+        // Nor while code runs: a script may run as long as it likes (other
+        // clients get BUSY from Redis meanwhile; SCRIPT KILL ends it).
+        let code = match class {
+            Some(Class::Code) => true,
+            Some(c @ Class::Sub(_)) => crate::commands::table::resolve(c, args.get(1)) == Class::Code,
             _ => false,
         };
+        let blocking = code
+            || match class {
+                Some(Class::Stateful(State::Blocking)) => true,
+                Some(Class::PinIf(word)) => args.has_word(word),
+                _ => false,
+            };
         if blocking && !self.in_multi {
             self.blocking_sent = true;
+        }
+        if code {
+            self.code_started();
         }
         // Behind a cluster, a blocking command alone in flight follows its
         // slot if it moves while the command waits.
@@ -507,6 +552,6 @@ where
             && self.replies.reply_mode() == ReplyMode::On
             && !self.in_multi
             && !self.raw
-            && !matches!(cmd.map(|c| c.class), Some(Class::Stateful(_) | Class::Client))
+            && !matches!(cmd.map(|c| c.class), Some(Class::Stateful(_) | Class::Client | Class::Code))
     }
 }

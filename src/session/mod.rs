@@ -225,6 +225,13 @@ pub struct Session<R, W> {
     watching: bool,
     /// Behind Redis Cluster: the node the dedicated link is connected to.
     node: Option<String>,
+    /// The dedicated link is lent by the backend for code (scripts,
+    /// functions) and goes back once nothing is in flight on it; this is
+    /// the shared link the session returns to.
+    lent: Option<Link>,
+    /// A request that runs code is in flight (counted in the backend's
+    /// [`crate::backend::conn::CodeRunning`]).
+    code_running: bool,
 }
 
 impl<R, W> Session<R, W>
@@ -280,6 +287,8 @@ where
             raw: false,
             watching: false,
             node: None,
+            lent: None,
+            code_running: false,
         }
     }
 
@@ -425,8 +434,14 @@ where
                     }
                 },
                 _ = sleep_until_or_never(command_deadline), if command_deadline.is_some() => {
-                    tracing::warn!("no reply from Redis in time on a dedicated link; closing the client");
-                    self.backend_lost(BackendError::CommandTimeout);
+                    if self.ctx.backend.settings().code.any() {
+                        // Redis runs someone's code: it answers nobody until
+                        // its busy-reply-threshold, so the wait starts over.
+                        self.wait_start = Some(tokio::time::Instant::now());
+                    } else {
+                        tracing::warn!("no reply from Redis in time on a dedicated link; closing the client");
+                        self.backend_lost(BackendError::CommandTimeout);
+                    }
                 }
                 _ = sleep_or_never(idle), if idle.is_some() => {
                     tracing::debug!("idle timeout");
@@ -439,6 +454,7 @@ where
             if self.replies.awaiting == 0 {
                 self.wait_start = None;
                 self.blocking_sent = false;
+                self.code_ended();
                 // Its reply is in: nothing to send again.
                 self.retry = None;
             }
@@ -450,6 +466,9 @@ where
                 return;
             }
             self.held.set_out(self.replies.out.len());
+            if self.lent.is_some() && self.replies.is_empty() {
+                self.give_back();
+            }
             if self.stalled && self.replies.is_empty() {
                 self.stalled = false;
                 self.sync_shared_link();
@@ -576,20 +595,83 @@ where
         match opened {
             Ok(conn) => {
                 self.install_dedicated(conn);
-                // Replay what the client told the proxy about itself; Redis
-                // before 7.2 refuses SETINFO, so the replies are dropped.
-                for (attr, value) in [(&b"LIB-NAME"[..], self.lib_name.clone()), (b"LIB-VER", self.lib_ver.clone())] {
-                    if let Some(value) = value {
-                        self.replies.push(Plan::Drop(1), 1);
-                        self.send(encode::command(&[&b"CLIENT"[..], b"SETINFO", attr, &value]), 1).await;
-                    }
-                }
+                self.replay_client_info().await;
                 true
             }
             Err(e) => {
                 self.refuse(e.into());
                 false
             }
+        }
+    }
+
+    /// Borrow a connection for a request that runs code (see
+    /// [`crate::backend::Backend::lend`]). Only called on a shared link
+    /// with no plans outstanding; false (the client answered) if none can
+    /// be had.
+    async fn borrow(&mut self) -> bool {
+        let Link::Shared { db, proto, .. } = self.link else { return false };
+        self.flush_shared().await;
+        match Box::pin(self.ctx.backend.lend(db, proto)).await {
+            Ok(conn) => {
+                let shared = std::mem::replace(&mut self.link, Link::Dedicated(Box::new(conn)));
+                self.lent = Some(shared);
+                true
+            }
+            Err(e) => {
+                self.refuse(e.into());
+                false
+            }
+        }
+    }
+
+    /// Give the lent connection back and return to the shared link. Only
+    /// with no plans outstanding.
+    fn give_back(&mut self) {
+        let Some(shared) = self.lent.take() else { return };
+        let Link::Shared { db, proto, .. } = shared else { return };
+        if let Link::Dedicated(conn) = std::mem::replace(&mut self.link, shared) {
+            self.ctx.backend.give_back(db, proto, *conn);
+        }
+    }
+
+    /// The session needs connection state: the lent connection becomes its
+    /// own dedicated link (it is in the state of the session's group), as a
+    /// pin would have made it.
+    async fn keep_lent(&mut self) {
+        if self.lent.take().is_none() {
+            return;
+        }
+        self.ctx.backend.keep_lent();
+        tracing::debug!("session pinned to the connection it borrowed");
+        metrics::gauge!("respseal_pinned_sessions").increment(1.0);
+        self.replay_client_info().await;
+    }
+
+    /// Tell a new dedicated link what the client told the proxy about
+    /// itself; Redis before 7.2 refuses SETINFO, so the replies are dropped.
+    async fn replay_client_info(&mut self) {
+        for (attr, value) in [(&b"LIB-NAME"[..], self.lib_name.clone()), (b"LIB-VER", self.lib_ver.clone())] {
+            if let Some(value) = value {
+                self.replies.push(Plan::Drop(1), 1);
+                self.send(encode::command(&[&b"CLIENT"[..], b"SETINFO", attr, &value]), 1).await;
+            }
+        }
+    }
+
+    /// A request that runs code was sent.
+    pub(super) fn code_started(&mut self) {
+        if !self.code_running {
+            self.code_running = true;
+            self.ctx.backend.settings().code.start();
+        }
+    }
+
+    /// Nothing is in flight any more (so no code either).
+    fn code_ended(&mut self) {
+        if self.code_running {
+            self.code_running = false;
+            self.ctx.backend.settings().code.end();
         }
     }
 
@@ -645,6 +727,18 @@ where
     /// was in flight with errors the client is closed.
     fn backend_lost(&mut self, error: BackendError) {
         if !matches!(self.link, Link::Dedicated(_)) {
+            return;
+        }
+        if let Some(shared) = self.lent.take() {
+            // A lent connection holds no state of the client's: what was in
+            // flight on it fails, and the session goes on on its shared link.
+            tracing::info!(error = %error, "lent link lost");
+            self.ctx.backend.keep_lent();
+            metrics::counter!("respseal_backend_link_failures_total", "link" => "lent", "kind" => error.kind())
+                .increment(1);
+            self.link = shared;
+            self.replies.now_us = stats::now_us();
+            self.replies.fail_all(&error);
             return;
         }
         tracing::info!(error = %error, "dedicated link lost; closing the client");
@@ -773,7 +867,13 @@ where
 impl<R, W> Drop for Session<R, W> {
     fn drop(&mut self) {
         self.ctx.budget.give(self.charged);
-        if matches!(self.link, Link::Dedicated(_)) {
+        if self.code_running {
+            self.ctx.backend.settings().code.end();
+        }
+        if self.lent.is_some() {
+            // Closed with it: whatever was in flight is not known to be over.
+            self.ctx.backend.keep_lent();
+        } else if matches!(self.link, Link::Dedicated(_)) {
             metrics::gauge!("respseal_pinned_sessions").decrement(1.0);
         }
     }
