@@ -484,6 +484,7 @@ fn conn_settings(cfg: &Config) -> ConnSettings {
         topology: cfg.topology.clone(),
         cluster: cfg.cluster.clone(),
         code: Arc::default(),
+        member_of: None,
     }
 }
 

@@ -22,6 +22,9 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 /// Fewest time between two re-reads (a burst of MOVED asks once).
 const MIN_GAP: Duration = Duration::from_millis(100);
 
+/// Longest wait for a fresh slot map when a redirect names an address the
+/// map held does not.
+pub const NAME_WAIT: Duration = Duration::from_secs(3);
 /// The number of hash slots.
 pub const SLOTS: usize = 16384;
 
@@ -32,6 +35,9 @@ pub struct SlotMap {
     owner: Vec<u16>,
     /// Every master's `host:port`, sorted (the order SCAN walks them in).
     pub masters: Vec<Arc<str>>,
+    /// Masters that own no slot yet (from `CLUSTER NODES`): the target of
+    /// an `ASK` while the first slot migrates to a new node.
+    pub slotless: Vec<Arc<str>>,
 }
 
 impl SlotMap {
@@ -48,7 +54,23 @@ impl SlotMap {
                 range.fill(idx);
             }
         }
-        SlotMap { owner, masters: names.into_iter().map(Arc::from).collect() }
+        SlotMap { owner, masters: names.into_iter().map(Arc::from).collect(), slotless: Vec::new() }
+    }
+
+    /// The map with the masters `CLUSTER NODES` lists besides those that
+    /// own slots.
+    pub fn with_slotless(mut self, all: impl IntoIterator<Item = String>) -> Self {
+        let mut extra: Vec<Arc<str>> =
+            all.into_iter().filter(|a| !self.masters.iter().any(|m| **m == **a)).map(Arc::from).collect();
+        extra.sort_unstable();
+        extra.dedup();
+        self.slotless = extra;
+        self
+    }
+
+    /// Whether `addr` is a master of the cluster as this map knows it.
+    pub fn names(&self, addr: &str) -> bool {
+        self.masters.iter().chain(&self.slotless).any(|m| **m == *addr)
     }
 
     /// The index in `masters` of the master that owns `slot`, if any does.
@@ -79,6 +101,8 @@ pub struct Cluster {
     map: RwLock<Arc<SlotMap>>,
     version: AtomicU64,
     refresh: Notify,
+    /// Wakes those waiting for a map read after they asked for one.
+    read: Notify,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -103,10 +127,25 @@ impl Cluster {
         self.refresh.notify_one();
     }
 
+    /// Whether the cluster has `addr` as a master: in the map held, or
+    /// else in a map read again now (waited for at most [`NAME_WAIT`]). A
+    /// redirect is only followed to an address this names.
+    pub async fn names(&self, addr: &str) -> bool {
+        if self.map().names(addr) {
+            return true;
+        }
+        let read = self.read.notified();
+        tokio::pin!(read);
+        read.as_mut().enable();
+        self.stale();
+        let _ = tokio::time::timeout(NAME_WAIT, read).await;
+        self.map().names(addr)
+    }
+
     /// Install a map read from the cluster, if it differs from the one held.
     pub fn install(&self, map: SlotMap) -> bool {
         let mut cur = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cur.owner == map.owner && cur.masters == map.masters {
+        if cur.owner == map.owner && cur.masters == map.masters && cur.slotless == map.slotless {
             return false;
         }
         let first = cur.is_empty();
@@ -176,7 +215,15 @@ pub async fn follow(
                             .iter()
                             .map(|r| (r.start, r.end, host_port(&r.primary.host, r.primary.port)))
                             .collect();
-                        if cluster.install(SlotMap::from_ranges(&ranges)) {
+                        // Masters without slots yet, for ASK during a
+                        // migration to a new node (best effort).
+                        let all = match tokio::time::timeout(Duration::from_secs(2), client.cluster_nodes::<String>())
+                            .await
+                        {
+                            Ok(Ok(text)) => masters_in_nodes(&text),
+                            _ => Vec::new(),
+                        };
+                        if cluster.install(SlotMap::from_ranges(&ranges).with_slotless(all)) {
                             tracing::info!(masters = ?cluster.map().masters, "cluster slot map read");
                         }
                     }
@@ -185,6 +232,7 @@ pub async fn follow(
                 Err(_) => tracing::warn!("reading the cluster slot map timed out"),
             }
         }
+        cluster.read.notify_waiters();
         let wait = if cluster.version() == 0 { Duration::from_millis(200) } else { REFRESH };
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -193,6 +241,26 @@ pub async fn follow(
         }
     }
     let _ = client.quit().await;
+}
+
+/// The `host:port` of every master in a `CLUSTER NODES` answer that is
+/// connected and not failing.
+fn masters_in_nodes(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            let (addr, flags) = (f.get(1)?, f.get(2)?);
+            let flags: Vec<&str> = flags.split(',').collect();
+            let bad = ["fail", "fail?", "handshake", "noaddr"];
+            if !flags.contains(&"master") || flags.iter().any(|x| bad.contains(x)) {
+                return None;
+            }
+            let addr = addr.split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            (!host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+                .then(|| host_port(host.trim_matches(['[', ']']), port))
+        })
+        .collect()
 }
 
 /// `host:port` as a socket address string (IPv6 hosts bracketed).
@@ -223,5 +291,15 @@ mod tests {
         assert!(c.install(SlotMap::from_ranges(&[(0, 16383, "a:1".into())])));
         assert!(!c.install(SlotMap::from_ranges(&[(0, 16383, "a:1".into())])));
         assert_eq!(c.version(), 1);
+        let map = SlotMap::from_ranges(&[(0, 16383, "10.0.0.1:7000".into())]).with_slotless(masters_in_nodes(
+            "a1 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-16383\n\
+             b2 10.0.0.2:7000@17000,node-b master - 0 0 2 connected\n\
+             c3 10.0.0.3:7000@17000 slave a1 0 0 1 connected\n\
+             d4 10.0.0.4:7000@17000 master,fail - 0 0 4 disconnected\n\
+             e5 :0@0 master,noaddr - 0 0 5 disconnected\n",
+        ));
+        assert!(map.names("10.0.0.1:7000") && map.names("10.0.0.2:7000"));
+        assert!(!map.names("10.0.0.3:7000") && !map.names("10.0.0.4:7000") && !map.names("10.0.0.9:7000"));
+        assert_eq!(map.slotless.len(), 1);
     }
 }

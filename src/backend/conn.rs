@@ -27,6 +27,11 @@ pub enum BackendError {
     /// Redis refused the handshake (wrong password, bad database …).
     #[error("backend refused the handshake: {0}")]
     Handshake(String),
+    /// Behind Redis Cluster, a node redirected a command to an address the
+    /// slot map does not name, even after it was read again: not followed
+    /// (a node must not send respseal's password and data anywhere).
+    #[error("a cluster node redirected to an address that is not in the slot map")]
+    Unlisted,
     /// Redis refused the handshake because it is running code past its
     /// busy-reply-threshold: its own `BUSY …` line, which is what the
     /// client's command would have got directly.
@@ -49,6 +54,7 @@ impl BackendError {
             BackendError::Timeout => "timeout",
             BackendError::Handshake(_) => "handshake",
             BackendError::Busy(_) => "busy",
+            BackendError::Unlisted => "unlisted_node",
             BackendError::Lost => "lost",
             BackendError::CommandTimeout => "command_timeout",
         }
@@ -73,6 +79,10 @@ pub struct ConnSettings {
     pub cluster: Option<Arc<super::cluster::Cluster>>,
     /// Requests running code in Redis now, through any worker.
     pub code: Arc<CodeRunning>,
+    /// Behind Redis Cluster, for a node's links: the slot map that must
+    /// keep naming the node for its links to live (see
+    /// [`super::cluster::Cluster::names`]).
+    pub member_of: Option<Arc<super::cluster::Cluster>>,
 }
 
 /// How many requests that run code in Redis (scripts, functions) are in
@@ -121,6 +131,7 @@ impl ConnSettings {
             topology: None,
             cluster: None,
             code: Arc::clone(&self.code),
+            member_of: self.cluster.clone(),
         }
     }
 }
@@ -219,11 +230,19 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
         // A sentinel's answer may be stale: use only a master.
         stream.write_all(&encode::command(&["ROLE"])).await.map_err(|_| BackendError::Lost)?;
         let frame = read_frame(&mut stream, &mut buf, Proto::Resp3).await?;
-        if !frame.windows(8).any(|w| w == b"\r\nmaster") {
+        if !role_is_master(&frame) {
             return Err(BackendError::Handshake("the server the sentinels named is not a master".into()));
         }
     }
     Ok((stream, buf))
+}
+
+/// Whether a `ROLE` reply says "master": its first element, exactly (a
+/// replica's reply names its master's host, which may well be
+/// `master-0.redis`; a sentinel's lists the services it watches).
+pub fn role_is_master(frame: &[u8]) -> bool {
+    let Some(end) = frame.windows(2).position(|w| w == b"\r\n") else { return false };
+    matches!(frame.first(), Some(b'*')) && frame[end + 2..].starts_with(b"$6\r\nmaster\r\n")
 }
 
 /// The next complete reply frame on `stream`, reading into `buf` (which
@@ -265,3 +284,25 @@ pub async fn oneshot(settings: &Arc<ConnSettings>, command: &[u8]) -> Result<Byt
     tokio::time::timeout(settings.connect_timeout, run).await.map_err(|_| BackendError::Timeout)?
 }
 
+#[cfg(test)]
+mod tests {
+    use super::role_is_master;
+
+    #[test]
+    fn only_a_master_says_master_first() {
+        assert!(role_is_master(b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"));
+        assert!(role_is_master(
+            b"*3\r\n$6\r\nmaster\r\n:3129\r\n*1\r\n*3\r\n$9\r\n127.0.0.1\r\n$4\r\n9001\r\n$4\r\n3129\r\n"
+        ));
+        // A replica of a master whose host name starts with "master".
+        assert!(!role_is_master(
+            b"*5\r\n$5\r\nslave\r\n$14\r\nmaster-0.redis\r\n:6379\r\n$9\r\nconnected\r\n:3167\r\n"
+        ));
+        assert!(!role_is_master(b"*5\r\n$5\r\nslave\r\n$6\r\nmaster\r\n:6379\r\n$9\r\nconnected\r\n:1\r\n"));
+        // A sentinel watching a service called "master".
+        assert!(!role_is_master(b"*2\r\n$8\r\nsentinel\r\n*1\r\n$6\r\nmaster\r\n"));
+        assert!(!role_is_master(b"-ERR unknown command 'ROLE'\r\n"));
+        assert!(!role_is_master(b"*1\r\n$7\r\nmasters\r\n"));
+        assert!(!role_is_master(b""));
+    }
+}

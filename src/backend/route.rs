@@ -80,7 +80,16 @@ impl Nodes {
     /// The shared link session `id` uses to the node at `addr`.
     pub fn link(&self, addr: &str, proto: Proto, id: u64) -> SharedLink {
         let links = match self.links.get(&(addr.to_string(), proto)) {
-            Some(l) => Arc::clone(&l),
+            // A link ends by itself once the map stops naming its node; if
+            // the node is back, it gets new ones.
+            Some(l) if !l.iter().any(SharedLink::is_closed) => Arc::clone(&l),
+            Some(l) => {
+                drop(l);
+                let settings = self.settings_of(addr);
+                let made = super::pool::group(&settings, self.links_per_group, 0, proto);
+                self.links.insert((addr.to_string(), proto), Arc::clone(&made));
+                made
+            }
             None => {
                 let settings = self.settings_of(addr);
                 let made = || super::pool::group(&settings, self.links_per_group, 0, proto);
@@ -519,6 +528,17 @@ impl Collector {
         }
     }
 
+    /// `addr` if the cluster has it as a master (a redirect is followed
+    /// only there: see [`super::cluster::Cluster::names`]).
+    async fn listed(&self, addr: String) -> Result<String, BackendError> {
+        if self.nodes.cluster.names(&addr).await {
+            return Ok(addr);
+        }
+        metrics::counter!("respseal_cluster_redirects_total", "kind" => "unlisted").increment(1);
+        tracing::warn!("a cluster node redirected to an address that is not in the slot map; not followed");
+        Err(BackendError::Unlisted)
+    }
+
     /// The final reply to `cmd`, sent to `node`, whose reply was `frame`:
     /// redirections followed.
     async fn follow(&self, node: &str, cmd: &Bytes, mut frame: Bytes) -> Result<Bytes, BackendError> {
@@ -529,12 +549,12 @@ impl Collector {
                 Redirect::Moved(addr) => {
                     metrics::counter!("respseal_cluster_redirects_total", "kind" => "moved").increment(1);
                     self.nodes.cluster.stale();
-                    node = addr;
+                    node = self.listed(addr).await?;
                     false
                 }
                 Redirect::Ask(addr) => {
                     metrics::counter!("respseal_cluster_redirects_total", "kind" => "ask").increment(1);
-                    node = addr;
+                    node = self.listed(addr).await?;
                     true
                 }
                 Redirect::TryAgain => {
@@ -673,11 +693,12 @@ fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
         }
         Merge::Info => {
             let Some(f) = frames.into_iter().next() else { return bad() };
-            let needle = b"cluster_enabled:1";
+            // The whole line, not a part of another.
+            let needle = b"\ncluster_enabled:1\r";
             match f.windows(needle.len()).position(|w| w == needle) {
                 Some(at) => {
                     let mut out = BytesMut::from(&f[..]);
-                    out[at + needle.len() - 1] = b'0';
+                    out[at + needle.len() - 2] = b'0';
                     out.freeze()
                 }
                 None => f,

@@ -188,12 +188,57 @@ impl SharedLink {
         SharedLink { tx }
     }
 
+    /// Whether the link has ended (behind Redis Cluster, its node left the
+    /// slot map).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Queue a request. If the link task is gone (only at shutdown), the
     /// request's replies are failed immediately.
     pub async fn send(&self, req: SharedRequest) {
         if let Err(mpsc::error::SendError(req)) = self.tx.send(req).await {
             fail(&req.reply, req.frames, BackendError::Lost);
         }
+    }
+}
+
+/// Behind Redis Cluster, how long a node's links live on once the slot map
+/// stops naming it (requests in flight finish; a node that comes back is
+/// used again).
+pub const LEAVE_GRACE: Duration = Duration::from_secs(5);
+/// How often a connected node link checks that the map still names it.
+const MEMBERSHIP_CHECK: Duration = Duration::from_secs(1);
+
+/// Since when the slot map has not named a node link's address.
+#[derive(Default)]
+struct Membership {
+    missing_since: Option<tokio::time::Instant>,
+}
+
+impl Membership {
+    /// Whether the link's node has been out of the slot map for longer than
+    /// [`LEAVE_GRACE`] (never for a link that is not a cluster node's, nor
+    /// before the map is known).
+    fn gone(&mut self, settings: &ConnSettings) -> bool {
+        let Some(cluster) = &settings.member_of else { return false };
+        if cluster.version() == 0 || cluster.map().names(&settings.url.addr) {
+            self.missing_since = None;
+            return false;
+        }
+        let since = *self.missing_since.get_or_insert_with(tokio::time::Instant::now);
+        since.elapsed() >= LEAVE_GRACE
+    }
+}
+
+/// End a node link whose node left the cluster: what is queued fails, and
+/// no connection (nor password) goes to that address any more.
+fn leave(mut rx: mpsc::Receiver<SharedRequest>, settings: &ConnSettings) {
+    tracing::info!(node = %settings.url.addr, "a cluster node left the slot map; its links are closed");
+    metrics::counter!("respseal_cluster_links_closed_total").increment(1);
+    rx.close();
+    while let Ok(req) = rx.try_recv() {
+        fail(&req.reply, req.frames, BackendError::Lost);
     }
 }
 
@@ -214,7 +259,11 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
     let mut backoff = BACKOFF_MIN;
     let mut was_up = true;
     let mut down_since = tokio::time::Instant::now();
+    let mut member = Membership::default();
     loop {
+        if member.gone(&settings) {
+            return leave(rx, &settings);
+        }
         let epoch = settings.epoch();
         let error = match conn::open(&settings, db, proto).await {
             Ok((stream, leftover)) => {
@@ -225,9 +274,10 @@ async fn supervise(settings: Arc<ConnSettings>, db: u32, proto: Proto, mut rx: m
                 was_up = true;
                 backoff = BACKOFF_MIN;
                 metrics::gauge!("respseal_backend_links_up", "link" => "shared").increment(1.0);
-                let ended = run_connected(stream, leftover, proto, &settings, epoch, &mut rx).await;
+                let ended = run_connected(stream, leftover, proto, &settings, epoch, &mut rx, &mut member).await;
                 metrics::gauge!("respseal_backend_links_up", "link" => "shared").decrement(1.0);
                 match ended {
+                    Some(BackendError::Unlisted) => return leave(rx, &settings),
                     Some(e) => e,
                     None => return,
                 }
@@ -271,8 +321,11 @@ async fn run_connected(
     settings: &ConnSettings,
     epoch: Option<tokio_util::sync::CancellationToken>,
     rx: &mut mpsc::Receiver<SharedRequest>,
+    member: &mut Membership,
 ) -> Option<BackendError> {
     let command_timeout = settings.command_timeout;
+    let mut membership = tokio::time::interval(MEMBERSHIP_CHECK);
+    membership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (rd, mut wr) = stream.into_split();
     // One entry per request batch in flight: bounded by the sessions'
     // `max_inflight` times `max_clients`, the queue in front by QUEUE_DEPTH.
@@ -292,6 +345,11 @@ async fn run_connected(
             _ = epoch_ended(epoch.as_ref()) => {
                 tracing::info!("the master changed; the shared link moves to the new one");
                 break Some(BackendError::Lost);
+            }
+            _ = membership.tick(), if settings.member_of.is_some() => {
+                if member.gone(settings) {
+                    break Some(BackendError::Unlisted);
+                }
             }
             now = check.tick(), if command_timeout.is_some() => {
                 let limit = command_timeout.expect("checked is_some");

@@ -814,6 +814,13 @@ where
         let (Some(addr), Some(nodes)) = (retry.moved_to.take(), ctx.backend.cluster()) else { return };
         let frame = retry.frame.clone();
         nodes.cluster.stale();
+        if !nodes.cluster.names(&addr).await {
+            // Not followed: a node must not send the client anywhere.
+            self.retry = None;
+            self.drop_dedicated();
+            metrics::counter!("respseal_cluster_redirects_total", "kind" => "unlisted").increment(1);
+            return self.replies.on_link_event(LinkEvent::Failed { frames: 1, error: BackendError::Unlisted });
+        }
         self.drop_dedicated();
         match crate::backend::conn::dedicated(&nodes.settings_of(&addr), 0, self.replies.proto).await {
             Ok(conn) => {
