@@ -55,7 +55,21 @@ pub struct AdminState {
     pub ready: ReadyCheck,
 }
 
+/// Most admin connections open at once; more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Longest time to receive a request's header.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest life of an admin connection (a scraper's kept-alive connection
+/// is closed after this and reconnects).
+pub const CONNECTION_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Serve the admin endpoints on `listener` until `shutdown` completes.
+///
+/// The admin port can never take what the Redis port needs: at most
+/// [`MAX_CONNECTIONS`] connections are open (one past it is accepted and
+/// closed at once, so it holds no file descriptor and fills no backlog), a
+/// header must arrive within [`HEADER_TIMEOUT`], a connection lives at most
+/// [`CONNECTION_TIME`], and the accept loop is its own task.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
@@ -66,8 +80,33 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-        tracing::error!(error = %e, "admin listener failed");
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off.
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics::counter!("respseal_admin_connections_refused_total").increment(1);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIME, conn).await;
+            drop(permit);
+        });
     }
 }
 

@@ -47,16 +47,33 @@ pub struct ServeOptions {
 }
 
 /// Longest a client gets to finish its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most TLS handshakes in progress at once. They have their own budget:
+/// a client takes one of `max_clients` only once its handshake is done, so
+/// half-open handshakes cannot shut out connected or plaintext clients.
+/// One past it is closed at once.
+pub const MAX_TLS_HANDSHAKES: usize = 64;
 
 /// An accepted client on its way to a worker.
 struct Job {
     stream: std::net::TcpStream,
     peer: SocketAddr,
     id: u64,
+    /// A client slot; on a TLS listener, a handshake slot until the
+    /// handshake is done.
     permit: OwnedSemaphorePermit,
-    /// The TLS acceptor current when it was accepted, on a TLS listener.
-    tls: Option<crate::tls::Acceptor>,
+    /// The TLS acceptor current when it was accepted, on a TLS listener,
+    /// and the client slots to take one from after the handshake.
+    tls: Option<(crate::tls::Acceptor, Arc<Semaphore>)>,
+}
+
+/// Refuse a client past `max_clients` with Redis's words.
+async fn refuse_max_clients<S: tokio::io::AsyncWrite + Unpin>(mut stream: S, peer: SocketAddr) {
+    tracing::warn!(%peer, "max clients reached; refusing connection");
+    metrics::counter!("respseal_clients_refused_total", "reason" => "max_clients").increment(1);
+    let reply = crate::error::Error::from(crate::error::Refusal::MaxClients).rescue();
+    let _ = stream.write_all(&reply).await;
+    let _ = stream.shutdown().await;
 }
 
 /// The client listeners: the main one (TLS when configured) and an
@@ -155,13 +172,19 @@ async fn worker(
                     None => {
                         let (rd, wr) = stream.into_split();
                         Session::new(ctx, id, rd, wr).with_peer(peer.ip()).run(drain).await;
+                        drop(permit);
                     }
                     // Boxed: the handshake and the TLS session's state stay
                     // out of every plaintext connection's task.
-                    Some(acceptor) => {
+                    Some((acceptor, slots)) => {
                         Box::pin(async move {
                             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.0.accept(stream)).await {
                                 Ok(Ok(tls)) => {
+                                    // The handshake slot goes back; a client slot is taken.
+                                    drop(permit);
+                                    let Ok(_client) = slots.try_acquire_owned() else {
+                                        return refuse_max_clients(tls, peer).await;
+                                    };
                                     let (rd, wr) = tokio::io::split(tls);
                                     Session::new(ctx, id, rd, wr).with_peer(peer.ip()).run(drain).await;
                                 }
@@ -180,7 +203,6 @@ async fn worker(
                 }
                 metrics::gauge!("respseal_clients_connected").decrement(1.0);
                 tracing::debug!("closed");
-                drop(permit);
             }
             .instrument(span),
         );
@@ -203,6 +225,7 @@ pub async fn run(
     let Listeners { main, main_tls, plaintext } = listeners;
     let Workers { jobs, threads, tracker, drain, stop } = workers;
     let slots = Arc::new(Semaphore::new(opts.max_clients));
+    let handshakes = Arc::new(Semaphore::new(MAX_TLS_HANDSHAKES));
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
     loop {
@@ -225,16 +248,20 @@ pub async fn run(
         metrics::counter!("respseal_clients_accepted_total").increment(1);
         next_id += 1;
         let id = next_id;
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%peer, "max clients reached; refusing connection");
-            metrics::counter!("respseal_clients_refused_total", "reason" => "max_clients").increment(1);
-            let reply = crate::error::Error::from(crate::error::Refusal::MaxClients).rescue();
-            tracker.spawn(async move {
-                let mut stream = stream;
-                let _ = stream.write_all(&reply).await;
-                let _ = stream.shutdown().await;
-            });
-            continue;
+        let permit = if tls {
+            let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+                // Nothing can be said before a handshake: closed.
+                tracing::warn!(%peer, "too many TLS handshakes in progress; closing connection");
+                metrics::counter!("respseal_clients_refused_total", "reason" => "tls_handshakes").increment(1);
+                continue;
+            };
+            permit
+        } else {
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                tracker.spawn(refuse_max_clients(stream, peer));
+                continue;
+            };
+            permit
         };
         let Ok(stream) = stream.into_std() else {
             continue;
@@ -242,7 +269,7 @@ pub async fn run(
         // Round robin; a worker that is gone (it cannot be, short of a
         // panic) drops the connection.
         let worker = &jobs[(id % jobs.len() as u64) as usize];
-        let tls = if tls { live.load().1.tls.clone() } else { None };
+        let tls = if tls { live.load().1.tls.clone().map(|a| (a, Arc::clone(&slots))) } else { None };
         let _ = worker.send(Job { stream, peer, id, permit, tls });
     }
     drop(main);
