@@ -60,6 +60,12 @@ pub struct FileConfig {
     /// Serve the admin endpoints on an address other hosts can reach (not
     /// loopback). Default false: refused.
     pub admin_allow_remote: Option<bool>,
+    /// Let a reload (SIGHUP) drop or narrow a sealing rule: remove it,
+    /// change its pattern or fields, or add a `seal = false` exemption.
+    /// Default false: such a reload is refused and the running
+    /// configuration kept, since values sealed under the rule would come
+    /// back as envelopes and new writes would be stored in plaintext.
+    pub allow_dropping_rules: Option<bool>,
     /// TLS for clients: `listen` then speaks TLS only. Default: off.
     pub tls: Option<TlsConfig>,
     /// TLS towards Redis, for a `rediss://` backend.
@@ -368,6 +374,8 @@ pub struct Config {
     /// Things allowed against advice, logged once logging is set up
     /// (insecure key files under `--allow-insecure-key-file`).
     pub warnings: Vec<String>,
+    /// A reload may drop or narrow sealing rules (`allow_dropping_rules`).
+    pub allow_dropping_rules: bool,
     /// Rules and keys; `None` when no rule is configured.
     pub sealer: Option<Sealer>,
 }
@@ -630,6 +638,7 @@ impl Config {
                 shutdown_grace,
                 users: Users::new(users),
                 warnings,
+                allow_dropping_rules: file.allow_dropping_rules.unwrap_or(false),
                 sealer,
             }),
             _ => Err(ConfigErrors(errors)),

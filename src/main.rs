@@ -455,6 +455,27 @@ async fn reload_on_sighup(args: ServeArgs, live: Arc<Live>, backend: Option<Back
                          certificates (client side and backend) are reloaded"
                     );
                 }
+                // What the new rules stop sealing that the running ones seal.
+                let running = live.load().1.sealer.clone();
+                let empty = respseal::rules::Rules::default();
+                let dropped = running
+                    .as_ref()
+                    .map_or_else(Vec::new, |r| r.rules().dropped_by(cfg.sealer.as_ref().map_or(&empty, |s| s.rules())));
+                if !dropped.is_empty() {
+                    metrics::counter!("respseal_reload_dropped_rules_total").increment(dropped.len() as u64);
+                    for d in &dropped {
+                        tracing::warn!(change = %d, "reload: a sealing rule is dropped or narrowed");
+                    }
+                    if !cfg.allow_dropping_rules {
+                        metrics::counter!("respseal_config_reloads_total", "outcome" => "refused").increment(1);
+                        tracing::error!(
+                            "configuration not reloaded: it stops sealing names the running one seals (values \
+                             sealed there would come back as envelopes, new writes would be plaintext); set \
+                             allow_dropping_rules = true to reload it anyway"
+                        );
+                        continue;
+                    }
+                }
                 let keys = cfg.sealer.as_ref().map(|s| s.keyring().describe()).unwrap_or_default();
                 if let (Some(running), Some(next)) = (&backend, &cfg.backend_tls) {
                     running.reload_from(next);

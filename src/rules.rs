@@ -62,6 +62,15 @@ impl Pattern {
     }
 }
 
+/// ` (fields …)` for a hash rule's description.
+fn fields_note(r: &Rule) -> String {
+    match &r.fields {
+        Some(Pattern::Prefix(p)) => format!(" (fields {:?}*)", String::from_utf8_lossy(p)),
+        Some(Pattern::Exact(p) | Pattern::Glob(p)) => format!(" (fields {:?})", String::from_utf8_lossy(p)),
+        None => String::new(),
+    }
+}
+
 /// One rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -172,6 +181,28 @@ impl Rules {
     /// `check` and `rewrap` walk; exemptions are not walked).
     pub fn patterns(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().filter(|r| r.seal).map(|r| r.source.as_str())
+    }
+
+    /// What `next` stops sealing that these rules seal: each sealing rule
+    /// (key or channel) with no sealing rule of the same pattern and fields
+    /// in `next`, and each exemption (`seal = false`) `next` adds. Values
+    /// sealed under such a rule would come back as envelopes, and new
+    /// writes would be stored in plaintext. Added rules and changed
+    /// policies stop nothing.
+    pub fn dropped_by(&self, next: &Rules) -> Vec<String> {
+        fn kept(r: &Rule, in_next: &[Rule]) -> bool {
+            in_next.iter().any(|n| n.seal == r.seal && n.source == r.source && n.fields == r.fields)
+        }
+        let mut out = Vec::new();
+        for (mine, theirs, kind) in [(&self.rules, &next.rules, "key"), (&self.channels, &next.channels, "channel")] {
+            for r in mine.iter().filter(|r| r.seal && !kept(r, theirs)) {
+                out.push(format!("{kind} rule {:?}{} no longer seals", r.source, fields_note(r)));
+            }
+            for n in theirs.iter().filter(|n| !n.seal && !kept(n, mine)) {
+                out.push(format!("new {kind} exemption {:?} (seal = false)", n.source));
+            }
+        }
+        out
     }
 
     /// No rules: nothing is sealed.
@@ -434,6 +465,32 @@ mod tests {
         r.legacy_until = Some(100);
         assert_eq!(r.legacy_at(99), LegacyPolicy::Pass);
         assert_eq!(r.legacy_at(100), LegacyPolicy::Reject);
+    }
+
+    #[test]
+    fn what_a_reload_stops_sealing() {
+        let rule = |p: &str, seal: bool| Rule { seal, ..Rule::new(p) };
+        let old = Rules::new(vec![rule("sess:*", true), rule("user:*", true)]);
+        assert!(
+            old.dropped_by(&Rules::new(vec![rule("sess:*", true), rule("user:*", true), rule("x:*", true)])).is_empty()
+        );
+        let policy =
+            Rules::new(vec![Rule { on_failure: FailurePolicy::Error, ..rule("sess:*", true) }, rule("user:*", true)]);
+        assert!(old.dropped_by(&policy).is_empty());
+        assert_eq!(old.dropped_by(&Rules::new(vec![rule("sess:*", true)])), ["key rule \"user:*\" no longer seals"]);
+        assert_eq!(
+            old.dropped_by(&Rules::new(vec![rule("sess:*", true), rule("user:a*", true)])),
+            ["key rule \"user:*\" no longer seals"]
+        );
+        let exempt = Rules::new(vec![rule("sess:lock*", false), rule("sess:*", true), rule("user:*", true)]);
+        assert_eq!(old.dropped_by(&exempt), ["new key exemption \"sess:lock*\" (seal = false)"]);
+        assert!(exempt.dropped_by(&exempt).is_empty());
+        let hash = Rules::new(vec![Rule { fields: Some(Pattern::new("data")), ..rule("sess:*", true) }]);
+        assert_eq!(
+            hash.dropped_by(&Rules::new(vec![rule("sess:*", true)])),
+            ["key rule \"sess:*\" (fields \"data\") no longer seals"]
+        );
+        assert_eq!(old.dropped_by(&Rules::default()).len(), 2);
     }
 }
 

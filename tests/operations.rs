@@ -682,3 +682,66 @@ fn no_secret_reaches_logs_metrics_operator_output_or_error_replies() {
         assert!(!text.contains("NAME-canary"), "the sealed key name in {where_}:\n{text}");
     }
 }
+
+/// A reload that would stop sealing names the running rules seal (a rule
+/// removed, its pattern narrowed, an exemption added) is refused unless
+/// the configuration says `allow_dropping_rules = true`; either way each
+/// change is logged at warn and counted.
+#[test]
+fn a_reload_that_drops_a_sealing_rule_is_refused_unless_allowed() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let admin = free_port();
+    let keys = format!("[[key]]\nfile = \"{}\"\nstate = \"primary\"\n", key.display());
+    let both = format!(
+        "admin_listen = \"127.0.0.1:{admin}\"\n[[rule]]\npattern = \"sess:*\"\n[[rule]]\npattern = \"user:*\"\n{keys}"
+    );
+    let proxy = Proxy::start_with_config(redis.port, &both, &[]);
+    let mut c = proxy.client();
+    c.assert_cmd(&["SET", "user:1", "alice@example.com"], b"+OK\r\n");
+    let reloads = |outcome: &str| {
+        scrape(admin)
+            .lines()
+            .find(|l| l.starts_with(&format!("respseal_config_reloads_total{{outcome=\"{outcome}\"}}")))
+            .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    for (narrower, change) in [
+        (
+            format!("admin_listen = \"127.0.0.1:{admin}\"\n[[rule]]\npattern = \"sess:*\"\n{keys}"),
+            "\"user:*\" no longer seals",
+        ),
+        (
+            format!(
+                "admin_listen = \"127.0.0.1:{admin}\"\n[[rule]]\npattern = \"user:admin*\"\nseal = false\n[[rule]]\npattern = \"sess:*\"\n[[rule]]\npattern = \"user:*\"\n{keys}"
+            ),
+            "new key exemption",
+        ),
+    ] {
+        let refused = reloads("refused");
+        std::fs::write(proxy.config_path(), &narrower).expect("config");
+        proxy.sighup();
+        wait_until("the refusal", Duration::from_secs(10), || (reloads("refused") == refused + 1).then_some(()));
+        let log = proxy.log();
+        assert!(log.contains(change) && log.contains("WARN"), "{log}");
+        // The running rules are kept: user:* is still sealed both ways.
+        c.assert_cmd(&["SET", "user:2", "bob@example.com"], b"+OK\r\n");
+        assert!(
+            redis.client().cmd(&["GET", "user:2"]).starts_with(b"$")
+                && !contains(&redis.client().cmd(&["GET", "user:2"]), b"bob")
+        );
+        c.assert_cmd(&["GET", "user:1"], b"$17\r\nalice@example.com\r\n");
+    }
+    // Said on purpose: reloaded, and still logged.
+    let ok = reloads("ok");
+    let allowed = format!(
+        "allow_dropping_rules = true\nadmin_listen = \"127.0.0.1:{admin}\"\n[[rule]]\npattern = \"sess:*\"\n{keys}"
+    );
+    std::fs::write(proxy.config_path(), &allowed).expect("config");
+    proxy.sighup();
+    wait_until("the reload", Duration::from_secs(10), || (reloads("ok") == ok + 1).then_some(()));
+    let sealed_before = c.cmd(&["GET", "user:1"]);
+    assert!(contains(&sealed_before, b"\x00RE"), "an envelope after the rule is gone: {}", show(&sealed_before));
+    assert!(scrape(admin).contains("respseal_reload_dropped_rules_total"));
+}
