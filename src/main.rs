@@ -676,6 +676,31 @@ fn check(cfg: Config, sample: u64) -> ExitCode {
             }
         }
         println!("backend: ok");
+        // Envelopes under names no rule seals any more: read through
+        // respseal they are envelopes, not values.
+        if sample > 0 {
+            let empty = respseal::rules::Rules::default();
+            let rules = cfg.sealer.as_ref().map_or(&empty, |s| s.rules());
+            let (mut looked, mut found) = (0, 0);
+            for settings in &targets {
+                match respseal::rewrap::uncovered(settings, rules, sample.saturating_mul(10)).await {
+                    Ok((l, f)) => (looked, found) = (looked + l, found + f),
+                    Err(e) => {
+                        println!("uncovered: {e}");
+                        return ExitCode::from(EX_UNAVAILABLE);
+                    }
+                }
+            }
+            if found > 0 {
+                println!(
+                    "uncovered: {found} of {looked} values under names no rule seals are sealed envelopes \
+                     (a sealing rule was dropped or narrowed): through respseal they read as envelopes; \
+                     restore the rule before deploying this configuration"
+                );
+                return ExitCode::from(EX_DATAERR);
+            }
+            println!("uncovered: {looked} values under names no rule seals, none sealed");
+        }
         let Some(sealer) = cfg.sealer.as_ref().filter(|_| sample > 0) else {
             return ExitCode::SUCCESS;
         };

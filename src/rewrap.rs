@@ -301,3 +301,42 @@ pub async fn sample(
     }
     Ok((opened, failed))
 }
+
+/// `respseal check`'s look for envelopes no rule covers: up to `limit`
+/// string values of the whole keyspace whose name no sealing rule of
+/// `rules` matches but which hold an envelope (a rule was dropped or
+/// narrowed: through respseal they read as envelopes). Counted, never
+/// named: a key name may be personal data.
+///
+/// # Errors
+/// When Redis cannot be reached.
+pub async fn uncovered(
+    settings: &Arc<ConnSettings>,
+    rules: &crate::rules::Rules,
+    limit: u64,
+) -> Result<(u64, u64), BackendError> {
+    let mut c = Conn::open(settings).await?;
+    let (mut looked, mut found) = (0u64, 0u64);
+    let mut cursor = b"0".to_vec();
+    'pages: loop {
+        let (next, keys) = c.scan_page(&cursor, "*").await?;
+        for key in keys {
+            if looked >= limit {
+                break 'pages;
+            }
+            if rules.find(&key).is_some() {
+                continue;
+            }
+            looked += 1;
+            // Not a string (WRONGTYPE): no envelope.
+            if bulk(&c.cmd(&[b"GET", &key]).await?).is_some_and(|v| crypto::is_sealed(&v)) {
+                found += 1;
+            }
+        }
+        if next == b"0" {
+            break;
+        }
+        cursor = next;
+    }
+    Ok((looked, found))
+}

@@ -744,4 +744,15 @@ fn a_reload_that_drops_a_sealing_rule_is_refused_unless_allowed() {
     let sealed_before = c.cmd(&["GET", "user:1"]);
     assert!(contains(&sealed_before, b"\x00RE"), "an envelope after the rule is gone: {}", show(&sealed_before));
     assert!(scrape(admin).contains("respseal_reload_dropped_rules_total"));
+    // `respseal check` finds the envelopes no rule covers any more.
+    let backend = format!("redis://127.0.0.1:{}", redis.port);
+    let cfg = proxy.config_path();
+    let (status, out, _) = run_respseal(
+        &["check", "--config", cfg.to_str().expect("utf-8"), "--backend", &backend],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(65), "{out}");
+    assert!(out.contains("uncovered: 2 of 2 values under names no rule seals are sealed envelopes"), "{out}");
+    assert!(!out.contains("user:"), "a key name in check's output: {out}");
 }
