@@ -15,8 +15,9 @@ use common::*;
 fn a_replica_of_a_host_called_master_is_not_taken_for_the_master() {
     let writes = Arc::new(AtomicUsize::new(0));
     let w = Arc::clone(&writes);
-    // The replica the sentinel names.
-    let (replica, _) = fake_redis(move || {
+    // The replica the sentinel names (respseal's links try it again every
+    // 100 ms while they wait for a master: up to 1000 connections).
+    let (replica, _) = fake_redis_serving(1000, move || {
         let w = Arc::clone(&w);
         move |args: &[Vec<u8>]| {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();

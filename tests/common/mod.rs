@@ -891,6 +891,16 @@ where
     F: Fn() -> H + Send + 'static,
     H: FnMut(&[Vec<u8>]) -> Option<Vec<u8>> + Send + 'static,
 {
+    fake_redis_serving(100, new_conn)
+}
+
+/// [`fake_redis`] serving at most `max_conns` connections (a server that
+/// respseal keeps reconnecting to, a few times a second, for seconds).
+pub fn fake_redis_serving<F, H>(max_conns: usize, new_conn: F) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn() -> H + Send + 'static,
+    H: FnMut(&[Vec<u8>]) -> Option<Vec<u8>> + Send + 'static,
+{
     use respseal::protocol::request::{self, Limits, Parsed};
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -898,7 +908,7 @@ where
     let accepted = std::sync::Arc::new(AtomicUsize::new(0));
     let count = std::sync::Arc::clone(&accepted);
     std::thread::spawn(move || {
-        for s in listener.incoming().take(100) {
+        for s in listener.incoming().take(max_conns) {
             let Ok(mut s) = s else { return };
             count.fetch_add(1, Ordering::SeqCst);
             let mut handle = new_conn();
