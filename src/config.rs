@@ -381,6 +381,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The sealing rules ([`crate::rules::NONE`] without a sealer).
+    pub fn rules(&self) -> &crate::rules::Rules {
+        self.sealer.as_ref().map_or(&crate::rules::NONE, |s| s.rules())
+    }
+
     /// The settings a reload cannot change, as one comparable line
     /// (no secrets: the backend URL is shown redacted).
     pub fn summary(&self) -> String {

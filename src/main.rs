@@ -457,10 +457,7 @@ async fn reload_on_sighup(args: ServeArgs, live: Arc<Live>, backend: Option<Back
                 }
                 // What the new rules stop sealing that the running ones seal.
                 let running = live.load().1.sealer.clone();
-                let empty = respseal::rules::Rules::default();
-                let dropped = running
-                    .as_ref()
-                    .map_or_else(Vec::new, |r| r.rules().dropped_by(cfg.sealer.as_ref().map_or(&empty, |s| s.rules())));
+                let dropped = running.as_ref().map_or_else(Vec::new, |r| r.rules().dropped_by(cfg.rules()));
                 if !dropped.is_empty() {
                     metrics::counter!("respseal_reload_dropped_rules_total").increment(dropped.len() as u64);
                     for d in &dropped {
@@ -679,8 +676,7 @@ fn check(cfg: Config, sample: u64) -> ExitCode {
         // Envelopes under names no rule seals any more: read through
         // respseal they are envelopes, not values.
         if sample > 0 {
-            let empty = respseal::rules::Rules::default();
-            let rules = cfg.sealer.as_ref().map_or(&empty, |s| s.rules());
+            let rules = cfg.rules();
             let (mut looked, mut found) = (0, 0);
             for settings in &targets {
                 match respseal::rewrap::uncovered(settings, rules, sample.saturating_mul(10)).await {

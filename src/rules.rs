@@ -166,6 +166,9 @@ pub struct Rules {
     channels: Vec<Rule>,
 }
 
+/// No rules (a configuration without a sealer seals nothing).
+pub static NONE: Rules = Rules { rules: Vec::new(), channels: Vec::new() };
+
 impl Rules {
     /// Key rules in priority order.
     pub fn new(rules: Vec<Rule>) -> Self {

@@ -142,6 +142,18 @@ impl Cluster {
         self.map().names(addr)
     }
 
+    /// `addr` if a redirect may be followed there: the cluster has it as a
+    /// master ([`Cluster::names`]). Otherwise counted, logged, and the
+    /// redirect's error.
+    pub async fn redirect_to(&self, addr: String) -> Result<String, crate::backend::BackendError> {
+        if self.names(&addr).await {
+            return Ok(addr);
+        }
+        metrics::counter!("respseal_cluster_redirects_total", "kind" => "unlisted").increment(1);
+        tracing::warn!("a cluster node redirected to an address that is not in the slot map; not followed");
+        Err(crate::backend::BackendError::Unlisted)
+    }
+
     /// Install a map read from the cluster, if it differs from the one held.
     pub fn install(&self, map: SlotMap) -> bool {
         let mut cur = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);

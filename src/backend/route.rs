@@ -79,21 +79,20 @@ impl Nodes {
 
     /// The shared link session `id` uses to the node at `addr`.
     pub fn link(&self, addr: &str, proto: Proto, id: u64) -> SharedLink {
-        let links = match self.links.get(&(addr.to_string(), proto)) {
-            // A link ends by itself once the map stops naming its node; if
-            // the node is back, it gets new ones.
-            Some(l) if !l.iter().any(SharedLink::is_closed) => Arc::clone(&l),
-            Some(l) => {
-                drop(l);
-                let settings = self.settings_of(addr);
-                let made = super::pool::group(&settings, self.links_per_group, 0, proto);
-                self.links.insert((addr.to_string(), proto), Arc::clone(&made));
-                made
-            }
-            None => {
-                let settings = self.settings_of(addr);
-                let made = || super::pool::group(&settings, self.links_per_group, 0, proto);
-                Arc::clone(&self.links.entry((addr.to_string(), proto)).or_insert_with(made))
+        let key = (addr.to_string(), proto);
+        // (The map's guard is dropped before `entry` takes its shard.)
+        let current = self.links.get(&key).map(|l| Arc::clone(&l));
+        let links = match current {
+            Some(l) if !l.iter().any(SharedLink::is_closed) => l,
+            _ => {
+                let made = || super::pool::group(&self.settings_of(addr), self.links_per_group, 0, proto);
+                let mut links = self.links.entry(key).or_insert_with(made);
+                // A link ends by itself once the map stops naming its node;
+                // if the node is back, it gets new ones.
+                if links.iter().any(SharedLink::is_closed) {
+                    *links = made();
+                }
+                Arc::clone(&links)
             }
         };
         super::pool::pick(&links, id)
@@ -528,17 +527,6 @@ impl Collector {
         }
     }
 
-    /// `addr` if the cluster has it as a master (a redirect is followed
-    /// only there: see [`super::cluster::Cluster::names`]).
-    async fn listed(&self, addr: String) -> Result<String, BackendError> {
-        if self.nodes.cluster.names(&addr).await {
-            return Ok(addr);
-        }
-        metrics::counter!("respseal_cluster_redirects_total", "kind" => "unlisted").increment(1);
-        tracing::warn!("a cluster node redirected to an address that is not in the slot map; not followed");
-        Err(BackendError::Unlisted)
-    }
-
     /// The final reply to `cmd`, sent to `node`, whose reply was `frame`:
     /// redirections followed.
     async fn follow(&self, node: &str, cmd: &Bytes, mut frame: Bytes) -> Result<Bytes, BackendError> {
@@ -549,12 +537,12 @@ impl Collector {
                 Redirect::Moved(addr) => {
                     metrics::counter!("respseal_cluster_redirects_total", "kind" => "moved").increment(1);
                     self.nodes.cluster.stale();
-                    node = self.listed(addr).await?;
+                    node = self.nodes.cluster.redirect_to(addr).await?;
                     false
                 }
                 Redirect::Ask(addr) => {
                     metrics::counter!("respseal_cluster_redirects_total", "kind" => "ask").increment(1);
-                    node = self.listed(addr).await?;
+                    node = self.nodes.cluster.redirect_to(addr).await?;
                     true
                 }
                 Redirect::TryAgain => {

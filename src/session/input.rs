@@ -225,13 +225,10 @@ where
                 }
             }
         }
-        // Behind a cluster a script pins to its slot's master until the
-        // next command that needs no pin (`cluster_place`).
-        let route = match route {
-            Route::Code if self.ctx.backend.cluster().is_some() => Route::Pin,
-            other => other,
-        };
         let route = if self.ctx.backend.cluster().is_some() {
+            // Behind a cluster a script pins to its slot's master until the
+            // next command that needs no pin (`cluster_place`).
+            let route = if route == Route::Code { Route::Pin } else { route };
             match Box::pin(self.cluster_route(&frame, ranges, route, cmd)).await {
                 Some(route) => route,
                 None => return,
@@ -319,11 +316,7 @@ where
         // timeout while one is in flight (XREAD … BLOCK included).
         // Nor while code runs: a script may run as long as it likes (other
         // clients get BUSY from Redis meanwhile; SCRIPT KILL ends it).
-        let code = match class {
-            Some(Class::Code) => true,
-            Some(c @ Class::Sub(_)) => crate::commands::table::resolve(c, args.get(1)) == Class::Code,
-            _ => false,
-        };
+        let code = class.is_some_and(|c| crate::commands::table::resolve(c, args.get(1)) == Class::Code);
         let blocking = code
             || match class {
                 Some(Class::Stateful(State::Blocking)) => true,
@@ -552,6 +545,6 @@ where
             && self.replies.reply_mode() == ReplyMode::On
             && !self.in_multi
             && !self.raw
-            && !matches!(cmd.map(|c| c.class), Some(Class::Stateful(_) | Class::Client | Class::Code))
+            && !matches!(cmd.map(|c| c.class), Some(Class::Stateful(_) | Class::Client))
     }
 }

@@ -667,14 +667,6 @@ where
         }
     }
 
-    /// Nothing is in flight any more (so no code either).
-    fn code_ended(&mut self) {
-        if self.code_running {
-            self.code_running = false;
-            self.ctx.backend.settings().code.end();
-        }
-    }
-
     /// Make `conn` the session's dedicated link.
     fn install_dedicated(&mut self, conn: crate::backend::conn::Dedicated) {
         tracing::debug!("session pinned to a dedicated link");
@@ -814,13 +806,15 @@ where
         let (Some(addr), Some(nodes)) = (retry.moved_to.take(), ctx.backend.cluster()) else { return };
         let frame = retry.frame.clone();
         nodes.cluster.stale();
-        if !nodes.cluster.names(&addr).await {
-            // Not followed: a node must not send the client anywhere.
-            self.retry = None;
-            self.drop_dedicated();
-            metrics::counter!("respseal_cluster_redirects_total", "kind" => "unlisted").increment(1);
-            return self.replies.on_link_event(LinkEvent::Failed { frames: 1, error: BackendError::Unlisted });
-        }
+        let addr = match nodes.cluster.redirect_to(addr).await {
+            Ok(addr) => addr,
+            Err(error) => {
+                // Not followed: a node must not send the client anywhere.
+                self.retry = None;
+                self.drop_dedicated();
+                return self.replies.on_link_event(LinkEvent::Failed { frames: 1, error });
+            }
+        };
         self.drop_dedicated();
         match crate::backend::conn::dedicated(&nodes.settings_of(&addr), 0, self.replies.proto).await {
             Ok(conn) => {
@@ -871,12 +865,20 @@ where
     }
 }
 
+impl<R, W> Session<R, W> {
+    /// Nothing is in flight any more (so no code either).
+    fn code_ended(&mut self) {
+        if self.code_running {
+            self.code_running = false;
+            self.ctx.backend.settings().code.end();
+        }
+    }
+}
+
 impl<R, W> Drop for Session<R, W> {
     fn drop(&mut self) {
         self.ctx.budget.give(self.charged);
-        if self.code_running {
-            self.ctx.backend.settings().code.end();
-        }
+        self.code_ended();
         if self.lent.is_some() {
             // Closed with it: whatever was in flight is not known to be over.
             self.ctx.backend.keep_lent();
