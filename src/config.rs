@@ -20,7 +20,7 @@ use crate::crypto::keyring::FileCheck;
 use crate::crypto::{KeySource, KeySpec, KeyState, Keyring};
 use crate::limits::{OutputLimit, OutputLimits};
 use crate::rules::{FailurePolicy, LegacyPolicy, Rule, Rules};
-use crate::seal::Sealer;
+use crate::sealing::Sealer;
 use crate::tls::{self, BackendTls};
 
 /// Default listen address.
@@ -103,8 +103,8 @@ pub struct ScriptConfig {
     /// SHA1 of the script body, 40 hex digits (`SCRIPT LOAD`'s answer).
     pub sha1: String,
     /// ARGV values sealed: `{ argv = N, key = K }` (the string value of
-    /// KEYS[K]) or `{ argv = N, key = K, field = "F" }` (field F of hash
-    /// KEYS[K]); positions 1-based, as in Lua.
+    /// `KEYS[K]`) or `{ argv = N, key = K, field = "F" }` (field F of hash
+    /// `KEYS[K]`); positions 1-based, as in Lua.
     #[serde(default)]
     pub seal_argv: Vec<ScriptValueConfig>,
     /// Reply elements opened: `{ key = K [, field = "F"] }` for a reply
@@ -801,7 +801,7 @@ fn build_sealer(
         for (j, b) in sha1.iter_mut().enumerate() {
             *b = u8::from_str_radix(&sha[2 * j..2 * j + 2], 16).unwrap_or(0);
         }
-        let mut convert = |list: &[ScriptValueConfig], seal: bool| -> Vec<crate::seal::ScriptValue> {
+        let mut convert = |list: &[ScriptValueConfig], seal: bool| -> Vec<crate::sealing::ScriptValue> {
             list.iter()
                 .filter_map(|v| {
                     let at = if seal { v.argv } else { v.index };
@@ -811,13 +811,13 @@ fn build_sealer(
                         ));
                         return None;
                     }
-                    Some(crate::seal::ScriptValue { at, key: v.key, field: v.field.clone().map(String::into_bytes) })
+                    Some(crate::sealing::ScriptValue { at, key: v.key, field: v.field.clone().map(String::into_bytes) })
                 })
                 .collect()
         };
         let seal_argv = convert(&sc.seal_argv, true);
         let open_reply = convert(&sc.open_reply, false);
-        scripts.push(crate::seal::ScriptProfile { name, sha1, seal_argv, open_reply });
+        scripts.push(crate::sealing::ScriptProfile { name, sha1, seal_argv, open_reply });
     }
     Some(Sealer::new(Rules::with_channels(rules, channels), keyring, namespace).with_scripts(scripts))
 }

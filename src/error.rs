@@ -1,5 +1,5 @@
 //! Errors by source, and the one place that turns them into replies
-//! (DESIGN.md §7; STYLE.md: linkerd2-proxy's rescue, pingora's sources).
+//! (docs/design.md §7; STYLE.md: linkerd2-proxy's rescue, pingora's sources).
 //!
 //! Where an error arises, the code only builds an [`Error`] value: which
 //! source (client, policy, backend, crypto) and the facts (command name,
@@ -341,7 +341,7 @@ impl LogLimiter {
 
     /// `Some(lines suppressed since the last admitted one)` if this line may be logged.
     fn admit(&self) -> Option<u64> {
-        let now = crate::seal::now_unix();
+        let now = crate::clock::now_unix();
         if self.second.swap(now, Relaxed) != now {
             self.in_second.store(0, Relaxed);
         }
@@ -370,6 +370,11 @@ impl From<BackendError> for Error {
     fn from(e: BackendError) -> Self {
         Error::Backend(e)
     }
+}
+
+/// A command name for an error message: printable ASCII only, bounded.
+pub fn shown(name: &[u8]) -> String {
+    name.iter().take(32).map(|&b| if b.is_ascii_graphic() { b as char } else { '?' }).collect()
 }
 
 #[cfg(test)]

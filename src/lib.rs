@@ -3,7 +3,7 @@
 //!
 //! Applications point their unchanged Redis client at respseal; everything
 //! that is not sealed passes through unchanged, and a client cannot tell the
-//! proxy from Redis. The design of record is DESIGN.md.
+//! proxy from Redis. The design of record is docs/design.md.
 //!
 //! # Layout
 //!
@@ -34,12 +34,13 @@
 //! * [`backend`]: the Redis side — connection handshake, shared multiplexed
 //!   links, dedicated links (their I/O), the group pool. Both kinds of link
 //!   read replies through `protocol::framed`.
-//! * [`moves`]: RENAME/RENAMENX/COPY of sealed keys, carried out by
-//!   respseal (open under the source, seal under the destination, WATCH …
-//!   MULTI … EXEC).
 //! * [`rules`]: which keys are sealed (glob patterns, per-rule policies).
-//! * [`seal`]: sealing in the request/reply path — which request arguments
-//!   are sealed, how replies are opened, what is refused on sealed keys.
+//! * [`sealing`]: sealing in the request/reply path, one concept per file —
+//!   the fail-closed boundary check, request rewriting, reply opening,
+//!   pub/sub, declared scripts, and the moves respseal carries out itself
+//!   (RENAME/RENAMENX/COPY of sealed names). The only caller of `crypto`'s
+//!   seal and open on the request path.
+//! * [`clock`]: the time every seal and open is stamped with.
 //! * [`secrets`]: respseal's own credentials stay its own (`CONFIG GET`
 //!   masking; the ACL subcommands that would show them are refused).
 //! * [`auth`]: the proxy's own users (client AUTH), never forwarded.
@@ -56,6 +57,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod crypto;
@@ -64,13 +66,12 @@ pub mod idle;
 pub mod inspect;
 pub mod limits;
 pub mod live;
-pub mod moves;
 pub mod outbuf;
 pub mod plan;
 pub mod protocol;
 pub mod rewrap;
 pub mod rules;
-pub mod seal;
+pub mod sealing;
 pub mod secrets;
 pub mod server;
 pub mod session;

@@ -1,6 +1,6 @@
 //! Memory limits that span a client's life: per-client output limits with
 //! Redis's classes, and the proxy-wide budget for bytes buffered from
-//! clients (DESIGN.md §7).
+//! clients (docs/design.md §7).
 //!
 //! Output limits follow Redis's `client-output-buffer-limit`: a hard limit
 //! that disconnects at once, and a soft limit that disconnects when it has

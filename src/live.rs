@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::auth::Users;
-use crate::seal::Sealer;
+use crate::sealing::Sealer;
 
 /// The reloadable part of the configuration.
 pub struct Reloadable {

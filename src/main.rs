@@ -228,7 +228,7 @@ fn keygen(out: &std::path::Path) -> ExitCode {
 fn with_config(args: &ServeArgs, f: impl FnOnce(Config) -> ExitCode) -> ExitCode {
     match Config::load(args.config.as_deref(), &args.overrides()) {
         Ok(cfg) => {
-            if let Err(e) = respseal::seal::check_clock() {
+            if let Err(e) = respseal::clock::check_clock() {
                 eprintln!("respseal: {e}");
                 return ExitCode::from(EX_USAGE);
             }
@@ -264,7 +264,7 @@ async fn learn_backend_limits(cfg: &mut Config) {
     let settings = Arc::new(conn_settings(cfg));
     let cmd = respseal::protocol::encode::command(&["CONFIG", "GET", "proto-max-bulk-len"]);
     let learned = match respseal::backend::conn::oneshot(&settings, &cmd).await {
-        Ok(reply) => respseal::seal::split_array(&reply)
+        Ok(reply) => respseal::protocol::frame::split_array(&reply)
             .and_then(|els| els.get(1).cloned())
             .and_then(|v| respseal::inspect::bulk(&v))
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok()),
@@ -613,7 +613,7 @@ fn inspect(args: &InspectArgs) -> ExitCode {
         (true, _) => respseal::inspect::Select::Resealed,
         _ => respseal::inspect::Select::All,
     };
-    let now = respseal::seal::now_unix();
+    let now = respseal::clock::now_unix();
     runtime().block_on(async move {
         follow_sentinels(&cfg).await;
         let mut stdout = std::io::stdout();

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::commands::table::SubKind;
 use crate::protocol::Proto;
-use crate::seal::OpenPlan;
+use crate::sealing::OpenPlan;
 
 /// What to do with the next reply (or replies).
 #[derive(Debug)]

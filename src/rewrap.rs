@@ -26,7 +26,7 @@ use crate::backend::BackendError;
 use crate::backend::conn::ConnSettings;
 use crate::crypto::{self, Binding, RewrapError};
 use crate::inspect::{Conn, bulk};
-use crate::seal::Sealer;
+use crate::sealing::Sealer;
 
 /// Compare-and-set keeping the TTL.
 const CAS: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -206,7 +206,7 @@ async fn one(
             return Ok(());
         }
         Err(_) => {
-            let Ok(sealed) = crypto::seal_resealed(sealer.keyring(), &binding, &value, crate::seal::now_unix()) else {
+            let Ok(sealed) = crypto::seal_resealed(sealer.keyring(), &binding, &value, crate::clock::now_unix()) else {
                 *counts.failed.entry("no_primary_key").or_default() += 1;
                 return Ok(());
             };
@@ -270,7 +270,7 @@ pub async fn sample(
     limit: u64,
 ) -> Result<(u64, BTreeMap<&'static str, u64>), BackendError> {
     let mut c = Conn::open(settings).await?;
-    let now = crate::seal::now_unix();
+    let now = crate::clock::now_unix();
     let (mut opened, mut failed) = (0u64, BTreeMap::new());
     for pattern in patterns {
         let mut cursor = b"0".to_vec();

@@ -1,4 +1,4 @@
-//! Rules: which keys are sealed (DESIGN.md §3).
+//! Rules: which keys are sealed (docs/design.md §3).
 //!
 //! A rule has a key pattern in Redis glob syntax and its policies. A pattern
 //! that is a plain `prefix*` (no other glob characters) is matched by prefix,

@@ -8,8 +8,8 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::protocol::frame::{bulk_payload, split_array, split_map};
 use crate::protocol::{Proto, encode};
-use crate::seal::{bulk_payload, split_array, split_map};
 
 /// Redis settings whose values are credentials.
 pub const SECRET_SETTINGS: [&str; 4] = ["requirepass", "masterauth", "tls-key-file-pass", "tls-client-key-file-pass"];

@@ -403,7 +403,7 @@ fn slot_indexes(cmd: &commands::Command, args: &Args<'_>) -> std::iter::StepBy<s
     match cmd.name {
         "SPUBLISH" => (1..args.len().min(2)).step_by(1),
         "SSUBSCRIBE" | "SUNSUBSCRIBE" => (1..args.len()).step_by(1),
-        _ => crate::seal::key_indexes(cmd.keys, args),
+        _ => crate::commands::key_indexes(cmd.keys, args),
     }
 }
 
@@ -572,7 +572,7 @@ impl Collector {
 fn one_event(reply: Result<Bytes, BackendError>, proto: Proto) -> LinkEvent {
     match reply {
         Ok(data) => {
-            let errors = u32::from(crate::seal::is_error(&data, proto));
+            let errors = u32::from(crate::protocol::frame::is_error(&data, proto));
             LinkEvent::Replies { data, frames: 1, errors }
         }
         Err(error) => LinkEvent::Failed { frames: 1, error },
@@ -604,7 +604,7 @@ async fn one_reply(rx: &mut mpsc::UnboundedReceiver<LinkEvent>, frames: u32) -> 
 
 /// One reply from the replies of the parts.
 fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
-    if let Some(e) = frames.iter().find(|f| crate::seal::is_error(f, proto)) {
+    if let Some(e) = frames.iter().find(|f| crate::protocol::frame::is_error(f, proto)) {
         return e.clone();
     }
     let bad = || Bytes::from_static(b"-ERR respseal: a cluster node sent a reply of an unexpected shape\r\n");
@@ -623,7 +623,7 @@ fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
         Merge::Mget(positions, total) => {
             let mut slots: Vec<Option<Bytes>> = vec![None; *total];
             for (f, pos) in frames.iter().zip(positions) {
-                match crate::seal::split_array(f) {
+                match crate::protocol::frame::split_array(f) {
                     Some(items) if items.len() == pos.len() => {
                         for (item, &p) in items.into_iter().zip(pos) {
                             slots[p] = Some(item);
@@ -642,7 +642,7 @@ fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
         Merge::Concat => {
             let mut items = Vec::new();
             for f in &frames {
-                match crate::seal::split_array(f) {
+                match crate::protocol::frame::split_array(f) {
                     Some(i) => items.extend(i),
                     None => return bad(),
                 }
@@ -656,14 +656,14 @@ fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
         }
         Merge::Scan { index, masters } => {
             let Some(f) = frames.first() else { return bad() };
-            let Some([cursor, keys]) = crate::seal::split_array(f)
+            let Some([cursor, keys]) = crate::protocol::frame::split_array(f)
                 .as_deref()
                 .map(<[Bytes]>::to_vec)
                 .and_then(|v| <[Bytes; 2]>::try_from(v).ok())
             else {
                 return bad();
             };
-            let node_cursor = crate::seal::bulk_payload(&cursor, proto)
+            let node_cursor = crate::protocol::frame::bulk_payload(&cursor, proto)
                 .and_then(|c| std::str::from_utf8(&c).ok().and_then(|c| c.parse::<u64>().ok()));
             let Some(node_cursor) = node_cursor else { return bad() };
             let next = if node_cursor == 0 {

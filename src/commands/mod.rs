@@ -1,6 +1,6 @@
 //! What respseal knows about Redis commands.
 //!
-//! [`table`] is the command table of DESIGN.md §2: data, one row per command,
+//! [`table`] is the command table of docs/design.md §2: data, one row per command,
 //! saying where keys and values are, how replies are shaped, and what the
 //! command does to connection state. [`classify`] turns a parsed request into
 //! the one decision the session needs: forward it on the shared link, pin the
@@ -154,6 +154,32 @@ pub fn owned_args(words: &[&str]) -> (Vec<u8>, Vec<Range<usize>>) {
     (buf, ranges)
 }
 
+/// Indexes of the key arguments of a command (no allocation: this runs for
+/// every request when rules are configured).
+pub fn key_indexes(spec: Keys, args: &Args<'_>) -> std::iter::StepBy<std::ops::Range<usize>> {
+    let n = args.len();
+    let (start, end, step) = match spec {
+        Keys::None => (0, 0, 1),
+        Keys::Range { first, last, step } => {
+            let first = first as usize;
+            let last = if last < 0 { n as i64 + i64::from(last) } else { i64::from(last) };
+            if last < first as i64 {
+                (0, 0, 1)
+            } else {
+                let last = (last as usize).min(n.saturating_sub(1));
+                (first, last + 1, step.max(1) as usize)
+            }
+        }
+        Keys::Any => (1, n, 1),
+        Keys::NumKeys { at } => {
+            let at = at as usize;
+            let count = args.get(at).and_then(crate::protocol::parse_int).unwrap_or(0).max(0) as usize;
+            (at + 1, (at + 1).saturating_add(count).min(n).max(at + 1), 1)
+        }
+    };
+    (start..end).step_by(step)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +228,24 @@ mod tests {
         assert_eq!(classify(&["function", "load", "#!lua name=x"]), Route::Code);
         assert_eq!(classify(&["FUNCTION", "RESTORE", "payload"]), Route::Code);
         assert_eq!(classify(&["FUNCTION", "LIST"]), Route::Forward);
+    }
+
+    fn keys(words: &[&str]) -> Vec<usize> {
+        let (buf, ranges) = owned_args(words);
+        let cmd = lookup(words[0].as_bytes()).expect("known command");
+        key_indexes(cmd.keys, &Args::new(&buf, &ranges)).collect()
+    }
+
+    #[test]
+    fn key_positions_follow_the_table() {
+        assert_eq!(keys(&["GET", "k"]), vec![1]);
+        assert_eq!(keys(&["MGET", "a", "b", "c"]), vec![1, 2, 3]);
+        assert_eq!(keys(&["MSET", "a", "1", "b", "2"]), vec![1, 3]);
+        assert_eq!(keys(&["LCS", "a", "b"]), vec![1, 2]);
+        assert_eq!(keys(&["EVAL", "return 1", "2", "k1", "k2", "arg"]), vec![3, 4]);
+        assert_eq!(keys(&["EVAL", "return 1", "9", "k1"]), vec![3]);
+        assert_eq!(keys(&["EVAL", "return 1", "x"]), Vec::<usize>::new());
+        assert_eq!(keys(&["MGET"]), Vec::<usize>::new());
+        assert_eq!(keys(&["PING"]), Vec::<usize>::new());
     }
 }

@@ -1,4 +1,4 @@
-//! The command table (DESIGN.md §2): one row per command, as data.
+//! The command table (docs/design.md §2): one row per command, as data.
 //!
 //! A row says where the key arguments are, what the command does with the
 //! data under them ([`Data`]: metadata only, whole string values, hash
@@ -579,7 +579,7 @@ pub static COMMANDS: &[Command] = &[
     row!("PFSELFTEST", Plain, Opaque),
     row!("PFDEBUG", Plain, HLL, at2()),
     // DEBUG POPULATE makes key names from a prefix argument: refused when
-    // a name it can make could match a rule (seal.rs).
+    // a name it can make could match a rule (sealing/boundary.rs).
     row!("DEBUG", Stateful(State::Debug), Opaque),
 ];
 
@@ -594,7 +594,7 @@ pub fn resolve(class: Class, sub: Option<&[u8]>) -> Class {
     }
 }
 
-/// The moves respseal carries out itself on sealed names ([`crate::moves`]).
+/// The moves respseal carries out itself on sealed names ([`crate::sealing::moves`]).
 pub const CARRIED_MOVES: [&str; 3] = ["COPY", "RENAME", "RENAMENX"];
 
 /// The README's list of what is refused on sealed keys, rendered from the

@@ -13,6 +13,7 @@
 //! Nothing here does I/O or knows about sessions or links.
 
 pub mod encode;
+pub mod frame;
 pub mod framed;
 pub mod reply;
 pub mod request;

@@ -8,7 +8,7 @@ use super::{Link, Session, TAIL_RESERVE_MAX, reencode_sealed};
 use crate::backend::{BackendError, LinkEvent, SharedRequest};
 use crate::commands::{Args, Command};
 use crate::plan::Plan;
-use crate::seal::{OpenPlan, Sealer};
+use crate::sealing::{OpenPlan, Sealer};
 
 impl<R, W> Session<R, W>
 where

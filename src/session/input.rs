@@ -15,7 +15,7 @@ use crate::error::Refusal;
 use crate::plan::Plan;
 use crate::protocol::encode;
 use crate::protocol::request::{self, Limits, Parsed};
-use crate::seal::Inspect;
+use crate::sealing::Inspect;
 use crate::stats::{self, Family};
 
 /// Argument ranges a session keeps allocated between reads.
@@ -278,7 +278,7 @@ where
                         crate::error::Error::from(Refusal::CrossSlot).rescue()
                     }
                     (Some(sealer), Ok(settings)) => {
-                        Box::pin(crate::moves::run(&settings, self.replies.db, sealer, &args)).await
+                        Box::pin(crate::sealing::moves::run(&settings, self.replies.db, sealer, &args)).await
                     }
                     (Some(_), Err(e)) => crate::error::Error::from(e).rescue(),
                     (None, _) => crate::error::Error::from(Refusal::NotForwarded("no sealer")).rescue(),

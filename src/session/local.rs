@@ -137,7 +137,7 @@ where
         } else if args.is(2, "LIB-VER") {
             self.lib_ver = Some(value);
         } else {
-            let opt = crate::seal::shown(args.get(2).unwrap_or_default());
+            let opt = crate::error::shown(args.get(2).unwrap_or_default());
             return self.refuse(ClientError::SetinfoOption(opt).into());
         }
         self.replies.push(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);

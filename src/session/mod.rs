@@ -6,7 +6,7 @@
 //! plan in a FIFO; replies coming back are matched to plans in order and
 //! written to the client together. The session starts on a shared link of
 //! its (database, protocol) group and is pinned to a dedicated link for good
-//! when a command needs connection state (DESIGN.md §1), after its in-flight
+//! when a command needs connection state (docs/design.md §1), after its in-flight
 //! commands are answered.
 //!
 //! Errors stay inside the session: a client's protocol error closes only that
@@ -44,7 +44,7 @@ use crate::live::{Live, Reloadable};
 use crate::plan::Plan;
 use crate::protocol::request::{Limits, ProtocolError};
 use crate::protocol::{Proto, encode};
-use crate::seal::{OpenPlan, Sealer};
+use crate::sealing::{OpenPlan, Sealer};
 use crate::stats::{self, Counter};
 use replies::{Replies, ReplyMode};
 

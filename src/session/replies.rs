@@ -22,7 +22,7 @@ use crate::error::{Error, Refusal};
 use crate::outbuf::OutBuf;
 use crate::plan::Plan;
 use crate::protocol::{Proto, parse_int, reply};
-use crate::seal::{OpenPlan, Reseal, Sealer};
+use crate::sealing::{OpenPlan, Reseal, Sealer};
 use crate::stats::{self, Family, Outcome};
 
 /// A command sent to Redis whose reply has not come: what the command
@@ -504,7 +504,7 @@ impl Replies {
                 let sealer = self.sealer.as_deref().filter(|_| queue.iter().any(Option::is_some));
                 // Split once, and only when something needs the elements.
                 let elements = (sealer.is_some() || !selects.is_empty())
-                    .then(|| crate::seal::split_array(&frame))
+                    .then(|| crate::protocol::frame::split_array(&frame))
                     .flatten()
                     .filter(|els| els.len() == queue.len());
                 if let Some(elements) = &elements {
@@ -528,7 +528,10 @@ impl Replies {
                         }
                     }
                     // EXECABORT, or a transaction WATCH aborted: nothing to open.
-                    (Some(_), _) if crate::seal::is_error(&frame, self.proto) || crate::seal::is_null(&frame) => {
+                    (Some(_), _)
+                        if crate::protocol::frame::is_error(&frame, self.proto)
+                            || crate::protocol::frame::is_null(&frame) =>
+                    {
                         self.out.push(frame)
                     }
                     // An array of the wrong length, or no array: none of its
@@ -642,7 +645,7 @@ mod tests {
 
     use crate::crypto::{self, Binding, KeyMaterial, KeyState, Keyring};
     use crate::rules::{Rule, Rules};
-    use crate::seal::SealedKey;
+    use crate::sealing::SealedKey;
 
     fn queue() -> Replies {
         Replies::new(None, 0)

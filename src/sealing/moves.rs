@@ -25,7 +25,7 @@ use crate::commands::Args;
 use crate::crypto::{self, Binding};
 use crate::inspect::{Conn, bulk};
 use crate::protocol::{encode, parse_int};
-use crate::seal::Sealer;
+use crate::sealing::Sealer;
 
 /// How many times a move is tried while the names keep changing.
 pub const ATTEMPTS: usize = 10;
@@ -179,7 +179,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         b"string" => Value::String(bulk(&c.cmd(&[b"GET", m.src]).await.map_err(backend)?).unwrap_or_default()),
         b"hash" => {
             let all = c.cmd(&[b"HGETALL", m.src]).await.map_err(backend)?;
-            let els = crate::seal::split_array(&Bytes::from(all)).unwrap_or_default();
+            let els = crate::protocol::frame::split_array(&Bytes::from(all)).unwrap_or_default();
             let mut pairs = Vec::with_capacity(els.len() / 2);
             let mut it = els.iter();
             while let (Some(f), Some(v)) = (it.next(), it.next()) {
@@ -259,7 +259,7 @@ fn reseal(sealer: &Sealer, m: &Move<'_>, value: Value) -> Result<Value, &'static
     let dst_rule = rules.find(m.dst).map(|r| rules.get(r));
     let exempt = rules.exempts(m.dst);
     let ns = sealer.namespace();
-    let now = crate::seal::now_unix();
+    let now = crate::clock::now_unix();
     // (plaintext, issued_at, re-sealed flag) of one value, and whether it
     // was sealed.
     let open = |binding: &Binding<'_>, v: &[u8], sealed: bool| -> Result<(Vec<u8>, Origin, bool), &'static str> {
