@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //!
+//! * [`app`]: what the `respseal` command does — serve (with reload and
+//!   the topology followers) and the operator subcommands.
 //! * [`config`]: `config.toml` + `RESPSEAL_*` environment + flags, validated
 //!   all at once before anything starts.
 //! * [`server`]: the listener and the worker threads (one single-threaded
@@ -55,6 +57,7 @@
 //! * [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod clock;
