@@ -107,17 +107,17 @@ impl Family {
             (Class::Stateful(State::Transaction | State::Watch), _) => Family::Transaction,
             (Class::Stateful(State::Subscribe(_) | State::Unsubscribe(_)), _) => Family::Pubsub,
             (_, Data::String | Data::Inspect) => Family::String,
-            (_, Data::Hash) => Family::Hash,
+            (_, Data::Hash(_)) => Family::Hash,
             (_, Data::Collection(T::List)) => Family::List,
             (_, Data::Collection(T::Set)) => Family::Set,
             (_, Data::Collection(T::ZSet)) => Family::ZSet,
             (_, Data::Collection(T::Stream)) => Family::Stream,
             (_, Data::Collection(T::Geo)) => Family::Geo,
             (_, Data::Collection(T::Hll)) => Family::HyperLogLog,
-            (_, Data::Script) => Family::Scripting,
-            (_, Data::Opaque) => Family::Other,
-            (_, Data::Meta | Data::Move) if cmd.keys == crate::commands::table::Keys::None => Family::Server,
-            (_, Data::Meta | Data::Move) => Family::Keyspace,
+            (_, Data::Script(_)) => Family::Scripting,
+            (_, Data::Opaque | Data::Populates { .. }) => Family::Other,
+            (_, Data::Meta | Data::Move(_)) if cmd.keys == crate::commands::table::Keys::None => Family::Server,
+            (_, Data::Meta | Data::Move(_)) => Family::Keyspace,
         }
     }
 }

@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use super::cluster::{self, Cluster, SlotMap};
 use super::conn::{BackendError, ConnSettings};
 use super::shared::{LinkEvent, ReplyTx, SharedLink, SharedRequest};
+use crate::commands::table::{Combine, OnCluster};
 use crate::commands::{self, Args};
 use crate::protocol::request::{self, Limits, Parsed};
 use crate::protocol::{Proto, encode, reply};
@@ -119,7 +120,7 @@ enum Step {
     /// To one node: the master of `Some(slot)`, or the session's home node.
     One(Option<u16>),
     /// Split by slot: one sub-request per group of key positions.
-    Split { name: &'static str, pairs: bool },
+    Split { name: &'static str, pairs: bool, combine: Combine },
     /// SCAN across the masters.
     Scan,
     /// To every master, replies merged.
@@ -145,6 +146,18 @@ enum Merge {
     Scan { index: usize, masters: usize },
     /// INFO's text.
     Info,
+}
+
+impl From<Combine> for Merge {
+    fn from(c: Combine) -> Merge {
+        match c {
+            Combine::First => Merge::First,
+            Combine::Sum => Merge::Sum,
+            Combine::Concat => Merge::Concat,
+            // The positions are known once the keys are grouped.
+            Combine::PerKey => Merge::Mget(Vec::new(), 0),
+        }
+    }
 }
 
 /// A split command's keys in one slot: the slot, the keys' positions in
@@ -258,7 +271,7 @@ impl ClusterLink {
                 let expect = match step {
                     Step::Local(text) => Expect::Local(Bytes::from_static(text)),
                     Step::Info => Expect::Gather { parts: vec![self.part(node, frame).await], merge: Merge::Info },
-                    Step::Split { name, pairs } => self.split(name, pairs, &args).await,
+                    Step::Split { name, pairs, combine } => self.split(name, pairs, combine, &args).await,
                     Step::Scan => self.scan(&args).await,
                     Step::All(merge) => {
                         let mut parts = Vec::with_capacity(self.map.masters.len());
@@ -296,7 +309,7 @@ impl ClusterLink {
     }
 
     /// MGET/MSET/DEL/… split into one command per slot.
-    async fn split(&mut self, name: &'static str, pairs: bool, args: &Args<'_>) -> Expect {
+    async fn split(&mut self, name: &'static str, pairs: bool, combine: Combine, args: &Args<'_>) -> Expect {
         let per = if pairs { 2 } else { 1 };
         // Slot → (positions of its keys, its arguments), in first-seen order.
         let mut groups: Vec<SlotGroup<'_>> = Vec::new();
@@ -314,10 +327,9 @@ impl ClusterLink {
             groups[g].2.extend((i..i + per).filter_map(|j| args.get(j)));
         }
         let total = groups.iter().map(|g| g.1.len()).sum();
-        let merge = match name {
-            "MGET" => Merge::Mget(groups.iter().map(|g| g.1.clone()).collect(), total),
-            "MSET" => Merge::First,
-            _ => Merge::Sum,
+        let merge = match combine {
+            Combine::PerKey => Merge::Mget(groups.iter().map(|g| g.1.clone()).collect(), total),
+            other => Merge::from(other),
         };
         let mut parts = Vec::with_capacity(groups.len());
         for (s, _, cmd) in &groups {
@@ -356,15 +368,12 @@ fn step(args: &Args<'_>) -> Step {
         return Step::Local(text);
     }
     let Some(cmd) = commands::lookup(name) else { return Step::One(None) };
-    match cmd.name {
-        "SCAN" => return Step::Scan,
-        "INFO" => return Step::Info,
-        "FLUSHALL" | "FLUSHDB" => return Step::All(Merge::First),
-        "DBSIZE" => return Step::All(Merge::Sum),
-        "KEYS" => return Step::All(Merge::Concat),
-        "SCRIPT" if args.is(1, "LOAD") || args.is(1, "FLUSH") => return Step::All(Merge::First),
-        "FUNCTION" if ["LOAD", "DELETE", "FLUSH", "RESTORE"].iter().any(|w| args.is(1, w)) => {
-            return Step::All(Merge::First);
+    match cmd.cluster {
+        OnCluster::Scan => return Step::Scan,
+        OnCluster::Info => return Step::Info,
+        OnCluster::All(combine) => return Step::All(Merge::from(combine)),
+        OnCluster::AllFor(subs, combine) if subs.iter().any(|w| args.is(1, w)) => {
+            return Step::All(Merge::from(combine));
         }
         _ => {}
     }
@@ -374,9 +383,11 @@ fn step(args: &Args<'_>) -> Step {
     if keys.all(|k| cluster::slot(k) == s) {
         return Step::One(Some(s));
     }
-    match cmd.name {
-        "MGET" | "DEL" | "UNLINK" | "EXISTS" | "TOUCH" => Step::Split { name: cmd.name, pairs: false },
-        "MSET" if args.len() % 2 == 1 => Step::Split { name: cmd.name, pairs: true },
+    match cmd.cluster {
+        // Pairs only when whole (else Redis answers the arity error).
+        OnCluster::Split { pairs, combine } if !pairs || args.len() % 2 == 1 => {
+            Step::Split { name: cmd.name, pairs, combine }
+        }
         // Redis answers CROSSSLOT.
         _ => Step::One(Some(s)),
     }
@@ -385,7 +396,8 @@ fn step(args: &Args<'_>) -> Step {
 /// The reply respseal gives itself to a cluster-only command, so that
 /// clients keep treating it as a standalone server.
 pub fn answered_here(args: &Args<'_>) -> Option<&'static [u8]> {
-    ["CLUSTER", "READONLY", "READWRITE", "ASKING"].iter().any(|c| args.is(0, c)).then_some(NOT_CLUSTER)
+    let cmd = args.get(0).and_then(commands::lookup)?;
+    (cmd.cluster == OnCluster::Answered).then_some(NOT_CLUSTER)
 }
 
 /// The slot a command's keys are in (its first key's), for a pinned
@@ -400,9 +412,9 @@ pub fn slot_of(args: &Args<'_>) -> Option<u16> {
 /// pub/sub its channels, which Redis Cluster hashes like keys (the table
 /// lists no keys for them: nothing is stored under a channel's name).
 fn slot_indexes(cmd: &commands::Command, args: &Args<'_>) -> std::iter::StepBy<std::ops::Range<usize>> {
-    match cmd.name {
-        "SPUBLISH" => (1..args.len().min(2)).step_by(1),
-        "SSUBSCRIBE" | "SUNSUBSCRIBE" => (1..args.len()).step_by(1),
+    match cmd.cluster {
+        OnCluster::Channels { first_only: true } => (1..args.len().min(2)).step_by(1),
+        OnCluster::Channels { first_only: false } => (1..args.len()).step_by(1),
         _ => crate::commands::key_indexes(cmd.keys, args),
     }
 }
@@ -717,9 +729,9 @@ mod tests {
         let (f, r) = args_of(&["MGET", "{a}1", "{a}2"]);
         assert!(matches!(step(&Args::new(&f, &r)), Step::One(Some(_))));
         let (f, r) = args_of(&["MGET", "a", "b"]);
-        assert!(matches!(step(&Args::new(&f, &r)), Step::Split { name: "MGET", pairs: false }));
+        assert!(matches!(step(&Args::new(&f, &r)), Step::Split { name: "MGET", pairs: false, .. }));
         let (f, r) = args_of(&["MSET", "a", "1", "b", "2"]);
-        assert!(matches!(step(&Args::new(&f, &r)), Step::Split { name: "MSET", pairs: true }));
+        assert!(matches!(step(&Args::new(&f, &r)), Step::Split { name: "MSET", pairs: true, .. }));
         // Not splittable: Redis's CROSSSLOT.
         let (f, r) = args_of(&["SUNION", "a", "b"]);
         assert!(matches!(step(&Args::new(&f, &r)), Step::One(Some(_))));

@@ -106,6 +106,49 @@ pub enum LocalCmd {
     ClientSetinfo,
 }
 
+impl LocalCmd {
+    /// The command's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            LocalCmd::Auth => "AUTH",
+            LocalCmd::Hello => "HELLO",
+            LocalCmd::Select => "SELECT",
+            LocalCmd::Quit => "QUIT",
+            LocalCmd::Reset => "RESET",
+            LocalCmd::ClientSetinfo => "CLIENT SETINFO",
+        }
+    }
+}
+
+/// The CLIENT subcommands respseal treats apart from the others (which pin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSub {
+    /// `CLIENT SETINFO`: answered by respseal.
+    SetInfo,
+    /// `CLIENT REPLY`: Redis answers `OFF` and `SKIP` (and the command
+    /// after `SKIP`) with nothing.
+    Reply,
+    /// Anything else.
+    Other,
+}
+
+/// Which CLIENT subcommand a CLIENT request is.
+pub fn client_sub(args: &Args<'_>) -> ClientSub {
+    if args.is(1, "SETINFO") {
+        ClientSub::SetInfo
+    } else if args.is(1, "REPLY") {
+        ClientSub::Reply
+    } else {
+        ClientSub::Other
+    }
+}
+
+/// Whether a client that has not authenticated may send this command
+/// (AUTH, HELLO, QUIT; everything else gets `NOAUTH`).
+pub fn allowed_before_auth(cmd: Option<&Command>) -> bool {
+    matches!(cmd.map(|c| c.class), Some(Class::Connection(LocalCmd::Auth | LocalCmd::Hello | LocalCmd::Quit)))
+}
+
 /// Decide the route of a request from its arguments (argument 0 is the
 /// command name).
 pub fn classify(args: &Args<'_>) -> Route {
@@ -124,8 +167,10 @@ pub fn classify_command(cmd: Option<&'static Command>, args: &Args<'_>) -> Route
         // HELLO … SETNAME pins too, but the proxy must take AUTH out first:
         // the session does both.
         Class::Connection(local) => Route::Local(local),
-        Class::Client if args.is(1, "SETINFO") => Route::Local(LocalCmd::ClientSetinfo),
-        Class::Client => Route::Pin,
+        Class::Client => match client_sub(args) {
+            ClientSub::SetInfo => Route::Local(LocalCmd::ClientSetinfo),
+            ClientSub::Reply | ClientSub::Other => Route::Pin,
+        },
         Class::Stateful(_) => Route::Pin,
         Class::PinIf(word) => {
             if args.has_word(word) {
@@ -138,7 +183,7 @@ pub fn classify_command(cmd: Option<&'static Command>, args: &Args<'_>) -> Route
         Class::Code => Route::Code,
         Class::Secrets => Route::Mask,
         Class::Refused(why) => Route::Refuse(why),
-        Class::Plain => Route::Forward,
+        Class::Plain | Class::Ends(_) => Route::Forward,
         Class::Sub(_) => unreachable!("resolve never returns Sub"),
     }
 }

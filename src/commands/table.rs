@@ -35,6 +35,113 @@ pub struct Command {
     pub values: Values,
     /// How its reply carries values (opened for a sealed key).
     pub reply: ReplyShape,
+    /// Where it goes behind Redis Cluster.
+    pub cluster: OnCluster,
+}
+
+impl Command {
+    /// The row with its place behind Redis Cluster.
+    const fn on_cluster(self, cluster: OnCluster) -> Command {
+        Command { cluster, ..self }
+    }
+}
+
+/// Where a command goes behind Redis Cluster (respseal is the cluster's
+/// client: applications see one standalone server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCluster {
+    /// The node owning its keys' slot (any node for a command without
+    /// keys); keys in several slots get Redis's own `CROSSSLOT`.
+    Slot,
+    /// Keys in several slots: one command per slot (keys alone, or
+    /// key/value pairs), replies combined.
+    Split {
+        /// The arguments are key/value pairs (MSET).
+        pairs: bool,
+        /// How the nodes' replies become one.
+        combine: Combine,
+    },
+    /// Every master; replies combined.
+    All(Combine),
+    /// Every master when argument 1 is one of these subcommands (their
+    /// effect must reach every node: SCRIPT LOAD, FUNCTION FLUSH …);
+    /// otherwise by slot.
+    AllFor(&'static [&'static str], Combine),
+    /// SCAN: master after master, the master's index kept in the cursor.
+    Scan,
+    /// INFO: one node's answer, with `cluster_enabled` hidden.
+    Info,
+    /// Answered by respseal (CLUSTER, READONLY, READWRITE, ASKING): the
+    /// client talks to what looks like a standalone server.
+    Answered,
+    /// Sharded pub/sub: placed by its channel names, which Redis Cluster
+    /// hashes like keys (the table lists no keys: nothing is stored under
+    /// a channel's name).
+    Channels {
+        /// Only argument 1 is a channel (SPUBLISH); otherwise every
+        /// argument after the name.
+        first_only: bool,
+    },
+}
+
+/// How the replies of several nodes become the one reply a client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    /// The first node's reply (they agree: `+OK`).
+    First,
+    /// The sum of the nodes' integers.
+    Sum,
+    /// The nodes' arrays, concatenated.
+    Concat,
+    /// The nodes' arrays, put back in the order of the keys asked (MGET);
+    /// only for split commands.
+    PerKey,
+}
+
+/// The moves respseal carries out itself on sealed names
+/// ([`crate::sealing::moves`]): open under the source, seal under the
+/// destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// RENAME.
+    Rename,
+    /// RENAMENX.
+    RenameNx,
+    /// COPY.
+    Copy,
+}
+
+/// What a scripting command takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// A script body at argument 1 (EVAL, EVAL_RO); a declared script is
+    /// found by the body's SHA1.
+    Body,
+    /// The SHA1 of a loaded body at argument 1 (EVALSHA, EVALSHA_RO).
+    Sha,
+    /// The name of a loaded function at argument 1 (FCALL, FCALL_RO).
+    Function,
+    /// Manages code (SCRIPT, FUNCTION): subcommand `load` registers the
+    /// bodies given after it, `restore` a payload of bodies respseal cannot
+    /// read (they may be compressed).
+    Manages {
+        /// The subcommand that loads bodies.
+        load: &'static str,
+        /// The subcommand that restores a payload.
+        restore: &'static str,
+    },
+}
+
+/// How a hash command treats field values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fields {
+    /// Field names, never a value (HDEL, HEXISTS, HKEYS, HLEN).
+    Names,
+    /// Values where the `values` and `reply` columns say.
+    Values,
+    /// Looks inside the value of the field at this index (HSTRLEN,
+    /// HINCRBY): refused when that field is sealed.
+    Inspects(u8),
 }
 
 /// Kinds of pub/sub subscription; each has its own (un)subscribe commands
@@ -125,7 +232,7 @@ pub enum Data {
     String,
     /// Hash field values: sealed and opened field by field under a rule
     /// with `fields`; refused on sealed keys under a rule without.
-    Hash,
+    Hash(Fields),
     /// Members of a collection type: refused on sealed keys unless the
     /// rule allows plaintext members of that type.
     Collection(DataType),
@@ -134,19 +241,31 @@ pub enum Data {
     Inspect,
     /// Moves a value to another key name (RENAME, COPY, DUMP/RESTORE,
     /// MIGRATE): refused on sealed keys, since a sealed value is bound to
-    /// its key.
-    Move,
+    /// its key, unless respseal carries the move out itself (`Some`).
+    Move(Option<Carried>),
     /// Scripts and functions: key names can come from any argument or the
     /// script body, so the command is refused when any argument matches a
     /// rule or contains the literal part of one.
-    Script,
+    Script(Code),
     /// Key positions unknown: refused when any argument matches a rule.
     Opaque,
+    /// Key positions unknown (refused when any argument matches a rule),
+    /// and subcommand `sub` makes key names `<prefix>:<n>`, the prefix at
+    /// `prefix_at` or `default` (DEBUG POPULATE): refused when such a name
+    /// could match a rule.
+    Populates {
+        /// The subcommand that makes keys.
+        sub: &'static str,
+        /// Where its prefix is.
+        prefix_at: u8,
+        /// The prefix when none is given.
+        default: &'static str,
+    },
 }
 
 /// A command's routing class: the link-safety column. Only [`Class::Plain`]
-/// (and [`Class::PinIf`] without its word, [`Class::Sub`] resolving to
-/// `Plain`) may go on a shared link: the row says the command leaves the
+/// and [`Class::Ends`] (and [`Class::PinIf`] without its word, [`Class::Sub`]
+/// resolving to `Plain`) may go on a shared link: the row says the command leaves the
 /// connection as it found it. Every other class pins the session, is
 /// answered by respseal, goes on a connection of its own, or is refused. A
 /// command missing from the table pins (it never goes on a shared link).
@@ -156,6 +275,10 @@ pub enum Class {
     Plain,
     /// Creates or observes per-connection state: pins the session.
     Stateful(State),
+    /// Ends a transaction (EXEC, DISCARD): connection-neutral outside one,
+    /// and a session inside one is pinned already (or respseal holds its
+    /// MULTI: an empty transaction is answered here).
+    Ends(End),
     /// Pins only when an argument equals this word (XREAD … BLOCK).
     PinIf(&'static str),
     /// Runs code in Redis (EVAL, FCALL, FUNCTION LOAD …), which may run past
@@ -182,6 +305,15 @@ pub enum Class {
     /// Forwarded, with respseal's own credentials masked in the reply
     /// ([`crate::secrets`]).
     Secrets,
+}
+
+/// How a transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// EXEC: the queued commands run.
+    Exec,
+    /// DISCARD: they are dropped.
+    Discard,
 }
 
 /// Where the key arguments of a command are (indexes into the full argument
@@ -222,6 +354,10 @@ pub enum Values {
     AfterEachKey,
     /// Field/value pairs starting at this index (HSET key f v f v).
     FieldPairs(u8),
+    /// A message at index 2 for the channel at index 1, in a request of
+    /// exactly three arguments (PUBLISH, SPUBLISH): sealed on a sealed
+    /// channel.
+    Message,
 }
 
 /// How the reply carries values.
@@ -229,18 +365,40 @@ pub enum Values {
 pub enum ReplyShape {
     /// Nothing to open.
     Plain,
-    /// One value (GET, GETDEL, HGET …).
+    /// One value (GET, GETDEL, GETSET …).
     Value,
+    /// One value when this option word is among the arguments after the
+    /// value (SET … GET); nothing to open otherwise.
+    ValueIf(&'static str),
     /// An array aligned with the keys (MGET).
     PerKey,
+    /// The value of the field at this index (HGET).
+    FieldValue(u8),
     /// An array aligned with the fields from this index (HMGET).
     PerField(u8),
     /// Field/value flat array or RESP3 map (HGETALL).
     FieldValueMap,
-    /// Values only (HVALS).
-    FieldValues,
-    /// A scan page of field/value pairs (HSCAN).
-    ScanPairs,
+    /// Values only (HVALS): sent as `sent_as` (HGETALL), since a value
+    /// cannot be opened without its field, which its envelope is bound to.
+    FieldValues {
+        /// The command sent instead.
+        sent_as: &'static str,
+    },
+    /// A scan page of field/value pairs (HSCAN), unless this option word
+    /// is among the arguments (NOVALUES: names only).
+    ScanPairs {
+        /// The option word that leaves out the values.
+        unless: &'static str,
+    },
+    /// Field/value pairs when the request has exactly `at + 1` arguments
+    /// and the last is this option word (HRANDFIELD key count WITHVALUES);
+    /// names only otherwise.
+    PairsIf {
+        /// The option word.
+        word: &'static str,
+        /// Its index.
+        at: u8,
+    },
 }
 
 const fn k1() -> Keys {
@@ -259,18 +417,39 @@ macro_rules! row {
             keys: Keys::None,
             values: Values::None,
             reply: ReplyShape::Plain,
+            cluster: OnCluster::Slot,
         }
     };
     ($name:literal, $class:expr, $data:expr, $keys:expr) => {
-        Command { name: $name, class: $class, data: $data, keys: $keys, values: Values::None, reply: ReplyShape::Plain }
+        Command {
+            name: $name,
+            class: $class,
+            data: $data,
+            keys: $keys,
+            values: Values::None,
+            reply: ReplyShape::Plain,
+            cluster: OnCluster::Slot,
+        }
     };
     ($name:literal, $class:expr, $data:expr, $keys:expr, $values:expr, $reply:expr) => {
-        Command { name: $name, class: $class, data: $data, keys: $keys, values: $values, reply: $reply }
+        Command {
+            name: $name,
+            class: $class,
+            data: $data,
+            keys: $keys,
+            values: $values,
+            reply: $reply,
+            cluster: OnCluster::Slot,
+        }
     };
 }
 
 use Class::*;
 use Data::{Hash, Inspect, Meta, Move, Opaque, Script};
+
+const NAMES: Data = Hash(Fields::Names);
+const FIELDS: Data = Hash(Fields::Values);
+const MANAGES: Data = Script(Code::Manages { load: "LOAD", restore: "RESTORE" });
 
 const fn k2() -> Keys {
     Keys::Range { first: 1, last: 2, step: 1 }
@@ -289,6 +468,7 @@ const GEO: Data = Data::Collection(DataType::Geo);
 const HLL: Data = Data::Collection(DataType::Hll);
 const STR: Data = Data::String;
 const BLOCKING: Class = Stateful(State::Blocking);
+const SPLIT_SUM: OnCluster = OnCluster::Split { pairs: false, combine: Combine::Sum };
 
 /// Why ACL LIST and ACL GETUSER are refused.
 const ACL_OWN: &str = "ACL LIST and ACL GETUSER would show the credentials respseal uses for Redis";
@@ -298,15 +478,17 @@ const ACL_OWN: &str = "ACL LIST and ACL GETUSER would show the credentials resps
 pub static COMMANDS: &[Command] = &[
     // --- strings
     row!("GET", Plain, STR, k1(), Values::None, ReplyShape::Value),
-    row!("SET", Plain, STR, k1(), Values::At(2), ReplyShape::Value),
+    row!("SET", Plain, STR, k1(), Values::At(2), ReplyShape::ValueIf("GET")),
     row!("SETNX", Plain, STR, k1(), Values::At(2), ReplyShape::Plain),
     row!("SETEX", Plain, STR, k1(), Values::At(3), ReplyShape::Plain),
     row!("PSETEX", Plain, STR, k1(), Values::At(3), ReplyShape::Plain),
     row!("GETSET", Plain, STR, k1(), Values::At(2), ReplyShape::Value),
     row!("GETDEL", Plain, STR, k1(), Values::None, ReplyShape::Value),
     row!("GETEX", Plain, STR, k1(), Values::None, ReplyShape::Value),
-    row!("MGET", Plain, STR, kall(1), Values::None, ReplyShape::PerKey),
-    row!("MSET", Plain, STR, Keys::Range { first: 1, last: -2, step: 2 }, Values::AfterEachKey, ReplyShape::Plain),
+    row!("MGET", Plain, STR, kall(1), Values::None, ReplyShape::PerKey)
+        .on_cluster(OnCluster::Split { pairs: false, combine: Combine::PerKey }),
+    row!("MSET", Plain, STR, Keys::Range { first: 1, last: -2, step: 2 }, Values::AfterEachKey, ReplyShape::Plain)
+        .on_cluster(OnCluster::Split { pairs: true, combine: Combine::First }),
     row!("MSETNX", Plain, STR, Keys::Range { first: 1, last: -2, step: 2 }, Values::AfterEachKey, ReplyShape::Plain),
     row!("APPEND", Plain, Inspect, k1()),
     row!("SETRANGE", Plain, Inspect, k1()),
@@ -334,27 +516,27 @@ pub static COMMANDS: &[Command] = &[
     // rather than answered for a value the client never wrote.
     row!("OBJECT", Plain, Inspect, at2()),
     // --- hashes (hash rules come later: refused on sealed keys)
-    row!("HGET", Plain, Hash, k1(), Values::None, ReplyShape::Value),
-    row!("HSET", Plain, Hash, k1(), Values::FieldPairs(2), ReplyShape::Plain),
-    row!("HMSET", Plain, Hash, k1(), Values::FieldPairs(2), ReplyShape::Plain),
-    row!("HSETNX", Plain, Hash, k1(), Values::FieldPairs(2), ReplyShape::Plain),
-    row!("HMGET", Plain, Hash, k1(), Values::None, ReplyShape::PerField(2)),
-    row!("HGETALL", Plain, Hash, k1(), Values::None, ReplyShape::FieldValueMap),
-    row!("HVALS", Plain, Hash, k1(), Values::None, ReplyShape::FieldValues),
-    row!("HSCAN", Plain, Hash, k1(), Values::None, ReplyShape::ScanPairs),
-    row!("HRANDFIELD", Plain, Hash, k1()),
-    row!("HDEL", Plain, Hash, k1()),
-    row!("HEXISTS", Plain, Hash, k1()),
-    row!("HKEYS", Plain, Hash, k1()),
-    row!("HLEN", Plain, Hash, k1()),
-    row!("HSTRLEN", Plain, Hash, k1()),
-    row!("HINCRBY", Plain, Hash, k1()),
-    row!("HINCRBYFLOAT", Plain, Hash, k1()),
+    row!("HGET", Plain, FIELDS, k1(), Values::None, ReplyShape::FieldValue(2)),
+    row!("HSET", Plain, FIELDS, k1(), Values::FieldPairs(2), ReplyShape::Plain),
+    row!("HMSET", Plain, FIELDS, k1(), Values::FieldPairs(2), ReplyShape::Plain),
+    row!("HSETNX", Plain, FIELDS, k1(), Values::FieldPairs(2), ReplyShape::Plain),
+    row!("HMGET", Plain, FIELDS, k1(), Values::None, ReplyShape::PerField(2)),
+    row!("HGETALL", Plain, FIELDS, k1(), Values::None, ReplyShape::FieldValueMap),
+    row!("HVALS", Plain, FIELDS, k1(), Values::None, ReplyShape::FieldValues { sent_as: "HGETALL" }),
+    row!("HSCAN", Plain, FIELDS, k1(), Values::None, ReplyShape::ScanPairs { unless: "NOVALUES" }),
+    row!("HRANDFIELD", Plain, FIELDS, k1(), Values::None, ReplyShape::PairsIf { word: "WITHVALUES", at: 3 }),
+    row!("HDEL", Plain, NAMES, k1()),
+    row!("HEXISTS", Plain, NAMES, k1()),
+    row!("HKEYS", Plain, NAMES, k1()),
+    row!("HLEN", Plain, NAMES, k1()),
+    row!("HSTRLEN", Plain, Hash(Fields::Inspects(2)), k1()),
+    row!("HINCRBY", Plain, Hash(Fields::Inspects(2)), k1()),
+    row!("HINCRBYFLOAT", Plain, Hash(Fields::Inspects(2)), k1()),
     // --- keyspace
-    row!("DEL", Plain, Meta, kall(1)),
-    row!("UNLINK", Plain, Meta, kall(1)),
-    row!("EXISTS", Plain, Meta, kall(1)),
-    row!("TOUCH", Plain, Meta, kall(1)),
+    row!("DEL", Plain, Meta, kall(1)).on_cluster(SPLIT_SUM),
+    row!("UNLINK", Plain, Meta, kall(1)).on_cluster(SPLIT_SUM),
+    row!("EXISTS", Plain, Meta, kall(1)).on_cluster(SPLIT_SUM),
+    row!("TOUCH", Plain, Meta, kall(1)).on_cluster(SPLIT_SUM),
     row!("TYPE", Plain, Meta, k1()),
     row!("EXPIRE", Plain, Meta, k1()),
     row!("PEXPIRE", Plain, Meta, k1()),
@@ -366,16 +548,16 @@ pub static COMMANDS: &[Command] = &[
     row!("TTL", Plain, Meta, k1()),
     row!("PTTL", Plain, Meta, k1()),
     row!("MEMORY", Plain, Meta, at2()),
-    row!("KEYS", Plain, Meta),
-    row!("SCAN", Plain, Meta),
+    row!("KEYS", Plain, Meta).on_cluster(OnCluster::All(Combine::Concat)),
+    row!("SCAN", Plain, Meta).on_cluster(OnCluster::Scan),
     row!("RANDOMKEY", Plain, Meta),
-    row!("DBSIZE", Plain, Meta),
+    row!("DBSIZE", Plain, Meta).on_cluster(OnCluster::All(Combine::Sum)),
     // Server commands that name no key and write no value: an argument
     // that happens to match a rule (INFO's "server" under a `*` rule) is
     // not a sealed name. DEBUG (POPULATE writes values), MODULE (loads
     // code), replication and SHUTDOWN stay unknown: refused when an
     // argument matches a rule.
-    row!("INFO", Plain, Meta),
+    row!("INFO", Plain, Meta).on_cluster(OnCluster::Info),
     row!("CONFIG", Sub(&[("GET", Secrets)]), Meta),
     row!("TIME", Plain, Meta),
     row!("LASTSAVE", Plain, Meta),
@@ -396,18 +578,18 @@ pub static COMMANDS: &[Command] = &[
         ]),
         Meta
     ),
-    row!("RENAME", Plain, Move, k2()),
-    row!("RENAMENX", Plain, Move, k2()),
-    row!("COPY", Plain, Move, k2()),
+    row!("RENAME", Plain, Move(Some(Carried::Rename)), k2()),
+    row!("RENAMENX", Plain, Move(Some(Carried::RenameNx)), k2()),
+    row!("COPY", Plain, Move(Some(Carried::Copy)), k2()),
     // The database number is not bound into a sealed value.
     row!("MOVE", Plain, Meta, k1()),
     row!("SWAPDB", Plain, Meta),
-    row!("DUMP", Plain, Move, k1()),
-    row!("RESTORE", Plain, Move, k1()),
-    row!("RESTORE-ASKING", Plain, Move, k1()),
-    row!("MIGRATE", Plain, Move, Keys::Any),
-    row!("FLUSHDB", Plain, Meta),
-    row!("FLUSHALL", Plain, Meta),
+    row!("DUMP", Plain, Move(None), k1()),
+    row!("RESTORE", Plain, Move(None), k1()),
+    row!("RESTORE-ASKING", Plain, Move(None), k1()),
+    row!("MIGRATE", Plain, Move(None), Keys::Any),
+    row!("FLUSHDB", Plain, Meta).on_cluster(OnCluster::All(Combine::First)),
+    row!("FLUSHALL", Plain, Meta).on_cluster(OnCluster::All(Combine::First)),
     // --- lists
     row!("LPUSH", Plain, LIST, k1()),
     row!("LPUSHX", Plain, LIST, k1()),
@@ -524,28 +706,33 @@ pub static COMMANDS: &[Command] = &[
     // --- transactions
     row!("MULTI", Stateful(State::Transaction), Meta),
     row!("WATCH", Stateful(State::Watch), Meta, kall(1)),
-    row!("EXEC", Plain, Meta),
-    row!("DISCARD", Plain, Meta),
+    row!("EXEC", Ends(End::Exec), Meta),
+    row!("DISCARD", Ends(End::Discard), Meta),
     row!("UNWATCH", Plain, Meta),
     // --- pub/sub: channels are not keys (pub/sub rules come later)
     row!("SUBSCRIBE", Stateful(State::Subscribe(SubKind::Channel)), Meta),
     row!("PSUBSCRIBE", Stateful(State::Subscribe(SubKind::Pattern)), Meta),
-    row!("SSUBSCRIBE", Stateful(State::Subscribe(SubKind::Shard)), Meta),
+    row!("SSUBSCRIBE", Stateful(State::Subscribe(SubKind::Shard)), Meta)
+        .on_cluster(OnCluster::Channels { first_only: false }),
     row!("UNSUBSCRIBE", Stateful(State::Unsubscribe(SubKind::Channel)), Meta),
     row!("PUNSUBSCRIBE", Stateful(State::Unsubscribe(SubKind::Pattern)), Meta),
-    row!("SUNSUBSCRIBE", Stateful(State::Unsubscribe(SubKind::Shard)), Meta),
-    row!("PUBLISH", Plain, Meta),
-    row!("SPUBLISH", Plain, Meta),
+    row!("SUNSUBSCRIBE", Stateful(State::Unsubscribe(SubKind::Shard)), Meta)
+        .on_cluster(OnCluster::Channels { first_only: false }),
+    row!("PUBLISH", Plain, Meta, Keys::None, Values::Message, ReplyShape::Plain),
+    row!("SPUBLISH", Plain, Meta, Keys::None, Values::Message, ReplyShape::Plain)
+        .on_cluster(OnCluster::Channels { first_only: true }),
     row!("PUBSUB", Plain, Meta),
     // --- scripting
-    row!("EVAL", Code, Script, nk(2)),
-    row!("EVALSHA", Code, Script, nk(2)),
-    row!("EVAL_RO", Code, Script, nk(2)),
-    row!("EVALSHA_RO", Code, Script, nk(2)),
-    row!("FCALL", Code, Script, nk(2)),
-    row!("FCALL_RO", Code, Script, nk(2)),
-    row!("SCRIPT", Sub(&[("KILL", Control), ("DEBUG", Stateful(State::Debugger))]), Script),
-    row!("FUNCTION", Sub(&[("KILL", Control), ("LOAD", Code), ("RESTORE", Code)]), Script),
+    row!("EVAL", Class::Code, Script(Code::Body), nk(2)),
+    row!("EVALSHA", Class::Code, Script(Code::Sha), nk(2)),
+    row!("EVAL_RO", Class::Code, Script(Code::Body), nk(2)),
+    row!("EVALSHA_RO", Class::Code, Script(Code::Sha), nk(2)),
+    row!("FCALL", Class::Code, Script(Code::Function), nk(2)),
+    row!("FCALL_RO", Class::Code, Script(Code::Function), nk(2)),
+    row!("SCRIPT", Sub(&[("KILL", Control), ("DEBUG", Stateful(State::Debugger))]), MANAGES)
+        .on_cluster(OnCluster::AllFor(&["LOAD", "FLUSH"], Combine::First)),
+    row!("FUNCTION", Sub(&[("KILL", Control), ("LOAD", Class::Code), ("RESTORE", Class::Code)]), MANAGES)
+        .on_cluster(OnCluster::AllFor(&["LOAD", "DELETE", "FLUSH", "RESTORE"], Combine::First)),
     // --- connection
     row!("AUTH", Connection(LocalCmd::Auth), Meta),
     row!("HELLO", Connection(LocalCmd::Hello), Meta),
@@ -556,9 +743,9 @@ pub static COMMANDS: &[Command] = &[
     // (TRACKING … PREFIX takes key prefixes, which store nothing).
     row!("CLIENT", Client, Meta),
     row!("MONITOR", Stateful(State::Monitor), Meta),
-    row!("READONLY", Stateful(State::ClusterFlag), Meta),
-    row!("READWRITE", Stateful(State::ClusterFlag), Meta),
-    row!("ASKING", Stateful(State::ClusterFlag), Meta),
+    row!("READONLY", Stateful(State::ClusterFlag), Meta).on_cluster(OnCluster::Answered),
+    row!("READWRITE", Stateful(State::ClusterFlag), Meta).on_cluster(OnCluster::Answered),
+    row!("ASKING", Stateful(State::ClusterFlag), Meta).on_cluster(OnCluster::Answered),
     row!("PING", Plain, Meta),
     row!("ECHO", Plain, Meta),
     // --- replication: the connection becomes a raw stream (RDB payload,
@@ -570,7 +757,7 @@ pub static COMMANDS: &[Command] = &[
     // --- server administration: server-wide, not connection state (the
     // link class); their data class stays Opaque, as for a command the
     // table does not know: refused when an argument matches a rule.
-    row!("CLUSTER", Plain, Opaque),
+    row!("CLUSTER", Plain, Opaque).on_cluster(OnCluster::Answered),
     row!("FAILOVER", Plain, Opaque),
     row!("REPLICAOF", Plain, Opaque),
     row!("SLAVEOF", Plain, Opaque),
@@ -580,7 +767,7 @@ pub static COMMANDS: &[Command] = &[
     row!("PFDEBUG", Plain, HLL, at2()),
     // DEBUG POPULATE makes key names from a prefix argument: refused when
     // a name it can make could match a rule (sealing/boundary.rs).
-    row!("DEBUG", Stateful(State::Debug), Opaque),
+    row!("DEBUG", Stateful(State::Debug), Data::Populates { sub: "POPULATE", prefix_at: 3, default: "key" }),
 ];
 
 /// The class a request resolves to: [`Class::Sub`] resolved by its
@@ -593,9 +780,6 @@ pub fn resolve(class: Class, sub: Option<&[u8]>) -> Class {
         c => c,
     }
 }
-
-/// The moves respseal carries out itself on sealed names ([`crate::sealing::moves`]).
-pub const CARRIED_MOVES: [&str; 3] = ["COPY", "RENAME", "RENAMENX"];
 
 /// The README's list of what is refused on sealed keys, rendered from the
 /// table (a unit test keeps the README equal to it).
@@ -616,10 +800,10 @@ pub fn refused_markdown() -> String {
     for c in COMMANDS {
         let slot = match c.data {
             Data::Inspect => &mut rows[0].1,
-            Data::Move if CARRIED_MOVES.contains(&c.name) => continue,
-            Data::Move => &mut rows[1].1,
-            Data::Script => &mut rows[2].1,
-            Data::Hash => &mut rows[3].1,
+            Data::Move(Some(_)) => continue,
+            Data::Move(None) => &mut rows[1].1,
+            Data::Script(_) => &mut rows[2].1,
+            Data::Hash(_) => &mut rows[3].1,
             Data::Collection(t) => &mut collections.iter_mut().find(|(d, _)| *d == t).expect("every type").1,
             _ => continue,
         };
@@ -725,14 +909,21 @@ mod tests {
     #[test]
     fn value_rows_have_keys_and_value_inspecting_rows_have_keys() {
         for c in COMMANDS {
-            if c.values != Values::None || c.reply != ReplyShape::Plain {
+            if c.values == Values::Message {
+                // A published message: on a channel, not under a key.
+                assert_eq!((c.keys, c.data, c.reply), (Keys::None, Data::Meta, ReplyShape::Plain), "{}", c.name);
+            } else if c.values != Values::None || c.reply != ReplyShape::Plain {
                 assert_ne!(c.keys, Keys::None, "{} carries values but has no key", c.name);
-                assert!(matches!(c.data, Data::String | Data::Hash), "{} carries values of no known kind", c.name);
+                assert!(
+                    matches!(c.data, Data::String | Data::Hash(Fields::Values)),
+                    "{} carries values of no known kind",
+                    c.name
+                );
             }
-            if matches!(c.data, Data::Inspect | Data::Move | Data::Collection(_) | Data::String | Data::Hash) {
+            if matches!(c.data, Data::Inspect | Data::Move(_) | Data::Collection(_) | Data::String | Data::Hash(_)) {
                 assert_ne!(c.keys, Keys::None, "{} works on values but has no key", c.name);
             }
-            if c.data == Data::Inspect || c.data == Data::Move {
+            if matches!(c.data, Data::Inspect | Data::Move(_)) {
                 assert_eq!(c.values, Values::None, "{} cannot seal what it inspects", c.name);
             }
         }
@@ -765,9 +956,22 @@ mod tests {
         // Only string and hash rows carry values (hash field values are
         // sealed by Sealer::seal_request field by field).
         for c in COMMANDS {
-            if c.data != Data::String {
-                assert!(c.data == Data::Hash || c.values == Values::None, "{}", c.name);
+            if c.data != Data::String && c.values != Values::Message {
+                assert!(c.data == Data::Hash(Fields::Values) || c.values == Values::None, "{}", c.name);
             }
+            // Hash shapes on hash rows, string shapes on string rows.
+            let hash_shape = matches!(
+                c.reply,
+                ReplyShape::FieldValue(_)
+                    | ReplyShape::PerField(_)
+                    | ReplyShape::FieldValueMap
+                    | ReplyShape::FieldValues { .. }
+                    | ReplyShape::ScanPairs { .. }
+                    | ReplyShape::PairsIf { .. }
+            ) || matches!(c.values, Values::FieldPairs(_));
+            assert_eq!(hash_shape, c.data == Data::Hash(Fields::Values), "{}", c.name);
+            // Replies are put back in key order only for split commands.
+            assert!(!matches!(c.cluster, OnCluster::All(Combine::PerKey) | OnCluster::AllFor(_, Combine::PerKey)));
         }
     }
 

@@ -22,7 +22,9 @@ use bytes::{Bytes, BytesMut};
 
 use crate::backend::conn::ConnSettings;
 use crate::commands::Args;
+use crate::commands::table::{Carried as Kind, Command, Data};
 use crate::crypto::{self, Binding};
+use crate::error::{Error, Refusal};
 use crate::inspect::{Conn, bulk};
 use crate::protocol::{encode, parse_int};
 use crate::sealing::Sealer;
@@ -30,17 +32,11 @@ use crate::sealing::Sealer;
 /// How many times a move is tried while the names keep changing.
 pub const ATTEMPTS: usize = 10;
 
-/// Which command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Rename,
-    RenameNx,
-    Copy,
-}
-
 /// A parsed move.
 struct Move<'a> {
     kind: Kind,
+    /// The command's name, as Redis knows it.
+    name: &'static str,
     src: &'a [u8],
     dst: &'a [u8],
     /// COPY … DB n.
@@ -61,18 +57,16 @@ fn err(text: &str) -> Bytes {
 
 /// Carry out RENAME / RENAMENX / COPY in database `db`; the reply frame for
 /// the client (RESP2 shapes, which RESP3 clients read the same way).
-pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, args: &Args<'_>) -> Bytes {
-    let name = args.get(0).unwrap_or_default().to_ascii_uppercase();
-    let kind = match &name[..] {
-        b"RENAME" => Kind::Rename,
-        b"RENAMENX" => Kind::RenameNx,
-        _ => Kind::Copy,
+pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, cmd: &Command, args: &Args<'_>) -> Bytes {
+    let Data::Move(Some(kind)) = cmd.data else {
+        return Error::from(Refusal::NotForwarded("not a move respseal carries out")).rescue();
     };
-    let lower = String::from_utf8_lossy(&name).to_lowercase();
+    let name = cmd.name;
+    let lower = name.to_lowercase();
     let (Some(src), Some(dst)) = (args.get(1), args.get(2)) else {
         return err(&format!("ERR wrong number of arguments for '{lower}' command"));
     };
-    let mut m = Move { kind, src, dst, dst_db: db, replace: false };
+    let mut m = Move { kind, name, src, dst, dst_db: db, replace: false };
     if kind == Kind::Copy {
         let mut i = 3;
         while i < args.len() {
@@ -107,7 +101,7 @@ pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, args: &
         }
     }
     metrics::counter!("respseal_moves_total", "outcome" => "gave_up").increment(1);
-    err(&format!("ERR respseal: {} gave up after {ATTEMPTS} attempts: the keys kept changing", name.escape_ascii()))
+    err(&format!("ERR respseal: {name} gave up after {ATTEMPTS} attempts: the keys kept changing"))
 }
 
 async fn passthrough(settings: &Arc<ConnSettings>, db: u32, args: &Args<'_>) -> Bytes {
@@ -123,11 +117,7 @@ async fn passthrough(settings: &Arc<ConnSettings>, db: u32, args: &Args<'_>) -> 
 async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Move<'_>) -> Result<Option<Bytes>, Bytes> {
     let backend = |e| err(&format!("ERR respseal: {e}"));
     let mut c = Conn::open_in(settings, db).await.map_err(backend)?;
-    let cmd_name = match m.kind {
-        Kind::Rename => "RENAME",
-        Kind::RenameNx => "RENAMENX",
-        Kind::Copy => "COPY",
-    };
+    let cmd_name = m.name;
     let db_s = db.to_string();
     let dst_db_s = m.dst_db.to_string();
     if m.dst_db != db {

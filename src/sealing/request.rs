@@ -5,7 +5,7 @@ use bytes::BytesMut;
 
 use super::Sealer;
 use crate::clock::now_unix;
-use crate::commands::table::{Command, Data, Values};
+use crate::commands::table::{Command, Data, ReplyShape, Values};
 use crate::commands::{Args, key_indexes};
 use crate::crypto::{self, Binding};
 use crate::error::{CryptoError, Error};
@@ -39,7 +39,8 @@ impl Sealer {
             Values::AfterEachKey => key_indexes(cmd.keys, args).len(),
             Values::FieldPairs(at) => args.len().saturating_sub(at as usize) / 2,
             // A declared script's ARGV, or a published message.
-            Values::None if cmd.data == Data::Script => args.len(),
+            Values::None if matches!(cmd.data, Data::Script(_)) => args.len(),
+            Values::Message => 1,
             Values::None => 1,
         };
         args.iter().map(|a| a.len() + 16).sum::<usize>() + 16 + values * crypto::OVERHEAD
@@ -52,15 +53,16 @@ impl Sealer {
         let now = now_unix();
         let start = out.len();
         out.reserve(Self::sealed_len_bound(cmd, args));
-        if cmd.name == "HVALS" {
-            // Opened from HGETALL's pairs ([`HashReply::Values`]).
+        if let ReplyShape::FieldValues { sent_as } = cmd.reply {
+            // Opened from the pairs of the command sent instead
+            // ([`super::HashReply::Values`]).
             encode::array_header(out, 2);
-            encode::bulk(out, b"HGETALL");
+            encode::bulk(out, sent_as.as_bytes());
             encode::bulk(out, args.get(1).unwrap_or_default());
             return Ok(());
         }
-        if cmd.data == Data::Script
-            && let Some(profile) = self.script_profile(cmd, args)
+        if let Data::Script(code) = cmd.data
+            && let Some(profile) = self.script_profile(code, args)
         {
             let seals = self.script_seals(profile, args);
             encode::array_header(out, args.len());
@@ -78,7 +80,7 @@ impl Sealer {
             }
             return Ok(());
         }
-        if matches!(cmd.name, "PUBLISH" | "SPUBLISH") {
+        if cmd.values == Values::Message {
             let channel = args.get(1).unwrap_or_default();
             encode::array_header(out, args.len());
             for (i, arg) in args.iter().enumerate() {

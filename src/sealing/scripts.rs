@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::{Inspect, OpenPlan, SealedKey, Sealer};
 use crate::commands::Args;
-use crate::commands::table::Command;
+use crate::commands::table::{Code, Command};
 use crate::error::{Refusal, SealedUse};
 use crate::protocol::parse_int;
 
@@ -42,17 +42,17 @@ pub struct ScriptValue {
 
 impl Sealer {
     /// The declared script an EVAL/EVALSHA (or _RO) runs, if any.
-    pub(super) fn script_profile(&self, cmd: &Command, args: &Args<'_>) -> Option<&ScriptProfile> {
+    pub(super) fn script_profile(&self, code: Code, args: &Args<'_>) -> Option<&ScriptProfile> {
         if self.scripts.is_empty() {
             return None;
         }
         let body_or_sha = args.get(1)?;
-        let sha: [u8; 20] = match cmd.name {
-            "EVAL" | "EVAL_RO" => {
+        let sha: [u8; 20] = match code {
+            Code::Body => {
                 use sha1::Digest;
                 sha1::Sha1::digest(body_or_sha).into()
             }
-            "EVALSHA" | "EVALSHA_RO" if body_or_sha.len() == 40 => {
+            Code::Sha if body_or_sha.len() == 40 => {
                 let mut out = [0u8; 20];
                 for (i, pair) in body_or_sha.chunks(2).enumerate() {
                     out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;

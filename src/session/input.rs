@@ -9,8 +9,8 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::replies::{ClientReply, ReplyMode};
 use super::{Deferred, Link, Retry, Session, reencode_sealed};
-use crate::commands::table::State;
-use crate::commands::{self, Args, Class, Command, Route};
+use crate::commands::table::{End, State};
+use crate::commands::{self, Args, Class, ClientSub, Command, Route};
 use crate::error::Refusal;
 use crate::plan::Plan;
 use crate::protocol::encode;
@@ -100,11 +100,7 @@ where
                         let args = Args::new(src, &self.args);
                         // One table lookup serves routing and sealing.
                         let cmd = args.get(0).and_then(commands::lookup);
-                        let route = if !self.authenticated
-                            && !args.is(0, "AUTH")
-                            && !args.is(0, "HELLO")
-                            && !args.is(0, "QUIT")
-                        {
+                        let route = if !self.authenticated && !commands::allowed_before_auth(cmd) {
                             Route::NoAuth
                         } else if self.ctx.dedicated_mode && matches!(self.link, Link::None) {
                             match commands::classify_command(cmd, &args) {
@@ -277,10 +273,11 @@ where
                     {
                         crate::error::Error::from(Refusal::CrossSlot).rescue()
                     }
-                    (Some(sealer), Ok(settings)) => {
-                        Box::pin(crate::sealing::moves::run(&settings, self.replies.db, sealer, &args)).await
+                    (Some(sealer), Ok(settings)) if let Some(cmd) = cmd => {
+                        Box::pin(crate::sealing::moves::run(&settings, self.replies.db, sealer, cmd, &args)).await
                     }
                     (Some(_), Err(e)) => crate::error::Error::from(e).rescue(),
+                    (Some(_), Ok(_)) => crate::error::Error::from(Refusal::NotForwarded("unknown command")).rescue(),
                     (None, _) => crate::error::Error::from(Refusal::NotForwarded("no sealer")).rescue(),
                 };
                 self.replies.push(Plan::Local(reply), 0);
@@ -350,7 +347,7 @@ where
             // A replica's REPLCONF ACK on a replication stream gets no reply.
             _ if self.raw => return self.send(frame, 0).await,
             Some(Class::Stateful(State::Replication)) => (Plan::Raw, 1),
-            _ if self.in_multi && args.is(0, "EXEC") && self.multi_aborted => {
+            Some(Class::Ends(End::Exec)) if self.in_multi && self.multi_aborted => {
                 // A command was refused while queueing: Redis discards such
                 // a transaction, and so does respseal.
                 self.in_multi = false;
@@ -358,15 +355,15 @@ where
                 self.replies.push(Plan::ExecAbort, 1);
                 return self.send(encode::command(&["DISCARD"]), 1).await;
             }
-            _ if self.in_multi && (args.is(0, "EXEC") || args.is(0, "DISCARD")) => {
+            Some(Class::Ends(end)) if self.in_multi => {
                 self.in_multi = false;
                 self.watching = false;
                 self.multi_aborted = false;
-                (if args.is(0, "EXEC") { Plan::Exec } else { Plan::Discard }, 1)
+                (if end == End::Exec { Plan::Exec } else { Plan::Discard }, 1)
             }
             _ if self.in_multi => (Plan::Queued(self.next_open.take()), 1),
             Some(Class::Stateful(State::Watch)) if dedicated => {
-                self.watching = !args.is(0, "UNWATCH");
+                self.watching = true;
                 (Plan::Forward(1), 1)
             }
             Some(Class::Stateful(State::Transaction)) if dedicated => {
@@ -378,7 +375,7 @@ where
             Some(c @ Class::Sub(_)) if crate::commands::table::resolve(c, args.get(1)) == Class::Secrets => {
                 (Plan::MaskSecrets, 1)
             }
-            Some(Class::Client) if dedicated && args.is(1, "REPLY") => {
+            Some(Class::Client) if dedicated && commands::client_sub(args) == ClientSub::Reply => {
                 // Redis sends no reply to CLIENT REPLY OFF/SKIP, nor to the
                 // command after SKIP.
                 match self.replies.client_reply(args.get(2)) {
@@ -442,7 +439,8 @@ where
             self.replies.push(Plan::Local(Bytes::from_static(text)), 0);
             return None;
         }
-        if args.is(0, "MULTI") && !self.in_multi {
+        let class = cmd.map(|c| c.class);
+        if class == Some(Class::Stateful(State::Transaction)) && !self.in_multi {
             // Which node the transaction runs on is known at its first
             // command: MULTI is answered here and sent before that one.
             self.in_multi = true;
@@ -450,14 +448,16 @@ where
             self.replies.push(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
             return None;
         }
-        if self.multi_held && (args.is(0, "EXEC") || args.is(0, "DISCARD")) {
+        if self.multi_held
+            && let Some(Class::Ends(end)) = class
+        {
             // An empty transaction, never sent.
             let aborted = self.multi_aborted;
             self.in_multi = false;
             self.multi_held = false;
             self.multi_aborted = false;
             self.watching = false;
-            let reply: &'static [u8] = match (args.is(0, "EXEC"), aborted) {
+            let reply: &'static [u8] = match (end == End::Exec, aborted) {
                 (true, true) => b"-EXECABORT Transaction discarded because of previous errors.\r\n",
                 (true, false) => b"*0\r\n",
                 (false, _) => b"+OK\r\n",

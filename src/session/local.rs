@@ -28,9 +28,7 @@ where
             let name = match cmd {
                 // Queued like any command; it takes effect at EXEC.
                 LocalCmd::Select => None,
-                LocalCmd::Hello => Some("HELLO"),
-                LocalCmd::Auth => Some("AUTH"),
-                LocalCmd::ClientSetinfo => Some("CLIENT SETINFO"),
+                LocalCmd::Hello | LocalCmd::Auth | LocalCmd::ClientSetinfo => Some(cmd.name()),
                 // Redis runs QUIT and RESET at once, even inside MULTI.
                 LocalCmd::Quit | LocalCmd::Reset => None,
             };
