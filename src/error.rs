@@ -40,10 +40,26 @@ pub enum ClientError {
     Protocol(ProtocolError),
     /// A syntax error in a command respseal answers itself.
     Syntax,
-    /// `AUTH` without arguments.
-    AuthArity,
-    /// `CLIENT SETINFO` with the wrong number of arguments.
-    SetinfoArity,
+    /// The wrong number of arguments for a command respseal answers or
+    /// carries out itself (Redis's name for it: `auth`, `client|setinfo`,
+    /// `rename` …).
+    Arity(String),
+    /// An argument that must be an integer is not (COPY … DB x).
+    NotInteger,
+    /// A database number Redis does not have (COPY … DB 99).
+    DbOutOfRange,
+    /// RENAME of a name that does not exist.
+    NoSuchKey,
+    /// COPY to the name it copies from.
+    SameObject,
+    /// A cluster-only command (CLUSTER, READONLY …): respseal looks like a
+    /// standalone server to its clients.
+    NotCluster,
+    /// A SCAN cursor that is not a number.
+    InvalidCursor,
+    /// Behind Redis Cluster, a SCAN cursor naming a master the cluster no
+    /// longer has.
+    StaleCursor,
     /// `CLIENT SETINFO LIB-NAME|LIB-VER` with spaces or special characters.
     SetinfoValue(&'static str),
     /// `CLIENT SETINFO` with an option Redis does not know (shown bounded).
@@ -79,8 +95,16 @@ impl ClientError {
         match self {
             ClientError::Protocol(e) => format!("ERR {e}"),
             ClientError::Syntax => "ERR syntax error".into(),
-            ClientError::AuthArity => "ERR wrong number of arguments for 'auth' command".into(),
-            ClientError::SetinfoArity => "ERR wrong number of arguments for 'client|setinfo' command".into(),
+            ClientError::Arity(name) => format!("ERR wrong number of arguments for '{name}' command"),
+            ClientError::NotInteger => "ERR value is not an integer or out of range".into(),
+            ClientError::DbOutOfRange => "ERR DB index is out of range".into(),
+            ClientError::NoSuchKey => "ERR no such key".into(),
+            ClientError::SameObject => "ERR source and destination objects are the same".into(),
+            ClientError::NotCluster => "ERR This instance has cluster support disabled".into(),
+            ClientError::InvalidCursor => "ERR invalid cursor".into(),
+            ClientError::StaleCursor => {
+                "ERR invalid cursor (the cluster has fewer masters than when this SCAN started)".into()
+            }
             ClientError::SetinfoValue(which) => {
                 format!("ERR {which} cannot contain spaces, newlines or special characters.")
             }
@@ -146,6 +170,28 @@ pub enum Refusal {
     /// connection's transaction, WATCH or subscription is on, or a move
     /// between slots.
     CrossSlot,
+    /// A move respseal carries out (RENAME, RENAMENX, COPY of a sealed
+    /// name) that sealing cannot follow: the reason.
+    Move {
+        /// The command.
+        command: &'static str,
+        /// Why (configuration facts, never a key or a value).
+        why: &'static str,
+    },
+    /// A move of a sealed name holding a type respseal does not move.
+    MoveType {
+        /// The command.
+        command: &'static str,
+        /// The type Redis named (escaped).
+        type_name: String,
+    },
+    /// A move that found the names changed at every attempt.
+    MoveGaveUp {
+        /// The command.
+        command: &'static str,
+        /// How many times it was tried.
+        attempts: usize,
+    },
 }
 
 /// What a command would do to a sealed name.
@@ -193,6 +239,8 @@ impl Refusal {
             Refusal::TooLargeToSeal => "too_large_to_seal",
             Refusal::BufferBudget => "buffer_budget",
             Refusal::CrossSlot => "crossslot",
+            Refusal::Move { .. } | Refusal::MoveType { .. } => "move_refused",
+            Refusal::MoveGaveUp { .. } => "move_gave_up",
         }
     }
 
@@ -246,6 +294,13 @@ impl Refusal {
             Refusal::BufferBudget => {
                 "ERR respseal: request refused: the proxy's input buffers are full (limits.max_buffered_bytes)".into()
             }
+            Refusal::Move { command, why } => format!("ERR respseal: {command} refused: {why}"),
+            Refusal::MoveType { command, type_name } => {
+                format!("ERR respseal: {command} of a sealed name holding a {type_name} is not supported")
+            }
+            Refusal::MoveGaveUp { command, attempts } => {
+                format!("ERR respseal: {command} gave up after {attempts} attempts: the keys kept changing")
+            }
         }
     }
 }
@@ -261,11 +316,19 @@ impl Error {
         }
     }
 
+    /// Whether the client's connection closes after the reply: malformed
+    /// RESP leaves nothing to read the next request from, as in Redis.
+    pub fn closes(&self) -> bool {
+        matches!(self, Error::Client(ClientError::Protocol(_)))
+    }
+
     /// The one rescue point: [`Error::report`] the error, then return the
-    /// error reply the client gets.
+    /// error reply the client gets (after which the connection closes if
+    /// [`Error::closes`]).
     pub fn rescue(&self) -> Bytes {
         self.report();
         let text = match self {
+            Error::Client(ClientError::Protocol(e)) => return protocol_reply(e),
             Error::Client(e) => e.text(),
             Error::Policy(r) => r.text(),
             // Redis's own words: what the command would have got directly.
@@ -316,6 +379,25 @@ impl Error {
                 }
             }
         }
+    }
+}
+
+/// A protocol error's reply, byte for byte as Redis writes it: Redis formats
+/// the unexpected byte with `%c` into a C string, so a NUL ends the message
+/// there, CR and LF become spaces, and any other byte is sent as it is.
+fn protocol_reply(e: &ProtocolError) -> Bytes {
+    match e {
+        ProtocolError::ExpectedBulk(b) => {
+            let mut out = b"-ERR Protocol error: expected '$', got '".to_vec();
+            match b {
+                0 => {}
+                b'\r' | b'\n' => out.extend_from_slice(b" '"),
+                b => out.extend_from_slice(&[*b, b'\'']),
+            }
+            out.extend_from_slice(b"\r\n");
+            out.into()
+        }
+        e => encode::error_frame(&format!("ERR {e}")),
     }
 }
 
@@ -396,6 +478,21 @@ mod tests {
         assert_eq!(&e.rescue()[..], b"-ERR Unrecognized option 'X'\r\n");
         let e = Error::Crypto(CryptoError::Open { reason: "tag_mismatch", key_id: Some(1) });
         assert_eq!(&e.rescue()[..], b"-ERR respseal: sealed value could not be opened (tag_mismatch)\r\n");
+    }
+
+    #[test]
+    fn the_rescue_point_decides_the_close_and_keeps_redis_bytes() {
+        let e = Error::from(ClientError::Protocol(ProtocolError::ExpectedBulk(0)));
+        assert!(e.closes());
+        assert_eq!(&e.rescue()[..], b"-ERR Protocol error: expected '$', got '\r\n");
+        let e = Error::from(ClientError::Protocol(ProtocolError::ExpectedBulk(b'\n')));
+        assert_eq!(&e.rescue()[..], b"-ERR Protocol error: expected '$', got ' '\r\n");
+        let e = Error::from(ClientError::Protocol(ProtocolError::ExpectedBulk(b'x')));
+        assert_eq!(&e.rescue()[..], b"-ERR Protocol error: expected '$', got 'x'\r\n");
+        let e = Error::from(ClientError::Arity("rename".into()));
+        assert!(!e.closes());
+        assert_eq!(&e.rescue()[..], b"-ERR wrong number of arguments for 'rename' command\r\n");
+        assert!(!Error::from(Refusal::CrossSlot).closes());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::BackendError;
 use crate::backend::conn::ConnSettings;
-use crate::crypto::{self, Binding, RewrapError};
+use crate::crypto::{self, RewrapError};
 use crate::inspect::{Conn, bulk};
 use crate::sealing::Sealer;
 
@@ -198,7 +198,6 @@ async fn one(
         counts.not_string += 1;
         return Ok(());
     };
-    let binding = Binding::string(sealer.namespace(), key);
     let info = match crypto::inspect(&value) {
         Ok(info) => info,
         Err(_) if !opts.legacy => {
@@ -206,7 +205,7 @@ async fn one(
             return Ok(());
         }
         Err(_) => {
-            let Ok(sealed) = crypto::seal_resealed(sealer.keyring(), &binding, &value, crate::clock::now_unix()) else {
+            let Ok(sealed) = sealer.seal_legacy(key, &value, crate::clock::now_unix()) else {
                 *counts.failed.entry("no_primary_key").or_default() += 1;
                 return Ok(());
             };
@@ -230,7 +229,7 @@ async fn one(
         counts.current += 1;
         return Ok(());
     }
-    match crypto::rewrap(sealer.keyring(), &binding, &value) {
+    match sealer.rewrap(key, &value) {
         Ok(sealed) => {
             if cas(c, CAS, key, &value, Some(&sealed)).await? {
                 counts.rewrapped += 1;
@@ -283,13 +282,8 @@ pub async fn sample(
                 }
                 let Some(value) = bulk(&c.cmd(&[b"GET", &key]).await?) else { continue };
                 seen += 1;
-                let fresh = sealer.rules().find(&key).and_then(|r| sealer.rules().get(r).freshness());
-                let binding = Binding::string(sealer.namespace(), &key);
-                match crypto::open(sealer.keyring(), &binding, &value, now, fresh) {
-                    Ok(mut plain) => {
-                        zeroize::Zeroize::zeroize(&mut plain);
-                        opened += 1;
-                    }
+                match sealer.check_opens(&key, &value, now) {
+                    Ok(()) => opened += 1,
                     Err(e) => *failed.entry(e.reason()).or_default() += 1,
                 }
             }

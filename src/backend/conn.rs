@@ -44,6 +44,18 @@ pub enum BackendError {
     /// reply: the connection is given up.
     #[error("backend timeout")]
     CommandTimeout,
+    /// A cluster node's reply did not have the shape respseal needs to
+    /// combine it with the others (a split or broadcast command).
+    #[error("a cluster node sent a reply of an unexpected shape")]
+    BadReply,
+    /// A node's SCAN cursor does not fit beside the node's index in the
+    /// cursor respseal gives the client.
+    #[error("a node's SCAN cursor is too large to carry")]
+    CursorTooLarge,
+    /// A transaction respseal sent for its own work (a move) was refused
+    /// by Redis.
+    #[error("{0} failed in Redis")]
+    Failed(&'static str),
 }
 
 impl BackendError {
@@ -57,6 +69,9 @@ impl BackendError {
             BackendError::Unlisted => "unlisted_node",
             BackendError::Lost => "lost",
             BackendError::CommandTimeout => "command_timeout",
+            BackendError::BadReply => "bad_reply",
+            BackendError::CursorTooLarge => "cursor_too_large",
+            BackendError::Failed(_) => "failed",
         }
     }
 }

@@ -36,6 +36,7 @@ use super::conn::{BackendError, ConnSettings};
 use super::shared::{LinkEvent, ReplyTx, SharedLink, SharedRequest};
 use crate::commands::table::{Combine, OnCluster};
 use crate::commands::{self, Args};
+use crate::error::{ClientError, Error};
 use crate::protocol::request::{self, Limits, Parsed};
 use crate::protocol::{Proto, encode, reply};
 
@@ -43,8 +44,6 @@ use crate::protocol::{Proto, encode, reply};
 pub const MAX_REDIRECTS: usize = 5;
 /// Low bits of a client's SCAN cursor that say which master it is on.
 pub const SCAN_INDEX_BITS: u32 = 10;
-/// What a standalone Redis answers to CLUSTER, READONLY, READWRITE, ASKING.
-pub const NOT_CLUSTER: &[u8] = b"-ERR This instance has cluster support disabled\r\n";
 const UNLIMITED: Limits = Limits::NONE;
 
 /// The nodes of the cluster as one worker sees them: their shared links
@@ -128,7 +127,7 @@ enum Step {
     /// INFO, with `cluster_enabled` as a standalone server has it.
     Info,
     /// Answered here.
-    Local(&'static [u8]),
+    Local(Error),
 }
 
 /// How the replies of a split or broadcast request become one.
@@ -269,7 +268,7 @@ impl ClusterLink {
                 }
                 self.flush(&mut run, &req.reply).await;
                 let expect = match step {
-                    Step::Local(text) => Expect::Local(Bytes::from_static(text)),
+                    Step::Local(e) => Expect::Local(e.rescue()),
                     Step::Info => Expect::Gather { parts: vec![self.part(node, frame).await], merge: Merge::Info },
                     Step::Split { name, pairs, combine } => self.split(name, pairs, combine, &args).await,
                     Step::Scan => self.scan(&args).await,
@@ -344,14 +343,12 @@ impl ClusterLink {
         let masters = self.map.masters.len();
         let cursor = args.get(1).and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| c.parse::<u64>().ok());
         let Some(cursor) = cursor else {
-            return Expect::Local(Bytes::from_static(b"-ERR invalid cursor\r\n"));
+            return Expect::Local(Error::from(ClientError::InvalidCursor).rescue());
         };
         let index = (cursor & ((1 << SCAN_INDEX_BITS) - 1)) as usize;
         if index >= masters {
             // A cursor from before the cluster lost masters: start over there.
-            return Expect::Local(Bytes::from_static(
-                b"-ERR invalid cursor (the cluster has fewer masters than when this SCAN started)\r\n",
-            ));
+            return Expect::Local(Error::from(ClientError::StaleCursor).rescue());
         }
         let node_cursor = (cursor >> SCAN_INDEX_BITS).to_string();
         let mut cmd: Vec<&[u8]> = args.iter().collect();
@@ -364,8 +361,8 @@ impl ClusterLink {
 /// How a request is routed, from its arguments.
 fn step(args: &Args<'_>) -> Step {
     let Some(name) = args.get(0) else { return Step::One(None) };
-    if let Some(text) = answered_here(args) {
-        return Step::Local(text);
+    if let Some(e) = answered_here(args) {
+        return Step::Local(e);
     }
     let Some(cmd) = commands::lookup(name) else { return Step::One(None) };
     match cmd.cluster {
@@ -395,9 +392,9 @@ fn step(args: &Args<'_>) -> Step {
 
 /// The reply respseal gives itself to a cluster-only command, so that
 /// clients keep treating it as a standalone server.
-pub fn answered_here(args: &Args<'_>) -> Option<&'static [u8]> {
+pub fn answered_here(args: &Args<'_>) -> Option<Error> {
     let cmd = args.get(0).and_then(commands::lookup)?;
-    (cmd.cluster == OnCluster::Answered).then_some(NOT_CLUSTER)
+    (cmd.cluster == OnCluster::Answered).then(|| ClientError::NotCluster.into())
 }
 
 /// The slot a command's keys are in (its first key's), for a pinned
@@ -619,7 +616,7 @@ fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
     if let Some(e) = frames.iter().find(|f| crate::protocol::frame::is_error(f, proto)) {
         return e.clone();
     }
-    let bad = || Bytes::from_static(b"-ERR respseal: a cluster node sent a reply of an unexpected shape\r\n");
+    let bad = || Error::from(BackendError::BadReply).rescue();
     match merge {
         Merge::First => frames.into_iter().next().unwrap_or_else(bad),
         Merge::Sum => {
@@ -681,7 +678,7 @@ fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
             let next = if node_cursor == 0 {
                 if index + 1 < *masters { (index + 1) as u64 } else { 0 }
             } else if node_cursor >> (64 - SCAN_INDEX_BITS) != 0 {
-                return Bytes::from_static(b"-ERR respseal: a node's SCAN cursor is too large to carry\r\n");
+                return Error::from(BackendError::CursorTooLarge).rescue();
             } else {
                 (node_cursor << SCAN_INDEX_BITS) | *index as u64
             };
@@ -738,7 +735,7 @@ mod tests {
         let (f, r) = args_of(&["PING"]);
         assert!(matches!(step(&Args::new(&f, &r)), Step::One(None)));
         let (f, r) = args_of(&["cluster", "info"]);
-        assert!(matches!(step(&Args::new(&f, &r)), Step::Local(NOT_CLUSTER)));
+        assert!(matches!(step(&Args::new(&f, &r)), Step::Local(Error::Client(ClientError::NotCluster))));
         // Sharded pub/sub goes by the channel's slot ("foo" is in 12182).
         let (f, r) = args_of(&["SPUBLISH", "foo", "message"]);
         assert!(matches!(step(&Args::new(&f, &r)), Step::One(Some(12182))));

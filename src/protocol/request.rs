@@ -107,32 +107,6 @@ pub enum ProtocolError {
     UnauthenticatedBulk,
 }
 
-impl ProtocolError {
-    /// The error reply, byte for byte as Redis writes it: Redis formats the
-    /// unexpected byte with `%c` into a C string, so a NUL ends the message
-    /// there, CR and LF become spaces, and any other byte is sent as it is.
-    pub fn reply(&self) -> Bytes {
-        let mut out = BytesMut::new();
-        match self {
-            ProtocolError::ExpectedBulk(b) => {
-                out.extend_from_slice(b"-ERR Protocol error: expected '$', got '");
-                match b {
-                    0 => {}
-                    b'\r' | b'\n' => out.extend_from_slice(b" '"),
-                    b => out.extend_from_slice(&[*b, b'\'']),
-                }
-                out.extend_from_slice(b"\r\n");
-            }
-            e => {
-                out.extend_from_slice(b"-ERR ");
-                out.extend_from_slice(e.to_string().as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        out.freeze()
-    }
-}
-
 /// A byte as it shows in text (logs, `Display`): printable ASCII as itself.
 fn shown_byte(b: u8) -> char {
     if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }

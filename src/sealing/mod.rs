@@ -31,6 +31,7 @@ pub mod open;
 pub mod pubsub;
 pub mod request;
 pub mod scripts;
+pub mod stored;
 
 use bytes::Bytes;
 

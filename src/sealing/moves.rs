@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::backend::conn::ConnSettings;
+use super::stored::Origin;
+use crate::backend::conn::{BackendError, ConnSettings};
 use crate::commands::Args;
 use crate::commands::table::{Carried as Kind, Command, Data};
-use crate::crypto::{self, Binding};
-use crate::error::{Error, Refusal};
+use crate::error::{ClientError, Error, Refusal};
 use crate::inspect::{Conn, bulk};
 use crate::protocol::{encode, parse_int};
 use crate::sealing::Sealer;
@@ -51,10 +51,6 @@ enum Value {
     Hash(Vec<(Bytes, Bytes)>),
 }
 
-fn err(text: &str) -> Bytes {
-    Bytes::from(format!("-{text}\r\n"))
-}
-
 /// Carry out RENAME / RENAMENX / COPY in database `db`; the reply frame for
 /// the client (RESP2 shapes, which RESP3 clients read the same way).
 pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, cmd: &Command, args: &Args<'_>) -> Bytes {
@@ -64,7 +60,7 @@ pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, cmd: &C
     let name = cmd.name;
     let lower = name.to_lowercase();
     let (Some(src), Some(dst)) = (args.get(1), args.get(2)) else {
-        return err(&format!("ERR wrong number of arguments for '{lower}' command"));
+        return Error::from(ClientError::Arity(lower)).rescue();
     };
     let mut m = Move { kind, name, src, dst, dst_db: db, replace: false };
     if kind == Kind::Copy {
@@ -75,20 +71,20 @@ pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, cmd: &C
             } else if args.is(i, "DB") && i + 1 < args.len() {
                 match args.get(i + 1).and_then(parse_int).and_then(|n| u32::try_from(n).ok()) {
                     Some(n) => m.dst_db = n,
-                    None => return err("ERR value is not an integer or out of range"),
+                    None => return Error::from(ClientError::NotInteger).rescue(),
                 }
                 i += 1;
             } else {
-                return err("ERR syntax error");
+                return Error::from(ClientError::Syntax).rescue();
             }
             i += 1;
         }
     } else if args.len() != 3 {
-        return err(&format!("ERR wrong number of arguments for '{lower}' command"));
+        return Error::from(ClientError::Arity(lower)).rescue();
     }
     if m.src == m.dst && m.dst_db == db {
         return match kind {
-            Kind::Copy => err("ERR source and destination objects are the same"),
+            Kind::Copy => Error::from(ClientError::SameObject).rescue(),
             // Same name, same binding: Redis's own answer is right.
             _ => passthrough(settings, db, args).await,
         };
@@ -101,21 +97,21 @@ pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, cmd: &C
         }
     }
     metrics::counter!("respseal_moves_total", "outcome" => "gave_up").increment(1);
-    err(&format!("ERR respseal: {name} gave up after {ATTEMPTS} attempts: the keys kept changing"))
+    Error::from(Refusal::MoveGaveUp { command: name, attempts: ATTEMPTS }).rescue()
 }
 
 async fn passthrough(settings: &Arc<ConnSettings>, db: u32, args: &Args<'_>) -> Bytes {
     let all: Vec<&[u8]> = args.iter().collect();
     match Conn::open_in(settings, db).await {
-        Ok(mut c) => c.cmd(&all).await.map(Bytes::from).unwrap_or_else(|e| err(&format!("ERR respseal: {e}"))),
-        Err(e) => err(&format!("ERR respseal: {e}")),
+        Ok(mut c) => c.cmd(&all).await.map(Bytes::from).unwrap_or_else(|e| Error::from(e).rescue()),
+        Err(e) => Error::from(e).rescue(),
     }
 }
 
 /// One try: `Ok(Some(reply))` done, `Ok(None)` the keys changed (try
 /// again), `Err(reply)` refused or failed.
 async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Move<'_>) -> Result<Option<Bytes>, Bytes> {
-    let backend = |e| err(&format!("ERR respseal: {e}"));
+    let backend = |e: BackendError| Error::from(e).rescue();
     let mut c = Conn::open_in(settings, db).await.map_err(backend)?;
     let cmd_name = m.name;
     let db_s = db.to_string();
@@ -126,7 +122,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         let selected = c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?;
         if selected.first() == Some(&b'-') {
             return Err(match selected.strip_prefix(b"-ERR DB index is out of range") {
-                Some(_) => err("ERR DB index is out of range"),
+                Some(_) => Error::from(ClientError::DbOutOfRange).rescue(),
                 None => Bytes::from(selected),
             });
         }
@@ -141,7 +137,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     if ty == b"none" {
         return Err(match m.kind {
             Kind::Copy => Bytes::from_static(b":0\r\n"),
-            _ => err("ERR no such key"),
+            _ => Error::from(ClientError::NoSuchKey).rescue(),
         });
     }
     let dst_exists = {
@@ -178,13 +174,12 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
             Value::Hash(pairs)
         }
         other => {
-            return Err(err(&format!(
-                "ERR respseal: {cmd_name} of a sealed name holding a {} is not supported",
-                String::from_utf8_lossy(other).escape_default()
-            )));
+            let type_name = String::from_utf8_lossy(other).escape_default().to_string();
+            return Err(Error::from(Refusal::MoveType { command: cmd_name, type_name }).rescue());
         }
     };
-    let value = reseal(sealer, m, value).map_err(|why| err(&format!("ERR respseal: {cmd_name} refused: {why}")))?;
+    let value =
+        reseal(sealer, m, value).map_err(|why| Error::from(Refusal::Move { command: cmd_name, why }).rescue())?;
     // The write, the TTL and (for RENAME) the source's deletion, at once.
     let mut tx = BytesMut::new();
     tx.extend_from_slice(&encode::command(&["MULTI"]));
@@ -229,7 +224,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         return Ok(None);
     }
     if exec.first() != Some(&b'*') {
-        return Err(err(&format!("ERR respseal: {cmd_name} failed in Redis")));
+        return Err(backend(BackendError::Failed(cmd_name)));
     }
     metrics::counter!("respseal_moves_total", "outcome" => "ok").increment(1);
     Ok(Some(Bytes::from_static(match m.kind {
@@ -238,9 +233,6 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     })))
 }
 
-/// A sealed value's `issued_at` and re-sealed flag, which a move keeps.
-type Origin = (u64, bool);
-
 /// The source's value as the destination must hold it: opened under the
 /// source's rule, sealed under the destination's.
 fn reseal(sealer: &Sealer, m: &Move<'_>, value: Value) -> Result<Value, &'static str> {
@@ -248,33 +240,24 @@ fn reseal(sealer: &Sealer, m: &Move<'_>, value: Value) -> Result<Value, &'static
     let src_rule = rules.find(m.src).map(|r| rules.get(r));
     let dst_rule = rules.find(m.dst).map(|r| rules.get(r));
     let exempt = rules.exempts(m.dst);
-    let ns = sealer.namespace();
     let now = crate::clock::now_unix();
-    // (plaintext, issued_at, re-sealed flag) of one value, and whether it
-    // was sealed.
-    let open = |binding: &Binding<'_>, v: &[u8], sealed: bool| -> Result<(Vec<u8>, Origin, bool), &'static str> {
+    // (plaintext, origin) of one value, and whether it was sealed.
+    let open = |field: Option<&[u8]>, v: &[u8], sealed: bool| -> Result<(Vec<u8>, Origin, bool), &'static str> {
         if !sealed {
             return Ok((v.to_vec(), (now, false), false));
         }
-        let info = crypto::inspect(v).map_err(|_| "the source's value is not sealed")?;
-        let fresh = src_rule.and_then(|r| r.freshness());
-        let plain =
-            crypto::open(sealer.keyring(), binding, v, now, fresh).map_err(|_| "the source's value does not open")?;
-        Ok((plain, (info.issued_at, info.resealed), true))
+        let (plain, origin) = sealer.open_stored(m.src, field, v, now)?;
+        Ok((plain, origin, true))
     };
     // Sealed under the destination, keeping the age and the re-sealed flag.
-    let seal =
-        |binding: &Binding<'_>, plain: &[u8], (issued_at, resealed): (u64, bool)| -> Result<Bytes, &'static str> {
-            let mut out = BytesMut::new();
-            crypto::seal_flagged(sealer.keyring(), binding, plain, issued_at, resealed, &mut out)
-                .map_err(|_| "cannot seal")?;
-            Ok(out.freeze())
-        };
+    let seal = |field: Option<&[u8]>, plain: &[u8], origin: Origin| -> Result<Bytes, &'static str> {
+        sealer.seal_stored(m.dst, field, plain, origin).map_err(|_| "cannot seal")
+    };
     match value {
         Value::String(v) => {
-            let (plain, issued_at, was_sealed) = open(&Binding::string(ns, m.src), &v, src_rule.is_some())?;
+            let (plain, origin, was_sealed) = open(None, &v, src_rule.is_some())?;
             match dst_rule {
-                Some(_) => Ok(Value::String(seal(&Binding::string(ns, m.dst), &plain, issued_at)?)),
+                Some(_) => Ok(Value::String(seal(None, &plain, origin)?)),
                 None if !was_sealed || exempt => Ok(Value::String(plain.into())),
                 None => Err("the destination is not a sealed name (a `seal = false` rule must name it)"),
             }
@@ -286,9 +269,9 @@ fn reseal(sealer: &Sealer, m: &Move<'_>, value: Value) -> Result<Value, &'static
                 if src_rule.is_some_and(|r| r.fields.is_none()) {
                     return Err("the source's rule does not seal hash fields");
                 }
-                let (plain, issued_at, was_sealed) = open(&Binding::hash_field(ns, m.src, &f), &v, sealed_here)?;
+                let (plain, origin, was_sealed) = open(Some(&f), &v, sealed_here)?;
                 let value = match dst_rule {
-                    Some(r) if r.seals_field(&f) => seal(&Binding::hash_field(ns, m.dst, &f), &plain, issued_at)?,
+                    Some(r) if r.seals_field(&f) => seal(Some(&f), &plain, origin)?,
                     Some(r) if r.fields.is_none() => return Err("the destination's rule does not seal hash fields"),
                     _ if !was_sealed || exempt => plain.into(),
                     _ => return Err("a sealed field would be stored in plaintext under the destination"),

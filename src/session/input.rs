@@ -435,8 +435,8 @@ where
         if !matches!(route, Route::Forward | Route::Pin | Route::Control) {
             return Some(route);
         }
-        if let Some(text) = crate::backend::route::answered_here(&args) {
-            self.replies.push(Plan::Local(Bytes::from_static(text)), 0);
+        if let Some(e) = crate::backend::route::answered_here(&args) {
+            self.replies.push(Plan::Local(e.rescue()), 0);
             return None;
         }
         let class = cmd.map(|c| c.class);
@@ -457,12 +457,12 @@ where
             self.multi_held = false;
             self.multi_aborted = false;
             self.watching = false;
-            let reply: &'static [u8] = match (end == End::Exec, aborted) {
-                (true, true) => b"-EXECABORT Transaction discarded because of previous errors.\r\n",
-                (true, false) => b"*0\r\n",
-                (false, _) => b"+OK\r\n",
+            let reply = match (end == End::Exec, aborted) {
+                (true, true) => crate::error::Error::from(Refusal::ExecAbort).rescue(),
+                (true, false) => Bytes::from_static(b"*0\r\n"),
+                (false, _) => Bytes::from_static(b"+OK\r\n"),
             };
-            self.replies.push(Plan::Local(Bytes::from_static(reply)), 0);
+            self.replies.push(Plan::Local(reply), 0);
             return None;
         }
         let route = if self.multi_held { Route::Pin } else { route };

@@ -56,7 +56,7 @@ where
                 let (user, password) = match args.len() {
                     2 => (None, args.get(1).unwrap_or_default()),
                     3 => (args.get(1), args.get(2).unwrap_or_default()),
-                    1 => return self.refuse(ClientError::AuthArity.into()),
+                    1 => return self.refuse(ClientError::Arity("auth".into()).into()),
                     _ => return self.refuse(ClientError::Syntax.into()),
                 };
                 match self.auth_attempt(user, password).await {
@@ -122,7 +122,7 @@ where
 
     pub(super) fn client_setinfo(&mut self, args: &Args<'_>) {
         if args.len() != 4 {
-            return self.refuse(ClientError::SetinfoArity.into());
+            return self.refuse(ClientError::Arity("client|setinfo".into()).into());
         }
         let value = args.get(3).unwrap_or_default();
         if value.iter().any(|b| !(b'!'..=b'~').contains(b)) {

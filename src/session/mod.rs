@@ -549,21 +549,23 @@ where
     }
 
     fn protocol_error(&mut self, e: ProtocolError) {
-        let reply = e.reply();
-        Error::from(ClientError::Protocol(e)).report();
-        self.replies.push(Plan::Local(reply), 0);
-        self.replies.push(Plan::Close, 0);
-        self.replies.closing = true;
+        self.refuse(ClientError::Protocol(e).into());
     }
 
     /// Answer a request with an error (respseal's own, or Redis's words for
-    /// the commands respseal answers itself), through the one rescue point. Inside MULTI this is a queue-time error, as Redis's
-    /// own: the transaction is discarded at EXEC.
+    /// the commands respseal answers itself), through the one rescue point,
+    /// which also says whether the connection closes after it (malformed
+    /// RESP). Inside MULTI this is a queue-time error, as Redis's own: the
+    /// transaction is discarded at EXEC.
     fn refuse(&mut self, e: Error) {
         if self.in_multi {
             self.multi_aborted = true;
         }
         self.replies.push(Plan::Local(e.rescue()), 0);
+        if e.closes() {
+            self.replies.push(Plan::Close, 0);
+            self.replies.closing = true;
+        }
     }
 
     // ----- links ----------------------------------------------------------
