@@ -22,6 +22,8 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::backend::conn::{self, ConnSettings};
+use crate::protocol::Proto;
+use crate::protocol::frame::Frame;
 use crate::stats::{self, Counter, Family, LATENCY_BOUNDS_US, Outcome};
 
 /// Install the Prometheus recorder for the whole process (once; without
@@ -133,8 +135,8 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn ping(state: &AdminState) -> (StatusCode, String) {
     match conn::oneshot(&state.backend, b"*1\r\n$4\r\nPING\r\n").await {
-        Ok(reply) if reply.first() == Some(&b'+') => (StatusCode::OK, "ready\n".to_string()),
-        Ok(reply) if reply.starts_with(b"-LOADING") => {
+        Ok(reply) if Frame::new(&reply, Proto::Resp2).simple().is_some() => (StatusCode::OK, "ready\n".to_string()),
+        Ok(reply) if Frame::new(&reply, Proto::Resp2).error_line().is_some_and(|l| l.starts_with(b"LOADING")) => {
             (StatusCode::SERVICE_UNAVAILABLE, "not ready: Redis is loading its dataset\n".into())
         }
         // Redis's words are not echoed: they could carry anything.

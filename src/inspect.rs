@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use crate::backend::BackendError;
 use crate::backend::conn::{self, ConnSettings};
 use crate::crypto;
+use crate::protocol::frame::Frame;
 use crate::protocol::{Proto, encode};
 
 /// What to list.
@@ -93,7 +94,7 @@ impl Conn {
         pattern: &str,
     ) -> Result<(Vec<u8>, Vec<Vec<u8>>), BackendError> {
         let page = self.cmd(&[b"SCAN", cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000"]).await?;
-        let parts = crate::protocol::frame::split_array(&bytes::Bytes::from(page)).unwrap_or_default();
+        let parts = Frame::new(&bytes::Bytes::from(page), Proto::Resp2).elements().unwrap_or_default();
         let (Some(next), Some(keys)) = (parts.first().and_then(|f| bulk(f)), parts.get(1)) else {
             return Err(BackendError::Handshake("SCAN gave no cursor".into()));
         };
@@ -113,12 +114,13 @@ impl Conn {
 
 /// The payload of a RESP2 bulk string (None for a null or anything else).
 pub fn bulk(frame: &[u8]) -> Option<bytes::Bytes> {
-    crate::protocol::frame::bulk_payload(&bytes::Bytes::copy_from_slice(frame), Proto::Resp2)
+    Frame::new(&bytes::Bytes::copy_from_slice(frame), Proto::Resp2).payload()
 }
 
 /// The elements of a RESP2 array of bulk strings.
 fn bulks(frame: &[u8]) -> Vec<Vec<u8>> {
-    crate::protocol::frame::split_array(&bytes::Bytes::copy_from_slice(frame))
+    Frame::new(&bytes::Bytes::copy_from_slice(frame), Proto::Resp2)
+        .elements()
         .map(|elements| elements.iter().filter_map(|e| bulk(e).map(|b| b.to_vec())).collect())
         .unwrap_or_default()
 }

@@ -26,6 +26,8 @@ use crate::backend::BackendError;
 use crate::backend::conn::ConnSettings;
 use crate::crypto::{self, RewrapError};
 use crate::inspect::{Conn, bulk};
+use crate::protocol::Proto;
+use crate::protocol::frame::Frame;
 use crate::sealing::Sealer;
 
 /// Compare-and-set keeping the TTL.
@@ -247,9 +249,9 @@ async fn one(
 async fn cas(c: &mut Conn, script: &str, key: &[u8], old: &[u8], new: Option<&[u8]>) -> Result<bool, BackendError> {
     let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), b"1", key, old];
     args.extend(new);
-    let r = c.cmd(&args).await?;
-    match r.first() {
-        Some(b':') => Ok(r != b":0\r\n"),
+    let r = bytes::Bytes::from(c.cmd(&args).await?);
+    match Frame::new(&r, Proto::Resp2).integer() {
+        Some(wrote) => Ok(wrote != 0),
         // Redis's words are not echoed: a script error could quote the value.
         _ => Err(BackendError::Handshake("a compare-and-set script failed".into())),
     }

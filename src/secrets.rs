@@ -8,7 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::frame::{bulk_payload, split_array, split_map};
+use crate::protocol::frame::Frame;
 use crate::protocol::{Proto, encode};
 
 /// Redis settings whose values are credentials.
@@ -20,16 +20,18 @@ pub const HIDDEN: &[u8] = b"<hidden by respseal>";
 /// A `CONFIG GET` reply (RESP2 flat array or RESP3 map of name/value
 /// pairs) with every non-empty credential replaced by [`HIDDEN`]; any
 /// other frame (an error) is returned as it is.
-pub fn mask_config(frame: Bytes) -> Bytes {
-    let (elements, map) = match (split_array(&frame), split_map(&frame)) {
+pub fn mask_config(frame: Bytes, proto: Proto) -> Bytes {
+    let f = Frame::new(&frame, proto);
+    let (elements, map) = match (f.elements(), f.map_elements()) {
         (Some(e), _) => (e, false),
         (None, Some(e)) => (e, true),
         _ => return frame,
     };
     let secret = |name: &Bytes, value: &Bytes| {
-        bulk_payload(name, Proto::Resp2)
+        Frame::new(name, proto)
+            .payload()
             .is_some_and(|n| SECRET_SETTINGS.iter().any(|s| n.eq_ignore_ascii_case(s.as_bytes())))
-            && bulk_payload(value, Proto::Resp2).is_some_and(|v| !v.is_empty())
+            && Frame::new(value, proto).payload().is_some_and(|v| !v.is_empty())
     };
     if !elements.chunks(2).any(|p| p.len() == 2 && secret(&p[0], &p[1])) {
         return frame;
@@ -58,14 +60,17 @@ mod tests {
             b"*6\r\n$11\r\nrequirepass\r\n$6\r\nsecret\r\n$6\r\nmaxmem\r\n$1\r\n0\r\n$10\r\nmasterauth\r\n$0\r\n\r\n",
         );
         assert_eq!(
-            &mask_config(resp2)[..],
+            &mask_config(resp2, Proto::Resp2)[..],
             &b"*6\r\n$11\r\nrequirepass\r\n$20\r\n<hidden by respseal>\r\n$6\r\nmaxmem\r\n$1\r\n0\r\n$10\r\nmasterauth\r\n$0\r\n\r\n"[..]
         );
         let resp3 = Bytes::from_static(b"%1\r\n$11\r\nREQUIREPASS\r\n$2\r\npw\r\n");
-        assert_eq!(&mask_config(resp3)[..], &b"%1\r\n$11\r\nREQUIREPASS\r\n$20\r\n<hidden by respseal>\r\n"[..]);
+        assert_eq!(
+            &mask_config(resp3, Proto::Resp3)[..],
+            &b"%1\r\n$11\r\nREQUIREPASS\r\n$20\r\n<hidden by respseal>\r\n"[..]
+        );
         let plain = Bytes::from_static(b"*2\r\n$9\r\ndatabases\r\n$2\r\n16\r\n");
-        assert_eq!(mask_config(plain.clone()), plain);
+        assert_eq!(mask_config(plain.clone(), Proto::Resp2), plain);
         let err = Bytes::from_static(b"-ERR nope\r\n");
-        assert_eq!(mask_config(err.clone()), err);
+        assert_eq!(mask_config(err.clone(), Proto::Resp2), err);
     }
 }

@@ -9,6 +9,8 @@ use crate::backend::conn::ConnSettings;
 use crate::backend::pool::Spares;
 use crate::config::Config;
 use crate::live::{Live, Reloadable};
+use crate::protocol::Proto;
+use crate::protocol::frame::Frame;
 use crate::protocol::request::Limits;
 use crate::server::{self, ServeOptions, Workers};
 use crate::session::Context;
@@ -32,9 +34,9 @@ pub(crate) async fn learn_backend_limits(cfg: &mut Config) {
     let settings = Arc::new(conn_settings(cfg));
     let cmd = crate::protocol::encode::command(&["CONFIG", "GET", "proto-max-bulk-len"]);
     let learned = match crate::backend::conn::oneshot(&settings, &cmd).await {
-        Ok(reply) => crate::protocol::frame::split_array(&reply)
-            .and_then(|els| els.get(1).cloned())
-            .and_then(|v| crate::inspect::bulk(&v))
+        Ok(reply) => Frame::new(&reply, Proto::Resp2)
+            .elements()
+            .and_then(|els| els.get(1).and_then(|v| Frame::new(v, Proto::Resp2).payload()))
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok()),
         Err(_) => None,
     };

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use super::stream::{BackendStream, ReadHalf, WriteHalf};
 use super::url::BackendUrl;
+use crate::protocol::frame::Frame;
 use crate::protocol::{Proto, encode, reply};
 use crate::tls::BackendTls;
 
@@ -232,9 +233,9 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
     for _ in 0..total {
         // The handshake may switch the connection to RESP3 mid-way; RESP3
         // scanning accepts every RESP2 reply too.
-        let frame = read_frame(&mut stream, &mut buf, Proto::Resp3).await?;
-        if frame.first() == Some(&b'-') {
-            let msg = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
+        let frame = read_frame(&mut stream, &mut buf, Proto::Resp3).await?.freeze();
+        if let Some(line) = Frame::new(&frame, Proto::Resp3).error_line() {
+            let msg = String::from_utf8_lossy(line).into_owned();
             if msg.starts_with("BUSY ") {
                 return Err(BackendError::Busy(msg));
             }
@@ -244,7 +245,7 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
     if settings.topology.is_some() {
         // A sentinel's answer may be stale: use only a master.
         stream.write_all(&encode::command(&["ROLE"])).await.map_err(|_| BackendError::Lost)?;
-        let frame = read_frame(&mut stream, &mut buf, Proto::Resp3).await?;
+        let frame = read_frame(&mut stream, &mut buf, Proto::Resp3).await?.freeze();
         if !role_is_master(&frame) {
             return Err(BackendError::Handshake("the server the sentinels named is not a master".into()));
         }
@@ -255,9 +256,10 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
 /// Whether a `ROLE` reply says "master": its first element, exactly (a
 /// replica's reply names its master's host, which may well be
 /// `master-0.redis`; a sentinel's lists the services it watches).
-pub fn role_is_master(frame: &[u8]) -> bool {
-    let Some(end) = frame.windows(2).position(|w| w == b"\r\n") else { return false };
-    matches!(frame.first(), Some(b'*')) && frame[end + 2..].starts_with(b"$6\r\nmaster\r\n")
+pub fn role_is_master(frame: &Bytes) -> bool {
+    let role =
+        Frame::new(frame, Proto::Resp3).elements().and_then(|els| Frame::new(els.first()?, Proto::Resp3).payload());
+    role.is_some_and(|r| r == "master")
 }
 
 /// The next complete reply frame on `stream`, reading into `buf` (which
@@ -305,6 +307,7 @@ mod tests {
 
     #[test]
     fn only_a_master_says_master_first() {
+        let role_is_master = |b: &'static [u8]| role_is_master(&bytes::Bytes::from_static(b));
         assert!(role_is_master(b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"));
         assert!(role_is_master(
             b"*3\r\n$6\r\nmaster\r\n:3129\r\n*1\r\n*3\r\n$9\r\n127.0.0.1\r\n$4\r\n9001\r\n$4\r\n3129\r\n"

@@ -37,8 +37,9 @@ use super::shared::{LinkEvent, ReplyTx, SharedLink, SharedRequest};
 use crate::commands::table::{Combine, OnCluster};
 use crate::commands::{self, Args};
 use crate::error::{ClientError, Error};
+use crate::protocol::frame::{Frame, Redirect, split_frames};
 use crate::protocol::request::{self, Limits, Parsed};
-use crate::protocol::{Proto, encode, reply};
+use crate::protocol::{Proto, encode};
 
 /// Redirections (and TRYAGAIN retries) followed for one command.
 pub const MAX_REDIRECTS: usize = 5;
@@ -417,44 +418,10 @@ fn slot_indexes(cmd: &commands::Command, args: &Args<'_>) -> std::iter::StepBy<s
 }
 
 /// Where a `-MOVED` reply from `node` sends its command.
-pub fn moved_to(frame: &[u8], node: &str) -> Option<String> {
-    match Redirect::of(frame, node)? {
+pub fn moved_to(frame: &Bytes, node: &str) -> Option<String> {
+    match Frame::new(frame, Proto::Resp3).redirect(node)? {
         Redirect::Moved(addr) => Some(addr),
         _ => None,
-    }
-}
-
-/// Where a node sent a command instead.
-enum Redirect {
-    Moved(String),
-    Ask(String),
-    TryAgain,
-}
-
-impl Redirect {
-    fn of(frame: &[u8], node: &str) -> Option<Redirect> {
-        let line = frame.strip_prefix(b"-")?.strip_suffix(b"\r\n")?;
-        if line.starts_with(b"TRYAGAIN") {
-            return Some(Redirect::TryAgain);
-        }
-        let text = std::str::from_utf8(line).ok()?;
-        let mut words = text.split(' ');
-        let kind = words.next()?;
-        let _slot = words.next()?;
-        let addr = words.next()?;
-        // An empty or unknown host means "the host you asked" (Redis's
-        // cluster-preferred-endpoint-type unknown-endpoint).
-        let addr = match addr.rsplit_once(':') {
-            Some(("" | "?", port)) => {
-                format!("{}:{port}", node.rsplit_once(':').map_or(node, |(h, _)| h))
-            }
-            _ => addr.to_string(),
-        };
-        match kind {
-            "MOVED" => Some(Redirect::Moved(addr)),
-            "ASK" => Some(Redirect::Ask(addr)),
-            _ => None,
-        }
     }
 }
 
@@ -510,11 +477,7 @@ impl Collector {
                     reply.send(LinkEvent::Replies { data, frames, errors });
                 }
                 Some(LinkEvent::Replies { data, .. }) => {
-                    let mut at = 0;
-                    while at < data.len() {
-                        let Ok(Some(len)) = reply::frame_len(&data[at..], self.proto) else { break };
-                        let frame = data.slice(at..at + len);
-                        at += len;
+                    for frame in split_frames(data) {
                         let cmd = &cmds[done.min(cmds.len() - 1)];
                         done += 1;
                         reply.send(one_event(self.follow(node, cmd, frame).await, self.proto));
@@ -541,7 +504,7 @@ impl Collector {
     async fn follow(&self, node: &str, cmd: &Bytes, mut frame: Bytes) -> Result<Bytes, BackendError> {
         let mut node = node.to_string();
         for attempt in 0..MAX_REDIRECTS {
-            let Some(redirect) = Redirect::of(&frame, &node) else { return Ok(frame) };
+            let Some(redirect) = Frame::new(&frame, self.proto).redirect(&node) else { return Ok(frame) };
             let asking = match redirect {
                 Redirect::Moved(addr) => {
                     metrics::counter!("respseal_cluster_redirects_total", "kind" => "moved").increment(1);
@@ -581,7 +544,7 @@ impl Collector {
 fn one_event(reply: Result<Bytes, BackendError>, proto: Proto) -> LinkEvent {
     match reply {
         Ok(data) => {
-            let errors = u32::from(crate::protocol::frame::is_error(&data, proto));
+            let errors = u32::from(Frame::new(&data, proto).is_error());
             LinkEvent::Replies { data, frames: 1, errors }
         }
         Err(error) => LinkEvent::Failed { frames: 1, error },
@@ -603,17 +566,12 @@ async fn one_reply(rx: &mut mpsc::UnboundedReceiver<LinkEvent>, frames: u32) -> 
             None => return Err(BackendError::Lost),
         }
     }
-    let got = got.freeze();
-    let mut at = 0;
-    for _ in 1..frames {
-        at += reply::frame_len(&got, Proto::Resp3).ok().flatten().unwrap_or(0);
-    }
-    Ok(got.slice(at..))
+    split_frames(got.freeze()).last().ok_or(BackendError::BadReply)
 }
 
 /// One reply from the replies of the parts.
 fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
-    if let Some(e) = frames.iter().find(|f| crate::protocol::frame::is_error(f, proto)) {
+    if let Some(e) = frames.iter().find(|f| Frame::new(f, proto).is_error()) {
         return e.clone();
     }
     let bad = || Error::from(BackendError::BadReply).rescue();
@@ -632,7 +590,7 @@ fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
         Merge::Mget(positions, total) => {
             let mut slots: Vec<Option<Bytes>> = vec![None; *total];
             for (f, pos) in frames.iter().zip(positions) {
-                match crate::protocol::frame::split_array(f) {
+                match Frame::new(f, proto).elements() {
                     Some(items) if items.len() == pos.len() => {
                         for (item, &p) in items.into_iter().zip(pos) {
                             slots[p] = Some(item);
@@ -651,7 +609,7 @@ fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
         Merge::Concat => {
             let mut items = Vec::new();
             for f in &frames {
-                match crate::protocol::frame::split_array(f) {
+                match Frame::new(f, proto).elements() {
                     Some(i) => items.extend(i),
                     None => return bad(),
                 }
@@ -665,14 +623,16 @@ fn merge_replies(merge: &Merge, frames: Vec<Bytes>, proto: Proto) -> Bytes {
         }
         Merge::Scan { index, masters } => {
             let Some(f) = frames.first() else { return bad() };
-            let Some([cursor, keys]) = crate::protocol::frame::split_array(f)
+            let Some([cursor, keys]) = Frame::new(f, proto)
+                .elements()
                 .as_deref()
                 .map(<[Bytes]>::to_vec)
                 .and_then(|v| <[Bytes; 2]>::try_from(v).ok())
             else {
                 return bad();
             };
-            let node_cursor = crate::protocol::frame::bulk_payload(&cursor, proto)
+            let node_cursor = Frame::new(&cursor, proto)
+                .payload()
                 .and_then(|c| std::str::from_utf8(&c).ok().and_then(|c| c.parse::<u64>().ok()));
             let Some(node_cursor) = node_cursor else { return bad() };
             let next = if node_cursor == 0 {
@@ -777,21 +737,5 @@ mod tests {
         assert!(mid.starts_with(format!("*2\r\n$5\r\n{}\r\n", (17 << 10) | 2).as_bytes()));
         let info = merge_replies(&Merge::Info, vec![Bytes::from_static(b"$17\r\ncluster_enabled:1\r\n")], Proto::Resp2);
         assert_eq!(&info[..], b"$17\r\ncluster_enabled:0\r\n");
-    }
-
-    #[test]
-    fn redirects() {
-        assert!(
-            matches!(Redirect::of(b"-MOVED 3999 127.0.0.1:6381\r\n", "x:1"), Some(Redirect::Moved(a)) if a == "127.0.0.1:6381")
-        );
-        assert!(
-            matches!(Redirect::of(b"-ASK 3999 :6381\r\n", "10.0.0.1:7000"), Some(Redirect::Ask(a)) if a == "10.0.0.1:6381")
-        );
-        assert!(matches!(
-            Redirect::of(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n", "x:1"),
-            Some(Redirect::TryAgain)
-        ));
-        assert!(Redirect::of(b"-ERR no\r\n", "x:1").is_none());
-        assert!(Redirect::of(b"+OK\r\n", "x:1").is_none());
     }
 }

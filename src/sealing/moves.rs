@@ -26,7 +26,8 @@ use crate::commands::Args;
 use crate::commands::table::{Carried as Kind, Command, Data};
 use crate::error::{ClientError, Error, Refusal};
 use crate::inspect::{Conn, bulk};
-use crate::protocol::{encode, parse_int};
+use crate::protocol::frame::Frame;
+use crate::protocol::{Proto, encode, parse_int};
 use crate::sealing::Sealer;
 
 /// How many times a move is tried while the names keep changing.
@@ -120,7 +121,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         // Redis's own answer to a database it refuses (COPY … DB 16), and
         // nothing changed.
         let selected = c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?;
-        if selected.first() == Some(&b'-') {
+        if Frame::new(&Bytes::copy_from_slice(&selected), Proto::Resp2).is_error() {
             return Err(match selected.strip_prefix(b"-ERR DB index is out of range") {
                 Some(_) => Error::from(ClientError::DbOutOfRange).rescue(),
                 None => Bytes::from(selected),
@@ -155,17 +156,17 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     }
     // The expiry as an absolute time (Redis 7's PEXPIRETIME), so that it
     // is kept to the millisecond; before Redis 7, the remaining TTL.
-    let int = |r: &[u8]| r.get(1..r.len().saturating_sub(2)).and_then(parse_int).filter(|_| r.first() == Some(&b':'));
-    let expire_at = int(&c.cmd(&[b"PEXPIRETIME", m.src]).await.map_err(backend)?);
+    let int = |r: Vec<u8>| Frame::new(&Bytes::from(r), Proto::Resp2).integer();
+    let expire_at = int(c.cmd(&[b"PEXPIRETIME", m.src]).await.map_err(backend)?);
     let pttl = match expire_at {
         Some(_) => -1,
-        None => int(&c.cmd(&[b"PTTL", m.src]).await.map_err(backend)?).unwrap_or(-1),
+        None => int(c.cmd(&[b"PTTL", m.src]).await.map_err(backend)?).unwrap_or(-1),
     };
     let value = match &ty[..] {
         b"string" => Value::String(bulk(&c.cmd(&[b"GET", m.src]).await.map_err(backend)?).unwrap_or_default()),
         b"hash" => {
             let all = c.cmd(&[b"HGETALL", m.src]).await.map_err(backend)?;
-            let els = crate::protocol::frame::split_array(&Bytes::from(all)).unwrap_or_default();
+            let els = Frame::new(&Bytes::from(all), Proto::Resp2).elements().unwrap_or_default();
             let mut pairs = Vec::with_capacity(els.len() / 2);
             let mut it = els.iter();
             while let (Some(f), Some(v)) = (it.next(), it.next()) {
@@ -219,11 +220,13 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     }
     tx.extend_from_slice(&encode::command(&["EXEC"]));
     let replies = c.pipeline(&tx, queued + 1).await.map_err(backend)?;
-    let exec = replies.last().cloned().unwrap_or_default();
-    if exec.starts_with(b"*-1") || exec.starts_with(b"_") {
+    let exec = Bytes::from(replies.last().cloned().unwrap_or_default());
+    let exec = Frame::new(&exec, Proto::Resp2);
+    if exec.is_null() {
+        // WATCH saw a change.
         return Ok(None);
     }
-    if exec.first() != Some(&b'*') {
+    if exec.elements().is_none() {
         return Err(backend(BackendError::Failed(cmd_name)));
     }
     metrics::counter!("respseal_moves_total", "outcome" => "ok").increment(1);

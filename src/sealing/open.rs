@@ -11,7 +11,7 @@ use crate::crypto::{self, Binding};
 use crate::error::{CryptoError, Error};
 use crate::outbuf::OutBuf;
 use crate::protocol::Proto;
-use crate::protocol::frame::{bulk_payload, is_error, is_null, split_array, split_map};
+use crate::protocol::frame::Frame;
 use crate::rules::{FailurePolicy, LegacyPolicy, Rule};
 use crate::stats;
 
@@ -81,10 +81,10 @@ impl Sealer {
                 self.open_hash_reply(plan, frame, proto, now, out);
             }
             OpenPlan::Elements(els) => {
-                if is_error(&frame, proto) || is_null(&frame) {
+                if Frame::new(&frame, proto).is_error() || Frame::new(&frame, proto).is_null() {
                     return out.push(frame);
                 }
-                let Some(elements) = split_array(&frame) else {
+                let Some(elements) = Frame::new(&frame, proto).elements() else {
                     return out.push(self.bad_shape(els.iter().map(|(_, k, _)| k.rule), 1, proto));
                 };
                 let mark = out.mark();
@@ -110,10 +110,10 @@ impl Sealer {
                 }
             }
             OpenPlan::PerKey(keys) => {
-                let elements = match split_array(&frame) {
+                let elements = match Frame::new(&frame, proto).elements() {
                     Some(e) if e.len() == keys.len() => e,
                     // Redis's own error (WRONGTYPE, OOM …) is passed on.
-                    _ if is_error(&frame, proto) => return out.push(frame),
+                    _ if Frame::new(&frame, proto).is_error() => return out.push(frame),
                     // Not the array the plan expects: nothing of it reaches
                     // the client.
                     _ => return out.push(self.bad_shape(keys.iter().flatten().map(|k| k.rule), keys.len(), proto)),
@@ -155,13 +155,13 @@ impl Sealer {
             OpenPlan::Field(sk, _) | OpenPlan::Fields(sk, _) | OpenPlan::Hash(sk, _) => (sk, self.rules.get(sk.rule)),
             _ => return out.push(frame),
         };
-        if is_error(&frame, proto) || is_null(&frame) {
+        if Frame::new(&frame, proto).is_error() || Frame::new(&frame, proto).is_null() {
             return out.push(frame);
         }
         let mark = out.mark();
         let result = match plan {
             OpenPlan::Field(_, field) => self.open_field(rule, &sk.key, field, frame.clone(), proto, now, out),
-            OpenPlan::Fields(_, fields) => match split_array(&frame) {
+            OpenPlan::Fields(_, fields) => match Frame::new(&frame, proto).elements() {
                 Some(els) if els.len() == fields.len() => {
                     out.array_header(els.len());
                     els.into_iter().zip(fields).try_for_each(|(el, field)| match field {
@@ -194,7 +194,7 @@ impl Sealer {
             }
             OpenPlan::Hash(_, HashReply::All) if proto == Proto::Resp3 => out.push_slice(b"%0\r\n"),
             OpenPlan::Hash(_, HashReply::Scan) => {
-                let cursor = split_array(&frame).and_then(|p| p.into_iter().next());
+                let cursor = Frame::new(&frame, proto).elements().and_then(|p| p.into_iter().next());
                 out.array_header(2);
                 out.push(cursor.unwrap_or_else(|| Bytes::from_static(b"$1\r\n0\r\n")));
                 out.push_slice(b"*0\r\n");
@@ -217,16 +217,15 @@ impl Sealer {
     ) -> Result<(), (&'static str, Option<u32>)> {
         const BAD: (&str, Option<u32>) = ("bad_shape", None);
         let pairs_of = |frame: &Bytes| -> Option<(bool, Vec<Bytes>)> {
-            match frame.first() {
-                Some(b'%') => split_map(frame).map(|e| (true, e)),
-                Some(b'*') => split_array(frame).filter(|e| e.len() % 2 == 0).map(|e| (false, e)),
-                _ => None,
-            }
+            let f = Frame::new(frame, proto);
+            f.map_elements()
+                .map(|e| (true, e))
+                .or_else(|| f.elements().filter(|e| e.len() % 2 == 0).map(|e| (false, e)))
         };
         let pairs = |elements: Vec<Bytes>, values_only: bool, out: &mut OutBuf| {
             let mut it = elements.into_iter();
             while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                let field = bulk_payload(&f, proto).ok_or(BAD)?;
+                let field = Frame::new(&f, proto).payload().ok_or(BAD)?;
                 if !values_only {
                     out.push(f);
                 }
@@ -249,7 +248,7 @@ impl Sealer {
                 pairs(elements, shape == HashReply::Values, out)
             }
             HashReply::Scan => {
-                let parts = split_array(frame).filter(|p| p.len() == 2).ok_or(BAD)?;
+                let parts = Frame::new(frame, proto).elements().filter(|p| p.len() == 2).ok_or(BAD)?;
                 let (_, elements) = pairs_of(&parts[1]).ok_or(BAD)?;
                 out.array_header(2);
                 out.push(parts[0].clone());
@@ -257,12 +256,12 @@ impl Sealer {
                 pairs(elements, false, out)
             }
             HashReply::Random => {
-                let elements = split_array(frame).ok_or(BAD)?;
+                let elements = Frame::new(frame, proto).elements().ok_or(BAD)?;
                 if elements.first().is_some_and(|e| e.first() == Some(&b'*')) {
                     // RESP3: an array of [field, value] arrays.
                     out.array_header(elements.len());
                     for pair in elements {
-                        let p = split_array(&pair).filter(|p| p.len() == 2).ok_or(BAD)?;
+                        let p = Frame::new(&pair, proto).elements().filter(|p| p.len() == 2).ok_or(BAD)?;
                         out.array_header(2);
                         pairs(p, false, out)?;
                     }
@@ -420,11 +419,11 @@ enum Shape {
 }
 
 fn value_shape(frame: &Bytes, proto: Proto) -> Shape {
+    let f = Frame::new(frame, proto);
     match frame.first() {
-        Some(b'$') if frame.starts_with(b"$-1\r\n") => Shape::Null,
-        Some(b'$') => bulk_payload(frame, proto).map_or(Shape::Other, Shape::Bulk),
-        Some(b'_') if proto == Proto::Resp3 => Shape::Null,
-        _ if is_error(frame, proto) => Shape::Error,
+        Some(b'$' | b'_') if f.is_null() => Shape::Null,
+        Some(b'$') => f.payload().map_or(Shape::Other, Shape::Bulk),
+        _ if f.is_error() => Shape::Error,
         _ => Shape::Other,
     }
 }

@@ -7,7 +7,7 @@ use super::Sealer;
 use crate::clock::now_unix;
 use crate::crypto::{self, Binding};
 use crate::error::{CryptoError, Error};
-use crate::protocol::frame::{bulk_payload, split_array, split_push};
+use crate::protocol::frame::Frame;
 use crate::protocol::{Proto, encode};
 use crate::stats;
 
@@ -23,14 +23,15 @@ impl Sealer {
             return None;
         }
         let header = &frame[..frame.iter().position(|&b| b == b'\n')? + 1];
-        let els = split_array(frame).or_else(|| split_push(frame))?;
-        let kind = bulk_payload(els.first()?, proto)?;
+        let f = Frame::new(frame, proto);
+        let els = f.elements().or_else(|| f.push_elements())?;
+        let kind = Frame::new(els.first()?, proto).payload()?;
         let channel_at = match &kind[..] {
             b"message" | b"smessage" if els.len() == 3 => 1,
             b"pmessage" if els.len() == 4 => 2,
             _ => return None,
         };
-        let channel = bulk_payload(&els[channel_at], proto)?;
+        let channel = Frame::new(&els[channel_at], proto).payload()?;
         let rule = self.rules.channel(self.rules.find_channel(&channel)?);
         let payload_el = els.last()?;
         let now = now_unix();
@@ -38,7 +39,7 @@ impl Sealer {
             Error::Crypto(CryptoError::Open { reason, key_id }).report();
             Some(None)
         };
-        let Some(payload) = bulk_payload(payload_el, proto) else { return failed("bad_shape", None) };
+        let Some(payload) = Frame::new(payload_el, proto).payload() else { return failed("bad_shape", None) };
         if !crypto::is_sealed(&payload) {
             return failed("not_sealed", None);
         }

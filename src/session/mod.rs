@@ -784,7 +784,7 @@ where
 
     /// Whether `frame` is a `MOVED` for the blocking command in
     /// [`Session::retry`], which is then sent again (`follow_moved`).
-    fn moved(&mut self, frame: &[u8]) -> bool {
+    fn moved(&mut self, frame: &Bytes) -> bool {
         let Some(retry) = self.retry.as_mut() else { return false };
         if !frame.starts_with(b"-MOVED ")
             || self.replies.awaiting != 1

@@ -21,7 +21,8 @@ use crate::commands::table::SubKind;
 use crate::error::{Error, Refusal};
 use crate::outbuf::OutBuf;
 use crate::plan::Plan;
-use crate::protocol::{Proto, parse_int, reply};
+use crate::protocol::Proto;
+use crate::protocol::frame::{Frame, split_frames};
 use crate::sealing::{OpenPlan, Reseal, Sealer};
 use crate::stats::{self, Family, Outcome};
 
@@ -243,7 +244,7 @@ impl Replies {
     pub fn push(&mut self, plan: Plan, frames: usize) {
         match &plan {
             Plan::Local(b) => {
-                let outcome = if b.first() == Some(&b'-') { Outcome::Refused } else { Outcome::Ok };
+                let outcome = if Frame::new(b, self.proto).is_error() { Outcome::Refused } else { Outcome::Ok };
                 stats::command(self.current.0, outcome, None);
             }
             Plan::Drop(_) | Plan::Close => {}
@@ -329,15 +330,13 @@ impl Replies {
                     self.drain_ready();
                     return;
                 }
-                let mut data = data;
-                while !data.is_empty() {
-                    // The link already checked these frames with its own protocol.
-                    let Ok(Some(len)) = reply::frame_len(&data, Proto::Resp3) else {
-                        tracing::error!("shared link handed over a partial frame");
-                        break;
-                    };
-                    let frame = data.split_to(len);
+                let (total, mut used) = (data.len(), 0);
+                for frame in split_frames(data) {
+                    used += frame.len();
                     self.on_reply(frame);
+                }
+                if used < total {
+                    tracing::error!("shared link handed over a partial frame");
                 }
             }
             LinkEvent::Failed { frames, error } => {
@@ -357,12 +356,12 @@ impl Replies {
         if self.monitor && is_monitor_line(&frame) {
             return self.out.push(frame);
         }
-        let push = reply::is_push(&frame);
+        let push = Frame::new(&frame, self.proto).is_push();
         let front_is_sub = matches!(self.plans.front(), Some(Plan::Subscribe { .. }));
         // In RESP3 every pub/sub frame is a push; an array is a reply.
         let resp2_pubsub = self.proto == Proto::Resp2 && (front_is_sub || self.subs.iter().any(|s| !s.is_empty()));
         if push || resp2_pubsub {
-            if let Some((name, channel)) = pubsub_head(&frame) {
+            if let Some((name, channel)) = Frame::new(&frame, self.proto).head() {
                 if let Some((kind, subscribe)) = confirmation(name) {
                     let set = &mut self.subs[kind as usize];
                     let before = set.len() as u32;
@@ -417,7 +416,7 @@ impl Replies {
 
     /// A regular reply: match it to the plan at the front.
     pub fn on_reply(&mut self, frame: Bytes) {
-        let is_error = frame.first() == Some(&b'-') || frame.first() == Some(&b'!');
+        let is_error = Frame::new(&frame, self.proto).is_error();
         let Some(plan) = self.plans.front_mut() else {
             // Only on a dedicated link (a shared link routes by count): pass
             // it on rather than lose anything Redis said.
@@ -486,7 +485,7 @@ impl Replies {
                 }
                 self.out.push(frame);
             }
-            Plan::MaskSecrets => self.out.push(crate::secrets::mask_config(frame)),
+            Plan::MaskSecrets => self.out.push(crate::secrets::mask_config(frame, self.proto)),
             Plan::Discard => {
                 self.exec_queue.clear();
                 self.exec_selects.clear();
@@ -504,7 +503,7 @@ impl Replies {
                 let sealer = self.sealer.as_deref().filter(|_| queue.iter().any(Option::is_some));
                 // Split once, and only when something needs the elements.
                 let elements = (sealer.is_some() || !selects.is_empty())
-                    .then(|| crate::protocol::frame::split_array(&frame))
+                    .then(|| Frame::new(&frame, self.proto).elements())
                     .flatten()
                     .filter(|els| els.len() == queue.len());
                 if let Some(elements) = &elements {
@@ -529,8 +528,7 @@ impl Replies {
                     }
                     // EXECABORT, or a transaction WATCH aborted: nothing to open.
                     (Some(_), _)
-                        if crate::protocol::frame::is_error(&frame, self.proto)
-                            || crate::protocol::frame::is_null(&frame) =>
+                        if Frame::new(&frame, self.proto).is_error() || Frame::new(&frame, self.proto).is_null() =>
                     {
                         self.out.push(frame)
                     }
@@ -572,36 +570,6 @@ fn is_monitor_line(frame: &[u8]) -> bool {
     frame.len() > 2 && frame[0] == b'+' && frame[1].is_ascii_digit() && frame.windows(2).any(|w| w == b" [")
 }
 
-/// For an array or push frame whose first element is a string: that string
-/// and the second element (if a string).
-fn pubsub_head(frame: &Bytes) -> Option<(&[u8], Option<Bytes>)> {
-    if !matches!(frame.first(), Some(b'*' | b'>')) {
-        return None;
-    }
-    let (name, pos) = string_at(frame, header_end(frame, 0)?)?;
-    let channel = string_at(frame, pos).map(|(c, _)| frame.slice_ref(c));
-    Some((name, channel))
-}
-
-fn header_end(frame: &[u8], pos: usize) -> Option<usize> {
-    let cr = frame.get(pos..)?.iter().position(|&b| b == b'\r')?;
-    Some(pos + cr + 2)
-}
-
-/// A bulk or simple string at `pos`, and the position after it.
-fn string_at(frame: &[u8], pos: usize) -> Option<(&[u8], usize)> {
-    let end = header_end(frame, pos)?;
-    match frame.get(pos)? {
-        b'+' => Some((&frame[pos + 1..end - 2], end)),
-        b'$' => {
-            let len = usize::try_from(parse_int(&frame[pos + 1..end - 2])?).ok()?;
-            let data = frame.get(end..end + len)?;
-            Some((data, end + len + 2))
-        }
-        _ => None,
-    }
-}
-
 fn confirmation(name: &[u8]) -> Option<(SubKind, bool)> {
     Some(match name {
         b"subscribe" => (SubKind::Channel, true),
@@ -622,20 +590,6 @@ fn is_message(name: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::backend::BackendError;
-
-    #[test]
-    fn recognises_pubsub_frames() {
-        let f = Bytes::from_static(b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n");
-        let (name, ch) = pubsub_head(&f).expect("pubsub frame");
-        assert_eq!(name, b"message");
-        assert_eq!(ch.as_deref(), Some(&b"ch"[..]));
-        let f = Bytes::from_static(b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n");
-        let (name, ch) = pubsub_head(&f).expect("push frame");
-        assert_eq!(name, b"unsubscribe");
-        assert_eq!(ch, None);
-        assert!(pubsub_head(&Bytes::from_static(b"+OK\r\n")).is_none());
-        assert!(pubsub_head(&Bytes::from_static(b"*1\r\n:1\r\n")).is_none());
-    }
 
     #[test]
     fn recognises_monitor_lines() {
