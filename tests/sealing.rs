@@ -519,7 +519,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Every command the README lists as refused on sealed keys (the list is
+/// Every command docs/sealing.md lists as refused on sealed keys (the list is
 /// generated from the table, so the test walks the table): refused with
 /// an error naming the command and the rule, never the key; and Redis never
 /// sees it.

@@ -781,8 +781,8 @@ pub fn resolve(class: Class, sub: Option<&[u8]>) -> Class {
     }
 }
 
-/// The README's list of what is refused on sealed keys, rendered from the
-/// table (a unit test keeps the README equal to it).
+/// docs/sealing.md's list of what is refused on sealed keys, rendered from
+/// the table (a unit test keeps the page equal to it).
 pub fn refused_markdown() -> String {
     let mut rows: Vec<(&str, Vec<&str>)> = vec![
         ("looks inside the value (Redis only holds ciphertext)", vec![]),
@@ -930,8 +930,8 @@ mod tests {
     }
 
     #[test]
-    fn readme_lists_what_the_table_refuses() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    fn the_docs_list_what_the_table_refuses() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/sealing.md")).expect("page");
         let (begin, end) = ("<!-- refused:begin (generated from src/commands/table.rs) -->\n", "<!-- refused:end -->");
         let want = refused_markdown();
         let start = readme.find(begin).map(|i| i + begin.len());
@@ -945,10 +945,13 @@ mod tests {
             && let (Some(a), Some(b)) = (start, stop)
         {
             let new = format!("{}{}{}", &readme[..a], want, &readme[b..]);
-            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"), new).expect("write README");
+            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/sealing.md"), new).expect("write page");
             return;
         }
-        assert_eq!(have, want, "README's refused list differs from the table (RESPSEAL_WRITE_README=1 rewrites it)");
+        assert_eq!(
+            have, want,
+            "docs/sealing.md's refused list differs from the table (RESPSEAL_WRITE_README=1 rewrites it)"
+        );
     }
 
     #[test]
