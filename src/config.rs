@@ -23,10 +23,7 @@ use crate::rules::{FailurePolicy, LegacyPolicy, Rule, Rules};
 use crate::sealing::Sealer;
 use crate::tls::{self, BackendTls};
 
-/// Default listen address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:6380";
-/// Default backend.
-pub const DEFAULT_BACKEND: &str = "redis://127.0.0.1:6379";
+use crate::settings::{default_of, env, help};
 
 /// `config.toml` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -281,41 +278,65 @@ pub struct UserConfig {
 }
 
 /// Settings given on the command line or in the environment; they win over
-/// the file.
-#[derive(Debug, Default, Clone)]
+/// the file. Each field is a setting of [`crate::settings::SETTINGS`], which
+/// gives its help text and environment variable.
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
-    /// `--listen` / `RESPSEAL_LISTEN`.
+    /// The `config` setting.
+    #[arg(long, short, help = help("config"), env = env("config"))]
+    pub config: Option<PathBuf>,
+    /// The `listen` setting.
+    #[arg(long, help = help("listen"), env = env("listen"))]
     pub listen: Option<String>,
-    /// `--backend` / `RESPSEAL_BACKEND`.
+    /// The `backend` setting.
+    #[arg(long, help = help("backend"), env = env("backend"))]
     pub backend: Option<String>,
-    /// `--dedicated` / `RESPSEAL_MODE=dedicated`.
+    /// The `dedicated` setting.
+    #[arg(long, help = help("dedicated"))]
+    pub dedicated: bool,
+    /// The `mode` setting.
+    #[arg(long, help = help("mode"), env = env("mode"))]
     pub mode: Option<String>,
-    /// `--shared-links` / `RESPSEAL_SHARED_LINKS`.
+    /// The `shared_links` setting.
+    #[arg(long, help = help("shared_links"), env = env("shared_links"))]
     pub shared_links: Option<usize>,
-    /// `--threads` / `RESPSEAL_THREADS`.
+    /// The `threads` setting.
+    #[arg(long, help = help("threads"), env = env("threads"))]
     pub threads: Option<usize>,
-    /// `--idle-yield` / `RESPSEAL_IDLE_YIELD`.
+    /// The `idle_yield` setting.
+    #[arg(long, help = help("idle_yield"), env = env("idle_yield"), value_name = "BOOL")]
     pub idle_yield: Option<bool>,
-    /// `--max-clients` / `RESPSEAL_MAX_CLIENTS`.
+    /// The `limits.max_clients` setting.
+    #[arg(long, help = help("limits.max_clients"), env = env("limits.max_clients"))]
     pub max_clients: Option<usize>,
-    /// `--log` / `RESPSEAL_LOG`.
+    /// The `log` setting.
+    #[arg(long, help = help("log"), env = env("log"))]
     pub log: Option<String>,
-    /// `--admin-listen` / `RESPSEAL_ADMIN_LISTEN`.
+    /// The `admin_listen` setting.
+    #[arg(long, help = help("admin_listen"), env = env("admin_listen"))]
     pub admin_listen: Option<String>,
-    /// `--seal PATTERN` (repeatable) / `RESPSEAL_SEAL` (comma-separated):
-    /// rules added after the file's.
+    /// The `seal` setting.
+    #[arg(long, value_name = "PATTERN", help = help("seal"), env = env("seal"), value_delimiter = ',')]
     pub seal: Vec<String>,
-    /// `--key-file PATH` / `RESPSEAL_KEY_FILE`: the primary key (a primary
-    /// from the file becomes decrypt-only).
+    /// The `key-file` setting.
+    #[arg(long, help = help("key-file"), env = env("key-file"))]
     pub key_file: Option<PathBuf>,
-    /// `--allow-insecure-key-file` / `RESPSEAL_ALLOW_INSECURE_KEY_FILE`:
-    /// load key files that group or others can read or write, or that
-    /// another user owns (logged at start).
+    /// The `allow-insecure-key-file` setting.
+    #[arg(long, help = help("allow-insecure-key-file"), env = env("allow-insecure-key-file"))]
     pub allow_insecure_key_file: bool,
-    /// `--allow-unauthenticated` / `RESPSEAL_ALLOW_UNAUTHENTICATED`.
+    /// The `allow_unauthenticated` setting.
+    #[arg(long, help = help("allow_unauthenticated"), env = env("allow_unauthenticated"))]
     pub allow_unauthenticated: bool,
-    /// `--admin-allow-remote` / `RESPSEAL_ADMIN_ALLOW_REMOTE`.
+    /// The `admin_allow_remote` setting.
+    #[arg(long, help = help("admin_allow_remote"), env = env("admin_allow_remote"))]
     pub admin_allow_remote: bool,
+}
+
+impl Overrides {
+    /// The link mode asked for (`--dedicated` is `--mode dedicated`).
+    pub fn mode(&self) -> Option<String> {
+        if self.dedicated { Some("dedicated".into()) } else { self.mode.clone() }
+    }
 }
 
 /// Fully validated configuration.
@@ -442,7 +463,7 @@ impl Config {
     /// Validate a parsed file plus overrides.
     pub fn build(file: FileConfig, ov: &Overrides) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let listen_s = ov.listen.clone().or(file.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen_s = ov.listen.clone().or(file.listen.clone()).unwrap_or_else(|| default_of("listen"));
         let listen = match listen_s.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(a)) => Some(a),
             _ => {
@@ -470,7 +491,7 @@ impl Config {
             };
             tls::acceptor(&files).map_err(|e| errors.push(format!("tls: {e}"))).ok()
         });
-        let backend_s = ov.backend.clone().or(file.backend.clone()).unwrap_or_else(|| DEFAULT_BACKEND.into());
+        let backend_s = ov.backend.clone().or(file.backend.clone()).unwrap_or_else(|| default_of("backend"));
         let backend = BackendUrl::parse(&backend_s).map_err(|e| errors.push(format!("backend: {e}"))).ok();
         let backend_tls = match (&backend, &file.backend_tls) {
             (Some(b), Some(t)) if b.tls => {
@@ -497,7 +518,7 @@ impl Config {
             }
             _ => None,
         };
-        let mode = ov.mode.clone().or(file.mode.clone()).unwrap_or_else(|| "shared".into());
+        let mode = ov.mode().or(file.mode.clone()).unwrap_or_else(|| default_of("mode"));
         if mode == "dedicated" && backend.as_ref().is_some_and(|b| b.cluster.is_some()) {
             errors.push(
                 "mode: dedicated is not available behind redis-cluster:// (sessions pin to a node only when they need to)"
@@ -522,17 +543,18 @@ impl Config {
                 None => default,
             }
         };
-        let shared_links = positive("shared_links", ov.shared_links.or(file.shared_links), 2);
+        let shared_links = positive("shared_links", ov.shared_links.or(file.shared_links), default_of("shared_links"));
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let threads = positive("threads", ov.threads.or(file.threads), cpus);
-        let idle_yield = ov.idle_yield.or(file.idle_yield).unwrap_or(true);
+        let idle_yield = ov.idle_yield.or(file.idle_yield).unwrap_or_else(|| default_of("idle_yield"));
         let l = &file.limits;
-        let max_clients = positive("limits.max_clients", ov.max_clients.or(l.max_clients), 10_000);
-        let max_frame_bytes = positive("limits.max_frame_bytes", l.max_frame_bytes, 512 * 1024 * 1024);
-        let max_bulk_bytes = positive("limits.max_bulk_bytes", l.max_bulk_bytes, 512 * 1024 * 1024);
-        let max_args = positive("limits.max_args", l.max_args, 1024 * 1024);
-        let max_inflight = positive("limits.max_inflight", l.max_inflight, 16 * 1024);
-        let max_buffered_bytes = positive("limits.max_buffered_bytes", l.max_buffered_bytes, 1024 * 1024 * 1024);
+        let mut limit = |name: &str, v: Option<usize>| positive(name, v, default_of(name));
+        let max_clients = limit("limits.max_clients", ov.max_clients.or(l.max_clients));
+        let max_frame_bytes = limit("limits.max_frame_bytes", l.max_frame_bytes);
+        let max_bulk_bytes = limit("limits.max_bulk_bytes", l.max_bulk_bytes);
+        let max_args = limit("limits.max_args", l.max_args);
+        let max_inflight = limit("limits.max_inflight", l.max_inflight);
+        let max_buffered_bytes = limit("limits.max_buffered_bytes", l.max_buffered_bytes);
         let mut output = OutputLimits::default();
         for (name, given, slot) in [
             ("limits.output_normal", &l.output_normal, &mut output.normal),
@@ -550,13 +572,16 @@ impl Config {
             }
         }
         let t = &file.timeouts;
-        let connect_ms = t.connect_ms.unwrap_or(2000);
+        let connect_ms = t.connect_ms.unwrap_or_else(|| default_of("timeouts.connect_ms"));
         if connect_ms == 0 {
             errors.push("timeouts.connect_ms: must be at least 1".into());
         }
-        let idle_timeout = t.idle_secs.filter(|&s| s > 0).map(Duration::from_secs);
-        let shutdown_grace = Duration::from_secs(t.shutdown_grace_secs.unwrap_or(10));
-        let log = ov.log.clone().or(file.log.clone()).unwrap_or_else(|| "info".into());
+        let idle_timeout = Some(t.idle_secs.unwrap_or_else(|| default_of("timeouts.idle_secs")))
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs);
+        let shutdown_grace =
+            Duration::from_secs(t.shutdown_grace_secs.unwrap_or_else(|| default_of("timeouts.shutdown_grace_secs")));
+        let log = ov.log.clone().or(file.log.clone()).unwrap_or_else(|| default_of("log"));
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             errors.push(format!("log: {log:?} is not a valid log filter"));
         }
@@ -595,7 +620,8 @@ impl Config {
             .copied()
             .collect();
         if users.is_empty()
-            && !(ov.allow_unauthenticated || file.allow_unauthenticated.unwrap_or(false))
+            && !(ov.allow_unauthenticated
+                || file.allow_unauthenticated.unwrap_or_else(|| default_of("allow_unauthenticated")))
             && let Some(a) = open_listeners.first()
         {
             errors.push(format!(
@@ -606,7 +632,7 @@ impl Config {
             ));
         }
         if let Some(a) = admin_listen.filter(remote)
-            && !(ov.admin_allow_remote || file.admin_allow_remote.unwrap_or(false))
+            && !(ov.admin_allow_remote || file.admin_allow_remote.unwrap_or_else(|| default_of("admin_allow_remote")))
         {
             errors.push(format!(
                 "admin_listen: {a} can be reached from other hosts; listen on a loopback address or set \
@@ -638,12 +664,14 @@ impl Config {
                 max_buffered_bytes,
                 output,
                 connect_timeout: Duration::from_millis(connect_ms),
-                command_timeout: Some(t.command_ms.unwrap_or(30_000)).filter(|&ms| ms > 0).map(Duration::from_millis),
+                command_timeout: Some(t.command_ms.unwrap_or_else(|| default_of("timeouts.command_ms")))
+                    .filter(|&ms| ms > 0)
+                    .map(Duration::from_millis),
                 idle_timeout,
                 shutdown_grace,
                 users: Users::new(users),
                 warnings,
-                allow_dropping_rules: file.allow_dropping_rules.unwrap_or(false),
+                allow_dropping_rules: file.allow_dropping_rules.unwrap_or_else(|| default_of("allow_dropping_rules")),
                 sealer,
             }),
             _ => Err(ConfigErrors(errors)),
@@ -787,7 +815,7 @@ fn build_sealer(
         errors.push("rules are configured but the keyring has no primary key (give --key-file or a [[key]] with state = \"primary\")".into());
         return None;
     }
-    let namespace = file.namespace.clone().unwrap_or_else(|| "respseal".into()).into_bytes();
+    let namespace = file.namespace.clone().unwrap_or_else(|| default_of("namespace")).into_bytes();
     let mut scripts = Vec::new();
     for (i, sc) in file.script.iter().enumerate() {
         let name = sc.name.clone().unwrap_or_else(|| format!("script[{i}]"));
@@ -847,7 +875,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = Config::build(FileConfig::default(), &Overrides::default()).expect("defaults are valid");
-        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.listen.to_string(), default_of::<String>("listen"));
         assert_eq!(c.backend.addr, "127.0.0.1:6379");
         assert!(!c.dedicated);
         assert_eq!(c.shared_links, 2);

@@ -11,6 +11,8 @@
 //!   the topology followers) and the operator subcommands.
 //! * [`config`]: `config.toml` + `RESPSEAL_*` environment + flags, validated
 //!   all at once before anything starts.
+//! * [`settings`]: every one-value setting declared once — name, flag,
+//!   environment variable, default, meaning.
 //! * [`server`]: the listener and the worker threads (one single-threaded
 //!   runtime per thread, each with its own shared links; a client stays on
 //!   one worker) — accept, `max_clients`, graceful shutdown.
@@ -78,5 +80,6 @@ pub mod sealing;
 pub mod secrets;
 pub mod server;
 pub mod session;
+pub mod settings;
 pub mod stats;
 pub mod tls;

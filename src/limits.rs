@@ -102,12 +102,15 @@ pub struct OutputLimits {
 
 impl Default for OutputLimits {
     fn default() -> Self {
-        const MB: usize = 1024 * 1024;
+        // The defaults are declared in `settings`.
+        let of = |key: &str| {
+            OutputLimit::parse(&crate::settings::default_of::<String>(key)).expect("a default output limit parses")
+        };
         OutputLimits {
-            normal: OutputLimit::NONE,
-            shared: OutputLimit { hard: 64 * MB, soft: 32 * MB, soft_secs: 10 },
-            pubsub: OutputLimit { hard: 32 * MB, soft: 8 * MB, soft_secs: 60 },
-            replica: OutputLimit { hard: 256 * MB, soft: 64 * MB, soft_secs: 60 },
+            normal: of("limits.output_normal"),
+            shared: of("limits.output_shared"),
+            pubsub: of("limits.output_pubsub"),
+            replica: of("limits.output_replica"),
         }
     }
 }

@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Load the configuration (exit 64 when it is invalid), start logging,
 /// and run `f` with it.
 pub fn with_config(args: &ServeArgs, f: impl FnOnce(Config) -> ExitCode) -> ExitCode {
-    match Config::load(args.config.as_deref(), &args.overrides()) {
+    match Config::load(args.config.as_deref(), args) {
         Ok(cfg) => {
             if let Err(e) = crate::clock::check_clock() {
                 eprintln!("respseal: {e}");

@@ -36,7 +36,7 @@ pub(crate) fn operator_targets(cfg: &Config) -> Vec<Arc<ConnSettings>> {
 }
 
 pub(crate) fn inspect(args: &InspectArgs) -> ExitCode {
-    let cfg = match Config::load(args.serve.config.as_deref(), &args.serve.overrides()) {
+    let cfg = match Config::load(args.serve.config.as_deref(), &args.serve) {
         Ok(cfg) => cfg,
         Err(errors) => {
             eprint!("respseal: {errors}");
@@ -180,7 +180,7 @@ pub(crate) fn check(cfg: Config, sample: u64) -> ExitCode {
 
 pub(crate) fn rewrap(args: &RewrapArgs) -> ExitCode {
     use crate::rewrap::{Counts, Cursor, End, Options};
-    let cfg = match Config::load(args.serve.config.as_deref(), &args.serve.overrides()) {
+    let cfg = match Config::load(args.serve.config.as_deref(), &args.serve) {
         Ok(cfg) => cfg,
         Err(errors) => {
             eprint!("respseal: {errors}");

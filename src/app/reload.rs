@@ -21,7 +21,7 @@ pub(crate) async fn reload_on_sighup(args: ServeArgs, live: Arc<Live>, backend: 
         return;
     };
     while hup.recv().await.is_some() {
-        match Config::load(args.config.as_deref(), &args.overrides()) {
+        match Config::load(args.config.as_deref(), &args) {
             Ok(mut cfg) => {
                 for w in &cfg.warnings {
                     tracing::warn!("{w}");
