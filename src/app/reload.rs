@@ -3,11 +3,19 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::live::Live;
+use crate::live::{Live, Reloadable};
 use crate::tls::BackendTls;
 
 use super::cli::ServeArgs;
-use super::serve::reloadable;
+
+/// The reloadable part of a configuration (taken out of it).
+pub(crate) fn reloadable(cfg: &mut Config) -> Reloadable {
+    Reloadable {
+        sealer: cfg.sealer.take().map(Arc::new),
+        users: Arc::new(std::mem::take(&mut cfg.users)),
+        tls: cfg.tls.take(),
+    }
+}
 
 /// Reload the configuration on every SIGHUP: the keyring, rules, users
 /// and TLS certificates are replaced for every connection (the backend's

@@ -8,7 +8,7 @@ use crate::backend::Backend;
 use crate::backend::conn::ConnSettings;
 use crate::backend::pool::Spares;
 use crate::config::Config;
-use crate::live::{Live, Reloadable};
+use crate::live::Live;
 use crate::protocol::Proto;
 use crate::protocol::frame::Frame;
 use crate::protocol::request::Limits;
@@ -16,7 +16,7 @@ use crate::server::{self, ServeOptions, Workers};
 use crate::session::Context;
 
 use super::cli::ServeArgs;
-use super::reload::reload_on_sighup;
+use super::reload::{reload_on_sighup, reloadable};
 use super::topology::follow_sentinels;
 use super::{EX_UNAVAILABLE, runtime};
 
@@ -50,15 +50,6 @@ pub(crate) async fn learn_backend_limits(cfg: &mut Config) {
             "limits.max_bulk_bytes lowered to Redis's proto-max-bulk-len (a larger argument would close the link)"
         );
         cfg.max_bulk_bytes = limit;
-    }
-}
-
-/// The reloadable part of a configuration (taken out of it).
-pub(crate) fn reloadable(cfg: &mut Config) -> Reloadable {
-    Reloadable {
-        sealer: cfg.sealer.take().map(Arc::new),
-        users: Arc::new(std::mem::take(&mut cfg.users)),
-        tls: cfg.tls.take(),
     }
 }
 

@@ -15,67 +15,7 @@ use crate::protocol::frame::Frame;
 use crate::protocol::{Proto, encode, reply};
 use crate::tls::BackendTls;
 
-/// Why a backend connection could not be used. Messages never contain
-/// credentials; Redis's own error text is included when Redis refused.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BackendError {
-    /// TCP connect failed.
-    #[error("backend unavailable ({0})")]
-    Connect(String),
-    /// Connect or handshake took longer than the connect timeout.
-    #[error("backend unavailable (timed out)")]
-    Timeout,
-    /// Redis refused the handshake (wrong password, bad database …).
-    #[error("backend refused the handshake: {0}")]
-    Handshake(String),
-    /// Behind Redis Cluster, a node redirected a command to an address the
-    /// slot map does not name, even after it was read again: not followed
-    /// (a node must not send respseal's password and data anywhere).
-    #[error("a cluster node redirected to an address that is not in the slot map")]
-    Unlisted,
-    /// Redis refused the handshake because it is running code past its
-    /// busy-reply-threshold: its own `BUSY …` line, which is what the
-    /// client's command would have got directly.
-    #[error("{0}")]
-    Busy(String),
-    /// The connection broke.
-    #[error("backend connection lost")]
-    Lost,
-    /// Commands were in flight longer than `timeouts.command_ms` with no
-    /// reply: the connection is given up.
-    #[error("backend timeout")]
-    CommandTimeout,
-    /// A cluster node's reply did not have the shape respseal needs to
-    /// combine it with the others (a split or broadcast command).
-    #[error("a cluster node sent a reply of an unexpected shape")]
-    BadReply,
-    /// A node's SCAN cursor does not fit beside the node's index in the
-    /// cursor respseal gives the client.
-    #[error("a node's SCAN cursor is too large to carry")]
-    CursorTooLarge,
-    /// A transaction respseal sent for its own work (a move) was refused
-    /// by Redis.
-    #[error("{0} failed in Redis")]
-    Failed(&'static str),
-}
-
-impl BackendError {
-    /// The metrics label: a closed set.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BackendError::Connect(_) => "connect",
-            BackendError::Timeout => "timeout",
-            BackendError::Handshake(_) => "handshake",
-            BackendError::Busy(_) => "busy",
-            BackendError::Unlisted => "unlisted_node",
-            BackendError::Lost => "lost",
-            BackendError::CommandTimeout => "command_timeout",
-            BackendError::BadReply => "bad_reply",
-            BackendError::CursorTooLarge => "cursor_too_large",
-            BackendError::Failed(_) => "failed",
-        }
-    }
-}
+pub use crate::error::BackendError;
 
 /// Settings every backend connection is opened with.
 #[derive(Debug)]

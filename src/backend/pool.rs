@@ -22,7 +22,7 @@ use dashmap::DashMap;
 use super::conn::{self, BackendError, ConnSettings, Dedicated};
 use super::dedicated::DedicatedLink;
 use super::route::{ClusterLink, Nodes, no_map};
-use super::shared::SharedLink;
+use super::shared::{SharedLink, group, pick};
 use crate::protocol::Proto;
 
 /// Shared and dedicated links to one Redis, or to the nodes of a cluster.
@@ -268,16 +268,6 @@ impl Backend {
             };
         });
     }
-}
-
-/// `n` shared links to the backend of `settings`, group (db, proto).
-pub fn group(settings: &Arc<ConnSettings>, n: usize, db: u32, proto: Proto) -> Arc<[SharedLink]> {
-    (0..n).map(|_| SharedLink::spawn(Arc::clone(settings), db, proto)).collect::<Vec<_>>().into()
-}
-
-/// The link of a group that session `id` keeps to (its commands stay in order).
-pub fn pick(links: &[SharedLink], id: u64) -> SharedLink {
-    links[(id % links.len() as u64) as usize].clone()
 }
 
 /// Whether an idle connection (non-blocking) is still open: Redis may have

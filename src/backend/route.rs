@@ -86,7 +86,7 @@ impl Nodes {
         let links = match current {
             Some(l) if !l.iter().any(SharedLink::is_closed) => l,
             _ => {
-                let made = || super::pool::group(&self.settings_of(addr), self.links_per_group, 0, proto);
+                let made = || super::shared::group(&self.settings_of(addr), self.links_per_group, 0, proto);
                 let mut links = self.links.entry(key).or_insert_with(made);
                 // A link ends by itself once the map stops naming its node;
                 // if the node is back, it gets new ones.
@@ -96,7 +96,7 @@ impl Nodes {
                 Arc::clone(&links)
             }
         };
-        super::pool::pick(&links, id)
+        super::shared::pick(&links, id)
     }
 
     /// The master of the slot of `key` now, if the map knows one.

@@ -502,3 +502,13 @@ fn route(reader: &mut FrameReader, proto: Proto, pending: &Mutex<VecDeque<Pendin
         }
     }
 }
+
+/// `n` shared links to the backend of `settings`, group (db, proto).
+pub fn group(settings: &Arc<ConnSettings>, n: usize, db: u32, proto: Proto) -> Arc<[SharedLink]> {
+    (0..n).map(|_| SharedLink::spawn(Arc::clone(settings), db, proto)).collect::<Vec<_>>().into()
+}
+
+/// The link of a group that session `id` keeps to (its commands stay in order).
+pub fn pick(links: &[SharedLink], id: u64) -> SharedLink {
+    links[(id % links.len() as u64) as usize].clone()
+}

@@ -120,11 +120,11 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     if m.dst_db != db {
         // Redis's own answer to a database it refuses (COPY … DB 16), and
         // nothing changed.
-        let selected = c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?;
-        if Frame::new(&Bytes::copy_from_slice(&selected), Proto::Resp2).is_error() {
-            return Err(match selected.strip_prefix(b"-ERR DB index is out of range") {
-                Some(_) => Error::from(ClientError::DbOutOfRange).rescue(),
-                None => Bytes::from(selected),
+        let selected = Bytes::from(c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?);
+        if let Some(line) = Frame::new(&selected, Proto::Resp2).error_line() {
+            return Err(match line.starts_with(b"ERR DB index is out of range") {
+                true => Error::from(ClientError::DbOutOfRange).rescue(),
+                false => selected,
             });
         }
         c.cmd(&[b"WATCH", m.dst]).await.map_err(backend)?;
