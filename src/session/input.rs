@@ -256,11 +256,11 @@ where
                 }
                 self.forward_one(frame.clone(), &args, cmd).await;
             }
-            Route::Mask if self.in_multi => self.refuse(
+            Route::Mask if self.txn.in_multi() => self.refuse(
                 Refusal::NotForwarded("CONFIG GET cannot be queued inside MULTI (respseal masks its reply)").into(),
             ),
             Route::Mask => self.forward_one(frame.clone(), &args, cmd).await,
-            Route::Move if self.in_multi => self.refuse(Refusal::MoveInMulti.into()),
+            Route::Move if self.txn.in_multi() => self.refuse(Refusal::MoveInMulti.into()),
             Route::Move => {
                 if !self.replies.is_empty() {
                     return self.defer(frame, ranges, route, cmd);
@@ -320,7 +320,7 @@ where
                 Some(Class::PinIf(word)) => args.has_word(word),
                 _ => false,
             };
-        if blocking && !self.in_multi {
+        if blocking && !self.txn.in_multi() {
             self.blocking_sent = true;
         }
         if code {
@@ -329,7 +329,7 @@ where
         // Behind a cluster, a blocking command alone in flight follows its
         // slot if it moves while the command waits.
         if dedicated {
-            let alone = blocking && !self.in_multi && self.replies.awaiting == 0;
+            let alone = blocking && !self.txn.in_multi() && self.replies.awaiting == 0;
             self.retry = (alone && self.ctx.backend.cluster().is_some())
                 .then(|| Box::new(Retry { frame: frame.clone(), moved_to: None, redirects: 0 }));
         }
@@ -347,27 +347,24 @@ where
             // A replica's REPLCONF ACK on a replication stream gets no reply.
             _ if self.raw => return self.send(frame, 0).await,
             Some(Class::Stateful(State::Replication)) => (Plan::Raw, 1),
-            Some(Class::Ends(End::Exec)) if self.in_multi && self.multi_aborted => {
+            Some(Class::Ends(End::Exec)) if self.txn.in_multi() && self.txn.aborted() => {
                 // A command was refused while queueing: Redis discards such
                 // a transaction, and so does respseal.
-                self.in_multi = false;
-                self.multi_aborted = false;
+                self.txn.end();
                 self.replies.push(Plan::ExecAbort, 1);
                 return self.send(encode::command(&["DISCARD"]), 1).await;
             }
-            Some(Class::Ends(end)) if self.in_multi => {
-                self.in_multi = false;
-                self.watching = false;
-                self.multi_aborted = false;
+            Some(Class::Ends(end)) if self.txn.in_multi() => {
+                self.txn.end();
                 (if end == End::Exec { Plan::Exec } else { Plan::Discard }, 1)
             }
-            _ if self.in_multi => (Plan::Queued(self.next_open.take()), 1),
+            _ if self.txn.in_multi() => (Plan::Queued(self.next_open.take()), 1),
             Some(Class::Stateful(State::Watch)) if dedicated => {
-                self.watching = true;
+                self.txn.watch();
                 (Plan::Forward(1), 1)
             }
             Some(Class::Stateful(State::Transaction)) if dedicated => {
-                self.in_multi = true;
+                self.txn.begin();
                 (Plan::Forward(1), 1)
             }
             _ if self.next_open.is_some() => (Plan::Open(self.next_open.take().expect("checked is_some")), 1),
@@ -408,11 +405,11 @@ where
     /// Whether a plain command can join a run forwarded as-is.
     pub(super) fn plain_forward_ok(&self) -> bool {
         match &self.link {
-            Link::Shared { .. } => !self.multi_held,
+            Link::Shared { .. } => !self.txn.held(),
             // Behind a cluster each command is placed on its node first.
             Link::Dedicated(_) => {
                 self.replies.reply_mode() == ReplyMode::On
-                    && !self.in_multi
+                    && !self.txn.in_multi()
                     && !self.raw
                     && self.ctx.backend.cluster().is_none()
             }
@@ -440,23 +437,18 @@ where
             return None;
         }
         let class = cmd.map(|c| c.class);
-        if class == Some(Class::Stateful(State::Transaction)) && !self.in_multi {
+        if class == Some(Class::Stateful(State::Transaction)) && !self.txn.in_multi() {
             // Which node the transaction runs on is known at its first
             // command: MULTI is answered here and sent before that one.
-            self.in_multi = true;
-            self.multi_held = true;
+            self.txn.hold();
             self.replies.push(Plan::Local(Bytes::from_static(b"+OK\r\n")), 0);
             return None;
         }
-        if self.multi_held
+        if self.txn.held()
             && let Some(Class::Ends(end)) = class
         {
             // An empty transaction, never sent.
-            let aborted = self.multi_aborted;
-            self.in_multi = false;
-            self.multi_held = false;
-            self.multi_aborted = false;
-            self.watching = false;
+            let aborted = self.txn.end();
             let reply = match (end == End::Exec, aborted) {
                 (true, true) => crate::error::Error::from(Refusal::ExecAbort).rescue(),
                 (true, false) => Bytes::from_static(b"*0\r\n"),
@@ -465,7 +457,7 @@ where
             self.replies.push(Plan::Local(reply), 0);
             return None;
         }
-        let route = if self.multi_held { Route::Pin } else { route };
+        let route = if self.txn.held() { Route::Pin } else { route };
         if matches!(self.link, Link::Dedicated(_)) {
             match self.cluster_place(&args, route) {
                 Place::Here => {}
@@ -488,7 +480,7 @@ where
                     self.link = self.shared_link();
                 }
             }
-        } else if self.multi_held {
+        } else if self.txn.held() {
             if !self.replies.is_empty() {
                 self.defer(frame.clone(), ranges, route, cmd);
                 return None;
@@ -497,8 +489,8 @@ where
                 return None;
             }
         }
-        if self.multi_held {
-            self.multi_held = false;
+        if self.txn.held() {
+            self.txn.release();
             self.replies.push(Plan::Drop(1), 1);
             self.send(encode::command(&["MULTI"]), 1).await;
         }
@@ -515,8 +507,7 @@ where
     fn cluster_place(&self, args: &Args<'_>, route: Route) -> Place {
         let Some(nodes) = self.ctx.backend.cluster() else { return Place::Here };
         // A MULTI not sent yet ties the connection to no node.
-        let locked = (self.in_multi && !self.multi_held)
-            || self.watching
+        let locked = self.txn.ties_connection()
             || self.replies.subscribed()
             || self.replies.monitor
             || self.raw
@@ -543,7 +534,7 @@ where
     pub(super) fn batches_sealed(&self, cmd: Option<&'static Command>) -> bool {
         matches!(self.link, Link::Shared { .. })
             && self.replies.reply_mode() == ReplyMode::On
-            && !self.in_multi
+            && !self.txn.in_multi()
             && !self.raw
             && !matches!(cmd.map(|c| c.class), Some(Class::Stateful(_) | Class::Client))
     }

@@ -24,7 +24,7 @@ where
     /// Connection commands the proxy handles.
     pub(super) async fn local(&mut self, cmd: LocalCmd, frame: Bytes, ranges: &[Range<usize>]) {
         let args = Args::new(&frame, ranges);
-        if self.in_multi {
+        if self.txn.in_multi() {
             let name = match cmd {
                 // Queued like any command; it takes effect at EXEC.
                 LocalCmd::Select => None,
@@ -147,7 +147,7 @@ where
             // Redis answers malformed SELECTs with an error and no state change.
             _ => return self.forward_one(frame, args, args.get(0).and_then(commands::lookup)).await,
         };
-        if self.in_multi && matches!(self.link, Link::Dedicated(_)) {
+        if self.txn.in_multi() && matches!(self.link, Link::Dedicated(_)) {
             // Redis queues it and switches the database when EXEC runs it;
             // the session follows EXEC's reply (Plan::QueuedSelect).
             let frames = self.replies.sent(Plan::QueuedSelect(db), 1);
@@ -246,7 +246,7 @@ where
     pub(super) async fn send_reseals(&mut self) {
         const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end return 0";
         let pending = std::mem::take(&mut self.replies.reseal);
-        if self.in_multi
+        if self.txn.in_multi()
             || self.replies.monitor
             || self.replies.subscribed()
             || self.replies.reply_mode() != ReplyMode::On

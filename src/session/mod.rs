@@ -25,7 +25,9 @@
 mod batch;
 mod input;
 mod local;
+
 mod replies;
+mod txn;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -47,6 +49,7 @@ use crate::protocol::{Proto, encode};
 use crate::sealing::{OpenPlan, Sealer};
 use crate::stats::{self, Counter};
 use replies::{Replies, ReplyMode};
+use txn::Transaction;
 
 /// A blocking command that can follow its slot to another master.
 struct Retry {
@@ -192,14 +195,11 @@ pub struct Session<R, W> {
     /// The client shut down its sending side: answer what it sent, then close.
     eof: bool,
     draining: bool,
-    /// Inside MULTI on the dedicated link.
-    in_multi: bool,
-    /// A command was refused inside the current MULTI: EXEC is answered
-    /// EXECABORT (and the transaction discarded in Redis).
-    multi_aborted: bool,
-    /// Behind Redis Cluster: MULTI was answered but not sent yet (it goes
-    /// to the node of the transaction's first command, before it).
-    multi_held: bool,
+    /// MULTI and WATCH.
+    txn: Transaction,
+    /// Held while the session has a dedicated link of its own (not a lent
+    /// one): counts it in `respseal_pinned_sessions`.
+    pinned: Option<Pinned>,
     /// The client's address (AUTH attempts are throttled per address).
     peer: Option<std::net::IpAddr>,
     /// Time over the soft output limit.
@@ -220,9 +220,6 @@ pub struct Session<R, W> {
     /// The dedicated link carries a replication stream (after SYNC/PSYNC):
     /// bytes are relayed as they come.
     raw: bool,
-    /// WATCH is in force on the dedicated link (until EXEC, DISCARD,
-    /// UNWATCH or RESET).
-    watching: bool,
     /// Behind Redis Cluster: the node the dedicated link is connected to.
     node: Option<String>,
     /// The dedicated link is lent by the backend for code (scripts,
@@ -274,9 +271,8 @@ where
             deferred: None,
             eof: false,
             draining: false,
-            in_multi: false,
-            multi_aborted: false,
-            multi_held: false,
+            txn: Transaction::default(),
+            pinned: None,
             peer: None,
             out_watch: OutputWatch::default(),
             wait_start: None,
@@ -285,7 +281,6 @@ where
             charged: 0,
             next_open: None,
             raw: false,
-            watching: false,
             node: None,
             lent: None,
             code_running: false,
@@ -558,9 +553,7 @@ where
     /// RESP). Inside MULTI this is a queue-time error, as Redis's own: the
     /// transaction is discarded at EXEC.
     fn refuse(&mut self, e: Error) {
-        if self.in_multi {
-            self.multi_aborted = true;
-        }
+        self.txn.refused();
         self.replies.push(Plan::Local(e.rescue()), 0);
         if e.closes() {
             self.replies.push(Plan::Close, 0);
@@ -646,7 +639,7 @@ where
         }
         self.ctx.backend.keep_lent();
         tracing::debug!("session pinned to the connection it borrowed");
-        metrics::gauge!("respseal_pinned_sessions").increment(1.0);
+        self.pinned = Some(Pinned::count());
         self.replay_client_info().await;
     }
 
@@ -672,7 +665,7 @@ where
     /// Make `conn` the session's dedicated link.
     fn install_dedicated(&mut self, conn: crate::backend::conn::Dedicated) {
         tracing::debug!("session pinned to a dedicated link");
-        metrics::gauge!("respseal_pinned_sessions").increment(1.0);
+        self.pinned = Some(Pinned::count());
         self.link = Link::Dedicated(Box::new(DedicatedLink::new(conn)));
     }
 
@@ -680,9 +673,8 @@ where
     /// only with nothing in flight). The client's name and library, which
     /// the old connection had, are replayed by the next pin.
     fn drop_dedicated(&mut self) {
-        if matches!(self.link, Link::Dedicated(_)) {
-            metrics::gauge!("respseal_pinned_sessions").decrement(1.0);
-        }
+        debug_assert!(self.lent.is_none(), "a lent connection is given back, not dropped");
+        self.pinned = None;
         self.link = Link::None;
         self.node = None;
     }
@@ -736,7 +728,7 @@ where
             return;
         }
         tracing::info!(error = %error, "dedicated link lost; closing the client");
-        metrics::gauge!("respseal_pinned_sessions").decrement(1.0);
+        self.pinned = None;
         metrics::counter!("respseal_backend_link_failures_total", "link" => "dedicated", "kind" => error.kind())
             .increment(1);
         self.link = Link::None;
@@ -788,7 +780,7 @@ where
         let Some(retry) = self.retry.as_mut() else { return false };
         if !frame.starts_with(b"-MOVED ")
             || self.replies.awaiting != 1
-            || self.watching
+            || self.txn.watching()
             || self.replies.reply_mode() != ReplyMode::On
             || retry.redirects >= crate::backend::route::MAX_REDIRECTS
         {
@@ -846,10 +838,7 @@ where
     fn reset_session_state(&mut self) {
         self.lib_name = None;
         self.lib_ver = None;
-        self.watching = false;
-        self.multi_held = false;
-        self.in_multi = false;
-        self.multi_aborted = false;
+        self.txn.end();
         self.authenticated = !self.cur.users.required();
     }
 
@@ -884,9 +873,24 @@ impl<R, W> Drop for Session<R, W> {
         if self.lent.is_some() {
             // Closed with it: whatever was in flight is not known to be over.
             self.ctx.backend.keep_lent();
-        } else if matches!(self.link, Link::Dedicated(_)) {
-            metrics::gauge!("respseal_pinned_sessions").decrement(1.0);
         }
+    }
+}
+
+/// A session with a dedicated link of its own, counted in
+/// `respseal_pinned_sessions` from [`Pinned::count`] until dropped.
+struct Pinned(());
+
+impl Pinned {
+    fn count() -> Self {
+        metrics::gauge!("respseal_pinned_sessions").increment(1.0);
+        Pinned(())
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        metrics::gauge!("respseal_pinned_sessions").decrement(1.0);
     }
 }
 
