@@ -158,6 +158,57 @@ impl Backend {
         self.nodes.as_ref()
     }
 
+    /// Whether this is Redis Cluster (where a pinned session is on one node).
+    pub fn is_cluster(&self) -> bool {
+        self.nodes.is_some()
+    }
+
+    /// Whether a command on these two names can be carried out on one
+    /// connection (always, but behind a cluster only within one slot).
+    pub fn same_slot(&self, a: &[u8], b: &[u8]) -> bool {
+        self.nodes.is_none() || super::cluster::slot(a) == super::cluster::slot(b)
+    }
+
+    /// Behind Redis Cluster, the master that owns `slot` now (`None`: not a
+    /// cluster, no slot, or an unknown owner).
+    pub fn master_of(&self, slot: Option<u16>) -> Option<String> {
+        let nodes = self.nodes.as_ref()?;
+        nodes.cluster.map().master_of(slot?).map(str::to_string)
+    }
+
+    /// A session's own connection: behind Redis Cluster to the master of
+    /// `slot` (any master without one), whose address comes back with it;
+    /// otherwise to the backend, in `db`.
+    ///
+    /// # Errors
+    /// When it cannot be opened (or the slot map is not known yet).
+    pub async fn pin(
+        &self,
+        slot: Option<u16>,
+        db: u32,
+        proto: Proto,
+    ) -> Result<(Dedicated, Option<String>), BackendError> {
+        let Some(nodes) = &self.nodes else { return self.dedicated(db, proto).await.map(|c| (c, None)) };
+        let map = nodes.cluster.map();
+        let node = slot.and_then(|s| map.master_of(s)).or(map.masters.first().map(|m| &**m)).ok_or_else(no_map)?;
+        let conn = conn::dedicated(&nodes.settings_of(node), 0, proto).await?;
+        Ok((conn, Some(node.to_string())))
+    }
+
+    /// Behind Redis Cluster, a session's own connection to the node a
+    /// `MOVED` named — only one the slot map lists, read again first (a
+    /// node must not send a client anywhere) — and its address.
+    ///
+    /// # Errors
+    /// An address the map does not list, or a connection that cannot be opened.
+    pub async fn pin_redirected(&self, addr: String, proto: Proto) -> Result<(Dedicated, String), BackendError> {
+        let nodes = self.nodes.as_ref().ok_or_else(no_map)?;
+        nodes.cluster.stale();
+        let addr = nodes.cluster.redirect_to(addr).await?;
+        let conn = conn::dedicated(&nodes.settings_of(&addr), 0, proto).await?;
+        Ok((conn, addr))
+    }
+
     /// How connections for a command on `key` are opened (the master of
     /// its slot behind a cluster).
     pub fn settings_for_key(&self, key: &[u8]) -> Result<Arc<ConnSettings>, BackendError> {

@@ -221,7 +221,7 @@ where
                 }
             }
         }
-        let route = if self.ctx.backend.cluster().is_some() {
+        let route = if self.ctx.backend.is_cluster() {
             // Behind a cluster a script pins to its slot's master until the
             // next command that needs no pin (`cluster_place`).
             let route = if route == Route::Code { Route::Pin } else { route };
@@ -268,9 +268,7 @@ where
                 let (src, dst) = (args.get(1).unwrap_or_default(), args.get(2).unwrap_or_default());
                 let settings = self.ctx.backend.settings_for_key(src);
                 let reply = match (self.cur.sealer.as_deref(), settings) {
-                    _ if self.ctx.backend.cluster().is_some()
-                        && crate::backend::cluster::slot(src) != crate::backend::cluster::slot(dst) =>
-                    {
+                    _ if !self.ctx.backend.same_slot(src, dst) => {
                         crate::error::Error::from(Refusal::CrossSlot).rescue()
                     }
                     (Some(sealer), Ok(settings)) if let Some(cmd) = cmd => {
@@ -330,7 +328,7 @@ where
         // slot if it moves while the command waits.
         if dedicated {
             let alone = blocking && !self.txn.in_multi() && self.replies.awaiting == 0;
-            self.retry = (alone && self.ctx.backend.cluster().is_some())
+            self.retry = (alone && self.ctx.backend.is_cluster())
                 .then(|| Box::new(Retry { frame: frame.clone(), moved_to: None, redirects: 0 }));
         }
         let (plan, frames) = match class {
@@ -411,7 +409,7 @@ where
                 self.replies.reply_mode() == ReplyMode::On
                     && !self.txn.in_multi()
                     && !self.raw
-                    && self.ctx.backend.cluster().is_none()
+                    && !self.ctx.backend.is_cluster()
             }
             Link::None => false,
         }
@@ -505,7 +503,9 @@ where
     /// shared links for a command that needs no pin: with keys on every
     /// node, staying pinned would reconnect at each change of node.
     fn cluster_place(&self, args: &Args<'_>, route: Route) -> Place {
-        let Some(nodes) = self.ctx.backend.cluster() else { return Place::Here };
+        if !self.ctx.backend.is_cluster() {
+            return Place::Here;
+        }
         // A MULTI not sent yet ties the connection to no node.
         let locked = self.txn.ties_connection()
             || self.replies.subscribed()
@@ -513,10 +513,9 @@ where
             || self.raw
             || self.replies.reply_mode() != ReplyMode::On;
         let slot = crate::backend::route::slot_of(args);
-        let map = nodes.cluster.map();
-        let here = match slot.and_then(|s| map.master_of(s)) {
+        let here = match self.ctx.backend.master_of(slot) {
             None => true,
-            Some(m) => self.node.as_deref() == Some(m),
+            Some(m) => self.node.as_deref() == Some(m.as_str()),
         };
         match (route, here) {
             // A held MULTI needs a dedicated link (its route is Pin).

@@ -573,23 +573,10 @@ where
 
     async fn open_dedicated(&mut self, slot: Option<u16>) -> bool {
         self.flush_shared().await;
-        let opened = match self.ctx.backend.cluster() {
-            Some(nodes) => {
-                let map = nodes.cluster.map();
-                let node = slot.and_then(|s| map.master_of(s)).or(map.masters.first().map(|m| &**m));
-                match node {
-                    Some(node) => {
-                        self.node = Some(node.to_string());
-                        crate::backend::conn::dedicated(&nodes.settings_of(node), 0, self.replies.proto).await
-                    }
-                    None => Err(crate::backend::route::no_map()),
-                }
-            }
-            None => self.ctx.backend.dedicated(self.replies.db, self.replies.proto).await,
-        };
-        match opened {
-            Ok(conn) => {
+        match self.ctx.backend.pin(slot, self.replies.db, self.replies.proto).await {
+            Ok((conn, node)) => {
                 self.install_dedicated(conn);
+                self.node = node;
                 self.replay_client_info().await;
                 true
             }
@@ -795,23 +782,12 @@ where
     /// dedicated link to the master named; if that cannot be opened, the
     /// client gets the error instead.
     async fn follow_moved(&mut self) {
-        let ctx = Arc::clone(&self.ctx);
         let Some(retry) = self.retry.as_mut() else { return };
-        let (Some(addr), Some(nodes)) = (retry.moved_to.take(), ctx.backend.cluster()) else { return };
+        let Some(addr) = retry.moved_to.take() else { return };
         let frame = retry.frame.clone();
-        nodes.cluster.stale();
-        let addr = match nodes.cluster.redirect_to(addr).await {
-            Ok(addr) => addr,
-            Err(error) => {
-                // Not followed: a node must not send the client anywhere.
-                self.retry = None;
-                self.drop_dedicated();
-                return self.replies.on_link_event(LinkEvent::Failed { frames: 1, error });
-            }
-        };
         self.drop_dedicated();
-        match crate::backend::conn::dedicated(&nodes.settings_of(&addr), 0, self.replies.proto).await {
-            Ok(conn) => {
+        match self.ctx.backend.pin_redirected(addr, self.replies.proto).await {
+            Ok((conn, addr)) => {
                 tracing::debug!("the slot of a blocking command moved; sending it again on its new master");
                 // Not replayed here: the client's LIB-NAME/LIB-VER, whose
                 // replies would arrive before the command's.
@@ -819,9 +795,12 @@ where
                 self.node = Some(addr);
                 self.send(frame, 1).await;
             }
-            Err(e) => {
+            Err(error) => {
+                // Not followed (a node must not send the client anywhere),
+                // or the new master cannot be reached: the client gets the
+                // error instead.
                 self.retry = None;
-                self.replies.on_link_event(LinkEvent::Failed { frames: 1, error: e });
+                self.replies.on_link_event(LinkEvent::Failed { frames: 1, error });
             }
         }
     }
