@@ -915,3 +915,6 @@ async fn sleep_or_never(d: Option<Duration>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;
