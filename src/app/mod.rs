@@ -42,28 +42,32 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Load the configuration (exit 64 when it is invalid), start logging,
 /// and run `f` with it.
 pub fn with_config(args: &ServeArgs, f: impl FnOnce(Config) -> ExitCode) -> ExitCode {
-    match Config::load(args.config.as_deref(), args) {
-        Ok(cfg) => {
-            if let Err(e) = crate::clock::check_clock() {
-                eprintln!("respseal: {e}");
-                return ExitCode::from(EX_USAGE);
-            }
-            let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_writer(std::io::stderr)
-                .init();
-            for w in &cfg.warnings {
-                tracing::warn!("{w}");
-            }
-            f(cfg)
-        }
-        Err(errors) => {
-            eprint!("respseal: {errors}");
-            ExitCode::from(EX_USAGE)
-        }
+    let cfg = match load(args) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    if let Err(e) = crate::clock::check_clock() {
+        eprintln!("respseal: {e}");
+        return ExitCode::from(EX_USAGE);
     }
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    f(cfg)
+}
+
+/// The configuration, or every problem with it printed and exit 64.
+pub(crate) fn load(args: &ServeArgs) -> Result<Config, ExitCode> {
+    Config::load(args.config.as_deref(), args).map_err(|errors| {
+        eprint!("respseal: {errors}");
+        ExitCode::from(EX_USAGE)
+    })
 }
 
 /// The runtime the subcommands (and serve's start-up) run on.

@@ -36,12 +36,9 @@ pub(crate) fn operator_targets(cfg: &Config) -> Vec<Arc<ConnSettings>> {
 }
 
 pub(crate) fn inspect(args: &InspectArgs) -> ExitCode {
-    let cfg = match Config::load(args.serve.config.as_deref(), &args.serve) {
+    let cfg = match super::load(&args.serve) {
         Ok(cfg) => cfg,
-        Err(errors) => {
-            eprint!("respseal: {errors}");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(code) => return code,
     };
     let patterns: Vec<String> = if args.patterns.is_empty() {
         cfg.sealer.as_ref().map(|s| s.rules().patterns().map(str::to_string).collect()).unwrap_or_default()
@@ -180,12 +177,9 @@ pub(crate) fn check(cfg: Config, sample: u64) -> ExitCode {
 
 pub(crate) fn rewrap(args: &RewrapArgs) -> ExitCode {
     use crate::rewrap::{Counts, Cursor, End, Options};
-    let cfg = match Config::load(args.serve.config.as_deref(), &args.serve) {
+    let cfg = match super::load(&args.serve) {
         Ok(cfg) => cfg,
-        Err(errors) => {
-            eprint!("respseal: {errors}");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(code) => return code,
     };
     let Some(sealer) = cfg.sealer.as_ref() else {
         eprintln!("respseal: rewrap: no rules are configured, so there is nothing to rewrap");
