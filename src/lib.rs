@@ -21,29 +21,38 @@
 //! * [`session`]: one task per client — read requests, route them, match
 //!   replies to reply plans, write replies back. Owns pinning. A module of
 //!   one concept per file: connection state and loop, input, the
-//!   socket-free reply queue, local commands, the shared-link batch.
+//!   socket-free reply queue, local commands, the shared-link batch, the
+//!   transaction state; runs over any `AsyncRead + AsyncWrite` (its
+//!   in-process tests use duplex streams).
 //! * [`plan`]: reply plans, the FIFO entries that say what to do with each
 //!   reply.
-//! * [`commands`]: the command table (data) and request classification.
-//!   Its `data` column closes the sealing boundary: a sealed name passes
-//!   only through a row that says how it is treated; unknown commands are
+//! * [`commands`]: the command table (data) and request classification —
+//!   the only place command names are matched. The code reads the table
+//!   for keys, values, reply shapes, link safety and cluster placement. Its
+//!   `data` column closes the sealing boundary: a sealed name passes only
+//!   through a row that says how it is treated; unknown commands are
 //!   checked on every argument.
 //! * [`protocol`]: RESP framing only — request parsing, reply boundaries
-//!   (a resumable scanner with no depth limit and no recursion), encoding
-//!   of the proxy's own frames. No I/O.
+//!   (a resumable scanner with no depth limit and no recursion), one view
+//!   of whole reply frames that every reader uses, encoding of the proxy's
+//!   own frames. No I/O.
 //! * [`error`]: errors by source (client, policy, backend, crypto) and the
-//!   one rescue point that decides reply text, log line and metric.
+//!   one rescue point that decides reply text, log line, metric and whether
+//!   the connection closes; every error frame is built there.
 //! * [`limits`]: per-client output limits (Redis's classes) and the
 //!   proxy-wide budget for buffered client input.
 //! * [`backend`]: the Redis side — connection handshake, shared multiplexed
-//!   links, dedicated links (their I/O), the group pool. Both kinds of link
-//!   read replies through `protocol::framed`.
+//!   links, dedicated links (their I/O), the group pool, connections lent
+//!   for code, cluster routing and the topology followers. The session asks
+//!   [`backend::Backend`] to share, pin or lend, whatever the backend is.
+//!   Both kinds of link read replies through `protocol::framed`.
 //! * [`rules`]: which keys are sealed (glob patterns, per-rule policies).
 //! * [`sealing`]: sealing in the request/reply path, one concept per file —
 //!   the fail-closed boundary check, request rewriting, reply opening,
 //!   pub/sub, declared scripts, and the moves respseal carries out itself
-//!   (RENAME/RENAMENX/COPY of sealed names). The only caller of `crypto`'s
-//!   seal and open on the request path.
+//!   (RENAME/RENAMENX/COPY of sealed names), stored values for the operator
+//!   commands. The only place that builds bindings and calls `crypto`'s
+//!   seal, open and rewrap.
 //! * [`clock`]: the time every seal and open is stamped with.
 //! * [`secrets`]: respseal's own credentials stay its own (`CONFIG GET`
 //!   masking; the ACL subcommands that would show them are refused).
