@@ -134,7 +134,7 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn ping(state: &AdminState) -> (StatusCode, String) {
-    match conn::oneshot(&state.backend, b"*1\r\n$4\r\nPING\r\n").await {
+    match conn::oneshot(&state.backend, &crate::protocol::encode::command(&[crate::commands::own::PING])).await {
         Ok(reply) if Frame::new(&reply, Proto::Resp2).simple().is_some() => (StatusCode::OK, "ready\n".to_string()),
         Ok(reply) if Frame::new(&reply, Proto::Resp2).error_line().is_some_and(|l| l.starts_with(b"LOADING")) => {
             (StatusCode::SERVICE_UNAVAILABLE, "not ready: Redis is loading its dataset\n".into())

@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::backend::BackendError;
 use crate::backend::conn::{self, ConnSettings};
+use crate::commands::own;
 use crate::crypto;
 use crate::protocol::frame::Frame;
 use crate::protocol::{Proto, encode};
@@ -93,7 +94,7 @@ impl Conn {
         cursor: &[u8],
         pattern: &str,
     ) -> Result<(Vec<u8>, Vec<Vec<u8>>), BackendError> {
-        let page = self.cmd(&[b"SCAN", cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000"]).await?;
+        let page = self.cmd(&[own::SCAN.as_bytes(), cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000"]).await?;
         let parts = Frame::new(&bytes::Bytes::from(page), Proto::Resp2).elements().unwrap_or_default();
         let (Some(next), Some(keys)) = (parts.first().and_then(|f| bulk(f)), parts.get(1)) else {
             return Err(BackendError::Handshake("SCAN gave no cursor".into()));
@@ -147,7 +148,7 @@ pub async fn run(
             for key in keys {
                 s.keys += 1;
                 let shown = String::from_utf8_lossy(&key).into_owned();
-                let value = c.cmd(&[b"GET", &key]).await?;
+                let value = c.cmd(&[own::GET.as_bytes(), &key]).await?;
                 let Some(v) = bulk(&value) else {
                     if select == Select::All {
                         let _ = writeln!(out, "{shown}  not a string");
@@ -180,7 +181,7 @@ pub async fn run(
                     info.version
                 );
                 if select == Select::DropResealed {
-                    let r = c.cmd(&[b"EVAL", DROP.as_bytes(), b"1", &key, &v]).await?;
+                    let r = c.cmd(&[own::EVAL.as_bytes(), DROP.as_bytes(), b"1", &key, &v]).await?;
                     if r == b":1\r\n" {
                         s.dropped += 1;
                         line.push_str("  dropped");

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::BackendError;
 use crate::backend::conn::ConnSettings;
+use crate::commands::own;
 use crate::crypto::{self, RewrapError};
 use crate::inspect::{Conn, bulk};
 use crate::protocol::Proto;
@@ -195,7 +196,7 @@ async fn one(
     key: &[u8],
     counts: &mut Counts,
 ) -> Result<(), BackendError> {
-    let reply = c.cmd(&[b"GET", key]).await?;
+    let reply = c.cmd(&[own::GET.as_bytes(), key]).await?;
     let Some(value) = bulk(&reply) else {
         counts.not_string += 1;
         return Ok(());
@@ -247,7 +248,7 @@ async fn one(
 
 /// Run a compare-and-set (or -delete) script; whether it wrote.
 async fn cas(c: &mut Conn, script: &str, key: &[u8], old: &[u8], new: Option<&[u8]>) -> Result<bool, BackendError> {
-    let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), b"1", key, old];
+    let mut args: Vec<&[u8]> = vec![own::EVAL.as_bytes(), script.as_bytes(), b"1", key, old];
     args.extend(new);
     let r = bytes::Bytes::from(c.cmd(&args).await?);
     match Frame::new(&r, Proto::Resp2).integer() {
@@ -282,7 +283,7 @@ pub async fn sample(
                 if seen >= limit {
                     break 'pages;
                 }
-                let Some(value) = bulk(&c.cmd(&[b"GET", &key]).await?) else { continue };
+                let Some(value) = bulk(&c.cmd(&[own::GET.as_bytes(), &key]).await?) else { continue };
                 seen += 1;
                 match sealer.check_opens(&key, &value, now) {
                     Ok(()) => opened += 1,
@@ -325,7 +326,7 @@ pub async fn uncovered(
             }
             looked += 1;
             // Not a string (WRONGTYPE): no envelope.
-            if bulk(&c.cmd(&[b"GET", &key]).await?).is_some_and(|v| crypto::is_sealed(&v)) {
+            if bulk(&c.cmd(&[own::GET.as_bytes(), &key]).await?).is_some_and(|v| crypto::is_sealed(&v)) {
                 found += 1;
             }
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::backend::conn::ConnSettings;
 use crate::backend::pool::Spares;
+use crate::commands::own;
 use crate::config::Config;
 use crate::live::Live;
 use crate::protocol::Proto;
@@ -32,7 +33,7 @@ pub(crate) const REDIS_DEFAULT_MAX_BULK: usize = 512 * 1024 * 1024;
 /// sealed (the session checks `max_bulk`).
 pub(crate) async fn learn_backend_limits(cfg: &mut Config) {
     let settings = Arc::new(conn_settings(cfg));
-    let cmd = crate::protocol::encode::command(&["CONFIG", "GET", "proto-max-bulk-len"]);
+    let cmd = crate::protocol::encode::command(&[own::CONFIG_GET[0], own::CONFIG_GET[1], "proto-max-bulk-len"]);
     let learned = match crate::backend::conn::oneshot(&settings, &cmd).await {
         Ok(reply) => Frame::new(&reply, Proto::Resp2)
             .elements()

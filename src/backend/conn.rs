@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use super::stream::{BackendStream, ReadHalf, WriteHalf};
 use super::url::BackendUrl;
+use crate::commands::own;
 use crate::protocol::frame::Frame;
 use crate::protocol::{Proto, encode, reply};
 use crate::tls::BackendTls;
@@ -147,21 +148,21 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
     let mut total = 0usize;
     match (&url.username, &url.password) {
         (Some(u), Some(p)) => {
-            hs.extend_from_slice(&encode::command(&["AUTH", u.as_str(), p.as_str()]));
+            hs.extend_from_slice(&encode::command(&[own::AUTH, u.as_str(), p.as_str()]));
             total += 1;
         }
         (None, Some(p)) => {
-            hs.extend_from_slice(&encode::command(&["AUTH", p.as_str()]));
+            hs.extend_from_slice(&encode::command(&[own::AUTH, p.as_str()]));
             total += 1;
         }
         _ => {}
     }
     if proto == Proto::Resp3 {
-        hs.extend_from_slice(&encode::command(&["HELLO", "3"]));
+        hs.extend_from_slice(&encode::command(&[own::HELLO, "3"]));
         total += 1;
     }
     if db != 0 {
-        hs.extend_from_slice(&encode::command(&["SELECT", &db.to_string()]));
+        hs.extend_from_slice(&encode::command(&[own::SELECT, &db.to_string()]));
         total += 1;
     }
     if total == 0 && settings.topology.is_none() {
@@ -184,7 +185,7 @@ async fn open_inner(settings: &ConnSettings, db: u32, proto: Proto) -> Result<(B
     }
     if settings.topology.is_some() {
         // A sentinel's answer may be stale: use only a master.
-        stream.write_all(&encode::command(&["ROLE"])).await.map_err(|_| BackendError::Lost)?;
+        stream.write_all(&encode::command(&[own::ROLE])).await.map_err(|_| BackendError::Lost)?;
         let frame = read_frame(&mut stream, &mut buf, Proto::Resp3).await?.freeze();
         if !role_is_master(&frame) {
             return Err(BackendError::Handshake("the server the sentinels named is not a master".into()));

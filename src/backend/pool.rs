@@ -23,6 +23,7 @@ use super::conn::{self, BackendError, ConnSettings, Dedicated};
 use super::dedicated::DedicatedLink;
 use super::route::{ClusterLink, Nodes, no_map};
 use super::shared::{SharedLink, group, pick};
+use crate::commands::own;
 use crate::protocol::Proto;
 
 /// Shared and dedicated links to one Redis, or to the nodes of a cluster.
@@ -261,8 +262,8 @@ impl Backend {
     pub fn auth_command(&self) -> Option<Bytes> {
         let url = &self.settings.url;
         match (&url.username, &url.password) {
-            (Some(u), Some(p)) => Some(crate::protocol::encode::command(&["AUTH", u.as_str(), p.as_str()])),
-            (None, Some(p)) => Some(crate::protocol::encode::command(&["AUTH", p.as_str()])),
+            (Some(u), Some(p)) => Some(crate::protocol::encode::command(&[own::AUTH, u.as_str(), p.as_str()])),
+            (None, Some(p)) => Some(crate::protocol::encode::command(&[own::AUTH, p.as_str()])),
             _ => None,
         }
     }

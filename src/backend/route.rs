@@ -35,7 +35,7 @@ use super::cluster::{self, Cluster, SlotMap};
 use super::conn::{BackendError, ConnSettings};
 use super::shared::{LinkEvent, ReplyTx, SharedLink, SharedRequest};
 use crate::commands::table::{Combine, OnCluster};
-use crate::commands::{self, Args};
+use crate::commands::{self, Args, own};
 use crate::error::{ClientError, Error};
 use crate::protocol::frame::{Frame, Redirect, split_frames};
 use crate::protocol::request::{self, Limits, Parsed};
@@ -526,7 +526,7 @@ impl Collector {
             let (tx, mut rx) = mpsc::unbounded_channel();
             let mut data = Vec::with_capacity(2);
             if asking {
-                data.push(encode::command(&["ASKING"]));
+                data.push(encode::command(&[own::ASKING]));
             }
             data.push(cmd.clone());
             let frames = data.len() as u32;

@@ -6,6 +6,7 @@
 //! the one decision the session needs: forward it on the shared link, pin the
 //! session first, or handle it in the proxy.
 
+pub mod own;
 pub mod table;
 
 use std::ops::Range;
@@ -141,6 +142,15 @@ pub fn client_sub(args: &Args<'_>) -> ClientSub {
     } else {
         ClientSub::Other
     }
+}
+
+/// HELLO's option words respseal reads itself: it answers `AUTH` (its own
+/// users) and pins for `SETNAME`.
+pub mod hello {
+    /// `HELLO protover AUTH user password`.
+    pub const AUTH: &str = "AUTH";
+    /// `HELLO protover SETNAME name`.
+    pub const SETNAME: &str = "SETNAME";
 }
 
 /// Whether a client that has not authenticated may send this command

@@ -22,8 +22,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::stored::Origin;
 use crate::backend::conn::{BackendError, ConnSettings};
-use crate::commands::Args;
 use crate::commands::table::{Carried as Kind, Command, Data};
+use crate::commands::{Args, own};
 use crate::error::{ClientError, Error, Refusal};
 use crate::inspect::{Conn, bulk};
 use crate::protocol::frame::Frame;
@@ -120,20 +120,20 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     if m.dst_db != db {
         // Redis's own answer to a database it refuses (COPY … DB 16), and
         // nothing changed.
-        let selected = Bytes::from(c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?);
+        let selected = Bytes::from(c.cmd(&[own::SELECT.as_bytes(), dst_db_s.as_bytes()]).await.map_err(backend)?);
         if let Some(line) = Frame::new(&selected, Proto::Resp2).error_line() {
             return Err(match line.starts_with(b"ERR DB index is out of range") {
                 true => Error::from(ClientError::DbOutOfRange).rescue(),
                 false => selected,
             });
         }
-        c.cmd(&[b"WATCH", m.dst]).await.map_err(backend)?;
-        c.cmd(&[b"SELECT", db_s.as_bytes()]).await.map_err(backend)?;
-        c.cmd(&[b"WATCH", m.src]).await.map_err(backend)?;
+        c.cmd(&[own::WATCH.as_bytes(), m.dst]).await.map_err(backend)?;
+        c.cmd(&[own::SELECT.as_bytes(), db_s.as_bytes()]).await.map_err(backend)?;
+        c.cmd(&[own::WATCH.as_bytes(), m.src]).await.map_err(backend)?;
     } else {
-        c.cmd(&[b"WATCH", m.src, m.dst]).await.map_err(backend)?;
+        c.cmd(&[own::WATCH.as_bytes(), m.src, m.dst]).await.map_err(backend)?;
     }
-    let ty = c.cmd(&[b"TYPE", m.src]).await.map_err(backend)?;
+    let ty = c.cmd(&[own::TYPE.as_bytes(), m.src]).await.map_err(backend)?;
     let ty = ty.get(1..ty.len().saturating_sub(2)).unwrap_or_default().to_vec();
     if ty == b"none" {
         return Err(match m.kind {
@@ -143,11 +143,11 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     }
     let dst_exists = {
         if m.dst_db != db {
-            c.cmd(&[b"SELECT", dst_db_s.as_bytes()]).await.map_err(backend)?;
+            c.cmd(&[own::SELECT.as_bytes(), dst_db_s.as_bytes()]).await.map_err(backend)?;
         }
-        let r = c.cmd(&[b"EXISTS", m.dst]).await.map_err(backend)?;
+        let r = c.cmd(&[own::EXISTS.as_bytes(), m.dst]).await.map_err(backend)?;
         if m.dst_db != db {
-            c.cmd(&[b"SELECT", db_s.as_bytes()]).await.map_err(backend)?;
+            c.cmd(&[own::SELECT.as_bytes(), db_s.as_bytes()]).await.map_err(backend)?;
         }
         r == b":1\r\n"
     };
@@ -157,15 +157,17 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     // The expiry as an absolute time (Redis 7's PEXPIRETIME), so that it
     // is kept to the millisecond; before Redis 7, the remaining TTL.
     let int = |r: Vec<u8>| Frame::new(&Bytes::from(r), Proto::Resp2).integer();
-    let expire_at = int(c.cmd(&[b"PEXPIRETIME", m.src]).await.map_err(backend)?);
+    let expire_at = int(c.cmd(&[own::PEXPIRETIME.as_bytes(), m.src]).await.map_err(backend)?);
     let pttl = match expire_at {
         Some(_) => -1,
-        None => int(c.cmd(&[b"PTTL", m.src]).await.map_err(backend)?).unwrap_or(-1),
+        None => int(c.cmd(&[own::PTTL.as_bytes(), m.src]).await.map_err(backend)?).unwrap_or(-1),
     };
     let value = match &ty[..] {
-        b"string" => Value::String(bulk(&c.cmd(&[b"GET", m.src]).await.map_err(backend)?).unwrap_or_default()),
+        b"string" => {
+            Value::String(bulk(&c.cmd(&[own::GET.as_bytes(), m.src]).await.map_err(backend)?).unwrap_or_default())
+        }
         b"hash" => {
-            let all = c.cmd(&[b"HGETALL", m.src]).await.map_err(backend)?;
+            let all = c.cmd(&[own::HGETALL.as_bytes(), m.src]).await.map_err(backend)?;
             let els = Frame::new(&Bytes::from(all), Proto::Resp2).elements().unwrap_or_default();
             let mut pairs = Vec::with_capacity(els.len() / 2);
             let mut it = els.iter();
@@ -183,18 +185,18 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         reseal(sealer, m, value).map_err(|why| Error::from(Refusal::Move { command: cmd_name, why }).rescue())?;
     // The write, the TTL and (for RENAME) the source's deletion, at once.
     let mut tx = BytesMut::new();
-    tx.extend_from_slice(&encode::command(&["MULTI"]));
+    tx.extend_from_slice(&encode::command(&[own::MULTI]));
     let mut queued = 1;
     if m.dst_db != db {
-        tx.extend_from_slice(&encode::command(&[b"SELECT".as_slice(), dst_db_s.as_bytes()]));
+        tx.extend_from_slice(&encode::command(&[own::SELECT.as_bytes(), dst_db_s.as_bytes()]));
         queued += 1;
     }
-    tx.extend_from_slice(&encode::command(&[b"DEL".as_slice(), m.dst]));
+    tx.extend_from_slice(&encode::command(&[own::DEL.as_bytes(), m.dst]));
     queued += 1;
     match &value {
-        Value::String(v) => tx.extend_from_slice(&encode::command(&[b"SET".as_slice(), m.dst, v])),
+        Value::String(v) => tx.extend_from_slice(&encode::command(&[own::SET.as_bytes(), m.dst, v])),
         Value::Hash(pairs) => {
-            let mut a: Vec<&[u8]> = vec![b"HSET", m.dst];
+            let mut a: Vec<&[u8]> = vec![own::HSET.as_bytes(), m.dst];
             for (f, v) in pairs {
                 a.push(f);
                 a.push(v);
@@ -204,21 +206,21 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     }
     queued += 1;
     if let Some(at) = expire_at.filter(|&t| t > 0) {
-        tx.extend_from_slice(&encode::command(&[b"PEXPIREAT".as_slice(), m.dst, at.to_string().as_bytes()]));
+        tx.extend_from_slice(&encode::command(&[own::PEXPIREAT.as_bytes(), m.dst, at.to_string().as_bytes()]));
         queued += 1;
     } else if pttl > 0 {
-        tx.extend_from_slice(&encode::command(&[b"PEXPIRE".as_slice(), m.dst, pttl.to_string().as_bytes()]));
+        tx.extend_from_slice(&encode::command(&[own::PEXPIRE.as_bytes(), m.dst, pttl.to_string().as_bytes()]));
         queued += 1;
     }
     if m.dst_db != db {
-        tx.extend_from_slice(&encode::command(&[b"SELECT".as_slice(), db_s.as_bytes()]));
+        tx.extend_from_slice(&encode::command(&[own::SELECT.as_bytes(), db_s.as_bytes()]));
         queued += 1;
     }
     if m.kind != Kind::Copy {
-        tx.extend_from_slice(&encode::command(&[b"DEL".as_slice(), m.src]));
+        tx.extend_from_slice(&encode::command(&[own::DEL.as_bytes(), m.src]));
         queued += 1;
     }
-    tx.extend_from_slice(&encode::command(&["EXEC"]));
+    tx.extend_from_slice(&encode::command(&[own::EXEC]));
     let replies = c.pipeline(&tx, queued + 1).await.map_err(backend)?;
     let exec = Bytes::from(replies.last().cloned().unwrap_or_default());
     let exec = Frame::new(&exec, Proto::Resp2);

@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::replies::{ClientReply, ReplyMode};
 use super::{Deferred, Link, Retry, Session, reencode_sealed};
 use crate::commands::table::{End, State};
-use crate::commands::{self, Args, Class, ClientSub, Command, Route};
+use crate::commands::{self, Args, Class, ClientSub, Command, Route, own};
 use crate::error::Refusal;
 use crate::plan::Plan;
 use crate::protocol::encode;
@@ -350,7 +350,7 @@ where
                 // a transaction, and so does respseal.
                 self.txn.end();
                 self.replies.push(Plan::ExecAbort, 1);
-                return self.send(encode::command(&["DISCARD"]), 1).await;
+                return self.send(encode::command(&[own::DISCARD]), 1).await;
             }
             Some(Class::Ends(end)) if self.txn.in_multi() => {
                 self.txn.end();
@@ -490,7 +490,7 @@ where
         if self.txn.held() {
             self.txn.release();
             self.replies.push(Plan::Drop(1), 1);
-            self.send(encode::command(&["MULTI"]), 1).await;
+            self.send(encode::command(&[own::MULTI]), 1).await;
         }
         Some(route)
     }

@@ -11,7 +11,7 @@ use super::replies::ReplyMode;
 use super::{Link, Session};
 use crate::auth::AuthOutcome;
 use crate::backend::SharedRequest;
-use crate::commands::{self, Args, LocalCmd, Route};
+use crate::commands::{self, Args, LocalCmd, Route, own};
 use crate::error::{ClientError, Refusal};
 use crate::plan::Plan;
 use crate::protocol::{Proto, encode, parse_int};
@@ -161,7 +161,7 @@ where
             // Validate on the session's own link, then put the link back:
             // both in one write, so no other session's command runs between.
             let mut b = BytesMut::from(&frame[..]);
-            b.extend_from_slice(&encode::command(&["SELECT", &link_db.to_string()]));
+            b.extend_from_slice(&encode::command(&[own::SELECT, &link_db.to_string()]));
             b.freeze()
         } else {
             frame
@@ -185,10 +185,10 @@ where
             Some(None) => return self.refuse(ClientError::HelloVersion.into()),
         };
         // Take AUTH out: the proxy checks it; the rest goes to Redis.
-        let mut rest: Vec<&[u8]> = vec![b"HELLO"];
+        let mut rest: Vec<&[u8]> = vec![own::HELLO.as_bytes()];
         let mut i = 1;
         while i < args.len() {
-            if i >= 2 && args.is(i, "AUTH") && i + 2 < args.len() {
+            if i >= 2 && args.is(i, commands::hello::AUTH) && i + 2 < args.len() {
                 let outcome = self.auth_attempt(args.get(i + 1), args.get(i + 2).unwrap_or_default()).await;
                 if outcome != AuthOutcome::Ok {
                     return self.refuse(Refusal::Auth { outcome, hello: true }.into());
@@ -203,7 +203,7 @@ where
         if !self.authenticated {
             return self.refuse(Refusal::NoAuthHello.into());
         }
-        let setname = rest.iter().skip(2).any(|a| a.eq_ignore_ascii_case(b"SETNAME"));
+        let setname = rest.iter().skip(2).any(|a| a.eq_ignore_ascii_case(commands::hello::SETNAME.as_bytes()));
         let data = encode::command(&rest);
         if setname && !matches!(self.link, Link::Dedicated(_)) {
             // A connection name is connection state: pin first.
@@ -254,7 +254,7 @@ where
             return;
         }
         for r in pending {
-            let cmd = encode::command(&[&b"EVAL"[..], SCRIPT.as_bytes(), b"1", &r.key, &r.plain, &r.sealed]);
+            let cmd = encode::command(&[own::EVAL.as_bytes(), SCRIPT.as_bytes(), b"1", &r.key, &r.plain, &r.sealed]);
             self.replies.push(Plan::Drop(1), 1);
             self.send(cmd, 1).await;
         }

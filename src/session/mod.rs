@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, BackendError, DedicatedLink, Held, LinkEvent, ReplyTx, Shared};
-use crate::commands::{Args, Command, Route};
+use crate::commands::{Args, Command, Route, own};
 use crate::error::{ClientError, CryptoError, Error, Refusal};
 use crate::limits::{Budget, OutputClass, OutputLimits, OutputWatch};
 use crate::live::{Live, Reloadable};
@@ -636,7 +636,16 @@ where
         for (attr, value) in [(&b"LIB-NAME"[..], self.lib_name.clone()), (b"LIB-VER", self.lib_ver.clone())] {
             if let Some(value) = value {
                 self.replies.push(Plan::Drop(1), 1);
-                self.send(encode::command(&[&b"CLIENT"[..], b"SETINFO", attr, &value]), 1).await;
+                self.send(
+                    encode::command(&[
+                        own::CLIENT_SETINFO[0].as_bytes(),
+                        own::CLIENT_SETINFO[1].as_bytes(),
+                        attr,
+                        &value,
+                    ]),
+                    1,
+                )
+                .await;
             }
         }
     }
