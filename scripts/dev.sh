@@ -14,11 +14,13 @@ cd "$(dirname "$0")/.."
 
 if [ -z "${RESPSEAL_BACKEND:-}" ]; then
     if ! command -v redis-server >/dev/null; then
-        echo "dev: installing redis-server (Debian package)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+        echo "dev: no redis-server here; installing the Debian package (apt-get, about a minute)" >&2
+        apt-get update -q >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >&2
+        echo "dev: redis-server installed" >&2
     fi
     if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
-        echo "dev: starting redis-server on 127.0.0.1:6379 (data in .dev/redis)"
+        echo "dev: starting redis-server on 127.0.0.1:6379 (data in .dev/redis)" >&2
         mkdir -p .dev/redis
         redis-server --port 6379 --bind 127.0.0.1 --daemonize yes --dir "$PWD/.dev/redis" \
             --logfile "$PWD/.dev/redis/redis.log" --save "" --appendonly no
@@ -34,7 +36,13 @@ fi
 if [ -n "${RESPSEAL_BIN:-}" ]; then
     BIN=$RESPSEAL_BIN # a binary built already (the tests)
 else
-    cargo build --release --quiet
+    if [ ! -x target/release/respseal ]; then
+        echo "dev: building respseal (release). A first build compiles every dependency: about 2-3 minutes on 2 cores; later builds take seconds." >&2
+    else
+        echo "dev: building respseal (release; only what changed)" >&2
+    fi
+    # cargo's own progress bar shows on a terminal.
+    cargo build --release >&2
     BIN=target/release/respseal
 fi
 
@@ -49,7 +57,7 @@ if [ -z "${RESPSEAL_KEY_FILE:-}" ] || [ ! -f "$DEV_KEY" ]; then
   #  WARNING: created a DEVELOPMENT key in $DEV_KEY
   #  Values sealed with it are only as safe as that file. Never use it in
   #  production: generate a key with 'respseal keygen --out PATH' and keep it
-  #  out of the repository (see README, "Keys").
+  #  out of the repository (see docs/sealing.md, "Keys").
   ############################################################################
 
 WARN

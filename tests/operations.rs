@@ -499,6 +499,37 @@ fn check_catches_a_keyring_that_does_not_open_what_redis_holds() {
     assert!(out.contains("sample: 0 sealed values opened, 5 failed (unknown_key=5)"), "{out}");
 }
 
+/// A `seal = false` exemption under a sealed pattern (PHP's session lock
+/// keys, `PHPREDIS_SESSION:*_LOCK` under `PHPREDIS_SESSION:*`) holds
+/// plaintext by design: `check` does not count it as a value that fails
+/// to open, and `rewrap --legacy` leaves it as it is.
+#[test]
+fn exempt_names_under_a_sealed_pattern_are_neither_checked_nor_rewrapped() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = keygen(dir.path(), "k.key");
+    let rules = format!(
+        "[[rule]]\npattern = \"PHPREDIS_SESSION:*_LOCK\"\nseal = false\n{}",
+        keyring_config("PHPREDIS_SESSION:*", &[(&key, "primary")])
+    );
+    {
+        let p = Proxy::start_with_config(redis.port, &rules, &[]);
+        let mut c = p.client();
+        c.assert_cmd(&["SET", "PHPREDIS_SESSION:abc", "user|s:3:\"ada\";"], b"+OK\r\n");
+        c.assert_cmd(&["SET", "PHPREDIS_SESSION:abc_LOCK", "1"], b"+OK\r\n");
+    }
+    assert_eq!(redis.client().cmd(&["GET", "PHPREDIS_SESSION:abc_LOCK"]), b"$1\r\n1\r\n");
+    let cfg = write_file(dir.path(), "php.toml", &format!("backend = \"{}\"\n{rules}", redis.url()));
+    let cfg = cfg.to_str().expect("utf-8");
+    let (status, out, err) = run_respseal(&["check", "--config", cfg], &[], Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("sample: 1 sealed values opened, 0 failed"), "{out}");
+    let (status, out, err) = run_respseal(&["rewrap", "--legacy", "--config", cfg], &[], Duration::from_secs(20));
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("exempt (seal = false) 1"), "{out}{err}");
+    assert_eq!(redis.client().cmd(&["GET", "PHPREDIS_SESSION:abc_LOCK"]), b"$1\r\n1\r\n", "the lock stays plaintext");
+}
+
 // ----- key rotation end to end -----------------------------------------------
 
 /// The operator's runbook, while the express-session example serves a
