@@ -136,19 +136,23 @@ fn no_module_imports_one_that_imports_it_back() {
     }
 }
 
+/// The names of the command table's rows, read from its source.
+fn table_names() -> BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/commands/table.rs");
+    let names: BTreeSet<String> = std::fs::read_to_string(path)
+        .expect("table")
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("row!(\""))
+        .filter_map(|l| l.split('"').next())
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() > 200, "{} rows", names.len());
+    names
+}
+
 #[test]
 fn command_names_are_matched_only_in_commands() {
-    let names: Vec<String> = {
-        let table =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/commands/table.rs")).expect("table");
-        table
-            .lines()
-            .filter_map(|l| l.trim_start().strip_prefix("row!(\""))
-            .filter_map(|l| l.split('"').next())
-            .map(str::to_string)
-            .collect()
-    };
-    assert!(names.len() > 200, "{} rows", names.len());
+    let names = table_names();
     let mut found = Vec::new();
     for (module, path, code) in sources() {
         if module.starts_with("commands") {
@@ -174,13 +178,7 @@ fn command_names_are_matched_only_in_commands() {
 /// `src/commands/own.rs`.
 #[test]
 fn command_names_are_written_only_in_commands() {
-    let table = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/commands/table.rs")).expect("table");
-    let names: BTreeSet<String> = table
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("row!(\""))
-        .filter_map(|l| l.split('"').next())
-        .map(str::to_string)
-        .collect();
+    let names = table_names();
     let mut found = Vec::new();
     for (module, path, code) in sources() {
         if module.starts_with("commands") {

@@ -268,13 +268,10 @@ impl Backend {
         }
     }
 
-    /// A dedicated link in the given state: the group's ready connection if
-    /// it is still alive, else a new one.
-    pub async fn dedicated(&self, db: u32, proto: Proto) -> Result<Dedicated, BackendError> {
-        if let Some(n) = &self.nodes {
-            let master = n.any_master().ok_or_else(no_map)?;
-            return conn::dedicated(&n.settings_of(&master), 0, proto).await;
-        }
+    /// A dedicated link to the standalone backend (or Sentinel's master) in
+    /// the given state: the group's ready connection if it is still alive,
+    /// else a new one. Behind a cluster, [`Backend::pin`] picks the node.
+    async fn dedicated(&self, db: u32, proto: Proto) -> Result<Dedicated, BackendError> {
         if let Some(spares) = &self.spares {
             let (taken, refill) = {
                 let mut pool = spares.0.lock().expect("spare pool lock is never poisoned");

@@ -33,11 +33,6 @@ impl<'a> Frame<'a> {
         Frame { bytes, proto }
     }
 
-    /// The frame's bytes.
-    pub fn bytes(&self) -> &'a Bytes {
-        self.bytes
-    }
-
     /// Whether it is an error reply (`-…`, or a RESP3 blob error `!…`).
     pub fn is_error(&self) -> bool {
         match self.bytes.first() {
