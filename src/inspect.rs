@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use crate::backend::stream::BackendStream;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use crate::backend::BackendError;
@@ -79,7 +79,7 @@ impl Conn {
     }
 
     /// Send `requests` (already encoded) in one write and read `n` replies.
-    pub(crate) async fn pipeline(&mut self, requests: &[u8], n: usize) -> Result<Vec<Vec<u8>>, BackendError> {
+    pub(crate) async fn pipeline(&mut self, requests: &[u8], n: usize) -> Result<Vec<Bytes>, BackendError> {
         self.stream.write_all(requests).await.map_err(|_| BackendError::Lost)?;
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
@@ -95,32 +95,56 @@ impl Conn {
         pattern: &str,
     ) -> Result<(Vec<u8>, Vec<Vec<u8>>), BackendError> {
         let page = self.cmd(&[own::SCAN.as_bytes(), cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000"]).await?;
-        let parts = Frame::new(&bytes::Bytes::from(page), Proto::Resp2).elements().unwrap_or_default();
-        let (Some(next), Some(keys)) = (parts.first().and_then(|f| bulk(f)), parts.get(1)) else {
+        let parts = Frame::new(&page, Proto::Resp2).elements().unwrap_or_default();
+        let (Some(next), Some(keys)) = (parts.first().and_then(bulk), parts.get(1)) else {
             return Err(BackendError::Handshake("SCAN gave no cursor".into()));
         };
         Ok((next.to_vec(), bulks(keys)))
     }
 
+    /// The next page of a `SCAN … MATCH pattern` walk over `walk`'s
+    /// pattern; `None` once the walk is over.
+    pub(crate) async fn next_keys(&mut self, walk: &mut KeyWalk<'_>) -> Result<Option<Vec<Vec<u8>>>, BackendError> {
+        let Some(cursor) = walk.cursor.take() else { return Ok(None) };
+        let (next, keys) = self.scan_page(&cursor, walk.pattern).await?;
+        walk.cursor = (next != b"0").then_some(next);
+        Ok(Some(keys))
+    }
+
     /// One command; its whole reply frame.
-    pub(crate) async fn cmd(&mut self, args: &[&[u8]]) -> Result<Vec<u8>, BackendError> {
+    pub(crate) async fn cmd(&mut self, args: &[&[u8]]) -> Result<Bytes, BackendError> {
         self.stream.write_all(&encode::command(args)).await.map_err(|_| BackendError::Lost)?;
         self.read_reply().await
     }
 
-    async fn read_reply(&mut self) -> Result<Vec<u8>, BackendError> {
-        conn::read_frame(&mut self.stream, &mut self.buf, Proto::Resp2).await.map(|f| f.to_vec())
+    async fn read_reply(&mut self) -> Result<Bytes, BackendError> {
+        conn::read_frame(&mut self.stream, &mut self.buf, Proto::Resp2).await.map(BytesMut::freeze)
+    }
+}
+
+/// A walk over the keys matching a pattern, page by page
+/// ([`Conn::next_keys`]), from the start of the keyspace.
+pub(crate) struct KeyWalk<'p> {
+    pattern: &'p str,
+    /// Where the next page starts; `None` once SCAN said it was done.
+    cursor: Option<Vec<u8>>,
+}
+
+impl<'p> KeyWalk<'p> {
+    /// A walk over the keys matching `pattern`.
+    pub(crate) fn new(pattern: &'p str) -> Self {
+        KeyWalk { pattern, cursor: Some(b"0".to_vec()) }
     }
 }
 
 /// The payload of a RESP2 bulk string (None for a null or anything else).
-pub fn bulk(frame: &[u8]) -> Option<bytes::Bytes> {
-    Frame::new(&bytes::Bytes::copy_from_slice(frame), Proto::Resp2).payload()
+pub fn bulk(frame: &Bytes) -> Option<Bytes> {
+    Frame::new(frame, Proto::Resp2).payload()
 }
 
 /// The elements of a RESP2 array of bulk strings.
-fn bulks(frame: &[u8]) -> Vec<Vec<u8>> {
-    Frame::new(&bytes::Bytes::copy_from_slice(frame), Proto::Resp2)
+fn bulks(frame: &Bytes) -> Vec<Vec<u8>> {
+    Frame::new(frame, Proto::Resp2)
         .elements()
         .map(|elements| elements.iter().filter_map(|e| bulk(e).map(|b| b.to_vec())).collect())
         .unwrap_or_default()
@@ -142,9 +166,8 @@ pub async fn run(
     let mut s = Summary::default();
     const DROP: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
     for pattern in patterns {
-        let mut cursor = b"0".to_vec();
-        loop {
-            let (next, keys) = c.scan_page(&cursor, pattern).await?;
+        let mut walk = KeyWalk::new(pattern);
+        while let Some(keys) = c.next_keys(&mut walk).await? {
             for key in keys {
                 s.keys += 1;
                 let shown = String::from_utf8_lossy(&key).into_owned();
@@ -182,7 +205,7 @@ pub async fn run(
                 );
                 if select == Select::DropResealed {
                     let r = c.cmd(&[own::EVAL.as_bytes(), DROP.as_bytes(), b"1", &key, &v]).await?;
-                    if r == b":1\r\n" {
+                    if r[..] == b":1\r\n"[..] {
                         s.dropped += 1;
                         line.push_str("  dropped");
                     } else {
@@ -191,10 +214,6 @@ pub async fn run(
                 }
                 let _ = writeln!(out, "{line}");
             }
-            if next == b"0" {
-                break;
-            }
-            cursor = next;
         }
     }
     Ok(s)

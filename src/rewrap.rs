@@ -26,7 +26,7 @@ use crate::backend::BackendError;
 use crate::backend::conn::ConnSettings;
 use crate::commands::own;
 use crate::crypto::{self, RewrapError};
-use crate::inspect::{Conn, bulk};
+use crate::inspect::{Conn, KeyWalk, bulk};
 use crate::protocol::Proto;
 use crate::protocol::frame::Frame;
 use crate::sealing::Sealer;
@@ -263,7 +263,7 @@ async fn one(
 async fn cas(c: &mut Conn, script: &str, key: &[u8], old: &[u8], new: Option<&[u8]>) -> Result<bool, BackendError> {
     let mut args: Vec<&[u8]> = vec![own::EVAL.as_bytes(), script.as_bytes(), b"1", key, old];
     args.extend(new);
-    let r = bytes::Bytes::from(c.cmd(&args).await?);
+    let r = c.cmd(&args).await?;
     match Frame::new(&r, Proto::Resp2).integer() {
         Some(wrote) => Ok(wrote != 0),
         // Redis's words are not echoed: a script error could quote the value.
@@ -288,10 +288,9 @@ pub async fn sample(
     let now = crate::clock::now_unix();
     let (mut opened, mut failed) = (0u64, BTreeMap::new());
     for pattern in patterns {
-        let mut cursor = b"0".to_vec();
+        let mut walk = KeyWalk::new(pattern);
         let mut seen = 0u64;
-        'pages: loop {
-            let (next, keys) = c.scan_page(&cursor, pattern).await?;
+        'pages: while let Some(keys) = c.next_keys(&mut walk).await? {
             for key in keys {
                 if seen >= limit {
                     break 'pages;
@@ -307,10 +306,6 @@ pub async fn sample(
                     Err(e) => *failed.entry(e.reason()).or_default() += 1,
                 }
             }
-            if next == b"0" {
-                break;
-            }
-            cursor = next;
         }
     }
     Ok((opened, failed))
@@ -331,9 +326,8 @@ pub async fn uncovered(
 ) -> Result<(u64, u64), BackendError> {
     let mut c = Conn::open(settings).await?;
     let (mut looked, mut found) = (0u64, 0u64);
-    let mut cursor = b"0".to_vec();
-    'pages: loop {
-        let (next, keys) = c.scan_page(&cursor, "*").await?;
+    let mut walk = KeyWalk::new("*");
+    'pages: while let Some(keys) = c.next_keys(&mut walk).await? {
         for key in keys {
             if looked >= limit {
                 break 'pages;
@@ -347,10 +341,6 @@ pub async fn uncovered(
                 found += 1;
             }
         }
-        if next == b"0" {
-            break;
-        }
-        cursor = next;
     }
     Ok((looked, found))
 }

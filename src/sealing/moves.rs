@@ -104,7 +104,7 @@ pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, cmd: &C
 async fn passthrough(settings: &Arc<ConnSettings>, db: u32, args: &Args<'_>) -> Bytes {
     let all: Vec<&[u8]> = args.iter().collect();
     match Conn::open_in(settings, db).await {
-        Ok(mut c) => c.cmd(&all).await.map(Bytes::from).unwrap_or_else(|e| Error::from(e).rescue()),
+        Ok(mut c) => c.cmd(&all).await.unwrap_or_else(|e| Error::from(e).rescue()),
         Err(e) => Error::from(e).rescue(),
     }
 }
@@ -120,7 +120,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     if m.dst_db != db {
         // Redis's own answer to a database it refuses (COPY … DB 16), and
         // nothing changed.
-        let selected = Bytes::from(c.cmd(&[own::SELECT.as_bytes(), dst_db_s.as_bytes()]).await.map_err(backend)?);
+        let selected = c.cmd(&[own::SELECT.as_bytes(), dst_db_s.as_bytes()]).await.map_err(backend)?;
         if let Some(line) = Frame::new(&selected, Proto::Resp2).error_line() {
             return Err(match line.starts_with(b"ERR DB index is out of range") {
                 true => Error::from(ClientError::DbOutOfRange).rescue(),
@@ -149,14 +149,14 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         if m.dst_db != db {
             c.cmd(&[own::SELECT.as_bytes(), db_s.as_bytes()]).await.map_err(backend)?;
         }
-        r == b":1\r\n"
+        Frame::new(&r, Proto::Resp2).integer() == Some(1)
     };
     if dst_exists && (m.kind == Kind::RenameNx || (m.kind == Kind::Copy && !m.replace)) {
         return Err(Bytes::from_static(b":0\r\n"));
     }
     // The expiry as an absolute time (Redis 7's PEXPIRETIME), so that it
     // is kept to the millisecond; before Redis 7, the remaining TTL.
-    let int = |r: Vec<u8>| Frame::new(&Bytes::from(r), Proto::Resp2).integer();
+    let int = |r: Bytes| Frame::new(&r, Proto::Resp2).integer();
     let expire_at = int(c.cmd(&[own::PEXPIRETIME.as_bytes(), m.src]).await.map_err(backend)?);
     let pttl = match expire_at {
         Some(_) => -1,
@@ -168,7 +168,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         }
         b"hash" => {
             let all = c.cmd(&[own::HGETALL.as_bytes(), m.src]).await.map_err(backend)?;
-            let els = Frame::new(&Bytes::from(all), Proto::Resp2).elements().unwrap_or_default();
+            let els = Frame::new(&all, Proto::Resp2).elements().unwrap_or_default();
             let mut pairs = Vec::with_capacity(els.len() / 2);
             let mut it = els.iter();
             while let (Some(f), Some(v)) = (it.next(), it.next()) {
@@ -222,7 +222,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     }
     tx.extend_from_slice(&encode::command(&[own::EXEC]));
     let replies = c.pipeline(&tx, queued + 1).await.map_err(backend)?;
-    let exec = Bytes::from(replies.last().cloned().unwrap_or_default());
+    let exec = replies.last().cloned().unwrap_or_default();
     let exec = Frame::new(&exec, Proto::Resp2);
     if exec.is_null() {
         // WATCH saw a change.
