@@ -153,7 +153,7 @@ fn argument_bookkeeping_is_charged_to_the_budget() {
     ok.send(&del(50_000));
     assert_bytes(&ok.read_frame(), b":0\r\n");
     let mut big = proxy.client();
-    big.send(&del(300_000));
+    big.send_until_refused(&del(300_000));
     let replies = big.read_until_closed(Duration::from_secs(20)).expect("closed");
     assert_eq!(replies.len(), 1, "{replies:?}");
     assert_line_prefix(&replies[0], b"-ERR respseal: request refused: the proxy's input buffers are full");

@@ -62,6 +62,19 @@ impl Client {
         self.stream.write_all(data).unwrap_or_else(|e| panic!("write to port {}: {e}", self.port));
     }
 
+    /// Send raw bytes that the server may refuse and close on before it
+    /// has read them all (as Redis does on a protocol error): a broken
+    /// pipe or a reset while writing is expected, the reply is read next.
+    #[track_caller]
+    pub fn send_until_refused(&mut self, data: &[u8]) {
+        match self.stream.write_all(data) {
+            Err(e) if !matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
+                panic!("write to port {}: {e}", self.port)
+            }
+            _ => {}
+        }
+    }
+
     /// Send one command without reading its reply.
     #[track_caller]
     pub fn send_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) {
