@@ -88,6 +88,9 @@ pub struct FileConfig {
     /// Declared scripts (allowlisted EVAL/EVALSHA with sealed ARGV).
     #[serde(default)]
     pub script: Vec<ScriptConfig>,
+    /// The name key (for rules with `names = "pseudonymise"`).
+    #[serde(default)]
+    pub names: NamesConfig,
 }
 
 /// `[[script]]`: a script respseal lets through on sealed keys, sealing
@@ -163,6 +166,23 @@ pub struct RuleConfig {
     /// `geo`, `hyperloglog`. Default: none (such commands on a sealed name
     /// are refused, because their members are never sealed).
     pub allow_plaintext: Option<Vec<String>>,
+    /// `pseudonymise`: every key name starting with this rule's literal
+    /// prefix (the pattern up to its first glob character) is stored in
+    /// Redis under a pseudonym (`[names]` key); `plain` (default) leaves
+    /// names as they are.
+    pub names: Option<String>,
+}
+
+/// `[names]`: the key of pseudonymised key names (rules with
+/// `names = "pseudonymise"`), given by reference like `[[key]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamesConfig {
+    /// Key file written by `respseal keygen` (a key of its own: never one
+    /// of the keyring's).
+    pub key_file: Option<PathBuf>,
+    /// Environment variable holding the 64 hex digits of material.
+    pub key_env: Option<String>,
 }
 
 /// `[tls]`: clients connect with TLS.
@@ -746,6 +766,22 @@ fn build_sealer(
                 )),
             }
         }
+        match r.names.as_deref() {
+            None | Some("plain") => {}
+            Some("pseudonymise" | "pseudonymize") if is_channel => {
+                errors.push(format!("{what}: names only applies to a key pattern, not a channel"));
+            }
+            Some("pseudonymise" | "pseudonymize") => {
+                rule.pseudonymise = true;
+                if rule.literal_prefix().iter().any(|c| matches!(c, b'{' | b'}')) {
+                    errors.push(format!(
+                        "{what}: names = \"pseudonymise\" needs a prefix without braces (a hash tag there would \
+                         not survive pseudonymisation)"
+                    ));
+                }
+            }
+            Some(n) => errors.push(format!("{what}: names {n:?} is not \"plain\" or \"pseudonymise\"")),
+        }
         if is_channel {
             channels.push(rule);
         } else {
@@ -808,6 +844,14 @@ fn build_sealer(
             }
         }
     };
+    let names = name_key(&file.names, ov, errors, warnings);
+    if rules.iter().any(|r| r.pseudonymise) && names.is_none() && errors.is_empty() {
+        errors.push(
+            "rules pseudonymise names but no name key is configured (give [names] key_file or key_env, a key of \
+             its own made by `respseal keygen`)"
+                .into(),
+        );
+    }
     if rules.is_empty() && channels.is_empty() {
         return None;
     }
@@ -847,7 +891,44 @@ fn build_sealer(
         let open_reply = convert(&sc.open_reply, false);
         scripts.push(crate::sealing::ScriptProfile { name, sha1, seal_argv, open_reply });
     }
-    Some(Sealer::new(Rules::with_channels(rules, channels), keyring, namespace).with_scripts(scripts))
+    let sealer = Sealer::new(Rules::with_channels(rules, channels), keyring, namespace).with_scripts(scripts);
+    Some(match names {
+        Some(key) => sealer.with_names(key),
+        None => sealer,
+    })
+}
+
+/// The name key of `[names]`, if given.
+fn name_key(
+    names: &NamesConfig,
+    ov: &Overrides,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<crate::crypto::names::NameKey> {
+    let loaded = match (&names.key_file, &names.key_env) {
+        (None, None) => return None,
+        (Some(_), Some(_)) => {
+            errors.push("names: give key_file or key_env, not both".into());
+            return None;
+        }
+        (Some(path), None) => {
+            let check = if ov.allow_insecure_key_file { FileCheck::AllowInsecure } else { FileCheck::Strict };
+            crate::crypto::keyring::load_key_file_checked(path, check).map(|(id, material, allowed)| {
+                if let Some(p) = allowed {
+                    warnings.push(format!("insecure key file allowed by --allow-insecure-key-file: {p}"));
+                }
+                (id, material)
+            })
+        }
+        (None, Some(var)) => crate::crypto::material_from_env(var).map(|m| (0, m)),
+    };
+    match loaded {
+        Ok((id, material)) => Some(crate::crypto::names::NameKey::new(id, material)),
+        Err(e) => {
+            errors.push(format!("names: {e}"));
+            None
+        }
+    }
 }
 
 /// `YYYY-MM-DD` (UTC midnight) as unix seconds.

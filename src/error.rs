@@ -211,6 +211,10 @@ pub enum SealedUse {
     Hash,
     /// Store plaintext members of a collection type.
     Collection(DataType),
+    /// Name keys where respseal cannot tell which arguments are key names
+    /// (or whose replies carry names it does not translate), on a
+    /// pseudonymised name.
+    Names,
 }
 
 impl Refusal {
@@ -225,6 +229,7 @@ impl Refusal {
                 SealedUse::Populate => "sealed_populate",
                 SealedUse::Hash => "sealed_hash",
                 SealedUse::Collection(_) => "sealed_collection",
+                SealedUse::Names => "pseudonymised_names",
             },
             Refusal::Opaque { .. } => "sealed_opaque",
             Refusal::NoAuth | Refusal::NoAuthHello => "noauth",
@@ -264,6 +269,9 @@ impl Refusal {
                         t.name(),
                         t.name()
                     ),
+                    SealedUse::Names => "cannot be used on pseudonymised key names: respseal cannot tell which of its \
+                                         arguments are key names"
+                        .into(),
                 };
                 format!("ERR respseal: {command} {what} (rule '{rule}')")
             }

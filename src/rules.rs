@@ -102,6 +102,10 @@ pub struct Rule {
     /// glob matches are sealed (bound to key and field). None: hash
     /// commands on the rule's names are refused.
     pub fields: Option<Pattern>,
+    /// `names = "pseudonymise"`: every key name starting with this rule's
+    /// literal prefix is stored in Redis under a pseudonym
+    /// ([`crate::sealing::names`]). Default false.
+    pub pseudonymise: bool,
 }
 
 impl Rule {
@@ -118,7 +122,16 @@ impl Rule {
             allow_plaintext: Vec::new(),
             seal: true,
             fields: None,
+            pseudonymise: false,
         }
+    }
+
+    /// The pattern's literal prefix: the bytes before its first glob
+    /// character (all of an exact name).
+    pub fn literal_prefix(&self) -> &[u8] {
+        let s = self.source.as_bytes();
+        let end = s.iter().position(|c| matches!(c, b'*' | b'?' | b'[' | b'\\')).unwrap_or(s.len());
+        &s[..end]
     }
 
     /// Whether the value of hash field `field` under this rule's names is sealed.
@@ -164,20 +177,80 @@ impl Rule {
 pub struct Rules {
     rules: Vec<Rule>,
     channels: Vec<Rule>,
+    /// The pseudonymised namespaces: literal prefixes of the rules with
+    /// `names = "pseudonymise"`, longest first, each with its first rule.
+    namespaces: Vec<(Vec<u8>, usize)>,
 }
 
 /// No rules (a configuration without a sealer seals nothing).
-pub static NONE: Rules = Rules { rules: Vec::new(), channels: Vec::new() };
+pub static NONE: Rules = Rules { rules: Vec::new(), channels: Vec::new(), namespaces: Vec::new() };
 
 impl Rules {
     /// Key rules in priority order.
     pub fn new(rules: Vec<Rule>) -> Self {
-        Rules { rules, channels: Vec::new() }
+        Self::with_channels(rules, Vec::new())
     }
 
     /// Key rules and channel rules, each in priority order.
     pub fn with_channels(rules: Vec<Rule>, channels: Vec<Rule>) -> Self {
-        Rules { rules, channels }
+        let mut namespaces: Vec<(Vec<u8>, usize)> = Vec::new();
+        for (i, r) in rules.iter().enumerate().filter(|(_, r)| r.pseudonymise) {
+            let prefix = r.literal_prefix();
+            if !namespaces.iter().any(|(p, _)| p == prefix) {
+                namespaces.push((prefix.to_vec(), i));
+            }
+        }
+        namespaces.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Rules { rules, channels, namespaces }
+    }
+
+    /// Whether any name is pseudonymised.
+    pub fn pseudonymises(&self) -> bool {
+        !self.namespaces.is_empty()
+    }
+
+    /// The pseudonymised namespace `key` belongs to: the longest prefix of
+    /// a rule with `names = "pseudonymise"` that it starts with, whatever
+    /// rule the whole name matches (a namespace is wholly pseudonymised,
+    /// or a plain name in it could be mistaken for a pseudonym).
+    pub fn namespace(&self, key: &[u8]) -> Option<&[u8]> {
+        self.namespaces.iter().find(|(p, _)| key.starts_with(p)).map(|(p, _)| p.as_slice())
+    }
+
+    /// Every pseudonymised namespace, longest first.
+    pub fn all_namespaces(&self) -> impl Iterator<Item = &[u8]> {
+        self.namespaces.iter().map(|(p, _)| p.as_slice())
+    }
+
+    /// The first rule that pseudonymises names, if any.
+    pub fn first_names(&self) -> Option<usize> {
+        self.namespaces.iter().map(|&(_, r)| r).min()
+    }
+
+    /// The namespaces a stored name could belong to, longest first.
+    pub fn namespaces_of<'a>(&'a self, stored: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.namespaces.iter().filter(move |(p, _)| stored.starts_with(p)).map(|(p, _)| p.as_slice())
+    }
+
+    /// The rule that made `key`'s namespace, if it has one (for messages).
+    pub fn names_rule(&self, key: &[u8]) -> Option<usize> {
+        self.namespaces.iter().find(|(p, _)| key.starts_with(p)).map(|&(_, r)| r)
+    }
+
+    /// The first rule whose namespace a script body (or argument) names:
+    /// it starts with the prefix, or contains a prefix of 3 bytes or more.
+    /// An empty prefix (every name) is named by every script.
+    pub fn names_in_script(&self, arg: &[u8]) -> Option<usize> {
+        self.namespaces
+            .iter()
+            .find(|(p, _)| p.len() < 3 || arg.windows(p.len()).any(|w| w == p.as_slice()))
+            .map(|&(_, r)| r)
+    }
+
+    /// The first namespace some name starting with `prefix` could fall in
+    /// (DEBUG POPULATE), with its rule.
+    pub fn names_by_prefix(&self, prefix: &[u8]) -> Option<usize> {
+        self.namespaces.iter().find(|(p, _)| p.starts_with(prefix) || prefix.starts_with(p)).map(|&(_, r)| r)
     }
 
     /// The patterns of the sealing key rules, in order (what `inspect`,

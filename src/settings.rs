@@ -126,7 +126,15 @@ pub static SETTINGS: &[Setting] = &[
         "Let a reload (SIGHUP) drop or narrow a sealing rule (remove it, change its pattern or fields, add a \
          seal = false exemption); by default such a reload is refused and the running rules kept.",
     ),
-    s("namespace", Value("\"respseal\""), None, None, "Bound into every sealed value."),
+    s("namespace", Value("\"respseal\""), None, None, "Bound into every sealed value (and every pseudonymised name)."),
+    s(
+        "names.key_file",
+        Words("none"),
+        None,
+        None,
+        "Key file (respseal keygen) of the name key, for rules with names = \"pseudonymise\": a key of its own.",
+    ),
+    s("names.key_env", Words("none"), None, None, "Or: environment variable holding the name key's 64 hex digits."),
     s(
         "limits.max_clients",
         Value("10000"),

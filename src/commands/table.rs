@@ -37,6 +37,8 @@ pub struct Command {
     pub reply: ReplyShape,
     /// Where it goes behind Redis Cluster.
     pub cluster: OnCluster,
+    /// Where its reply names keys (translated back from pseudonyms).
+    pub names: Names,
 }
 
 impl Command {
@@ -44,6 +46,36 @@ impl Command {
     const fn on_cluster(self, cluster: OnCluster) -> Command {
         Command { cluster, ..self }
     }
+
+    /// The row with the key names its reply carries.
+    const fn names(self, names: Names) -> Command {
+        Command { names, ..self }
+    }
+}
+
+/// Where a reply names keys: under a pseudonymising rule these are stored
+/// names, given back to the client as the names it knows
+/// ([`crate::sealing::names`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// No key names in the reply.
+    None,
+    /// A scan page `[cursor, [name …]]` (SCAN); a pattern follows this
+    /// option word.
+    Scan {
+        /// The pattern's option word (MATCH).
+        pattern_after: &'static str,
+    },
+    /// An array of names (KEYS); the pattern is at this index.
+    List {
+        /// Index of the pattern.
+        pattern_at: u8,
+    },
+    /// One name or a null (RANDOMKEY).
+    One,
+    /// An array whose first element is the key it came from, or a null
+    /// (BLPOP, BZPOPMIN, LMPOP …).
+    First,
 }
 
 /// Where a command goes behind Redis Cluster (respseal is the cluster's
@@ -418,6 +450,7 @@ macro_rules! row {
             values: Values::None,
             reply: ReplyShape::Plain,
             cluster: OnCluster::Slot,
+            names: Names::None,
         }
     };
     ($name:literal, $class:expr, $data:expr, $keys:expr) => {
@@ -429,6 +462,7 @@ macro_rules! row {
             values: Values::None,
             reply: ReplyShape::Plain,
             cluster: OnCluster::Slot,
+            names: Names::None,
         }
     };
     ($name:literal, $class:expr, $data:expr, $keys:expr, $values:expr, $reply:expr) => {
@@ -440,6 +474,7 @@ macro_rules! row {
             values: $values,
             reply: $reply,
             cluster: OnCluster::Slot,
+            names: Names::None,
         }
     };
 }
@@ -548,9 +583,9 @@ pub static COMMANDS: &[Command] = &[
     row!("TTL", Plain, Meta, k1()),
     row!("PTTL", Plain, Meta, k1()),
     row!("MEMORY", Plain, Meta, at2()),
-    row!("KEYS", Plain, Meta).on_cluster(OnCluster::All(Combine::Concat)),
-    row!("SCAN", Plain, Meta).on_cluster(OnCluster::Scan),
-    row!("RANDOMKEY", Plain, Meta),
+    row!("KEYS", Plain, Meta).on_cluster(OnCluster::All(Combine::Concat)).names(Names::List { pattern_at: 1 }),
+    row!("SCAN", Plain, Meta).on_cluster(OnCluster::Scan).names(Names::Scan { pattern_after: "MATCH" }),
+    row!("RANDOMKEY", Plain, Meta).names(Names::One),
     row!("DBSIZE", Plain, Meta).on_cluster(OnCluster::All(Combine::Sum)),
     // Server commands that name no key and write no value: an argument
     // that happens to match a rule (INFO's "server" under a `*` rule) is
@@ -607,12 +642,12 @@ pub static COMMANDS: &[Command] = &[
     row!("LPOS", Plain, LIST, k1()),
     row!("LMOVE", Plain, LIST, k2()),
     row!("RPOPLPUSH", Plain, LIST, k2()),
-    row!("LMPOP", Plain, LIST, nk(1)),
-    row!("BLPOP", BLOCKING, LIST, Keys::Range { first: 1, last: -2, step: 1 }),
-    row!("BRPOP", BLOCKING, LIST, Keys::Range { first: 1, last: -2, step: 1 }),
+    row!("LMPOP", Plain, LIST, nk(1)).names(Names::First),
+    row!("BLPOP", BLOCKING, LIST, Keys::Range { first: 1, last: -2, step: 1 }).names(Names::First),
+    row!("BRPOP", BLOCKING, LIST, Keys::Range { first: 1, last: -2, step: 1 }).names(Names::First),
     row!("BRPOPLPUSH", BLOCKING, LIST, k2()),
     row!("BLMOVE", BLOCKING, LIST, k2()),
-    row!("BLMPOP", BLOCKING, LIST, nk(2)),
+    row!("BLMPOP", BLOCKING, LIST, nk(2)).names(Names::First),
     // --- sets
     row!("SADD", Plain, SET, k1()),
     row!("SREM", Plain, SET, k1()),
@@ -663,10 +698,10 @@ pub static COMMANDS: &[Command] = &[
     row!("ZUNIONSTORE", Plain, ZSET, Keys::Any),
     row!("ZINTERSTORE", Plain, ZSET, Keys::Any),
     row!("ZDIFFSTORE", Plain, ZSET, Keys::Any),
-    row!("ZMPOP", Plain, ZSET, nk(1)),
-    row!("BZPOPMIN", BLOCKING, ZSET, Keys::Range { first: 1, last: -2, step: 1 }),
-    row!("BZPOPMAX", BLOCKING, ZSET, Keys::Range { first: 1, last: -2, step: 1 }),
-    row!("BZMPOP", BLOCKING, ZSET, nk(2)),
+    row!("ZMPOP", Plain, ZSET, nk(1)).names(Names::First),
+    row!("BZPOPMIN", BLOCKING, ZSET, Keys::Range { first: 1, last: -2, step: 1 }).names(Names::First),
+    row!("BZPOPMAX", BLOCKING, ZSET, Keys::Range { first: 1, last: -2, step: 1 }).names(Names::First),
+    row!("BZMPOP", BLOCKING, ZSET, nk(2)).names(Names::First),
     // --- geo
     row!("GEOADD", Plain, GEO, k1()),
     row!("GEODIST", Plain, GEO, k1()),

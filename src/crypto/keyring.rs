@@ -79,6 +79,11 @@ impl KeyMaterial {
         Ok(material)
     }
 
+    /// The raw bytes, for the ciphers of this module.
+    pub(super) fn bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
     /// Renders the material as 64 lowercase hex digits, in a buffer that is
     /// wiped on drop.
     fn to_hex(&self) -> Zeroizing<String> {

@@ -16,6 +16,7 @@
 
 pub mod envelope;
 pub mod keyring;
+pub mod names;
 pub mod xaes;
 
 pub use envelope::{

@@ -20,11 +20,14 @@ pub enum Inspect {
     /// RENAME, RENAMENX or COPY with a sealed name: carried out by
     /// respseal ([`crate::sealing::moves`]).
     Move,
-    /// Forward, re-encoded with its values sealed if `seal` is set
-    /// ([`Sealer::seal_request`]), and open the reply with `open` if set.
+    /// Forward, re-encoded ([`Sealer::seal_request`]) with its values
+    /// sealed if `seal` is set and its key names pseudonymised if `names`
+    /// is, and open the reply with `open` if set.
     Forward {
         /// Some value is to be sealed.
         seal: bool,
+        /// Some key name (or a listing's pattern) is to be pseudonymised.
+        names: bool,
         /// How to open the reply.
         open: Option<OpenPlan>,
     },
@@ -39,6 +42,15 @@ impl Sealer {
     /// table does not know, or whose key positions are not fixed, is
     /// checked on every argument.
     pub fn inspect(&self, cmd: Option<&'static Command>, args: &Args<'_>) -> Inspect {
+        let verdict = self.inspect_values(cmd, args);
+        if !self.pseudonymises() {
+            return verdict;
+        }
+        self.inspect_names(cmd, args, verdict)
+    }
+
+    /// The boundary for values: sealed names, by the rules' patterns.
+    fn inspect_values(&self, cmd: Option<&'static Command>, args: &Args<'_>) -> Inspect {
         let Some(name) = args.get(0) else {
             return Inspect::Untouched;
         };
@@ -56,7 +68,7 @@ impl Sealer {
             && args.len() == 3
             && args.get(1).and_then(|c| self.rules.find_channel(c)).is_some()
         {
-            return Inspect::Forward { seal: true, open: None };
+            return Inspect::Forward { seal: true, names: false, open: None };
         }
         match cmd.data {
             Data::Script(code) if let Some(profile) = self.script_profile(code, args) => {
@@ -155,7 +167,7 @@ impl Sealer {
         if !seal && open.is_none() {
             return Inspect::Untouched;
         }
-        Inspect::Forward { seal, open }
+        Inspect::Forward { seal, names: false, open }
     }
 
     /// A hash command on a name of rule `rule`: sealed, opened, refused or
@@ -168,7 +180,7 @@ impl Sealer {
         }
         let sk = || SealedKey { rule, key: Bytes::copy_from_slice(args.get(1).unwrap_or_default()) };
         let sealed_field = |i: usize| args.get(i).filter(|f| r.seals_field(f)).map(Bytes::copy_from_slice);
-        let open = |plan| Inspect::Forward { seal: false, open: Some(plan) };
+        let open = |plan| Inspect::Forward { seal: false, names: false, open: Some(plan) };
         match fields {
             Fields::Names => return Inspect::Untouched,
             Fields::Inspects(at) if sealed_field(usize::from(at)).is_some() => return refuse(SealedUse::Inspect),
@@ -177,7 +189,7 @@ impl Sealer {
         }
         if let Values::FieldPairs(at) = cmd.values {
             let sealed = (usize::from(at)..args.len().saturating_sub(1)).step_by(2).any(|i| sealed_field(i).is_some());
-            return if sealed { Inspect::Forward { seal: true, open: None } } else { Inspect::Untouched };
+            return if sealed { Inspect::Forward { seal: true, names: false, open: None } } else { Inspect::Untouched };
         }
         match cmd.reply {
             ReplyShape::FieldValue(at) => {
@@ -195,7 +207,7 @@ impl Sealer {
             // Sent as the row says (HGETALL): the values alone cannot be
             // opened without their fields, which their envelopes are bound to.
             ReplyShape::FieldValues { .. } => {
-                Inspect::Forward { seal: true, open: Some(OpenPlan::Hash(sk(), HashReply::Values)) }
+                Inspect::Forward { seal: true, names: false, open: Some(OpenPlan::Hash(sk(), HashReply::Values)) }
             }
             ReplyShape::ScanPairs { unless } if args.has_word(unless) => Inspect::Untouched,
             ReplyShape::ScanPairs { .. } => open(OpenPlan::Hash(sk(), HashReply::Scan)),
@@ -289,7 +301,7 @@ mod tests {
     #[test]
     fn hash_rows_follow_their_columns() {
         let s = sealer();
-        let seal_only = |i: Inspect| matches!(i, Inspect::Forward { seal: true, open: None });
+        let seal_only = |i: Inspect| matches!(i, Inspect::Forward { seal: true, open: None, .. });
         let opens = |i: Inspect, want: fn(&OpenPlan) -> bool| match i {
             Inspect::Forward { open: Some(p), .. } => want(&p),
             _ => false,
@@ -307,7 +319,7 @@ mod tests {
         assert!(opens(inspect(&s, &["HGETALL", "hsess:1"]), |p| matches!(p, OpenPlan::Hash(_, HashReply::All))));
         assert!(matches!(
             inspect(&s, &["HVALS", "hsess:1"]),
-            Inspect::Forward { seal: true, open: Some(OpenPlan::Hash(_, HashReply::Values)) }
+            Inspect::Forward { seal: true, open: Some(OpenPlan::Hash(_, HashReply::Values)), .. }
         ));
         assert!(opens(inspect(&s, &["HSCAN", "hsess:1", "0"]), |p| matches!(p, OpenPlan::Hash(_, HashReply::Scan))));
         assert!(untouched(inspect(&s, &["HSCAN", "hsess:1", "0", "novalues"])));
@@ -327,13 +339,16 @@ mod tests {
     #[test]
     fn option_words_and_channels_come_from_the_table() {
         let s = sealer();
-        assert!(matches!(inspect(&s, &["SET", "sess:1", "v", "EX", "5"]), Inspect::Forward { seal: true, open: None }));
+        assert!(matches!(
+            inspect(&s, &["SET", "sess:1", "v", "EX", "5"]),
+            Inspect::Forward { seal: true, open: None, .. }
+        ));
         assert!(matches!(
             inspect(&s, &["SET", "sess:1", "v", "get"]),
-            Inspect::Forward { seal: true, open: Some(OpenPlan::Value(_)) }
+            Inspect::Forward { seal: true, open: Some(OpenPlan::Value(_)), .. }
         ));
-        assert!(matches!(inspect(&s, &["PUBLISH", "chan:a", "m"]), Inspect::Forward { seal: true, open: None }));
-        assert!(matches!(inspect(&s, &["SPUBLISH", "chan:a", "m"]), Inspect::Forward { seal: true, open: None }));
+        assert!(matches!(inspect(&s, &["PUBLISH", "chan:a", "m"]), Inspect::Forward { seal: true, open: None, .. }));
+        assert!(matches!(inspect(&s, &["SPUBLISH", "chan:a", "m"]), Inspect::Forward { seal: true, open: None, .. }));
         assert!(matches!(inspect(&s, &["PUBLISH", "news", "m"]), Inspect::Untouched));
         assert_eq!(refused_for(&inspect(&s, &["DEBUG", "POPULATE", "10", "sess"])), Some(SealedUse::Populate));
         assert!(matches!(inspect(&s, &["DEBUG", "POPULATE", "10", "other"]), Inspect::Untouched));

@@ -21,12 +21,14 @@
 //! * [`pubsub`]: opening deliveries on sealed channels.
 //! * [`scripts`]: declared scripts.
 //! * [`moves`]: RENAME/RENAMENX/COPY of sealed names, carried out by respseal.
+//! * [`names`]: pseudonymised key names, both ways.
 //!
 //! This folder is the only caller of [`crate::crypto`]'s seal and open on the
 //! request path; every binding (namespace, name, field, channel) is built here.
 
 pub mod boundary;
 pub mod moves;
+pub mod names;
 pub mod open;
 pub mod pubsub;
 pub mod request;
@@ -58,6 +60,8 @@ pub struct Sealer {
     keyring: Keyring,
     namespace: Vec<u8>,
     scripts: Vec<ScriptProfile>,
+    /// The name key, for rules that pseudonymise names.
+    names: Option<crate::crypto::names::NameKey>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -69,7 +73,7 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer for these rules, keys and namespace.
     pub fn new(rules: Rules, keyring: Keyring, namespace: Vec<u8>) -> Self {
-        Sealer { rules, keyring, namespace, scripts: Vec::new() }
+        Sealer { rules, keyring, namespace, scripts: Vec::new(), names: None }
     }
 
     /// With declared scripts.

@@ -40,6 +40,9 @@ struct Move<'a> {
     name: &'static str,
     src: &'a [u8],
     dst: &'a [u8],
+    /// The names Redis stores them under (pseudonyms, [`super::names`]).
+    stored_src: Vec<u8>,
+    stored_dst: Vec<u8>,
     /// COPY … DB n.
     dst_db: u32,
     /// COPY … REPLACE.
@@ -63,7 +66,9 @@ pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, cmd: &C
     let (Some(src), Some(dst)) = (args.get(1), args.get(2)) else {
         return Error::from(ClientError::Arity(lower)).rescue();
     };
-    let mut m = Move { kind, name, src, dst, dst_db: db, replace: false };
+    let stored = |n: &[u8]| sealer.stored_name(n).unwrap_or_else(|| n.to_vec());
+    let (stored_src, stored_dst) = (stored(src), stored(dst));
+    let mut m = Move { kind, name, src, dst, stored_src, stored_dst, dst_db: db, replace: false };
     if kind == Kind::Copy {
         let mut i = 3;
         while i < args.len() {
@@ -87,7 +92,7 @@ pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, cmd: &C
         return match kind {
             Kind::Copy => Error::from(ClientError::SameObject).rescue(),
             // Same name, same binding: Redis's own answer is right.
-            _ => passthrough(settings, db, args).await,
+            _ => passthrough(settings, db, &[name.as_bytes(), &m.stored_src, &m.stored_dst]).await,
         };
     }
     for _ in 0..ATTEMPTS {
@@ -101,10 +106,9 @@ pub async fn run(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, cmd: &C
     Error::from(Refusal::MoveGaveUp { command: name, attempts: ATTEMPTS }).rescue()
 }
 
-async fn passthrough(settings: &Arc<ConnSettings>, db: u32, args: &Args<'_>) -> Bytes {
-    let all: Vec<&[u8]> = args.iter().collect();
+async fn passthrough(settings: &Arc<ConnSettings>, db: u32, args: &[&[u8]]) -> Bytes {
     match Conn::open_in(settings, db).await {
-        Ok(mut c) => c.cmd(&all).await.unwrap_or_else(|e| Error::from(e).rescue()),
+        Ok(mut c) => c.cmd(args).await.unwrap_or_else(|e| Error::from(e).rescue()),
         Err(e) => Error::from(e).rescue(),
     }
 }
@@ -127,13 +131,13 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
                 false => selected,
             });
         }
-        c.cmd(&[own::WATCH.as_bytes(), m.dst]).await.map_err(backend)?;
+        c.cmd(&[own::WATCH.as_bytes(), &m.stored_dst]).await.map_err(backend)?;
         c.cmd(&[own::SELECT.as_bytes(), db_s.as_bytes()]).await.map_err(backend)?;
-        c.cmd(&[own::WATCH.as_bytes(), m.src]).await.map_err(backend)?;
+        c.cmd(&[own::WATCH.as_bytes(), &m.stored_src]).await.map_err(backend)?;
     } else {
-        c.cmd(&[own::WATCH.as_bytes(), m.src, m.dst]).await.map_err(backend)?;
+        c.cmd(&[own::WATCH.as_bytes(), &m.stored_src, &m.stored_dst]).await.map_err(backend)?;
     }
-    let ty = c.cmd(&[own::TYPE.as_bytes(), m.src]).await.map_err(backend)?;
+    let ty = c.cmd(&[own::TYPE.as_bytes(), &m.stored_src]).await.map_err(backend)?;
     let ty = ty.get(1..ty.len().saturating_sub(2)).unwrap_or_default().to_vec();
     if ty == b"none" {
         return Err(match m.kind {
@@ -145,7 +149,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         if m.dst_db != db {
             c.cmd(&[own::SELECT.as_bytes(), dst_db_s.as_bytes()]).await.map_err(backend)?;
         }
-        let r = c.cmd(&[own::EXISTS.as_bytes(), m.dst]).await.map_err(backend)?;
+        let r = c.cmd(&[own::EXISTS.as_bytes(), &m.stored_dst]).await.map_err(backend)?;
         if m.dst_db != db {
             c.cmd(&[own::SELECT.as_bytes(), db_s.as_bytes()]).await.map_err(backend)?;
         }
@@ -157,17 +161,17 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     // The expiry as an absolute time (Redis 7's PEXPIRETIME), so that it
     // is kept to the millisecond; before Redis 7, the remaining TTL.
     let int = |r: Bytes| Frame::new(&r, Proto::Resp2).integer();
-    let expire_at = int(c.cmd(&[own::PEXPIRETIME.as_bytes(), m.src]).await.map_err(backend)?);
+    let expire_at = int(c.cmd(&[own::PEXPIRETIME.as_bytes(), &m.stored_src]).await.map_err(backend)?);
     let pttl = match expire_at {
         Some(_) => -1,
-        None => int(c.cmd(&[own::PTTL.as_bytes(), m.src]).await.map_err(backend)?).unwrap_or(-1),
+        None => int(c.cmd(&[own::PTTL.as_bytes(), &m.stored_src]).await.map_err(backend)?).unwrap_or(-1),
     };
     let value = match &ty[..] {
-        b"string" => {
-            Value::String(bulk(&c.cmd(&[own::GET.as_bytes(), m.src]).await.map_err(backend)?).unwrap_or_default())
-        }
+        b"string" => Value::String(
+            bulk(&c.cmd(&[own::GET.as_bytes(), &m.stored_src]).await.map_err(backend)?).unwrap_or_default(),
+        ),
         b"hash" => {
-            let all = c.cmd(&[own::HGETALL.as_bytes(), m.src]).await.map_err(backend)?;
+            let all = c.cmd(&[own::HGETALL.as_bytes(), &m.stored_src]).await.map_err(backend)?;
             let els = Frame::new(&all, Proto::Resp2).elements().unwrap_or_default();
             let mut pairs = Vec::with_capacity(els.len() / 2);
             let mut it = els.iter();
@@ -191,12 +195,12 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         tx.extend_from_slice(&encode::command(&[own::SELECT.as_bytes(), dst_db_s.as_bytes()]));
         queued += 1;
     }
-    tx.extend_from_slice(&encode::command(&[own::DEL.as_bytes(), m.dst]));
+    tx.extend_from_slice(&encode::command(&[own::DEL.as_bytes(), &m.stored_dst]));
     queued += 1;
     match &value {
-        Value::String(v) => tx.extend_from_slice(&encode::command(&[own::SET.as_bytes(), m.dst, v])),
+        Value::String(v) => tx.extend_from_slice(&encode::command(&[own::SET.as_bytes(), &m.stored_dst, v])),
         Value::Hash(pairs) => {
-            let mut a: Vec<&[u8]> = vec![own::HSET.as_bytes(), m.dst];
+            let mut a: Vec<&[u8]> = vec![own::HSET.as_bytes(), &m.stored_dst];
             for (f, v) in pairs {
                 a.push(f);
                 a.push(v);
@@ -206,10 +210,10 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
     }
     queued += 1;
     if let Some(at) = expire_at.filter(|&t| t > 0) {
-        tx.extend_from_slice(&encode::command(&[own::PEXPIREAT.as_bytes(), m.dst, at.to_string().as_bytes()]));
+        tx.extend_from_slice(&encode::command(&[own::PEXPIREAT.as_bytes(), &m.stored_dst, at.to_string().as_bytes()]));
         queued += 1;
     } else if pttl > 0 {
-        tx.extend_from_slice(&encode::command(&[own::PEXPIRE.as_bytes(), m.dst, pttl.to_string().as_bytes()]));
+        tx.extend_from_slice(&encode::command(&[own::PEXPIRE.as_bytes(), &m.stored_dst, pttl.to_string().as_bytes()]));
         queued += 1;
     }
     if m.dst_db != db {
@@ -217,7 +221,7 @@ async fn attempt(settings: &Arc<ConnSettings>, db: u32, sealer: &Sealer, m: &Mov
         queued += 1;
     }
     if m.kind != Kind::Copy {
-        tx.extend_from_slice(&encode::command(&[own::DEL.as_bytes(), m.src]));
+        tx.extend_from_slice(&encode::command(&[own::DEL.as_bytes(), &m.stored_src]));
         queued += 1;
     }
     tx.extend_from_slice(&encode::command(&[own::EXEC]));

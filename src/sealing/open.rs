@@ -31,6 +31,14 @@ pub enum OpenPlan {
     Hash(SealedKey, HashReply),
     /// Elements of a declared script's array reply: (index, key, field).
     Elements(Vec<(usize, SealedKey, Option<Bytes>)>),
+    /// Key names, stored as pseudonyms, in the row's shape
+    /// ([`super::names`]); a listing's glob respseal applies itself.
+    Names {
+        /// Where the reply names keys.
+        shape: crate::commands::table::Names,
+        /// The glob the decoded names must match.
+        filter: Option<Bytes>,
+    },
 }
 
 /// The shape of a reply carrying a hash's field/value pairs.
@@ -72,6 +80,7 @@ impl Sealer {
     pub fn open_reply(&self, plan: &OpenPlan, frame: Bytes, proto: Proto, reseal: &mut Vec<Reseal>, out: &mut OutBuf) {
         let now = now_unix();
         match plan {
+            OpenPlan::Names { shape, filter } => self.open_names(*shape, filter.as_deref(), frame, proto, out),
             OpenPlan::Value(sk) => {
                 if let Err(e) = self.open_element(sk, frame, proto, now, reseal, out) {
                     out.push(e);
@@ -143,6 +152,7 @@ impl Sealer {
             }
             OpenPlan::PerKey(keys) => keys.iter().flatten().map(|k| k.rule).collect(),
             OpenPlan::Elements(els) => els.iter().map(|(_, k, _)| k.rule).collect(),
+            OpenPlan::Names { .. } => Vec::new(),
         }
     }
 

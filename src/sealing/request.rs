@@ -47,25 +47,28 @@ impl Sealer {
     }
 
     /// Append the request to `out`, re-encoded with the values whose key
-    /// matches a rule sealed, each sealed straight into `out`. On error
+    /// matches a rule sealed, each sealed straight into `out` (bound to the
+    /// name the client gave), and key names in a pseudonymised namespace
+    /// replaced by their stored names ([`Sealer::name_edits`]). On error
     /// `out` is left as it was.
     pub fn seal_request(&self, cmd: &Command, args: &Args<'_>, out: &mut BytesMut) -> Result<(), Error> {
         let now = now_unix();
         let start = out.len();
-        out.reserve(Self::sealed_len_bound(cmd, args));
+        let edits = self.name_edits(cmd, args);
+        out.reserve(Self::sealed_len_bound(cmd, args) + edits.growth());
         if let ReplyShape::FieldValues { sent_as } = cmd.reply {
             // Opened from the pairs of the command sent instead
             // ([`super::HashReply::Values`]).
             encode::array_header(out, 2);
             encode::bulk(out, sent_as.as_bytes());
-            encode::bulk(out, args.get(1).unwrap_or_default());
+            encode::bulk(out, edits.arg(1, args.get(1).unwrap_or_default()).unwrap_or_default());
             return Ok(());
         }
         if let Data::Script(code) = cmd.data
             && let Some(profile) = self.script_profile(code, args)
         {
             let seals = self.script_seals(profile, args);
-            encode::array_header(out, args.len());
+            encode::array_header(out, edits.count(args.len()));
             for (i, arg) in args.iter().enumerate() {
                 match seals.iter().find(|(at, _, _)| *at == i) {
                     Some((_, key, field)) => {
@@ -75,20 +78,20 @@ impl Sealer {
                         };
                         self.seal_arg(&binding, arg, now, out).inspect_err(|_| out.truncate(start))?;
                     }
-                    None => encode::bulk(out, arg),
+                    None => edits.arg(i, arg).into_iter().for_each(|a| encode::bulk(out, a)),
                 }
             }
             return Ok(());
         }
         if cmd.values == Values::Message {
             let channel = args.get(1).unwrap_or_default();
-            encode::array_header(out, args.len());
+            encode::array_header(out, edits.count(args.len()));
             for (i, arg) in args.iter().enumerate() {
                 if i == 2 {
                     self.seal_arg(&Binding::channel(&self.namespace, channel), arg, now, out)
                         .inspect_err(|_| out.truncate(start))?;
                 } else {
-                    encode::bulk(out, arg);
+                    edits.arg(i, arg).into_iter().for_each(|a| encode::bulk(out, a));
                 }
             }
             return Ok(());
@@ -96,7 +99,7 @@ impl Sealer {
         if let Values::FieldPairs(at) = cmd.values {
             let key = args.get(1).unwrap_or_default();
             let rule = self.rules.find(key).map(|r| self.rules.get(r));
-            encode::array_header(out, args.len());
+            encode::array_header(out, edits.count(args.len()));
             for (i, arg) in args.iter().enumerate() {
                 let field = (i > at as usize && (i - at as usize) % 2 == 1).then(|| args.get(i - 1)).flatten();
                 match field.filter(|f| rule.is_some_and(|r| r.seals_field(f))) {
@@ -104,20 +107,20 @@ impl Sealer {
                         let binding = Binding::hash_field(&self.namespace, key, field);
                         self.seal_arg(&binding, arg, now, out).inspect_err(|_| out.truncate(start))?;
                     }
-                    None => encode::bulk(out, arg),
+                    None => edits.arg(i, arg).into_iter().for_each(|a| encode::bulk(out, a)),
                 }
             }
             return Ok(());
         }
         let mut to_seal = self.sealed_values(cmd, args).peekable();
-        encode::array_header(out, args.len());
+        encode::array_header(out, edits.count(args.len()));
         for (i, arg) in args.iter().enumerate() {
             match to_seal.next_if(|&(_, v)| v == i) {
                 Some((key, _)) => {
                     self.seal_arg(&Binding::string(&self.namespace, key), arg, now, out)
                         .inspect_err(|_| out.truncate(start))?;
                 }
-                None => encode::bulk(out, arg),
+                None => edits.arg(i, arg).into_iter().for_each(|a| encode::bulk(out, a)),
             }
         }
         Ok(())

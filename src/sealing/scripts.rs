@@ -121,7 +121,7 @@ impl Sealer {
         if !seal && open.is_none() {
             return Inspect::Untouched;
         }
-        Inspect::Forward { seal, open }
+        Inspect::Forward { seal, names: false, open }
     }
 
     /// A script is refused when an argument or its body names a sealed

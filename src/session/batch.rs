@@ -16,8 +16,9 @@ where
     W: tokio::io::AsyncWrite + Unpin,
 {
     /// Queue the request at the front of `rbuf` (`len` bytes; or `inline`)
-    /// on the shared link through `shared_tail`: with its values sealed if
-    /// `seal`, copied as it is otherwise; its reply is opened with `open`.
+    /// on the shared link through `shared_tail`: re-encoded if `seal`
+    /// (values sealed, names pseudonymised), copied as it is otherwise; its
+    /// reply is opened with `open`.
     pub(super) fn queue_sealed(
         &mut self,
         len: usize,

@@ -137,7 +137,7 @@ where
                             self.refuse(why.into());
                             continue;
                         }
-                        Inspect::Forward { seal, open } => {
+                        Inspect::Forward { seal, names, open } => {
                             // Sealing adds OVERHEAD bytes: a value near Redis's
                             // limit would make Redis close the link.
                             if seal && self.args.iter().any(|r| r.len() + crate::crypto::OVERHEAD > limits.max_bulk) {
@@ -146,10 +146,10 @@ where
                                 continue;
                             }
                             if route == Route::Forward && self.batches_sealed(cmd) {
-                                self.queue_sealed(len, inline.as_ref(), cmd, seal, open);
+                                self.queue_sealed(len, inline.as_ref(), cmd, seal || names, open);
                                 continue;
                             }
-                            if seal {
+                            if seal || names {
                                 let src: &[u8] = inline.as_deref().unwrap_or(&self.rbuf[..len]);
                                 let mut f = BytesMut::new();
                                 if let Err(e) = reencode_sealed(
@@ -265,10 +265,15 @@ where
                 if !self.replies.is_empty() {
                     return self.defer(frame, ranges, route, cmd);
                 }
-                let (src, dst) = (args.get(1).unwrap_or_default(), args.get(2).unwrap_or_default());
-                let settings = self.ctx.backend.settings_for_key(src);
+                // Placed by the names Redis stores (pseudonyms, if any).
+                let stored = |i: usize| {
+                    let name = args.get(i).unwrap_or_default();
+                    self.cur.sealer.as_deref().and_then(|s| s.stored_name(name)).unwrap_or_else(|| name.to_vec())
+                };
+                let (src, dst) = (stored(1), stored(2));
+                let settings = self.ctx.backend.settings_for_key(&src);
                 let reply = match (self.cur.sealer.as_deref(), settings) {
-                    _ if !self.ctx.backend.same_slot(src, dst) => {
+                    _ if !self.ctx.backend.same_slot(&src, &dst) => {
                         crate::error::Error::from(Refusal::CrossSlot).rescue()
                     }
                     (Some(sealer), Ok(settings)) if let Some(cmd) = cmd => {
