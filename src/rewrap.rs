@@ -172,8 +172,10 @@ pub async fn run(
     let mut cursor = opts.cursor.clone();
     while cursor.pattern < opts.patterns.len() {
         let pattern = &opts.patterns[cursor.pattern];
-        let (next, keys) = c.scan_page(cursor.scan.as_bytes(), pattern).await?;
-        for key in keys {
+        // Pseudonymised names are walked by their stored names.
+        let (glob, filter) = sealer.walk_glob(pattern);
+        let (next, keys) = c.scan_page(cursor.scan.as_bytes(), &glob).await?;
+        for stored in keys {
             if opts.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(End::Stopped(cursor));
             }
@@ -181,6 +183,14 @@ pub async fn run(
                 let due = started + Duration::from_secs_f64(counts.scanned as f64 / f64::from(rate));
                 tokio::time::sleep_until(due.into()).await;
             }
+            let key = match sealer.walked(&stored, pattern, filter) {
+                Ok(Some(key)) => key,
+                Ok(None) => continue,
+                Err(_) => {
+                    *counts.failed.entry("name").or_default() += 1;
+                    continue;
+                }
+            };
             counts.scanned += 1;
             // A name the pattern covers that a `seal = false` rule exempts
             // (PHP's `…_LOCK` under `PHPREDIS_SESSION:*`) holds plaintext
@@ -189,7 +199,7 @@ pub async fn run(
                 counts.exempt += 1;
                 continue;
             }
-            one(&mut c, sealer, primary, opts, &key, counts).await?;
+            one(&mut c, sealer, primary, opts, (&stored, &key), counts).await?;
             progress(counts, &cursor);
         }
         if next == b"0" {
@@ -206,10 +216,10 @@ async fn one(
     sealer: &Sealer,
     primary: Option<u32>,
     opts: &Options,
-    key: &[u8],
+    (stored, key): (&[u8], &[u8]),
     counts: &mut Counts,
 ) -> Result<(), BackendError> {
-    let reply = c.cmd(&[own::GET.as_bytes(), key]).await?;
+    let reply = c.cmd(&[own::GET.as_bytes(), stored]).await?;
     let Some(value) = bulk(&reply) else {
         counts.not_string += 1;
         return Ok(());
@@ -225,7 +235,7 @@ async fn one(
                 *counts.failed.entry("no_primary_key").or_default() += 1;
                 return Ok(());
             };
-            if cas(c, CAS, key, &value, Some(&sealed)).await? {
+            if cas(c, CAS, stored, &value, Some(&sealed)).await? {
                 counts.legacy_sealed += 1;
             } else {
                 counts.changed += 1;
@@ -234,7 +244,7 @@ async fn one(
         }
     };
     if opts.drop_resealed && info.resealed {
-        if cas(c, CAD, key, &value, None).await? {
+        if cas(c, CAD, stored, &value, None).await? {
             counts.dropped += 1;
         } else {
             counts.changed += 1;
@@ -247,7 +257,7 @@ async fn one(
     }
     match sealer.rewrap(key, &value) {
         Ok(sealed) => {
-            if cas(c, CAS, key, &value, Some(&sealed)).await? {
+            if cas(c, CAS, stored, &value, Some(&sealed)).await? {
                 counts.rewrapped += 1;
             } else {
                 counts.changed += 1;
@@ -288,18 +298,27 @@ pub async fn sample(
     let now = crate::clock::now_unix();
     let (mut opened, mut failed) = (0u64, BTreeMap::new());
     for pattern in patterns {
-        let mut walk = KeyWalk::new(pattern);
+        let (glob, filter) = sealer.walk_glob(pattern);
+        let mut walk = KeyWalk::new(&glob);
         let mut seen = 0u64;
         'pages: while let Some(keys) = c.next_keys(&mut walk).await? {
-            for key in keys {
+            for stored in keys {
                 if seen >= limit {
                     break 'pages;
                 }
+                let key = match sealer.walked(&stored, pattern, filter) {
+                    Ok(Some(key)) => key,
+                    Ok(None) => continue,
+                    Err(_) => {
+                        *failed.entry("name").or_default() += 1;
+                        continue;
+                    }
+                };
                 // Exempt names (`seal = false`) hold plaintext by design.
                 if sealer.rules().find(&key).is_none() {
                     continue;
                 }
-                let Some(value) = bulk(&c.cmd(&[own::GET.as_bytes(), &key]).await?) else { continue };
+                let Some(value) = bulk(&c.cmd(&[own::GET.as_bytes(), &stored]).await?) else { continue };
                 seen += 1;
                 match sealer.check_opens(&key, &value, now) {
                     Ok(()) => opened += 1,
@@ -322,22 +341,30 @@ pub async fn sample(
 pub async fn uncovered(
     settings: &Arc<ConnSettings>,
     rules: &crate::rules::Rules,
+    sealer: Option<&Sealer>,
     limit: u64,
 ) -> Result<(u64, u64), BackendError> {
     let mut c = Conn::open(settings).await?;
     let (mut looked, mut found) = (0u64, 0u64);
     let mut walk = KeyWalk::new("*");
     'pages: while let Some(keys) = c.next_keys(&mut walk).await? {
-        for key in keys {
+        for stored in keys {
             if looked >= limit {
                 break 'pages;
             }
+            // Rules match the names clients use (pseudonyms decoded; one
+            // that does not decode is no client's name).
+            let key = match sealer.map(|s| s.real_name(&stored)) {
+                Some(Err(_)) => continue,
+                Some(Ok(Some(real))) => real,
+                _ => stored.clone(),
+            };
             if rules.find(&key).is_some() {
                 continue;
             }
             looked += 1;
             // Not a string (WRONGTYPE): no envelope.
-            if bulk(&c.cmd(&[own::GET.as_bytes(), &key]).await?).is_some_and(|v| crypto::is_sealed(&v)) {
+            if bulk(&c.cmd(&[own::GET.as_bytes(), &stored]).await?).is_some_and(|v| crypto::is_sealed(&v)) {
                 found += 1;
             }
         }

@@ -278,6 +278,19 @@ impl Rules {
                 out.push(format!("new {kind} exemption {:?} (seal = false)", n.source));
             }
         }
+        // Names stored under pseudonyms are found only while their
+        // namespace stays pseudonymised (and plain names only while theirs
+        // is not).
+        for (p, _) in &self.namespaces {
+            if !next.namespaces.iter().any(|(q, _)| q == p) {
+                out.push(format!("names under {:?} no longer pseudonymised", String::from_utf8_lossy(p)));
+            }
+        }
+        for (q, _) in &next.namespaces {
+            if !self.namespaces.iter().any(|(p, _)| p == q) {
+                out.push(format!("names under {:?} newly pseudonymised", String::from_utf8_lossy(q)));
+            }
+        }
         out
     }
 
@@ -541,6 +554,38 @@ mod tests {
         r.legacy_until = Some(100);
         assert_eq!(r.legacy_at(99), LegacyPolicy::Pass);
         assert_eq!(r.legacy_at(100), LegacyPolicy::Reject);
+    }
+
+    #[test]
+    fn namespaces_are_the_literal_prefixes_of_pseudonymising_rules_longest_first() {
+        let names = |p: &str, seal: bool| Rule { seal, pseudonymise: true, ..Rule::new(p) };
+        let rules = Rules::new(vec![
+            names("PHP:*_LOCK", false),
+            names("PHP:*", true),
+            names("a:b:*", true),
+            names("a:*", true),
+        ]);
+        assert_eq!(rules.all_namespaces().collect::<Vec<_>>(), [&b"PHP:"[..], b"a:b:", b"a:"]);
+        assert_eq!(rules.namespace(b"PHP:x_LOCK"), Some(&b"PHP:"[..]));
+        assert_eq!(rules.namespace(b"a:b:c"), Some(&b"a:b:"[..]));
+        assert_eq!(rules.namespace(b"a:c"), Some(&b"a:"[..]));
+        assert_eq!(rules.namespace(b"b:c"), None);
+        assert_eq!(rules.names_rule(b"PHP:1"), Some(0));
+        assert_eq!(rules.names_in_script(b"return redis.call('get', 'a:b:1')"), Some(2));
+        // A prefix shorter than 3 bytes is taken to be named by every script.
+        assert_eq!(rules.names_in_script(b"return 1"), Some(3));
+        assert_eq!(Rules::new(vec![names("PHP:*", true)]).names_in_script(b"return 1"), None);
+        // Namespaces added or removed by a reload.
+        let fewer = Rules::new(vec![names("PHP:*", true), Rule::new("a:*")]);
+        assert_eq!(
+            rules.dropped_by(&fewer),
+            [
+                "key rule \"a:b:*\" no longer seals",
+                "names under \"a:b:\" no longer pseudonymised",
+                "names under \"a:\" no longer pseudonymised"
+            ]
+        );
+        assert_eq!(fewer.dropped_by(&rules).iter().filter(|d| d.contains("newly")).count(), 2);
     }
 
     #[test]

@@ -22,16 +22,37 @@ fn no_command_leaves_a_plaintext_hash_field_under_a_hash_rule() {
     boundary(true);
 }
 
+/// The same with the names pseudonymised (`names = "pseudonymise"`): no
+/// line leaves a name a client used anywhere in a key name in Redis, and
+/// the values stay sealed.
+#[test]
+fn no_command_stores_a_pseudonymised_name_in_plain() {
+    boundary_with(false, true);
+}
+
 fn boundary(hash: bool) {
+    boundary_with(hash, false);
+}
+
+fn boundary_with(hash: bool, names: bool) {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, _) = keygen(dir.path(), "k.key");
+    let (name_key, _) = keygen(dir.path(), "names.key");
     let config = format!(
-        "[[rule]]\npattern = \"sess:*\"\n{}[[key]]\nfile = \"{}\"\nstate = \"primary\"\n",
+        "[[rule]]\npattern = \"sess:*\"\n{}{}[[key]]\nfile = \"{}\"\nstate = \"primary\"\n\
+         [names]\nkey_file = \"{}\"\n",
         if hash { "fields = \"*\"\n" } else { "" },
-        key.display()
+        if names { "names = \"pseudonymise\"\n" } else { "" },
+        key.display(),
+        name_key.display()
     );
     let proxy = Proxy::start_with_config(redis.port, &config, &[]);
-    boundary_check(proxy.port, &redis.port.to_string(), if hash { &["--hash"] } else { &[] });
+    let flags: &[&str] = match (hash, names) {
+        (true, _) => &["--hash"],
+        (_, true) => &["--names"],
+        _ => &[],
+    };
+    boundary_check(proxy.port, &redis.port.to_string(), flags);
     proxy.client().assert_cmd(&["PING"], b"+PONG\r\n");
 }

@@ -258,3 +258,59 @@ fn hash_tags_are_pseudonymised_on_their_own() {
         ["sess:x{user1}", "sess:{user1}a", "sess:{user1}b"]
     );
 }
+
+/// `respseal check` opens, and `respseal rewrap` re-seals, values under
+/// pseudonymised names: walked by their stored names, bound to the real ones.
+#[test]
+fn check_and_rewrap_walk_pseudonymised_names() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, _) = keygen(dir.path(), "old.key");
+    let (new, new_id) = keygen(dir.path(), "new.key");
+    let (names, _) = keygen(dir.path(), "names.key");
+    let cfg = |keys: &str| {
+        format!(
+            "backend = \"{}\"\n[[rule]]\npattern = \"sess:*\"\nnames = \"pseudonymise\"\n\
+             [[rule]]\npattern = \"t????\"\nnames = \"pseudonymise\"\n{keys}[names]\nkey_file = \"{}\"\n",
+            redis.url(),
+            names.display()
+        )
+    };
+    let key =
+        |path: &std::path::Path, state: &str| format!("[[key]]\nfile = \"{}\"\nstate = \"{state}\"\n", path.display());
+    {
+        let p = Proxy::start_with_config(redis.port, &cfg(&key(&old, "primary")), &[]);
+        let mut c = p.client();
+        for i in 0..20 {
+            c.assert_cmd(&["SET", &format!("sess:{i}"), &format!("v{i}"), "EX", "1000"], b"+OK\r\n");
+        }
+        c.assert_cmd(&["SET", "t1234", "tv"], b"+OK\r\n");
+        c.assert_cmd(&["SET", "tother", "not matched by t????"], b"+OK\r\n");
+    }
+    let rotated = cfg(&format!("{}{}", key(&old, "decrypt-only"), key(&new, "primary")));
+    let path = write_file(dir.path(), "rotated.toml", &rotated);
+    let path = path.to_str().expect("utf-8");
+    let (status, out, err) = run_respseal(&["check", "--config", path], &[], std::time::Duration::from_secs(20));
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("sample: 21 sealed values opened, 0 failed"), "{out}");
+    let (status, out, err) = run_respseal(&["rewrap", "--config", path], &[], std::time::Duration::from_secs(30));
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("scanned 21, rewrapped 21"), "{out}");
+    let p = Proxy::start_with_config(redis.port, &rotated, &[]);
+    let mut c = p.client();
+    for i in 0..20 {
+        c.assert_cmd(&["GET", &format!("sess:{i}")], &bulk(format!("v{i}").as_bytes()));
+    }
+    c.assert_cmd(&["GET", "t1234"], b"$2\r\ntv\r\n");
+    let mut d = redis.client();
+    c.assert_cmd(&["GET", "tother"], b"$20\r\nnot matched by t????\r\n");
+    for name in stored_names(&redis) {
+        let v = d.cmd(&["GET", &name]);
+        if v == b"$20\r\nnot matched by t????\r\n" {
+            continue;
+        }
+        // Every value is now under the new key (its id in the envelope header).
+        let id = u32::from_str_radix(&new_id, 16).expect("hex").to_be_bytes();
+        assert!(v.windows(4).any(|w| w == id), "{name}");
+    }
+}

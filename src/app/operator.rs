@@ -120,7 +120,7 @@ pub(crate) fn check(cfg: Config, sample: u64) -> ExitCode {
             let rules = cfg.rules();
             let (mut looked, mut found) = (0, 0);
             for settings in &targets {
-                match crate::rewrap::uncovered(settings, rules, sample.saturating_mul(10)).await {
+                match crate::rewrap::uncovered(settings, rules, cfg.sealer.as_ref(), sample.saturating_mul(10)).await {
                     Ok((l, f)) => (looked, found) = (looked + l, found + f),
                     Err(e) => {
                         println!("uncovered: {e}");

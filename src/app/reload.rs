@@ -43,7 +43,14 @@ pub(crate) async fn reload_on_sighup(args: ServeArgs, live: Arc<Live>, backend: 
                 }
                 // What the new rules stop sealing that the running ones seal.
                 let running = live.load().1.sealer.clone();
-                let dropped = running.as_ref().map_or_else(Vec::new, |r| r.rules().dropped_by(cfg.rules()));
+                let mut dropped = running.as_ref().map_or_else(Vec::new, |r| r.rules().dropped_by(cfg.rules()));
+                let fingerprint =
+                    |s: Option<&crate::sealing::Sealer>| s.and_then(|s| s.name_key()).map(|k| k.fingerprint());
+                if let Some(old) = fingerprint(running.as_deref())
+                    && Some(&old) != fingerprint(cfg.sealer.as_ref()).as_ref()
+                {
+                    dropped.push("the name key changed or was removed: pseudonymised names would not be found".into());
+                }
                 if !dropped.is_empty() {
                     metrics::counter!("respseal_reload_dropped_rules_total").increment(dropped.len() as u64);
                     for d in &dropped {

@@ -67,6 +67,13 @@ impl NameKey {
         Aes128Siv::new(self.material.bytes().into())
     }
 
+    /// A value that tells two name keys apart without showing either (a
+    /// pseudonym of nothing under a label of its own): for a reload to
+    /// notice that the name key changed.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        self.siv().encrypt([b"respseal name key fingerprint".as_slice()], b"").unwrap_or_default()
+    }
+
     /// The pseudonym of `plain` (appended to `out`): base64url, no padding.
     pub fn pseudonym_into(&self, namespace: &[u8], prefix: &[u8], part: Part, plain: &[u8], out: &mut Vec<u8>) {
         let headers: [&[u8]; 4] = [LABEL, namespace, prefix, part.byte()];

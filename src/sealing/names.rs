@@ -162,6 +162,24 @@ impl Sealer {
         if keep { Listing::Keep } else { Listing::Filter }
     }
 
+    /// A walk of the names matching `pattern` by respseal's own operator
+    /// commands (rewrap, check): the glob Redis matches, and whether the
+    /// decoded names must be matched against `pattern` by respseal.
+    pub fn walk_glob(&self, pattern: &str) -> (String, bool) {
+        match self.listing(pattern.as_bytes()) {
+            Listing::Keep => (pattern.to_string(), false),
+            Listing::Replace(stored) => (String::from_utf8_lossy(&stored).into_owned(), false),
+            Listing::Filter => ("*".to_string(), true),
+        }
+    }
+
+    /// A stored name met on such a walk: the name it stands for, `None`
+    /// when `pattern` must be matched here and does not match.
+    pub fn walked(&self, stored: &[u8], pattern: &str, filter: bool) -> Result<Option<Vec<u8>>, Undecodable> {
+        let real = self.real_name(stored)?.unwrap_or_else(|| stored.to_vec());
+        Ok((!filter || glob_match(pattern.as_bytes(), &real)).then_some(real))
+    }
+
     /// The glob respseal matches a listing's decoded names with, if Redis
     /// cannot ([`Listing::Filter`]).
     fn listing_filter(&self, cmd: &Command, args: &Args<'_>) -> Option<(usize, Listing)> {

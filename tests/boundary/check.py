@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The sealing boundary, checked against every command the Redis under test knows.
 
-Usage: check.py PROXY_PORT REDIS_PORT[,REDIS_PORT...] [--hash] [--cluster]
+Usage: check.py PROXY_PORT REDIS_PORT[,REDIS_PORT...] [--hash] [--cluster] [--names]
   (respseal seals sess:*; with --hash its rule also seals every hash field,
   `fields = "*"`, and a sess:* hash whose every field holds an envelope is
   allowed too; with --cluster respseal routes to a Redis Cluster whose
   masters are the ports given, every name carries the hash tag {b} so that
-  the keys of one line share a slot, and every master is checked)
+  the keys of one line share a slot, and every master is checked; with
+  --names the rule also pseudonymises names, and no key in Redis may carry
+  a sess: name a client used, anywhere in its name)
 
 The commands and their argument grammars come from Redis itself (`COMMAND
 DOCS`), not from a hand-written list, so a command that respseal's table
@@ -250,10 +252,19 @@ def populate(nodes, proxy):
         assert r in (1, b"1"), r
 
 
+# The sess: names the lines use; with --names none may be (part of) a
+# key name in Redis.
+CLIENT_NAMES = (b"sess:k", b"sess:h0", b"sess:new")
+
+
 def violations(nodes):
     found = []
     for direct, db in [(n, db) for n in nodes for db in DATABASES]:
         direct.execute_command("SELECT", db)
+        if NAMES_MODE:
+            for key in direct.scan_iter(count=1000):
+                if any(c in key for c in CLIENT_NAMES):
+                    found.append(f"db{db} {key!r} is a client's name in plain")
         for key in direct.scan_iter(match="sess:*", count=1000):
             t = direct.type(key)
             if t == b"none":
@@ -282,6 +293,7 @@ def violations(nodes):
 
 
 HASH_MODE = "--hash" in sys.argv
+NAMES_MODE = "--names" in sys.argv
 CLUSTER_MODE = "--cluster" in sys.argv
 TAG = b"{b}" if CLUSTER_MODE else b""
 # A cluster has database 0 only; standalone, a line may SELECT or MOVE.
