@@ -183,7 +183,8 @@ impl Sealer {
     /// The glob respseal matches a listing's decoded names with, if Redis
     /// cannot ([`Listing::Filter`]).
     fn listing_filter(&self, cmd: &Command, args: &Args<'_>) -> Option<(usize, Listing)> {
-        let at = match cmd.names {
+        let shape = cmd.names;
+        let at = match shape {
             Names::Scan { pattern_after } => (2..args.len()).find(|&i| args.is(i, pattern_after))? + 1,
             Names::List { pattern_at } => usize::from(pattern_at),
             _ => return None,
@@ -251,7 +252,8 @@ impl Sealer {
         }
         let names = key_indexes(cmd.keys, args).any(|k| args.get(k).is_some_and(|a| self.rules.namespace(a).is_some()));
         let listing = self.listing_filter(cmd, args);
-        let open = match cmd.names {
+        let shape = cmd.names;
+        let open = match shape {
             Names::None => open,
             // Rows that name keys in their replies open no values.
             shape => {
@@ -280,8 +282,8 @@ impl Sealer {
         }
         match self.listing_filter(cmd, args) {
             Some((at, Listing::Replace(stored))) => edits.replace.push((at, stored)),
-            Some((at, Listing::Filter)) => match cmd.names {
-                Names::Scan { .. } => edits.drop.extend([at - 1, at]),
+            Some((at, Listing::Filter)) => match Some(cmd.names) {
+                Some(Names::Scan { .. }) => edits.drop.extend([at - 1, at]),
                 _ => edits.replace.push((at, b"*".to_vec())),
             },
             _ => {}
